@@ -1,0 +1,23 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-acc-scheduler: nova-scheduler with the device-context filter."""
+
+from nova import monkey_patch; monkey_patch.patch(backend='threading')  # noqa
+
+from nova.scheduler import rpcapi  # noqa: E402
+
+from nova_acc.cmd import _service  # noqa: E402
+
+
+def main():
+    _service.serve('nova-scheduler', rpcapi.RPC_TOPIC,
+                   _service.CONF.scheduler.workers)

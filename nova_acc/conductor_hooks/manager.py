@@ -1,0 +1,73 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-conductor with the device-context pre-bind.
+
+Started by the ``nova-acc-conductor`` console script. Two seams:
+
+* ``schedule_and_build_instances`` (RPC API): puts the device-context
+  request groups on each RequestSpec before Nova schedules, so Nova's own
+  ``fill_provider_mapping`` records which provider each group got. The
+  scheduler adds the same groups again (idempotently): a change the
+  scheduler makes to its copy of the spec never travels back here.
+* ``_create_and_bind_arq_for_instance`` (private; Nova calls it after host
+  selection on first boot and on every reschedule, where it binds Cyborg
+  ARQs): binds our groups too. Private, hence the pinned Nova range in
+  requirements.txt and tests/unit/nova_acc/test_nova_seams.py.
+"""
+
+from nova.conductor import manager
+from oslo_log import log as logging
+
+from nova_acc.conductor_hooks import prebind
+from nova_acc import contexts
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeTaskManager(manager.ComputeTaskManager):
+
+    def schedule_and_build_instances(self, context, build_requests,
+                                     request_specs, image, admin_password,
+                                     injected_files, requested_networks,
+                                     block_device_mapping, tags=None):
+        for spec in request_specs:
+            try:
+                groups = contexts.context_groups(spec)
+            except contexts.InvalidDeviceContextHint:
+                # The scheduler's request filter rejects it with the same
+                # message, which Nova records as the server's fault.
+                continue
+            if groups:
+                contexts.apply_request_groups(spec, groups)
+        return super().schedule_and_build_instances(
+            context, build_requests, request_specs, image, admin_password,
+            injected_files, requested_networks, block_device_mapping,
+            tags=tags)
+
+    def _create_and_bind_arq_for_instance(self, context, instance, hostname,
+                                          request_spec,
+                                          requested_networks=None):
+        prebind.prebind(self.report_client, context, instance, hostname,
+                        request_spec)
+        return super()._create_and_bind_arq_for_instance(
+            context, instance, hostname, request_spec,
+            requested_networks=requested_networks)
+
+
+class ConductorManager(manager.ConductorManager):
+    """Nova's ConductorManager serving nova-acc's ComputeTaskManager."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.additional_endpoints.remove(self.compute_task_mgr)
+        self.compute_task_mgr = ComputeTaskManager()
+        self.additional_endpoints.append(self.compute_task_mgr)

@@ -1,0 +1,95 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The ``[nova_acc]`` options of nova.conf."""
+
+from oslo_config import cfg
+
+GROUP = cfg.OptGroup(
+    'nova_acc',
+    title='nova-acc device contexts',
+    help='Options of the nova-acc extension: device contexts passed with '
+         'the ``device_context`` scheduler hint.')
+
+OPTS = [
+    cfg.MultiStrOpt(
+        'device_spec',
+        default=[],
+        help='''
+Selects the host PCI functions that nova-acc reports to placement, one JSON
+object per line, modelled on ``[pci] device_spec``.
+
+Match keys: ``vendor_id``, ``product_id`` (hex, ``*`` matches any),
+``address`` (glob on the ``0000:3b:00.1`` form) and ``physfn`` (glob on the
+address of a VF's parent). ``resource_class`` and ``traits`` set what the
+device's resource provider reports. Example::
+
+    [nova_acc]
+    device_spec = {"vendor_id": "1172", "product_id": "5050",
+                   "resource_class": "FPGA", "traits": "CUSTOM_GZIP"}
+
+A device must not also be listed in ``[pci] device_spec``: nova-compute
+refuses to start when both would hand out the same device.
+'''),
+    cfg.MultiStrOpt(
+        'profile',
+        default=[],
+        help='''
+Operator-defined device contexts that users name with
+``device_context=profile:NAME``, one ``NAME=SPEC`` per line. ``SPEC`` uses the
+device-context grammar, for example::
+
+    [nova_acc]
+    profile = gzip=resources:FPGA=1,trait:CUSTOM_GZIP=required
+'''),
+    cfg.StrOpt(
+        'capability_trait',
+        default='CUSTOM_NOVA_ACC',
+        regex=r'^CUSTOM_[A-Z0-9_]+$',
+        help='Trait set on every compute node that runs the nova-acc compute '
+             'driver and on each device provider it reports. Device-context '
+             'requests require it, so servers only land on hosts and devices '
+             'that nova-acc manages.'),
+    cfg.IntOpt(
+        'max_groups_per_server',
+        default=8,
+        min=1,
+        max=64,
+        help='Largest number of request groups (summed over all device '
+             'contexts) one server may ask for. Each group is one granular '
+             'request group in the placement query, and wide queries are '
+             'expensive for placement.'),
+    cfg.BoolOpt(
+        'reset_on_release',
+        default=True,
+        help='Issue a PCI function-level reset through sysfs when a device '
+             'is released from a deleted or failed server, so no data is '
+             'left on it for the next tenant.'),
+    cfg.StrOpt(
+        'sysfs_root',
+        default='/sys',
+        help='Root of the sysfs tree used for device resets. Only tests '
+             'change it.'),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(GROUP)
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def list_opts():
+    """Entry point of ``oslo.config.opts`` for oslo-config-generator."""
+    return [(GROUP, OPTS)]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

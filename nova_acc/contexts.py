@@ -1,0 +1,164 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Step 1 of the flow: the ``device_context`` hint -> placement request groups.
+
+A hint value is either an inline spec (``resources:FPGA=1,...``) or
+``profile:NAME``, an operator-defined spec from ``[nova_acc] profile``. Each
+group of each context becomes one granular placement request group whose
+requester id (``nova_acc_<context>_<group>``) is also its suffix, so the
+provider that placement picks for it can be read back from the allocation
+request's ``mappings`` after scheduling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from nova import objects
+import os_acc
+from os_acc import exception as acc_exc
+
+from nova_acc import conf
+
+CONF = conf.CONF
+
+HINT = 'device_context'
+PROFILE_PREFIX = 'profile:'
+REQUESTER_PREFIX = 'nova_acc_'
+_REQUESTER_RE = re.compile(r'^nova_acc_(\d+)_(\d+)$')
+_PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+
+
+class InvalidDeviceContextHint(ValueError):
+    """A ``device_context`` hint value cannot be used; says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextGroup:
+    """One group of one device context with its placement requester id."""
+
+    context_index: int
+    group_index: int
+    hint_value: str
+    group: os_acc.DeviceContextGroup
+
+    @property
+    def requester_id(self) -> str:
+        return requester_id(self.context_index, self.group_index)
+
+
+def requester_id(context_index: int, group_index: int) -> str:
+    return '%s%d_%d' % (REQUESTER_PREFIX, context_index, group_index)
+
+
+def is_ours(requester: str | None) -> bool:
+    return bool(requester) and _REQUESTER_RE.match(requester) is not None
+
+
+def hint_values(request_spec) -> list[str]:
+    """The ``device_context`` hint values of a RequestSpec, in order."""
+    hints = request_spec.scheduler_hints if (
+        'scheduler_hints' in request_spec and
+        request_spec.scheduler_hints) else {}
+    values = hints.get(HINT) or []
+    if isinstance(values, str):
+        values = [values]
+    return list(values)
+
+
+def _profiles() -> dict[str, str]:
+    profiles = {}
+    for line in CONF.nova_acc.profile:
+        name, sep, spec = line.partition('=')
+        name = name.strip()
+        if not sep or not _PROFILE_NAME_RE.match(name):
+            # A broken profile line is the operator's mistake; ignoring it
+            # silently would make every boot naming it fail as "unknown".
+            raise InvalidDeviceContextHint(
+                'operator configuration [nova_acc] profile has a malformed '
+                'line %r; expected NAME=SPEC' % line)
+        profiles[name] = spec.strip()
+    return profiles
+
+
+def resolve(value: str) -> os_acc.DeviceContext:
+    """Turn one hint value into a DeviceContext or raise with what to fix."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidDeviceContextHint(
+            'device_context hint value %r is empty' % (value,))
+    if value.startswith(PROFILE_PREFIX):
+        name = value[len(PROFILE_PREFIX):]
+        profiles = _profiles()
+        if name not in profiles:
+            known = ', '.join(sorted(profiles)) or 'none are configured'
+            raise InvalidDeviceContextHint(
+                'device_context %r names an unknown profile %r (known '
+                'profiles: %s)' % (value, name, known))
+        value_to_parse = profiles[name]
+    else:
+        value_to_parse = value
+    try:
+        return os_acc.parse_device_context(value_to_parse)
+    except acc_exc.InvalidDeviceContext as e:
+        raise InvalidDeviceContextHint(
+            'device_context %r is invalid: %s' % (value, e)) from e
+
+
+def context_groups(request_spec) -> list[ContextGroup]:
+    """Resolve every hint value of the request into numbered groups.
+
+    :raises InvalidDeviceContextHint: with a message meant for the user.
+    """
+    result = []
+    for ctx_index, value in enumerate(hint_values(request_spec)):
+        ctx = resolve(value)
+        for group_index, group in enumerate(ctx.groups):
+            result.append(ContextGroup(ctx_index, group_index, value, group))
+    limit = CONF.nova_acc.max_groups_per_server
+    if len(result) > limit:
+        raise InvalidDeviceContextHint(
+            'the device contexts of this server ask for %d device groups; '
+            'at most %d are allowed ([nova_acc] max_groups_per_server)'
+            % (len(result), limit))
+    return result
+
+
+def to_request_group(cg: ContextGroup) -> objects.RequestGroup:
+    # The capability trait keeps the group off providers that nova-acc does
+    # not manage (Cyborg's, or Nova's own PCI-in-placement ones) even when
+    # they expose the same resource class.
+    required = set(cg.group.required_traits)
+    required.add(CONF.nova_acc.capability_trait)
+    return objects.RequestGroup(
+        use_same_provider=True,
+        requester_id=cg.requester_id,
+        resources=dict(cg.group.resources),
+        required_traits=required,
+        forbidden_traits=set(cg.group.forbidden_traits),
+        aggregates=[],
+        forbidden_aggregates=set(),
+        provider_uuids=[])
+
+
+def apply_request_groups(request_spec, groups: list[ContextGroup]) -> None:
+    """Replace nova-acc's groups in ``request_spec.requested_resources``.
+
+    Idempotent: the conductor and the scheduler both call it, and a
+    reschedule sends the same RequestSpec through again.
+    """
+    existing = [
+        rg for rg in (request_spec.requested_resources
+                      if 'requested_resources' in request_spec else None) or []
+        if not is_ours(rg.requester_id)]
+    request_spec.requested_resources = existing + [
+        to_request_group(cg) for cg in groups]

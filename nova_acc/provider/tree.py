@@ -1,0 +1,100 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Step 2's inventory: a host's accelerators as child resource providers.
+
+Called from the compute driver's ``update_provider_tree``. Each device is a
+child of the compute node named ``<nodename>_<pci address>`` with a UUID
+derived from that name (``nova_acc.binding.provider_uuid``), inventory 1 of
+its resource class, its traits, ``OWNER_NOVA`` and the capability trait.
+
+Only changes are written: ProviderTree compares with what placement has,
+and the report client sends nothing for an unchanged tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import os_acc
+import os_traits
+from oslo_log import log as logging
+
+from nova_acc import binding
+
+LOG = logging.getLogger(__name__)
+
+
+def _inventory(resource_class: str, reserved: int = 0) -> dict:
+    return {resource_class: {
+        'total': 1, 'reserved': reserved, 'min_unit': 1, 'max_unit': 1,
+        'step_size': 1, 'allocation_ratio': 1.0}}
+
+
+def _our_children(provider_tree, nodename: str) -> dict[str, str]:
+    """Device providers nova-acc made under ``nodename``: name -> uuid."""
+    prefix = nodename + '_'
+    result = {}
+    for uuid in provider_tree.get_provider_uuids_in_tree(nodename):
+        data = provider_tree.data(uuid)
+        if (data.name.startswith(prefix) and
+                binding.provider_uuid(
+                    nodename, data.name[len(prefix):]) == uuid):
+            result[data.name] = uuid
+    return result
+
+
+def update_provider_tree(
+    provider_tree,
+    nodename: str,
+    devices: Iterable[os_acc.Device],
+    capability_trait: str,
+    has_allocations: Callable[[str], bool],
+) -> None:
+    """Make ``nodename``'s device children match ``devices``.
+
+    :param has_allocations: tells whether a provider (by UUID) has
+        allocations; only asked about providers whose device vanished.
+    """
+    provider_tree.add_traits(nodename, capability_trait)
+    present = {}
+    for dev in devices:
+        name = binding.provider_name(nodename, dev.address)
+        present[name] = dev
+        uuid = binding.provider_uuid(nodename, dev.address)
+        if not provider_tree.exists(uuid):
+            provider_tree.new_child(name, nodename, uuid=uuid)
+            LOG.info('Reporting device %s (%s) as resource provider %s',
+                     dev.address, dev.resource_class, uuid)
+        provider_tree.update_inventory(uuid, _inventory(dev.resource_class))
+        provider_tree.update_traits(
+            uuid, set(dev.traits) | {os_traits.OWNER_NOVA, capability_trait})
+
+    for name, uuid in _our_children(provider_tree, nodename).items():
+        if name in present:
+            continue
+        if has_allocations(uuid):
+            # Deleting a provider with allocations fails in placement and
+            # would stop every later inventory update of this host. Keep it,
+            # fully reserved so nothing new lands on it, until it is freed.
+            inv = provider_tree.data(uuid).inventory
+            reserved = {rc: dict(record, reserved=record['total'])
+                        for rc, record in inv.items()}
+            if reserved != inv:
+                LOG.warning(
+                    'Device provider %s (%s) is allocated but its device is '
+                    'gone from the host; keeping it fully reserved until its '
+                    'servers are deleted.', name, uuid)
+                provider_tree.update_inventory(uuid, reserved)
+        else:
+            LOG.info('Device of resource provider %s (%s) is gone; removing '
+                     'the provider.', name, uuid)
+            provider_tree.remove(uuid)

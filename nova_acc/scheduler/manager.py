@@ -1,0 +1,67 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-scheduler with the device-context request filter.
+
+Nova has no plug point for request filters (``ALL_REQUEST_FILTERS`` is a
+module constant), and changing that list at import time would change every
+scheduler that happens to import nova_acc. Instead this manager, started by
+the ``nova-acc-scheduler`` console script, runs the filter right before
+Nova's own request filters inside ``select_destinations``.
+"""
+
+from nova import exception
+from nova import objects
+from nova.scheduler import manager
+from nova.scheduler import utils as scheduler_utils
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from nova_acc import contexts
+from nova_acc.scheduler import request_filter
+
+LOG = logging.getLogger(__name__)
+
+
+class SchedulerManager(manager.SchedulerManager):
+    """Nova's SchedulerManager plus the device-context request filter."""
+
+    @messaging.expected_exceptions(exception.NoValidHost)
+    def select_destinations(
+        self, context, request_spec=None, filter_properties=None,
+        spec_obj=manager.SchedulerManager._sentinel, instance_uuids=None,
+        return_objects=False, return_alternates=False,
+    ):
+        uses_contexts = False
+        if (isinstance(spec_obj, objects.RequestSpec) and
+                not scheduler_utils.request_is_rebuild(spec_obj)):
+            try:
+                uses_contexts = request_filter.device_context_filter(
+                    context, spec_obj)
+            except exception.RequestFilterFailed as e:
+                raise exception.NoValidHost(reason=e.message)
+        try:
+            return super().select_destinations(
+                context, request_spec=request_spec,
+                filter_properties=filter_properties, spec_obj=spec_obj,
+                instance_uuids=instance_uuids, return_objects=return_objects,
+                return_alternates=return_alternates)
+        except exception.NoValidHost as e:
+            if not uses_contexts:
+                raise
+            # Placement only says "no candidates"; name what was asked for
+            # so the user sees which device context could not be satisfied.
+            wanted = ', '.join(
+                repr(v) for v in contexts.hint_values(spec_obj))
+            raise exception.NoValidHost(reason=(
+                '%s No host has enough free accelerators for the device '
+                'context(s) %s (with the other resources of the flavor).' % (
+                    e.kwargs.get('reason') or '', wanted)).strip())
