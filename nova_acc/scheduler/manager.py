@@ -54,8 +54,10 @@ class SchedulerManager(manager.SchedulerManager):
                 filter_properties=filter_properties, spec_obj=spec_obj,
                 instance_uuids=instance_uuids, return_objects=return_objects,
                 return_alternates=return_alternates)
-        except exception.NoValidHost as e:
-            if not uses_contexts:
+        except messaging.ExpectedException as wrapped:
+            # Nova's select_destinations wraps NoValidHost for RPC.
+            e = wrapped.exc_info[1]
+            if not (uses_contexts and isinstance(e, exception.NoValidHost)):
                 raise
             # Placement only says "no candidates"; name what was asked for
             # so the user sees which device context could not be satisfied.

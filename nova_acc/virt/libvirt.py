@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
+from nova.compute import task_states
+from nova.compute import vm_states
 from nova import context as nova_context
 from nova.pci import devspec as nova_devspec
 from nova.scheduler.client import report
@@ -48,6 +50,13 @@ from nova_acc.virt import devices
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
+
+
+def _leaves_host(instance) -> bool:
+    """Is the guest destroyed because the server leaves this host?"""
+    return (instance.task_state in (task_states.DELETING,
+                                    task_states.SHELVING_OFFLOADING) or
+            instance.vm_state == vm_states.BUILDING)
 
 
 def _hostdev_addresses(xml: str) -> set[str]:
@@ -178,7 +187,10 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                         block_device_info=block_device_info,
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets)
-        self._release_devices(instance)
+        # Nova also destroys the guest to hard reboot, power on or rebuild
+        # it in place; the server keeps its devices then.
+        if _leaves_host(instance):
+            self._release_devices(instance)
 
     def _release_devices(self, instance):
         bindings = [b for b in binding.load(instance)
@@ -200,7 +212,11 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             except (acc_exc.OsAccException, OSError) as e:
                 LOG.warning('Resetting device %s failed: %s', b.address, e,
                             instance=instance)
-        binding.replace(instance, [])
-        instance.save()
+        if instance.task_state != task_states.DELETING:
+            # A failed build is rescheduled or ends in ERROR: in both cases
+            # it must no longer claim this host's devices. A deleted server
+            # takes its system metadata with it.
+            binding.replace(instance, [])
+            instance.save()
         LOG.info('Released devices %s', ', '.join(b.address for b in bindings),
                  instance=instance)

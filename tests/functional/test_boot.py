@@ -33,3 +33,97 @@ class BootWithDeviceContextTest(base.DeviceContextTestBase):
         # Free again: the next server gets the same device.
         again = self.boot('resources:FPGA=1')
         self.assertEqual(fpgas, self.domain_hostdevs('compute1', again))
+
+    def test_two_contexts_get_two_distinct_devices(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=3)
+
+        server = self.boot('resources:FPGA=1', 'resources:FPGA=1')
+
+        attached = self.domain_hostdevs('compute1', server)
+        self.assertEqual(2, len(set(attached)))
+        self.assertTrue(set(attached) <= set(fpgas))
+        self.assertEqual(
+            sorted(self.device_rp('compute1', a) for a in attached),
+            self.allocated_device_rps(server))
+
+    def test_one_context_with_two_groups_gets_two_devices(self):
+        self.start_fpga_host('compute1', num_fpgas=2)
+
+        server = self.boot('resources:FPGA=1;resources:FPGA=1')
+
+        self.assertEqual(2, len(set(self.domain_hostdevs('compute1',
+                                                          server))))
+        self.assertEqual(2, len(self.allocated_device_rps(server)))
+
+    def test_hard_reboot_and_stop_start_keep_the_device(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot('resources:FPGA=1')
+
+        self._reboot_server(server, hard=True)
+        self.assertEqual(fpgas, self.domain_hostdevs('compute1', server))
+
+        self._stop_server(server)
+        self._start_server(server)
+        self.assertEqual(fpgas, self.domain_hostdevs('compute1', server))
+        self.assertEqual([self.device_rp('compute1', fpgas[0])],
+                         self.allocated_device_rps(server))
+        # Nothing was released on the way.
+        self.assertEqual(0, self.reset_count(fpgas[0]))
+
+    def test_server_without_context_gets_no_device(self):
+        self.start_fpga_host('compute1', num_fpgas=1)
+
+        server = self.boot()
+
+        self.assertEqual([], self.domain_hostdevs('compute1', server))
+        self.assertEqual([], self.allocated_device_rps(server))
+
+
+class InvalidContextTest(base.DeviceContextTestBase):
+    """Each bad request fails with a fault that says why; nothing leaks."""
+
+    def setUp(self):
+        self.flags(profile=['gzip=resources:FPGA=1,trait:CUSTOM_GZIP=required'],
+                   group='nova_acc')
+        super().setUp()
+        self.fpgas = self.start_fpga_host('compute1', num_fpgas=1)
+
+    def assert_fails_cleanly(self, context, *expected_in_fault):
+        server = self.boot(context, expected_state='ERROR')
+        fault = self.fault_message(server)
+        for text in expected_in_fault:
+            self.assertIn(text, fault)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            server['id']))
+        self.assertEqual({}, self.domain_hostdevs('compute1'))
+        rp = self.device_rp('compute1', self.fpgas[0])
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        return fault
+
+    def test_invalid_spec(self):
+        self.assert_fails_cleanly(
+            'resources:FPGA=0', "device_context 'resources:FPGA=0' is "
+            "invalid", 'must be at least 1')
+
+    def test_unknown_key_prefix(self):
+        self.assert_fails_cleanly('resource:FPGA=1', 'resource:FPGA')
+
+    def test_unknown_profile(self):
+        self.assert_fails_cleanly(
+            'profile:nope', "unknown profile 'nope'", 'gzip')
+
+    def test_unsatisfiable_spec(self):
+        self.assert_fails_cleanly(
+            'resources:FPGA=1,trait:CUSTOM_MISSING=required',
+            'No host has enough free accelerators',
+            'CUSTOM_MISSING')
+
+    def test_too_many_groups(self):
+        self.flags(max_groups_per_server=2, group='nova_acc')
+        self.assert_fails_cleanly(
+            'resources:FPGA=1;resources:FPGA=1;resources:FPGA=1',
+            'ask for 3 device groups', 'max_groups_per_server')
+
+    def test_profile_boots(self):
+        server = self.boot('profile:gzip')
+        self.assertEqual(self.fpgas, self.domain_hostdevs('compute1', server))
