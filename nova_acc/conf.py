@@ -67,6 +67,16 @@ device-context grammar, for example::
              'contexts) one server may ask for. Each group is one granular '
              'request group in the placement query, and wide queries are '
              'expensive for placement.'),
+    cfg.IntOpt(
+        'schedule_attempts',
+        default=3,
+        min=1,
+        max=10,
+        help='How often the scheduler asks placement for fresh allocation '
+             'candidates when every claim for a server with device contexts '
+             'failed. Concurrent boots can claim the same device in the same '
+             'instant; the loser finds the remaining free devices on the next '
+             'attempt instead of failing with NoValidHost.'),
     cfg.BoolOpt(
         'reset_on_release',
         default=True,

@@ -16,6 +16,20 @@ module constant), and changing that list at import time would change every
 scheduler that happens to import nova_acc. Instead this manager, started by
 the ``nova-acc-scheduler`` console script, runs the filter right before
 Nova's own request filters inside ``select_destinations``.
+
+Nova 34 claims only the *first* allocation candidate of a host (see the
+TODOs in ``SchedulerManager._schedule``). With one provider per device that
+means a second server on the same host - in the same multi-create or in a
+concurrent request - asks for the device the first one just took, and gets
+NoValidHost although other devices are free. Two fixes, both limited to
+requests with device contexts:
+
+* ``_consume_selected_host`` (private; see tests/unit/nova_acc/
+  test_nova_seams.py) drops a host's candidates that use a device the
+  previous server of the same request just claimed;
+* ``select_destinations`` asks placement again, with fresh candidates, when
+  claims lost a race with a concurrent request
+  (``[nova_acc] schedule_attempts``).
 """
 
 from nova import exception
@@ -25,9 +39,11 @@ from nova.scheduler import utils as scheduler_utils
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
+from nova_acc import conf
 from nova_acc import contexts
 from nova_acc.scheduler import request_filter
 
+CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 
@@ -48,22 +64,51 @@ class SchedulerManager(manager.SchedulerManager):
                     context, spec_obj)
             except exception.RequestFilterFailed as e:
                 raise exception.NoValidHost(reason=e.message)
-        try:
-            return super().select_destinations(
-                context, request_spec=request_spec,
-                filter_properties=filter_properties, spec_obj=spec_obj,
-                instance_uuids=instance_uuids, return_objects=return_objects,
-                return_alternates=return_alternates)
-        except messaging.ExpectedException as wrapped:
-            # Nova's select_destinations wraps NoValidHost for RPC.
-            e = wrapped.exc_info[1]
-            if not (uses_contexts and isinstance(e, exception.NoValidHost)):
-                raise
-            # Placement only says "no candidates"; name what was asked for
-            # so the user sees which device context could not be satisfied.
-            wanted = ', '.join(
-                repr(v) for v in contexts.hint_values(spec_obj))
-            raise exception.NoValidHost(reason=(
-                '%s No host has enough free accelerators for the device '
-                'context(s) %s (with the other resources of the flavor).' % (
-                    e.kwargs.get('reason') or '', wanted)).strip())
+        attempts = CONF.nova_acc.schedule_attempts if uses_contexts else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return super().select_destinations(
+                    context, request_spec=request_spec,
+                    filter_properties=filter_properties, spec_obj=spec_obj,
+                    instance_uuids=instance_uuids,
+                    return_objects=return_objects,
+                    return_alternates=return_alternates)
+            except messaging.ExpectedException as wrapped:
+                # Nova's select_destinations wraps NoValidHost for RPC.
+                e = wrapped.exc_info[1]
+                if not (uses_contexts and
+                        isinstance(e, exception.NoValidHost)):
+                    raise
+                if attempt < attempts:
+                    LOG.info('No host claimed for device contexts %s '
+                             '(attempt %d of %d); retrying with fresh '
+                             'allocation candidates in case a concurrent '
+                             'request took the devices first.',
+                             contexts.hint_values(spec_obj), attempt,
+                             attempts)
+                    continue
+                # Placement only says "no candidates"; name what was asked
+                # for so the user sees which device context could not be
+                # satisfied.
+                wanted = ', '.join(
+                    repr(v) for v in contexts.hint_values(spec_obj))
+                raise exception.NoValidHost(reason=(
+                    '%s No host has enough free accelerators for the device '
+                    'context(s) %s (with the other resources of the flavor).'
+                    % (e.kwargs.get('reason') or '', wanted)).strip())
+
+    @staticmethod
+    def _consume_selected_host(selected_host, spec_obj, instance_uuid=None):
+        manager.SchedulerManager._consume_selected_host(
+            selected_host, spec_obj, instance_uuid=instance_uuid)
+        claimed = {
+            rp for rg in spec_obj.requested_resources or []
+            if contexts.is_ours(rg.requester_id)
+            for rp in rg.provider_uuids or []}
+        if not claimed:
+            return
+        # Every nova-acc device provider has a total of 1, so a candidate
+        # that uses a device claimed a moment ago cannot be claimed again.
+        selected_host.allocation_candidates = [
+            candidate for candidate in selected_host.allocation_candidates
+            if not claimed.intersection(candidate['allocations'])]

@@ -23,6 +23,7 @@ from a stock Nova: the ones an operator enables for nova-acc.
 
 import os
 import sysconfig
+import time
 from xml.etree import ElementTree
 
 import fixtures
@@ -61,8 +62,10 @@ class NovaAccServicesMixin:
         binary = 'nova-%s' % name
         if binary in _service.MANAGERS and 'manager' not in kwargs:
             kwargs['manager'] = _service.MANAGERS[binary]
-        return super().start_service(name, host=host, cell_name=cell_name,
-                                     **kwargs)
+        svc = super().start_service(name, host=host, cell_name=cell_name,
+                                    **kwargs)
+        self.__dict__.setdefault('started_services', []).append(svc)
+        return svc
 
 
 class DeviceContextTestBase(NovaAccServicesMixin,
@@ -132,6 +135,18 @@ class DeviceContextTestBase(NovaAccServicesMixin,
             return server
         return self._wait_for_state_change(server, expected_state)
 
+    def wait_for_build_end(self, server, timeout=60):
+        """Wait until the server is ACTIVE or ERROR; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            server = self.api.get_server(server['id'])
+            if server['status'] in ('ACTIVE', 'ERROR'):
+                return server
+            if time.monotonic() > deadline:
+                self.fail('server %s still %s after %ds' % (
+                    server['id'], server['status'], timeout))
+            time.sleep(0.1)
+
     def fault_message(self, server):
         return self.api.get_server(server['id'])['fault']['message']
 
@@ -176,3 +191,53 @@ class DeviceContextTestBase(NovaAccServicesMixin,
     def provider_usage(self, rp_uuid):
         return self.placement.get(
             '/resource_providers/%s/usages' % rp_uuid).body['usages']
+
+    # ---- added for ``nova-acc demo`` ------------------------------------
+
+    def domain_hostdev_xml(self, hostname, server):
+        """The PCI hostdevs of a server's domain on ``hostname``.
+
+        :returns: [(address, pretty-printed ``<hostdev>`` XML), ...] in the
+            order of the domain XML; [] when the host has no such domain.
+        """
+        conn = self.computes[hostname].driver._host.get_connection()
+        result = []
+        for dom in conn._vms.values():
+            if dom.UUIDString() != server['id']:
+                continue
+            xml = ElementTree.fromstring(dom.XMLDesc(0))
+            for hostdev in xml.findall("./devices/hostdev[@type='pci']"):
+                a = hostdev.find('./source/address')
+                address = '%04x:%02x:%02x.%x' % tuple(
+                    int(a.get(k), 16) for k in
+                    ('domain', 'bus', 'slot', 'function'))
+                hostdev.tail = None
+                ElementTree.indent(hostdev, space='  ')
+                result.append(
+                    (address, ElementTree.tostring(hostdev, 'unicode')))
+        return result
+
+    def bindings(self, server):
+        """The device bindings in a server's system metadata (cell DB)."""
+        from nova import context as nova_context
+        from nova import objects
+        ctxt = nova_context.get_admin_context()
+        cell = objects.InstanceMapping.get_by_instance_uuid(
+            ctxt, server['id']).cell_mapping
+        with nova_context.target_cell(ctxt, cell) as cctxt:
+            instance = objects.Instance.get_by_uuid(
+                cctxt, server['id'], expected_attrs=['system_metadata'])
+        return binding.load(instance)
+
+    def device_providers(self):
+        """Device providers placement has: {uuid: name}.
+
+        The children (not the compute nodes) with the capability trait.
+        """
+        from nova_acc import conf
+        rps = self.placement.get(
+            '/resource_providers?required=%s'
+            % conf.CONF.nova_acc.capability_trait,
+            version='1.18').body['resource_providers']
+        return {rp['uuid']: rp['name'] for rp in rps
+                if rp['parent_provider_uuid']}

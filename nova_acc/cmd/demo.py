@@ -1,0 +1,172 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-acc: the nova-acc command; ``nova-acc demo`` shows device contexts.
+
+``nova-acc demo`` starts an all-in-one cloud in this process (real Nova
+services with nova-acc's managers and compute driver, placement on sqlite,
+fake libvirt hosts with fake FPGAs), boots servers with device contexts one
+at a time, shows what each got, deletes them and checks that every device
+is free again. It exits 0 when everything it saw is consistent (servers
+that find no free device failing with a fault is expected), 1 when
+something is not, 2 for bad arguments.
+"""
+
+# As Nova's commands and its functional tests do: choose the concurrency
+# backend before anything imports oslo.context or urllib3. The demo runs
+# the cloud the way nova-acc's functional tests run it.
+import logging
+import warnings
+
+warnings.filterwarnings('ignore', module=r'nova\.monkey_patch')
+logging.getLogger('nova').addHandler(logging.NullHandler())
+
+from nova import monkey_patch; monkey_patch.patch()  # noqa: E402,E702
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+
+from nova_acc.demo import plan  # noqa: E402
+from nova_acc.demo import report  # noqa: E402
+
+PROG = 'nova-acc'
+
+
+def _count(name):
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                '%r is not a whole number' % text) from None
+        error = plan.check_count(name, value)
+        if error:
+            raise argparse.ArgumentTypeError(error)
+        return value
+    parse.__name__ = name
+    return parse
+
+
+def _context(text):
+    try:
+        plan.parse_context(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='nova-acc: Nova servers with device contexts.')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+    commands.required = True
+
+    demo = commands.add_parser(
+        'demo', help='boot servers with device contexts on an in-process '
+                     'cloud and show what they got',
+        description=(
+            'Start an all-in-one cloud in this process (Nova services with '
+            "nova-acc's managers, placement on sqlite, fake libvirt hosts "
+            'with fake FPGAs), boot servers with device contexts one at a '
+            'time, show each server\'s status, host, bound device and the '
+            'hostdev of its domain, then delete them and check that every '
+            'device is free again. Exit status: 0 when all is consistent '
+            '(servers beyond the number of devices fail with a fault that '
+            'says why; that is expected), 1 when something is not, 2 for '
+            'bad arguments.'))
+    lim = plan.LIMITS
+    demo.add_argument(
+        '--hosts', metavar='N', type=_count('hosts'), default=2,
+        help='compute hosts to start (%d-%d, default 2)' % lim['hosts'][:2])
+    demo.add_argument(
+        '--devices-per-host', metavar='M', type=_count('devices_per_host'),
+        default=2, help='FPGAs on each host (%d-%d, default 2)'
+                        % lim['devices_per_host'][:2])
+    demo.add_argument(
+        '--servers', metavar='K', type=_count('servers'), default=3,
+        help='servers to boot, one at a time (%d-%d, default 3)'
+             % lim['servers'][:2])
+    demo.add_argument(
+        '--context', metavar='SPEC', dest='contexts', action='append',
+        type=_context,
+        help='device context of each server (default %r); repeat to give '
+             'each server several contexts' % plan.DEFAULT_CONTEXT)
+    demo.add_argument(
+        '--json', action='store_true',
+        help='print one JSON object instead of the human report')
+    demo.add_argument(
+        '-q', '--quiet', action='store_true',
+        help='no progress messages on stderr')
+    demo.add_argument(
+        '--log-file', metavar='PATH',
+        help="write the Nova services' log of the run to PATH")
+    demo.set_defaults(func=_demo, parser=demo)
+    return parser
+
+
+def _progress(step: int, total: int, message: str) -> None:
+    sys.stderr.write('[%d/%d] %s...\n' % (step, total, message))
+    sys.stderr.flush()
+
+
+def _demo(args) -> int:
+    contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
+    error = plan.check_contexts(contexts)
+    if error:
+        args.parser.error('argument --context: %s' % error)
+    options = plan.Options(hosts=args.hosts,
+                           devices_per_host=args.devices_per_host,
+                           servers=args.servers, contexts=contexts)
+    try:
+        from nova_acc.demo import cloud
+        from nova_acc.demo import scenario
+    except ImportError as e:
+        sys.stderr.write(
+            "%s demo: cannot start the in-process cloud, it needs Nova's "
+            'test fixtures (nova.tests, shipped with nova) and '
+            'openstack-placement: %s\n' % (PROG, e))
+        return 1
+    out = cloud.isolate_stdout()
+    try:
+        result = scenario.run(options,
+                              progress=None if args.quiet else _progress,
+                              log_file=args.log_file)
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(
+            '%s demo: the demo itself failed (not a finding about nova-acc '
+            'necessarily): %s: %s%s\n' % (
+                PROG, type(e).__name__, e,
+                '' if args.log_file else
+                '; run again with --log-file PATH for the Nova log'))
+        return 1
+    out.write((report.to_json(result) if args.json
+               else report.to_text(result)) + '\n')
+    out.flush()
+    if not args.quiet:
+        sys.stderr.write('%s demo: done in %.1f s\n' % (PROG, result.seconds))
+    if result.problems:
+        sys.stderr.write('%s demo: INCONSISTENT, %d problem(s):\n' % (
+            PROG, len(result.problems)))
+        for p in result.problems:
+            sys.stderr.write('  - %s\n' % p)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,138 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""What a demo run saw, and its human and JSON forms."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+
+from nova_acc.demo import plan
+
+
+@dataclasses.dataclass
+class Device:
+    address: str
+    resource_provider: str
+    # The <hostdev> element of the domain XML, pretty-printed.
+    hostdev_xml: str = ''
+
+
+@dataclasses.dataclass
+class Server:
+    index: int
+    name: str
+    id: str | None
+    status: str
+    host: str | None = None
+    fault: str | None = None
+    devices: list[Device] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Result:
+    options: plan.Options
+    expectation: plan.Expectation | None = None
+    servers: list[Server] = dataclasses.field(default_factory=list)
+    device_providers: int = 0
+    devices_free_after_delete: bool = False
+    problems: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.servers if s.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def to_json(result: Result) -> str:
+    return json.dumps({
+        'servers': [{
+            'id': s.id,
+            'status': s.status,
+            'host': s.host,
+            'fault': s.fault,
+            'devices': [{'address': d.address,
+                         'resource_provider': d.resource_provider}
+                        for d in s.devices],
+        } for s in result.servers],
+        'devices_free_after_delete': result.devices_free_after_delete,
+        # Empty when the exit code is 0: what was inconsistent otherwise.
+        'problems': list(result.problems),
+    }, indent=2)
+
+
+def _plural(n: int, word: str) -> str:
+    return '%d %s%s' % (n, word, '' if n == 1 else 's')
+
+
+def summary(result: Result) -> str:
+    """One line, e.g. ``4 servers ACTIVE, 1 ERROR; devices free ...: yes``."""
+    active, error = result.count('ACTIVE'), result.count('ERROR')
+    parts = ['%s ACTIVE' % _plural(active, 'server'), '%d ERROR' % error]
+    other = len(result.servers) - active - error
+    if other:
+        parts.append('%d in another state' % other)
+    line = '%s; devices free after delete: %s' % (
+        ', '.join(parts), 'yes' if result.devices_free_after_delete else 'NO')
+    if result.problems:
+        n = len(result.problems)
+        line += '; %d inconsistenc%s (see above)' % (
+            n, 'y' if n == 1 else 'ies')
+    return line
+
+
+def to_text(result: Result) -> str:
+    o = result.options
+    lines = ['nova-acc demo: %s x %s, %s, device context%s %s' % (
+        _plural(o.hosts, 'host'), _plural(o.devices_per_host, 'FPGA'),
+        _plural(o.servers, 'server'), '' if len(o.contexts) == 1 else 's',
+        ' + '.join(o.contexts))]
+    exp = result.expectation
+    if exp is not None:
+        why = ' (%s)' % exp.unsatisfiable if exp.unsatisfiable else ''
+        lines.append('expected: %s per server, %d ACTIVE, %d ERROR%s' % (
+            _plural(exp.devices_per_server, 'device'), exp.active,
+            o.servers - exp.active, why))
+    for s in result.servers:
+        lines.append('')
+        where = 'on %s' % s.host if s.host else 'not scheduled'
+        lines.append('server %d/%d  %s  %s  %s  %s' % (
+            s.index + 1, o.servers, s.name, s.id or '-', s.status, where))
+        for d in s.devices:
+            lines.append('  device %s  resource provider %s' % (
+                d.address, d.resource_provider))
+            if d.hostdev_xml:
+                lines.append(textwrap.indent(d.hostdev_xml, '    '))
+        if s.fault:
+            lines.append(textwrap.fill(
+                s.fault, width=79, initial_indent='  fault: ',
+                subsequent_indent='         '))
+    lines.append('')
+    if result.devices_free_after_delete:
+        lines.append('after delete: all %s have usage 0; no hostdev left in '
+                     'any domain' % _plural(result.device_providers,
+                                            'device provider'))
+    else:
+        lines.append('after delete: devices are NOT all free (see below)')
+    if result.problems:
+        lines.append('')
+        lines.append('INCONSISTENT (%d):' % len(result.problems))
+        for p in result.problems:
+            lines.append(textwrap.fill(p, width=79, initial_indent='  - ',
+                                       subsequent_indent='    '))
+    lines.append('')
+    lines.append(summary(result))
+    return '\n'.join(lines)

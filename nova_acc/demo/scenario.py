@@ -1,0 +1,324 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Boot servers with device contexts, look at them, delete them.
+
+Each server is looked at the way a user and an operator would: the API
+(status, host, fault), placement (allocations and usages of the device
+providers), the cell database (the bindings nova-acc recorded) and libvirt
+(the hostdevs in the domain XML). Whatever does not agree is recorded as a
+problem; the run itself only stops early for errors of the demo machinery.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import typing as ty
+
+from nova_acc import binding
+from nova_acc.demo import cloud
+from nova_acc.demo import plan
+from nova_acc.demo import report
+
+HOST_NAME = 'compute%d'
+SERVER_NAME = 'demo-%d'
+HOST_KEY = 'OS-EXT-SRV-ATTR:host'
+NODE_KEY = 'OS-EXT-SRV-ATTR:hypervisor_hostname'
+# What the nova-acc scheduler's NoValidHost fault says about device contexts.
+FAULT_MARK = 'device context'
+
+Progress = ty.Callable[[int, int, str], None]
+
+
+class _Steps:
+    def __init__(self, total: int, progress: Progress | None):
+        self.total = total
+        self.done = 0
+        self.progress = progress
+
+    def next(self, message: str) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total, message)
+
+
+def run(options: plan.Options, progress: Progress | None = None,
+        log_file: str | None = None) -> report.Result:
+    """Run the demo on a fresh in-process cloud and return what it saw."""
+    started = time.monotonic()
+    result = report.Result(options)
+    steps = _Steps(options.servers + 4, progress)
+    steps.next('starting the control plane (nova-api, conductor, scheduler, '
+               'placement)')
+    with cloud.running() as case:
+        try:
+            _Run(case, options, result, steps).run()
+        finally:
+            if log_file:
+                with open(log_file, 'w') as f:
+                    f.write(case.nova_log())
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _Run:
+    def __init__(self, case: cloud.DemoCloud, options: plan.Options,
+                 result: report.Result, steps: _Steps):
+        self.case = case
+        self.options = options
+        self.result = result
+        self.steps = steps
+        # Device provider uuid -> (host, address), as the hosts have them.
+        self.devices: dict[str, tuple[str, str]] = {}
+        self.booted: list[dict] = []
+
+    def problem(self, message: str) -> None:
+        self.result.problems.append(message)
+
+    def run(self) -> None:
+        o = self.options
+        self.steps.next('starting %d compute host(s) with %d FPGA(s) each'
+                        % (o.hosts, o.devices_per_host))
+        for i in range(o.hosts):
+            host = HOST_NAME % (i + 1)
+            for address in self.case.start_fpga_host(
+                    host, num_fpgas=o.devices_per_host):
+                self.devices[binding.provider_uuid(host, address)] = (
+                    host, address)
+        self._check_providers()
+        self.result.expectation = plan.expect(o, self._device_kind())
+
+        for i in range(o.servers):
+            self.steps.next('booting server %d of %d' % (i + 1, o.servers))
+            self.result.servers.append(self._boot(i))
+        self._check_exclusive()
+
+        self.steps.next('deleting %d server(s)' % len(self.booted))
+        deleted = self._delete_all()
+        self.steps.next('checking that every device is free again')
+        self.result.devices_free_after_delete = (
+            self._check_free() and deleted)
+
+    # ---- before booting ----------------------------------------------
+
+    def _check_providers(self) -> None:
+        providers = self.case.device_providers()
+        self.result.device_providers = len(providers)
+        missing = sorted(set(self.devices) - set(providers))
+        extra = sorted(set(providers) - set(self.devices))
+        if missing:
+            self.problem(
+                'placement has no resource provider for device(s) %s' %
+                ', '.join('%s on %s' % self.devices[rp][::-1]
+                          for rp in missing))
+        if extra:
+            self.problem(
+                'placement has device provider(s) no host reported: %s' %
+                ', '.join('%s (%s)' % (rp, providers[rp]) for rp in extra))
+
+    def _device_kind(self) -> plan.DeviceKind:
+        if not self.devices:
+            return plan.DeviceKind({}, frozenset())
+        rp = sorted(self.devices)[0]
+        inventories = self.case.placement.get(
+            '/resource_providers/%s/inventories' % rp).body['inventories']
+        traits = self.case.placement.get(
+            '/resource_providers/%s/traits' % rp, version='1.6').body[
+            'traits']
+        return plan.DeviceKind(
+            {rc: inv['total'] - inv['reserved']
+             for rc, inv in inventories.items()}, frozenset(traits))
+
+    # ---- one server ------------------------------------------------------
+
+    def _boot(self, index: int) -> report.Server:
+        from nova.tests.functional.api import client
+
+        name = SERVER_NAME % (index + 1)
+        contexts = list(self.options.contexts)
+        body = {'server': self.case._build_server(name=name,
+                                                  networks='none'),
+                'os:scheduler_hints': {'device_context': (
+                    contexts[0] if len(contexts) == 1 else contexts)}}
+        try:
+            server = self.case.api.post_server(body)
+        except client.OpenStackApiException as e:
+            self.problem('the API refused to create %s: %s' % (name, e))
+            return report.Server(index, name, None, 'REFUSED', fault=str(e))
+        self.booted.append(server)
+        server = self.case.wait_for_final_state(server)
+        entry = report.Server(index, name, server['id'], server['status'],
+                              host=server.get(HOST_KEY))
+        if 'fault' in server:
+            entry.fault = server['fault'].get('message')
+        if server['status'] == 'ACTIVE':
+            self._inspect_active(server, entry)
+        elif server['status'] == 'ERROR':
+            self._inspect_error(server, entry)
+        else:
+            self.problem('%s is still %s after 60 s' % (name,
+                                                        server['status']))
+        return entry
+
+    def _allocated_devices(self, server) -> set[str]:
+        allocs = self.case._get_allocations_by_server_uuid(server['id'])
+        return {rp for rp in allocs if rp in self.devices}
+
+    def _domains_elsewhere(self, server, host) -> list[str]:
+        return [h for h in self.case.computes if h != host and
+                self.case.domain_hostdev_xml(h, server)]
+
+    def _inspect_active(self, server, entry: report.Server) -> None:
+        exp = self.result.expectation
+        name, host = entry.name, entry.host
+        node = server.get(NODE_KEY) or host
+        if entry.index >= exp.active:
+            self.problem(
+                '%s is ACTIVE, but only %d server(s) can get %s on %s' % (
+                    name, exp.active, _devices(exp.devices_per_server),
+                    _plural_hosts(self.options)))
+        if host not in self.case.computes:
+            self.problem('%s is ACTIVE on unknown host %r' % (name, host))
+            return
+        entry.devices = [
+            report.Device(address, binding.provider_uuid(node, address), xml)
+            for address, xml in self.case.domain_hostdev_xml(host, server)]
+        in_domain = {d.resource_provider for d in entry.devices}
+        if len(entry.devices) != exp.devices_per_server:
+            self.problem(
+                'the domain of %s on %s has %d PCI hostdev(s); its device '
+                'context(s) ask for %d device(s)' % (
+                    name, host, len(entry.devices), exp.devices_per_server))
+        for d in entry.devices:
+            if self.devices.get(d.resource_provider) != (node, d.address):
+                self.problem('%s has hostdev %s, which is not a nova-acc '
+                             'device of %s' % (name, d.address, node))
+        allocated = self._allocated_devices(server)
+        if allocated != in_domain:
+            self.problem(
+                'the domain of %s has device(s) %s but placement allocated '
+                '%s to it' % (name, self._names(in_domain),
+                              self._names(allocated)))
+        bound = {b.rp_uuid for b in self.case.bindings(server)}
+        if bound != in_domain:
+            self.problem(
+                'the domain of %s has device(s) %s but nova-acc bound %s to '
+                'it' % (name, self._names(in_domain), self._names(bound)))
+        for other in self._domains_elsewhere(server, host):
+            self.problem('%s is ACTIVE on %s but %s also has a domain with '
+                         'hostdevs for it' % (name, host, other))
+
+    def _inspect_error(self, server, entry: report.Server) -> None:
+        exp = self.result.expectation
+        name = entry.name
+        if not entry.fault:
+            self.problem('%s is ERROR without a fault' % name)
+        elif entry.index < exp.active:
+            self.problem(
+                '%s went to ERROR although %s were still free for it: %s'
+                % (name, _devices(exp.devices_per_server), entry.fault))
+        elif FAULT_MARK not in entry.fault:
+            self.problem(
+                'the fault of %s does not say that no host had free devices '
+                'for its device context: %s' % (name, entry.fault))
+        allocated = self._allocated_devices(server)
+        if allocated:
+            self.problem('%s is ERROR but holds an allocation of %s' % (
+                name, self._names(allocated)))
+        holders = self._domains_elsewhere(server, None)
+        if holders:
+            self.problem('%s is ERROR but has hostdevs in a domain on %s' % (
+                name, ', '.join(holders)))
+
+    # ---- all servers -------------------------------------------------
+
+    def _hostdev_owners(self) -> dict[tuple[str, str], list[str]]:
+        owners = collections.defaultdict(list)
+        for host in self.case.computes:
+            for uuid, addrs in self.case.domain_hostdevs(host).items():
+                for address in addrs:
+                    owners[(host, address)].append(uuid)
+        return owners
+
+    def _check_exclusive(self) -> None:
+        names = {s.id: s.name for s in self.result.servers if s.id}
+        for (host, address), uuids in sorted(self._hostdev_owners().items()):
+            if len(uuids) > 1:
+                self.problem('device %s on %s is in the domains of %s' % (
+                    address, host, ', '.join(names.get(u, u) for u in uuids)))
+        for rp, (host, address) in sorted(self.devices.items()):
+            used = sum(self.case.provider_usage(rp).values())
+            if used > 1:
+                self.problem('placement counts %d allocations of device %s on '
+                             '%s, which has one' % (used, address, host))
+        exp = self.result.expectation
+        active = self.result.count('ACTIVE')
+        if active * exp.devices_per_server > len(self.devices):
+            self.problem('%d servers are ACTIVE with %s each, but the cloud '
+                         'has only %d devices' % (
+                             active, _devices(exp.devices_per_server),
+                             len(self.devices)))
+
+    def _delete_all(self) -> bool:
+        ok = True
+        for server in self.booted:
+            if not self.case.delete_and_wait(server):
+                ok = False
+                self.problem('server %s was not gone 60 s after its delete'
+                             % server['id'])
+        return ok
+
+    def _check_free(self) -> bool:
+        free = True
+        for rp, name in sorted(self.case.device_providers().items()):
+            usage = {rc: n for rc, n in
+                     self.case.provider_usage(rp).items() if n}
+            if usage:
+                free = False
+                self.problem('device provider %s (%s) still has usage %s '
+                             'after every server was deleted' % (
+                                 rp, name, usage))
+        for (host, address), uuids in sorted(self._hostdev_owners().items()):
+            free = False
+            self.problem('device %s on %s is still in the domain of %s after '
+                         'every server was deleted' % (
+                             address, host, ', '.join(uuids)))
+        used = {(d.resource_provider, d.address)
+                for s in self.result.servers for d in s.devices}
+        for rp, address in sorted(used):
+            host = self.devices.get(rp, ('?',))[0]
+            try:
+                resets = self.case.reset_count(address)
+            except OSError:
+                resets = 0
+            if resets < 1:
+                self.problem('device %s on %s was not reset after its server '
+                             'was deleted ([nova_acc] reset_on_release)' % (
+                                 address, host))
+        return free
+
+    def _names(self, rps: set[str]) -> str:
+        if not rps:
+            return 'none'
+        return ', '.join(
+            '%s on %s' % self.devices[rp][::-1] if rp in self.devices
+            else rp for rp in sorted(rps))
+
+
+def _devices(n: int) -> str:
+    return '%d device%s' % (n, '' if n == 1 else 's')
+
+
+def _plural_hosts(options: plan.Options) -> str:
+    return '%d host%s with %d device%s each' % (
+        options.hosts, '' if options.hosts == 1 else 's',
+        options.devices_per_host, '' if options.devices_per_host == 1 else 's')

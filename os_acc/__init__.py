@@ -1,0 +1,206 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""os_acc: accelerator plumbing for the libvirt hypervisor.
+
+In the manner of os-vif, a small API over plugins: parse what a user asks
+for (:func:`parse_device_context`), find what the host has
+(:func:`discover`), and attach or detach it (:func:`attach`,
+:func:`detach`) through the plugin of its interface type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as ty
+
+from oslo_log import log as logging
+from stevedore import extension
+
+from os_acc import exception
+from os_acc.internal import device_spec as _device_spec
+from os_acc.internal import reset as _reset
+from os_acc.internal import spec as _spec
+from os_acc.internal import sysfs as _sysfs
+from os_acc.objects import Accelerator
+from os_acc.objects import Device
+from os_acc.objects import DeviceContext
+from os_acc.objects import DeviceContextGroup
+from os_acc import plugin as _plugin
+
+if ty.TYPE_CHECKING:
+    from nova.virt.libvirt import config as vconfig
+    from nova.virt.libvirt import guest as libvirt_guest
+    from nova.virt.libvirt import host as libvirt_host
+
+__all__ = [
+    'Accelerator',
+    'Device',
+    'DeviceContext',
+    'DeviceContextGroup',
+    'attach',
+    'detach',
+    'discover',
+    'get_config',
+    'initialize',
+    'parse_device_context',
+    'reset_device',
+    'select_devices',
+]
+
+LOG = logging.getLogger(__name__)
+
+#: Entry point namespace of the plugins.
+PLUGIN_NAMESPACE = 'os_acc'
+#: Plugins shipped with os_acc; initialize() fails if one is missing.
+BUILTIN_PLUGINS = ('pci', 'mdev')
+
+_EXT_MANAGER: extension.ExtensionManager | None = None
+
+AcceleratorLike = ty.Union[Accelerator, ty.Mapping[str, ty.Any]]
+DeviceSpecs = ty.Iterable[ty.Mapping[str, ty.Any]]
+
+
+def initialize(
+        reset: bool = False, *,
+        extension_manager: extension.ExtensionManager | None = None,
+) -> None:
+    """Load the plugins.
+
+    :param reset: load them again even if already loaded.
+    :param extension_manager: use this stevedore manager instead of
+        scanning the ``os_acc`` entry points, for example one built with
+        ``ExtensionManager.make_test_instance()``.
+    :raises os_acc.exception.PluginNotFound: if a built-in plugin is not
+        registered, which means os_acc is not installed properly.
+    """
+    global _EXT_MANAGER
+    if extension_manager is None:
+        if _EXT_MANAGER is not None and not reset:
+            return
+        extension_manager = extension.ExtensionManager(
+            namespace=PLUGIN_NAMESPACE, invoke_on_load=True)
+    names = extension_manager.names()
+    for name in BUILTIN_PLUGINS:
+        if name not in names:
+            raise exception.PluginNotFound(
+                'No os_acc plugin for interface type %r in entry point '
+                'namespace %r; is os_acc installed?' %
+                (name, PLUGIN_NAMESPACE))
+    for ext in extension_manager:
+        LOG.debug('Loaded os_acc plugin %s: %s', ext.name, ext.obj.describe())
+    _EXT_MANAGER = extension_manager
+
+
+def _to_accelerator(acc: AcceleratorLike) -> Accelerator:
+    if isinstance(acc, Accelerator):
+        return acc
+    if not isinstance(acc, ty.Mapping):
+        raise exception.InvalidAccelerator(
+            'Expected an Accelerator or a dict, not %s' % type(acc).__name__)
+    fields = {f.name for f in dataclasses.fields(Accelerator)}
+    unknown = [k for k in acc if k not in fields]
+    if unknown:
+        raise exception.InvalidAccelerator(
+            'Unknown accelerator field(s): %s' %
+            ', '.join(sorted(map(repr, unknown))))
+    if 'interface_type' not in acc:
+        raise exception.InvalidAccelerator(
+            'Accelerator %r has no interface_type' % (dict(acc),))
+    return Accelerator(**acc)
+
+
+def _get_plugin(acc: Accelerator) -> _plugin.PluginBase:
+    if _EXT_MANAGER is None:
+        raise exception.LibraryNotInitialized(
+            'os_acc.initialize() has not been called')
+    if (not isinstance(acc.interface_type, str) or
+            acc.interface_type not in _EXT_MANAGER.names()):
+        raise exception.InvalidAccelerator(
+            'Unknown interface type %r; known types: %s' %
+            (acc.interface_type, ', '.join(sorted(_EXT_MANAGER.names()))))
+    return _EXT_MANAGER[acc.interface_type].obj
+
+
+def get_config(acc: AcceleratorLike) -> vconfig.LibvirtConfigObject:
+    """Return the libvirt device config of an accelerator.
+
+    :param acc: an :class:`Accelerator`, or a dict with its fields.
+    :raises os_acc.exception.InvalidAccelerator: if ``acc`` is malformed.
+    :raises os_acc.exception.LibraryNotInitialized: before initialize().
+    """
+    acc = _to_accelerator(acc)
+    return _get_plugin(acc).get_config(acc)
+
+
+def attach(acc: AcceleratorLike, guest: libvirt_guest.Guest,
+           host: libvirt_host.Host, instance: ty.Any) -> None:
+    """Attach an accelerator to a guest.
+
+    The persistent definition always changes; the live domain too if the
+    guest is running or paused. libvirt errors propagate.
+
+    :param instance: the Nova instance, used for logging only.
+    """
+    acc = _to_accelerator(acc)
+    _get_plugin(acc).attach(acc, guest, host, instance)
+
+
+def detach(acc: AcceleratorLike, guest: libvirt_guest.Guest,
+           host: libvirt_host.Host, instance: ty.Any) -> None:
+    """Detach an accelerator from a guest; see :func:`attach`.
+
+    A live detach completes asynchronously in libvirt.
+    """
+    acc = _to_accelerator(acc)
+    _get_plugin(acc).detach(acc, guest, host, instance)
+
+
+def parse_device_context(spec: _spec.Spec) -> DeviceContext:
+    """Parse a device-context spec (a string or Cyborg-style group dicts).
+
+    :raises os_acc.exception.InvalidDeviceContext: naming the bad token.
+    """
+    return _spec.parse_device_context(spec)
+
+
+def select_devices(devices: ty.Iterable[Device],
+                   device_specs: DeviceSpecs) -> list[Device]:
+    """Return copies of the devices a spec matches, sorted by address.
+
+    Each copy has the ``resource_class`` and ``traits`` of the first
+    matching spec.
+
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    return _device_spec.select_devices(devices, device_specs)
+
+
+def discover(device_specs: DeviceSpecs,
+             sysfs_root: str = '/sys') -> list[Device]:
+    """Read the host's PCI functions and return those a spec matches.
+
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    # Validate before scanning: a configuration error must not depend on
+    # what the host has.
+    specs = _device_spec.parse_device_specs(device_specs)
+    return _device_spec.match_devices(_sysfs.read_devices(sysfs_root), specs)
+
+
+def reset_device(address: str, sysfs_root: str = '/sys') -> bool:
+    """Reset a PCI function through sysfs; see the module documentation.
+
+    :returns: True if reset, False if the device offers no reset method.
+    :raises os_acc.exception.InvalidDeviceAddress: for a malformed address.
+    :raises os_acc.exception.DeviceNotFound: if the device is absent.
+    """
+    return _reset.reset_device(address, sysfs_root)

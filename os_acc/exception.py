@@ -1,0 +1,55 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Exceptions raised by os_acc.
+
+Every error a caller can cause with bad input is a ``ValueError`` subclass,
+so a service can turn it into a 400-style message without knowing os_acc.
+"""
+
+
+class OsAccException(Exception):
+    """Base class of every os_acc exception."""
+
+
+class InvalidDeviceContext(OsAccException, ValueError):
+    """A device-context spec could not be parsed or failed validation.
+
+    The message names the offending token.
+    """
+
+
+class InvalidDeviceSpec(OsAccException, ValueError):
+    """A ``device_spec`` entry (operator configuration) is malformed."""
+
+
+class InvalidAccelerator(OsAccException, ValueError):
+    """An Accelerator has a malformed address, UUID or interface type."""
+
+
+class PluginNotFound(OsAccException):
+    """No os_acc plugin is registered for an interface type."""
+
+
+class DeviceNotFound(OsAccException):
+    """A device is not present in sysfs."""
+
+
+class ResetNotSupported(OsAccException):
+    """The device offers no function-level reset through sysfs."""
+
+
+class InvalidDeviceAddress(OsAccException, ValueError):
+    """A string given as a PCI address is not of the form DDDD:BB:SS.F."""
+
+
+class LibraryNotInitialized(OsAccException):
+    """os_acc.initialize() must be called before using plugins."""

@@ -1,0 +1,196 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Operator device specs: which host devices os_acc manages, and how.
+
+An entry is modelled on Nova's ``[pci] device_spec``::
+
+    {"vendor_id": "10ee", "product_id": "5000", "address": "0000:3b:*",
+     "resource_class": "FPGA", "traits": ["CUSTOM_XILINX"]}
+
+Match keys (``vendor_id``, ``product_id``, ``address``, ``physfn``) must all
+match; a device takes ``resource_class`` and ``traits`` from the first entry
+that matches it.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import fnmatch
+import re
+import typing as ty
+
+from os_acc import exception
+from os_acc.internal import spec as spec_parser
+from os_acc import objects
+
+MATCH_KEYS = ('vendor_id', 'product_id', 'address', 'physfn')
+TAG_KEYS = ('resource_class', 'traits')
+ANY = '*'
+
+_ID_RE = re.compile(r'(?:0[xX])?([0-9a-fA-F]{1,4})')
+# Hex digits, the address separators and fnmatch syntax, nothing else: a
+# pattern can then only ever be compared with sysfs names.
+_ADDRESS_GLOB_RE = re.compile(r'[0-9a-fA-F:.*?\[\]!-]+')
+
+
+def _error(key: object, msg: str,
+           *args: object) -> exception.InvalidDeviceSpec:
+    return exception.InvalidDeviceSpec(
+        'Invalid device_spec key %r: %s' % (key, msg % args))
+
+
+def _parse_id(key: str, value: object) -> str | None:
+    if not isinstance(value, str):
+        raise _error(key, 'expected a string, got %r', value)
+    if value.strip() == ANY:
+        return None
+    m = _ID_RE.fullmatch(value.strip())
+    if m is None:
+        raise _error(key, '%r is not a hexadecimal ID of at most 4 digits '
+                     'or %r', value, ANY)
+    return m.group(1).lower().zfill(4)
+
+
+def _parse_address_glob(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _error(key, 'expected a string glob, got %r', value)
+    pattern = value.strip().lower()
+    if (_ADDRESS_GLOB_RE.fullmatch(pattern) is None or
+            pattern.count(':') > 2):
+        raise _error(key, '%r is not a PCI address glob such as '
+                     '"0000:3b:00.*" or "3b:00.1"', value)
+    # The short form "BB:SS.F" has a two-character bus before its only
+    # colon; it is taken as being in PCI domain 0000. A pattern such as
+    # "0001:*" starts with a domain and is left alone.
+    if pattern.count(':') == 1 and len(pattern.partition(':')[0]) == 2:
+        pattern = '0000:' + pattern
+    return pattern
+
+
+def _parse_resource_class(key: str, value: object) -> str:
+    if not spec_parser.is_valid_resource_class(value):
+        raise _error(key, '%r is not a standard resource class nor '
+                     'CUSTOM_[A-Z0-9_]+', value)
+    return ty.cast(str, value)
+
+
+def _parse_traits(key: str, value: object) -> frozenset[str]:
+    if isinstance(value, str):
+        # An empty string is how an operator says "no traits".
+        names = [n.strip() for n in value.split(',')] if value.strip() else []
+    elif isinstance(value, list):
+        names = value
+    else:
+        raise _error(key, 'expected a list or a comma-separated string, got '
+                     '%r', value)
+    for name in names:
+        if not spec_parser.is_valid_trait(name):
+            raise _error(key, '%r is not a standard trait nor '
+                         'CUSTOM_[A-Z0-9_]+', name)
+    return frozenset(names)
+
+
+class DeviceSpec:
+    """One validated ``device_spec`` entry."""
+
+    def __init__(self, spec: ty.Mapping[str, ty.Any]) -> None:
+        if not isinstance(spec, collections.abc.Mapping):
+            raise exception.InvalidDeviceSpec(
+                'A device_spec entry must be a dict, not %r' % (spec,))
+        unknown = set(spec) - set(MATCH_KEYS) - set(TAG_KEYS)
+        if unknown:
+            raise _error(min(unknown, key=repr),
+                         'unknown key; expected one of %s',
+                         ', '.join(MATCH_KEYS + TAG_KEYS))
+        # An entry that matches on nothing would claim every PCI function of
+        # the host, host bridges included; ask for an explicit "*" instead.
+        if not any(key in spec for key in MATCH_KEYS):
+            raise exception.InvalidDeviceSpec(
+                'A device_spec entry needs at least one of %s; use '
+                '{"address": "*"} to match every device' %
+                ', '.join(MATCH_KEYS))
+        self.vendor_id = (_parse_id('vendor_id', spec['vendor_id'])
+                          if 'vendor_id' in spec else None)
+        self.product_id = (_parse_id('product_id', spec['product_id'])
+                           if 'product_id' in spec else None)
+        self.address = (_parse_address_glob('address', spec['address'])
+                        if 'address' in spec else None)
+        self.physfn = (_parse_address_glob('physfn', spec['physfn'])
+                       if 'physfn' in spec else None)
+        self.resource_class = (
+            _parse_resource_class('resource_class', spec['resource_class'])
+            if 'resource_class' in spec else None)
+        self.traits = (_parse_traits('traits', spec['traits'])
+                       if 'traits' in spec else frozenset())
+
+    def match(self, device: objects.Device) -> bool:
+        if self.vendor_id is not None and device.vendor_id != self.vendor_id:
+            return False
+        if (self.product_id is not None and
+                device.product_id != self.product_id):
+            return False
+        if (self.address is not None and
+                not fnmatch.fnmatchcase(device.address, self.address)):
+            return False
+        if self.physfn is not None and (
+                device.physfn is None or
+                not fnmatch.fnmatchcase(device.physfn, self.physfn)):
+            return False
+        return True
+
+    def resource_class_for(self, device: objects.Device) -> str:
+        if self.resource_class is not None:
+            return self.resource_class
+        # The name Nova gives PCI devices it reports to placement.
+        return ('CUSTOM_PCI_%s_%s' % (device.vendor_id,
+                                      device.product_id)).upper()
+
+
+def parse_device_specs(
+        device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
+) -> list[DeviceSpec]:
+    """Validate ``device_specs``.
+
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    if isinstance(device_specs, (str, bytes, collections.abc.Mapping)):
+        raise exception.InvalidDeviceSpec(
+            'device_specs must be a list of dicts, not %r' % (device_specs,))
+    return [DeviceSpec(entry) for entry in device_specs]
+
+
+def match_devices(devices: ty.Iterable[objects.Device],
+                  specs: ty.Sequence[DeviceSpec]) -> list[objects.Device]:
+    """Return copies of the devices that a spec matches, sorted by address.
+
+    Each copy carries the ``resource_class`` and ``traits`` of the first
+    matching spec; devices no spec matches are left out.
+    """
+    selected = []
+    for device in devices:
+        for entry in specs:
+            if entry.match(device):
+                selected.append(dataclasses.replace(
+                    device,
+                    resource_class=entry.resource_class_for(device),
+                    traits=set(entry.traits)))
+                break
+    return sorted(selected, key=lambda d: d.address)
+
+
+def select_devices(
+        devices: ty.Iterable[objects.Device],
+        device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
+) -> list[objects.Device]:
+    """Validate ``device_specs``, then :func:`match_devices`."""
+    return match_devices(devices, parse_device_specs(device_specs))
