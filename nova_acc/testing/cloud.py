@@ -29,6 +29,8 @@ from xml.etree import ElementTree
 import fixtures
 from oslo_serialization import jsonutils
 
+from nova import context as nova_context
+from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.libvirt import base as libvirt_base
 
@@ -187,6 +189,40 @@ class DeviceContextTestBase(NovaAccServicesMixin,
                 for a in addrs:
                     owners.setdefault(a, []).append(uuid)
         return owners
+
+    def server_bindings(self, server):
+        """The bindings recorded with the instance in its cell database."""
+        ctxt = nova_context.get_admin_context()
+        mapping = objects.InstanceMapping.get_by_instance_uuid(
+            ctxt, server['id'])
+        with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+            instance = objects.Instance.get_by_uuid(
+                cctxt, server['id'], expected_attrs=['system_metadata'])
+        return binding.load(instance)
+
+    def remove_host_device(self, hostname, address):
+        """The device disappears from the host (unplugged, failed)."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        name = 'pci_' + address.replace(':', '_').replace('.', '_')
+        return conn.pci_info.devices.pop(name)
+
+    def host_device_providers(self, hostname):
+        """name -> provider record of the device children of a host."""
+        root = self.compute_rp_uuids[hostname]
+        rps = self.placement.get(
+            '/resource_providers?in_tree=%s' % root,
+            version='1.14').body['resource_providers']
+        return {rp['name']: rp for rp in rps if rp['uuid'] != root}
+
+    def provider_inventory(self, rp_uuid):
+        return self.placement.get(
+            '/resource_providers/%s/inventories' % rp_uuid).body[
+            'inventories']
+
+    def provider_traits(self, rp_uuid):
+        return set(self.placement.get(
+            '/resource_providers/%s/traits' % rp_uuid,
+            version='1.6').body['traits'])
 
     def provider_usage(self, rp_uuid):
         return self.placement.get(

@@ -1,0 +1,151 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""What nova-compute reports to placement, and what survives a restart."""
+
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+from tests.functional import base
+
+
+class ProviderTreeTest(base.DeviceContextTestBase):
+
+    def test_each_device_is_a_child_provider(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2, extra_nics=2)
+
+        providers = self.host_device_providers('compute1')
+        self.assertEqual(sorted('compute1_%s' % a for a in fpgas),
+                         sorted(providers))
+        for address in fpgas:
+            rp = providers['compute1_%s' % address]
+            self.assertEqual(self.compute_rp_uuids['compute1'],
+                             rp['parent_provider_uuid'])
+            self.assertEqual(self.device_rp('compute1', address), rp['uuid'])
+            inv = self.provider_inventory(rp['uuid'])
+            self.assertEqual({'FPGA'}, set(inv))
+            self.assertEqual(1, inv['FPGA']['total'])
+            self.assertEqual(0, inv['FPGA']['reserved'])
+            self.assertEqual({'CUSTOM_GZIP', 'OWNER_NOVA', 'CUSTOM_NOVA_ACC'},
+                             self.provider_traits(rp['uuid']))
+        self.assertIn('CUSTOM_NOVA_ACC', self.provider_traits(
+            self.compute_rp_uuids['compute1']))
+
+    def test_host_without_nova_acc_devices_is_not_a_candidate(self):
+        self.start_fpga_host('compute1', num_fpgas=0, extra_nics=1)
+        server = self.boot('resources:FPGA=1', expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(server))
+
+    def test_periodic_update_without_change_writes_nothing(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+        self.boot('resources:FPGA=1')
+        before = {n: rp['generation'] for n, rp in
+                  self.host_device_providers('compute1').items()}
+
+        self._run_periodics()
+        self._run_periodics()
+
+        after = {n: rp['generation'] for n, rp in
+                 self.host_device_providers('compute1').items()}
+        self.assertEqual(before, after)
+        self.assertEqual(2, len(fpgas))
+
+    def test_vanished_free_device_loses_its_provider(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+
+        self.remove_host_device('compute1', fpgas[0])
+        self._run_periodics()
+
+        self.assertEqual(['compute1_%s' % fpgas[1]],
+                         list(self.host_device_providers('compute1')))
+
+    def test_vanished_allocated_device_stays_reserved_until_freed(self):
+        fpga = self.start_fpga_host('compute1', num_fpgas=1)[0]
+        server = self.boot('resources:FPGA=1')
+        rp = self.device_rp('compute1', fpga)
+
+        self.remove_host_device('compute1', fpga)
+        self._run_periodics()
+
+        # Still there, allocation intact, nothing new can land on it.
+        self.assertIn('compute1_%s' % fpga, self.host_device_providers('compute1'))
+        self.assertEqual(1, self.provider_inventory(rp)['FPGA']['reserved'])
+        self.assertEqual([rp], self.allocated_device_rps(server))
+        other = self.boot('resources:FPGA=1', expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(other))
+
+        self._delete_server(server)
+        self._run_periodics()
+
+        self.assertEqual({}, self.host_device_providers('compute1'))
+
+    def test_device_that_comes_back_is_usable_again(self):
+        fpga = self.start_fpga_host('compute1', num_fpgas=1)[0]
+        device = self.remove_host_device('compute1', fpga)
+        self._run_periodics()
+        self.assertEqual({}, self.host_device_providers('compute1'))
+
+        conn = self.computes['compute1'].driver._host.get_connection()
+        conn.pci_info.devices['pci_' + fpga.replace(':', '_').replace(
+            '.', '_')] = device
+        self._run_periodics()
+
+        server = self.boot('resources:FPGA=1')
+        self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
+
+
+class RestartTest(base.DeviceContextTestBase):
+
+    def test_compute_restart_keeps_inventory_allocation_and_binding(self):
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+        server = self.boot('resources:FPGA=1')
+        providers = self.host_device_providers('compute1')
+        bindings = self.server_bindings(server)
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        hostdevs = self.domain_hostdevs('compute1', server)
+        self.assertEqual(1, len(bindings))
+        self.assertEqual(hostdevs, [bindings[0].address])
+
+        self.restart_compute_service('compute1')
+        self._run_periodics()
+
+        self.assertEqual(providers, self.host_device_providers('compute1'))
+        self.assertEqual(bindings, self.server_bindings(server))
+        self.assertEqual(allocations,
+                         self._get_allocations_by_server_uuid(server['id']))
+        self.assertEqual(hostdevs, self.domain_hostdevs('compute1', server))
+
+        # And the restarted compute still releases it properly.
+        self._reboot_server(server, hard=True)
+        self.assertEqual(hostdevs, self.domain_hostdevs('compute1', server))
+        self._delete_server(server)
+        self.assertEqual(1, self.reset_count(hostdevs[0]))
+        free = self.boot('resources:FPGA=1', 'resources:FPGA=1')
+        self.assertEqual(sorted(fpgas),
+                         sorted(self.domain_hostdevs('compute1', free)))
+
+
+class SharedDeviceConfigTest(base.DeviceContextTestBase):
+
+    def test_device_in_both_device_specs_refuses_to_start(self):
+        self.flags(device_spec=['{"vendor_id": "%s", "product_id": "%s"}' % (
+            base.FPGA_VENDOR, base.FPGA_PRODUCT)], group='pci')
+        pci_info = fakelibvirt.HostPCIDevicesInfo(
+            num_pci=0, num_pfs=0, num_vfs=0)
+        pci_info.add_device(dev_type='PCI', bus=0x81, slot=0, function=0,
+                            iommu_group=40, numa_node=0,
+                            vend_id=base.FPGA_VENDOR,
+                            prod_id=base.FPGA_PRODUCT)
+        ex = self.assertRaises(Exception, self.start_compute, 'compute1',
+                               pci_info=pci_info)
+        self.assertIn('0000:81:00.0 is selected by both [nova_acc] '
+                      'device_spec and [pci] device_spec', str(ex))
