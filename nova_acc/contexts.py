@@ -150,15 +150,25 @@ def to_request_group(cg: ContextGroup) -> objects.RequestGroup:
         provider_uuids=[])
 
 
+def _requested_resources(request_spec) -> list:
+    if 'requested_resources' not in request_spec:
+        return []
+    return request_spec.requested_resources or []
+
+
+def our_request_groups(request_spec) -> list:
+    """nova-acc's RequestGroups on a RequestSpec (with provider mapping)."""
+    return [rg for rg in _requested_resources(request_spec)
+            if is_ours(rg.requester_id)]
+
+
 def apply_request_groups(request_spec, groups: list[ContextGroup]) -> None:
     """Replace nova-acc's groups in ``request_spec.requested_resources``.
 
     Idempotent: the conductor and the scheduler both call it, and a
     reschedule sends the same RequestSpec through again.
     """
-    existing = [
-        rg for rg in (request_spec.requested_resources
-                      if 'requested_resources' in request_spec else None) or []
-        if not is_ours(rg.requester_id)]
+    existing = [rg for rg in _requested_resources(request_spec)
+                if not is_ours(rg.requester_id)]
     request_spec.requested_resources = existing + [
         to_request_group(cg) for cg in groups]

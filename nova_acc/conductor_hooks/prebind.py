@@ -47,12 +47,9 @@ def compute_bindings(report_client, context, request_spec,
     :raises BindingFailed: a group has no provider, or the provider is not
         one of ``nodename``'s devices.
     """
-    mapping = request_spec.get_request_group_mapping() or {}
     result = []
-    for rg in request_spec.requested_resources or []:
-        if not contexts.is_ours(rg.requester_id):
-            continue
-        providers = mapping.get(rg.requester_id) or []
+    for rg in contexts.our_request_groups(request_spec):
+        providers = rg.provider_uuids or []
         if len(providers) != 1:
             raise BindingFailed(
                 'placement mapped device group %s to %d providers, expected '
@@ -106,9 +103,11 @@ def _cell_of(context, instance):
 def prebind(report_client, context, instance, nodename: str,
             request_spec) -> list[binding.Binding]:
     """Bind and record; a failure is recorded for the compute to act on."""
-    has_groups = any(contexts.is_ours(rg.requester_id)
-                     for rg in request_spec.requested_resources or [])
-    if not has_groups and not binding.load(instance):
+    if not contexts.our_request_groups(request_spec):
+        # Nothing to bind: no device contexts, or a move operation (Nova
+        # also calls this seam for evacuate and unshelve), which nova-acc
+        # does not support yet; the compute then refuses the stale binding
+        # with a clear error instead of silently dropping the device.
         return []
     error = None
     try:

@@ -101,10 +101,8 @@ class SchedulerManager(manager.SchedulerManager):
     def _consume_selected_host(selected_host, spec_obj, instance_uuid=None):
         manager.SchedulerManager._consume_selected_host(
             selected_host, spec_obj, instance_uuid=instance_uuid)
-        claimed = {
-            rp for rg in spec_obj.requested_resources or []
-            if contexts.is_ours(rg.requester_id)
-            for rp in rg.provider_uuids or []}
+        claimed = {rp for rg in contexts.our_request_groups(spec_obj)
+                   for rp in rg.provider_uuids or []}
         if not claimed:
             return
         # Every nova-acc device provider has a total of 1, so a candidate
