@@ -11,8 +11,9 @@
 #    under the License.
 """Steps 4 and 5: the libvirt driver with device contexts.
 
-Enabled with ``[DEFAULT] compute_driver =
-nova_acc.virt.libvirt.LibvirtAccDriver``. On top of Nova's LibvirtDriver it
+Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
+``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). On top
+of Nova's LibvirtDriver it
 
 * reports the devices of ``[nova_acc] device_spec`` as child providers
   (``update_provider_tree``);

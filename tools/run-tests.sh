@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up (tools/setup.sh), then run nova-acc's whole test suite with stestr:
+# unit tests and Nova functional tests (tests/, see .stestr.conf).
+#
+#   ./tools/run-tests.sh                  # everything; this is what CI runs
+#   ./tools/run-tests.sh tests.unit       # stestr filter regexes, passed on
+#
+# The last line is "N passed, N failed, N skipped", counted from the run's
+# subunit stream; the exit status is non-zero when a test failed or none
+# passed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+./tools/setup.sh
+
+PY=${VENV:-$ROOT/.venv}/bin/python
+results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tests.XXXXXX.subunit")
+trap 'rm -f "$results"' EXIT
+
+# The stream goes to a file (for the count) and through stestr's own
+# pretty-printer (for the log; its exit status is ignored: the count below
+# decides). stestr also keeps the run in .stestr/, so
+# "stestr last" and "stestr failing" work afterwards.
+set +e
+"$PY" -m stestr run --subunit "$@" | tee "$results" \
+    | "$PY" "$ROOT/tools/subunit_summary.py" --trace
+statuses=("${PIPESTATUS[@]}")
+set -e
+stestr_rc=${statuses[0]}
+
+set +e
+summary=$("$PY" "$ROOT/tools/subunit_summary.py" "$results")
+summary_rc=$?
+set -e
+
+echo
+if [ "$stestr_rc" -ne 0 ]; then
+    echo "stestr exited with status $stestr_rc" >&2
+fi
+echo "$summary"
+if [ "$stestr_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
+    exit 1
+fi
