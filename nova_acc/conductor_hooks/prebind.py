@@ -40,15 +40,15 @@ class BindingFailed(Exception):
     pass
 
 
-def compute_bindings(report_client, context, request_spec,
+def compute_bindings(report_client, context, groups,
                      nodename: str) -> list[binding.Binding]:
-    """Bindings for every context group from the spec's provider mapping.
+    """Bindings for request groups whose ``provider_uuids`` are mapped.
 
     :raises BindingFailed: a group has no provider, or the provider is not
         one of ``nodename``'s devices.
     """
     result = []
-    for rg in contexts.our_request_groups(request_spec):
+    for rg in groups:
         providers = rg.provider_uuids or []
         if len(providers) != 1:
             raise BindingFailed(
@@ -65,6 +65,54 @@ def compute_bindings(report_client, context, request_spec,
                                       rp_uuid=rp_uuid, address=address,
                                       nodename=nodename))
     return result
+
+
+def map_from_allocation(report_client, context, instance_uuid: str,
+                        nodename: str, groups) -> None:
+    """Fill ``provider_uuids`` of ``groups`` from the instance's allocation.
+
+    Nova also calls the pre-bind seam for unshelve and evacuate, with a
+    RequestSpec loaded from the database, where request groups and their
+    mapping are not stored. The scheduler allocated one device per group on
+    ``nodename``; this finds which device serves which group, checking
+    resources and required and forbidden traits.
+
+    :raises BindingFailed: no consistent assignment exists.
+    """
+    allocations = report_client.get_allocs_for_consumer(
+        context, instance_uuid)['allocations']
+    devices = {}
+    for rp_uuid, alloc in allocations.items():
+        if _device_address(report_client, context, nodename,
+                           rp_uuid) is not None:
+            traits = report_client.get_provider_traits(context, rp_uuid).traits
+            devices[rp_uuid] = (alloc['resources'], set(traits))
+
+    def fits(rg, rp_uuid):
+        resources, traits = devices[rp_uuid]
+        return (resources == rg.resources and
+                rg.required_traits <= traits and
+                not (rg.forbidden_traits & traits))
+
+    def assign(i, used):
+        if i == len(groups):
+            return []
+        for rp_uuid in sorted(devices):
+            if rp_uuid not in used and fits(groups[i], rp_uuid):
+                rest = assign(i + 1, used | {rp_uuid})
+                if rest is not None:
+                    return [rp_uuid] + rest
+        return None
+
+    # Groups per server are capped ([nova_acc] max_groups_per_server), so
+    # this search stays small.
+    chosen = assign(0, frozenset())
+    if chosen is None:
+        raise BindingFailed(
+            'the allocation of the server on node %s does not hold a device '
+            'for every device group' % nodename)
+    for rg, rp_uuid in zip(groups, chosen):
+        rg.provider_uuids = [rp_uuid]
 
 
 def _device_address(report_client, context, nodename: str,
@@ -103,17 +151,18 @@ def _cell_of(context, instance):
 def prebind(report_client, context, instance, nodename: str,
             request_spec) -> list[binding.Binding]:
     """Bind and record; a failure is recorded for the compute to act on."""
-    if not contexts.our_request_groups(request_spec):
-        # Nothing to bind: no device contexts, or a move operation (Nova
-        # also calls this seam for evacuate and unshelve), which nova-acc
-        # does not support yet; the compute then refuses the stale binding
-        # with a clear error instead of silently dropping the device.
-        return []
+    groups = contexts.our_request_groups(request_spec)
     error = None
     try:
-        bindings = compute_bindings(report_client, context, request_spec,
-                                    nodename)
-    except BindingFailed as e:
+        if not groups and contexts.hint_values(request_spec):
+            groups = [contexts.to_request_group(cg) for cg in
+                      contexts.context_groups(request_spec)]
+            map_from_allocation(report_client, context, instance.uuid,
+                                nodename, groups)
+        if not groups:
+            return []
+        bindings = compute_bindings(report_client, context, groups, nodename)
+    except (BindingFailed, contexts.InvalidDeviceContextHint) as e:
         LOG.warning('Device-context binding on node %s failed: %s; the '
                     'compute will reschedule the server.', nodename, e,
                     instance=instance)

@@ -127,3 +127,26 @@ class InvalidContextTest(base.DeviceContextTestBase):
     def test_profile_boots(self):
         server = self.boot('profile:gzip')
         self.assertEqual(self.fpgas, self.domain_hostdevs('compute1', server))
+
+
+class ShelveTest(base.DeviceContextTestBase):
+
+    def test_shelve_offload_frees_the_device_and_unshelve_binds_again(self):
+        self.flags(shelved_offload_time=0)
+        fpgas = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot('resources:FPGA=1')
+        rp = self.device_rp('compute1', fpgas[0])
+
+        server = self._shelve_server(server)
+
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        self.assertEqual({}, self.domain_hostdevs('compute1'))
+        self.assertEqual(1, self.reset_count(fpgas[0]))
+        self.assertEqual([], self.server_bindings(server))
+
+        server = self._unshelve_server(server)
+
+        self.assertEqual(fpgas, self.domain_hostdevs('compute1', server))
+        self.assertEqual([rp], self.allocated_device_rps(server))
+        self.assertEqual([fpgas[0]],
+                         [b.address for b in self.server_bindings(server)])

@@ -57,13 +57,12 @@ class BindingStoreTest(base.BaseTestCase):
 class ComputeBindingsTest(base.BaseTestCase):
     """The conductor's checks on what placement allocated."""
 
-    def spec(self, provider_uuids):
+    def groups(self, provider_uuids):
         spec = objects.RequestSpec(
             scheduler_hints={'device_context': ['resources:FPGA=1']})
-        cg = contexts.context_groups(spec)[0]
-        contexts.apply_request_groups(spec, [cg])
-        spec.requested_resources[0].provider_uuids = provider_uuids
-        return spec
+        rg = contexts.to_request_group(contexts.context_groups(spec)[0])
+        rg.provider_uuids = provider_uuids
+        return [rg]
 
     def placement(self, name):
         resp = mock.Mock(status_code=200)
@@ -76,8 +75,8 @@ class ComputeBindingsTest(base.BaseTestCase):
     def test_binds_the_device_of_the_node(self):
         rp = binding.provider_uuid('n1', '0000:81:00.0')
         result = prebind.compute_bindings(
-            self.placement('n1_0000:81:00.0'), mock.Mock(), self.spec([rp]),
-            'n1')
+            self.placement('n1_0000:81:00.0'), mock.Mock(),
+            self.groups([rp]), 'n1')
         self.assertEqual([binding.Binding('nova_acc_0_0', rp, '0000:81:00.0',
                                           'n1')], result)
 
@@ -85,7 +84,7 @@ class ComputeBindingsTest(base.BaseTestCase):
         rp = binding.provider_uuid('n2', '0000:81:00.0')
         e = self.assertRaises(
             prebind.BindingFailed, prebind.compute_bindings,
-            self.placement('n2_0000:81:00.0'), mock.Mock(), self.spec([rp]),
+            self.placement('n2_0000:81:00.0'), mock.Mock(), self.groups([rp]),
             'n1')
         self.assertIn('is not a nova-acc device of node n1', str(e))
 
@@ -94,11 +93,68 @@ class ComputeBindingsTest(base.BaseTestCase):
         e = self.assertRaises(
             prebind.BindingFailed, prebind.compute_bindings,
             self.placement('n1_0000:81:00.0'), mock.Mock(),
-            self.spec(['0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77']), 'n1')
+            self.groups(['0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77']), 'n1')
         self.assertIn('0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77', str(e))
 
     def test_refuses_unmapped_group(self):
         e = self.assertRaises(
             prebind.BindingFailed, prebind.compute_bindings,
-            self.placement('x'), mock.Mock(), self.spec([]), 'n1')
+            self.placement('x'), mock.Mock(), self.groups([]), 'n1')
         self.assertIn('to 0 providers, expected exactly one', str(e))
+
+
+class MapFromAllocationTest(base.BaseTestCase):
+    """Unshelve/evacuate: which allocated device serves which group."""
+
+    def setUp(self):
+        super().setUp()
+        self.rp_gzip = binding.provider_uuid('n1', '0000:81:00.0')
+        self.rp_plain = binding.provider_uuid('n1', '0000:81:01.0')
+        self.rp_other_node = binding.provider_uuid('n0', '0000:81:00.0')
+        names = {self.rp_gzip: 'n1_0000:81:00.0',
+                 self.rp_plain: 'n1_0000:81:01.0',
+                 self.rp_other_node: 'n0_0000:81:00.0',
+                 'root': 'n1'}
+        ours = {'CUSTOM_NOVA_ACC', 'OWNER_NOVA'}
+        traits = {self.rp_gzip: {'CUSTOM_GZIP'} | ours, self.rp_plain: ours}
+
+        def get(url, **kw):
+            resp = mock.Mock()
+            resp.__bool__ = lambda self: True
+            resp.json.return_value = {'name': names[url.rsplit('/', 1)[1]]}
+            return resp
+
+        self.client = mock.Mock()
+        self.client.get.side_effect = get
+        self.client.get_provider_traits.side_effect = (
+            lambda ctx, rp: mock.Mock(traits=traits[rp]))
+        self.client.get_allocs_for_consumer.return_value = {'allocations': {
+            # Evacuate keeps the source node's allocation: ignored.
+            self.rp_other_node: {'resources': {'FPGA': 1}},
+            'root': {'resources': {'VCPU': 1}},
+            self.rp_plain: {'resources': {'FPGA': 1}},
+            self.rp_gzip: {'resources': {'FPGA': 1}},
+        }}
+
+    def groups(self, *values):
+        spec = objects.RequestSpec(scheduler_hints={'device_context':
+                                                    list(values)})
+        return [contexts.to_request_group(cg)
+                for cg in contexts.context_groups(spec)]
+
+    def test_traits_decide_which_device_serves_which_group(self):
+        groups = self.groups('resources:FPGA=1,trait:CUSTOM_GZIP=forbidden',
+                             'resources:FPGA=1,trait:CUSTOM_GZIP=required')
+        prebind.map_from_allocation(self.client, mock.Mock(), 'inst', 'n1',
+                                    groups)
+        self.assertEqual([[self.rp_plain], [self.rp_gzip]],
+                         [rg.provider_uuids for rg in groups])
+
+    def test_no_consistent_assignment(self):
+        groups = self.groups('resources:FPGA=1,trait:CUSTOM_GZIP=required',
+                             'resources:FPGA=1,trait:CUSTOM_GZIP=required')
+        e = self.assertRaises(prebind.BindingFailed,
+                              prebind.map_from_allocation, self.client,
+                              mock.Mock(), 'inst', 'n1', groups)
+        self.assertIn('does not hold a device for every device group',
+                      str(e))
