@@ -46,16 +46,25 @@ def provider_uuid(nodename: str, address: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Binding:
-    """Group ``requester_id`` of a server is bound to one device provider."""
+    """Group ``requester_id`` of a server is bound to one device provider.
+
+    ``context_id`` is set for ID-based contexts (a Cyborg ARQ); their
+    ``address`` is only known once the backend reports the attach handle,
+    on the compute.
+    """
 
     requester_id: str
     rp_uuid: str
-    address: str
+    address: str | None
     nodename: str
+    context_id: str | None = None
 
     def to_json(self) -> str:
-        return jsonutils.dumps({'rp': self.rp_uuid, 'address': self.address,
-                                'node': self.nodename})
+        data = {'rp': self.rp_uuid, 'address': self.address,
+                'node': self.nodename}
+        if self.context_id:
+            data['ctx'] = self.context_id
+        return jsonutils.dumps(data)
 
 
 def _key(requester_id: str) -> str:
@@ -71,7 +80,8 @@ def load(instance) -> list[Binding]:
         data = jsonutils.loads(value)
         result.append(Binding(requester_id=key[len(KEY_PREFIX):],
                               rp_uuid=data['rp'], address=data['address'],
-                              nodename=data['node']))
+                              nodename=data['node'],
+                              context_id=data.get('ctx')))
     return result
 
 

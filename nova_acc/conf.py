@@ -82,6 +82,21 @@ device-context grammar, for example::
              'failed. Concurrent boots can claim the same device in the same '
              'instant; the loser finds the remaining free devices on the next '
              'attempt instead of failing with NoValidHost.'),
+    cfg.StrOpt(
+        'backend',
+        default='local',
+        help='Service that owns ID-based device contexts (a hint value that '
+             'is a UUID), loaded from the ``nova_acc.backends`` entry points: '
+             '``local`` has none (inline specs and profiles only); '
+             '``cyborg`` treats the UUID as a Cyborg accelerator request, '
+             'reached with the ``[cyborg]`` client options.'),
+    cfg.IntOpt(
+        'cyborg_bind_timeout',
+        default=300,
+        min=1,
+        help='Seconds nova-compute waits for Cyborg\'s '
+             '``accelerator-request-bound`` events of a server\'s device '
+             'contexts before it gives up on the build.'),
     cfg.BoolOpt(
         'reset_on_release',
         default=True,

@@ -11,8 +11,10 @@
 #    under the License.
 """Step 1 of the flow: the ``device_context`` hint -> placement request groups.
 
-A hint value is either an inline spec (``resources:FPGA=1,...``) or
-``profile:NAME``, an operator-defined spec from ``[nova_acc] profile``. Each
+A hint value is an inline spec (``resources:FPGA=1,...``), ``profile:NAME``
+(an operator-defined spec from ``[nova_acc] profile``) or the UUID of a
+device context object, resolved by the ``[nova_acc] backend`` (for example
+a Cyborg accelerator request, see ``nova_acc.backends``). Each
 group of each context becomes one granular placement request group whose
 requester id (``nova_acc_<context>_<group>``) is also its suffix, so the
 provider that placement picks for it can be read back from the allocation
@@ -27,7 +29,10 @@ import re
 from nova import objects
 import os_acc
 from os_acc import exception as acc_exc
+from oslo_utils import uuidutils
 
+from nova_acc import backends
+from nova_acc.backends import base as backend_base
 from nova_acc import conf
 
 CONF = conf.CONF
@@ -51,6 +56,8 @@ class ContextGroup:
     group_index: int
     hint_value: str
     group: os_acc.DeviceContextGroup
+    #: The ID of a device context object, None for inline specs/profiles.
+    context_id: str | None = None
 
     @property
     def requester_id(self) -> str:
@@ -63,6 +70,18 @@ def requester_id(context_index: int, group_index: int) -> str:
 
 def is_ours(requester: str | None) -> bool:
     return bool(requester) and _REQUESTER_RE.match(requester) is not None
+
+
+def context_id_of(request_spec, requester: str) -> str | None:
+    """The context ID a group of ours came from, None for inline specs.
+
+    The requester id numbers the hint values, so this needs no lookup.
+    """
+    index = int(_REQUESTER_RE.match(requester).group(1))
+    values = hint_values(request_spec)
+    if index < len(values) and is_context_id(values[index]):
+        return values[index]
+    return None
 
 
 def hint_values(request_spec) -> list[str]:
@@ -91,11 +110,26 @@ def _profiles() -> dict[str, str]:
     return profiles
 
 
-def resolve(value: str) -> os_acc.DeviceContext:
-    """Turn one hint value into a DeviceContext or raise with what to fix."""
+def is_context_id(value: str) -> bool:
+    return uuidutils.is_uuid_like(value)
+
+
+def resolve(value: str, context=None,
+            request_spec=None) -> os_acc.DeviceContext:
+    """Turn one hint value into a DeviceContext or raise with what to fix.
+
+    :param context: the user's RequestContext; needed for context IDs.
+    """
     if not isinstance(value, str) or not value.strip():
         raise InvalidDeviceContextHint(
             'device_context hint value %r is empty' % (value,))
+    if is_context_id(value):
+        try:
+            return backends.get_backend().resolve(
+                context, request_spec, value).device_context
+        except (backend_base.ContextRefused,
+                backend_base.BackendUnavailable) as e:
+            raise InvalidDeviceContextHint(str(e)) from e
     if value.startswith(PROFILE_PREFIX):
         name = value[len(PROFILE_PREFIX):]
         profiles = _profiles()
@@ -114,16 +148,25 @@ def resolve(value: str) -> os_acc.DeviceContext:
             'device_context %r is invalid: %s' % (value, e)) from e
 
 
-def context_groups(request_spec) -> list[ContextGroup]:
+def context_groups(request_spec, context=None) -> list[ContextGroup]:
     """Resolve every hint value of the request into numbered groups.
 
+    :param context: the user's RequestContext; needed for context IDs.
     :raises InvalidDeviceContextHint: with a message meant for the user.
     """
     result = []
-    for ctx_index, value in enumerate(hint_values(request_spec)):
-        ctx = resolve(value)
+    values = hint_values(request_spec)
+    ids = [v for v in values if is_context_id(v)]
+    if len(set(ids)) != len(ids):
+        raise InvalidDeviceContextHint(
+            'device_context names the same device context more than once: '
+            '%s' % ', '.join(sorted({v for v in ids if ids.count(v) > 1})))
+    for ctx_index, value in enumerate(values):
+        ctx = resolve(value, context, request_spec)
+        context_id = value if is_context_id(value) else None
         for group_index, group in enumerate(ctx.groups):
-            result.append(ContextGroup(ctx_index, group_index, value, group))
+            result.append(ContextGroup(ctx_index, group_index, value, group,
+                                       context_id=context_id))
     limit = CONF.nova_acc.max_groups_per_server
     if len(result) > limit:
         raise InvalidDeviceContextHint(
@@ -134,17 +177,23 @@ def context_groups(request_spec) -> list[ContextGroup]:
 
 
 def to_request_group(cg: ContextGroup) -> objects.RequestGroup:
-    # The capability trait keeps the group off providers that nova-acc does
-    # not manage (Cyborg's, or Nova's own PCI-in-placement ones) even when
-    # they expose the same resource class.
     required = set(cg.group.required_traits)
-    required.add(CONF.nova_acc.capability_trait)
+    forbidden = set(cg.group.forbidden_traits)
+    if cg.context_id is None:
+        # The capability trait keeps the group off providers that nova-acc
+        # does not manage (Cyborg's, or Nova's own PCI-in-placement ones)
+        # even when they expose the same resource class.
+        required.add(CONF.nova_acc.capability_trait)
+    else:
+        backend = backends.get_backend()
+        required |= backend.required_traits
+        forbidden |= backend.forbidden_traits
     return objects.RequestGroup(
         use_same_provider=True,
         requester_id=cg.requester_id,
         resources=dict(cg.group.resources),
         required_traits=required,
-        forbidden_traits=set(cg.group.forbidden_traits),
+        forbidden_traits=forbidden,
         aggregates=[],
         forbidden_aggregates=set(),
         provider_uuids=[])

@@ -41,7 +41,7 @@ class ComputeTaskManager(manager.ComputeTaskManager):
                                      block_device_mapping, tags=None):
         for spec in request_specs:
             try:
-                groups = contexts.context_groups(spec)
+                groups = contexts.context_groups(spec, context)
             except contexts.InvalidDeviceContextHint:
                 # The scheduler's request filter rejects it with the same
                 # message, which Nova records as the server's fault.

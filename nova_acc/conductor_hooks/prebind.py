@@ -30,6 +30,8 @@ from nova import objects
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
+from nova_acc import backends
+from nova_acc.backends import base as backend_base
 from nova_acc import binding
 from nova_acc import contexts
 
@@ -40,13 +42,16 @@ class BindingFailed(Exception):
     pass
 
 
-def compute_bindings(report_client, context, groups,
-                     nodename: str) -> list[binding.Binding]:
+def compute_bindings(report_client, context, groups, nodename: str,
+                     context_ids=None) -> list[binding.Binding]:
     """Bindings for request groups whose ``provider_uuids`` are mapped.
 
+    :param context_ids: requester id -> ID of the device context object the
+        group comes from, for ID-based contexts.
     :raises BindingFailed: a group has no provider, or the provider is not
         one of ``nodename``'s devices.
     """
+    context_ids = context_ids or {}
     result = []
     for rg in groups:
         providers = rg.provider_uuids or []
@@ -55,16 +60,46 @@ def compute_bindings(report_client, context, groups,
                 'placement mapped device group %s to %d providers, expected '
                 'exactly one' % (rg.requester_id, len(providers)))
         rp_uuid = providers[0]
-        address = _device_address(report_client, context, nodename, rp_uuid)
-        if address is None:
-            raise BindingFailed(
-                'resource provider %s allocated for device group %s is not '
-                'a nova-acc device of node %s' % (
-                    rp_uuid, rg.requester_id, nodename))
+        context_id = context_ids.get(rg.requester_id)
+        if context_id:
+            # The backend's providers: their attach handle, and so the
+            # address, is known once the backend has bound them.
+            address = None
+            if not _in_tree_of(report_client, context, nodename, rp_uuid):
+                raise BindingFailed(
+                    'resource provider %s allocated for device context %s '
+                    'is not in the provider tree of node %s' % (
+                        rp_uuid, context_id, nodename))
+        else:
+            address = _device_address(report_client, context, nodename,
+                                      rp_uuid)
+            if address is None:
+                raise BindingFailed(
+                    'resource provider %s allocated for device group %s is '
+                    'not a nova-acc device of node %s' % (
+                        rp_uuid, rg.requester_id, nodename))
         result.append(binding.Binding(requester_id=rg.requester_id,
                                       rp_uuid=rp_uuid, address=address,
-                                      nodename=nodename))
+                                      nodename=nodename,
+                                      context_id=context_id))
     return result
+
+
+def _in_tree_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
+    provider = _get(report_client, context,
+                    '/resource_providers/%s' % rp_uuid)
+    nodes = _get(report_client, context,
+                 '/resource_providers?name=%s' % nodename)['resource_providers']
+    return bool(nodes) and provider['root_provider_uuid'] == nodes[0]['uuid']
+
+
+def _get(report_client, context, url):
+    resp = report_client.get(url, version='1.14',
+                             global_request_id=context.global_id)
+    if not resp:
+        raise BindingFailed('cannot read %s from placement: %s' % (
+            url, resp.text))
+    return resp.json()
 
 
 def map_from_allocation(report_client, context, instance_uuid: str,
@@ -117,12 +152,8 @@ def map_from_allocation(report_client, context, instance_uuid: str,
 
 def _device_address(report_client, context, nodename: str,
                     rp_uuid: str) -> str | None:
-    resp = report_client.get('/resource_providers/%s' % rp_uuid,
-                             global_request_id=context.global_id)
-    if not resp:
-        raise BindingFailed('cannot read resource provider %s from '
-                            'placement: %s' % (rp_uuid, resp.text))
-    name = resp.json()['name']
+    name = _get(report_client, context,
+                '/resource_providers/%s' % rp_uuid)['name']
     prefix = nodename + '_'
     if not name.startswith(prefix):
         return None
@@ -156,13 +187,24 @@ def prebind(report_client, context, instance, nodename: str,
     try:
         if not groups and contexts.hint_values(request_spec):
             groups = [contexts.to_request_group(cg) for cg in
-                      contexts.context_groups(request_spec)]
+                      contexts.context_groups(request_spec, context)]
             map_from_allocation(report_client, context, instance.uuid,
                                 nodename, groups)
         if not groups:
             return []
-        bindings = compute_bindings(report_client, context, groups, nodename)
-    except (BindingFailed, contexts.InvalidDeviceContextHint) as e:
+        context_ids = {
+            rg.requester_id: contexts.context_id_of(request_spec,
+                                                    rg.requester_id)
+            for rg in groups}
+        bindings = compute_bindings(report_client, context, groups, nodename,
+                                    context_ids)
+        by_backend = {b.context_id: b.rp_uuid for b in bindings
+                      if b.context_id}
+        if by_backend:
+            backends.get_backend().bind(context, instance, nodename,
+                                        by_backend)
+    except (BindingFailed, contexts.InvalidDeviceContextHint,
+            backend_base.BackendUnavailable) as e:
         LOG.warning('Device-context binding on node %s failed: %s; the '
                     'compute will reschedule the server.', nodename, e,
                     instance=instance)

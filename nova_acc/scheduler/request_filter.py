@@ -37,7 +37,7 @@ def device_context_filter(ctxt, request_spec) -> bool:
     if not contexts.hint_values(request_spec):
         return False
     try:
-        groups = contexts.context_groups(request_spec)
+        groups = contexts.context_groups(request_spec, ctxt)
     except contexts.InvalidDeviceContextHint as e:
         raise exception.RequestFilterFailed(reason=str(e))
     contexts.apply_request_groups(request_spec, groups)

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
+import dataclasses
+
 from nova.compute import task_states
 from nova.compute import vm_states
 from nova import context as nova_context
+from nova import exception as nova_exc
 from nova.pci import devspec as nova_devspec
 from nova.scheduler.client import report
 from nova.virt.libvirt import driver as libvirt_driver
@@ -43,6 +46,8 @@ from os_acc import exception as acc_exc
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 
+from nova_acc import backends
+from nova_acc.backends import base as backend_base
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
@@ -130,8 +135,11 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         bindings = binding.load(instance)
         if not bindings:
             return []
-        present = {d.address: d for d in devices.discover(
-            self._host, self._acc_device_specs)}
+        # Devices of ID-based contexts belong to their backend (Cyborg),
+        # not to [nova_acc] device_spec.
+        present = {d.address for d in devices.discover(
+            self._host, self._acc_device_specs)} if any(
+                not b.context_id for b in bindings) else set()
         in_use = self._devices_in_other_domains(instance) if check_free \
             else set()
         accelerators = []
@@ -140,7 +148,11 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                 raise exception.DeviceBindingFailed(reason=(
                     'device group %s is bound to node %s, not %s' % (
                         b.requester_id, b.nodename, instance.node)))
-            if b.address not in present:
+            if b.address is None:
+                raise exception.DeviceBindingFailed(reason=(
+                    'device context %s has no attach handle yet' %
+                    b.context_id))
+            if not b.context_id and b.address not in present:
                 raise exception.DeviceBindingFailed(reason=(
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename)))
@@ -149,11 +161,40 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                     'bound device %s is already assigned to another guest '
                     'on node %s' % (b.address, b.nodename)))
             try:
-                accelerators.append(os_acc.Accelerator(
-                    interface_type='pci', address=b.address))
+                acc = os_acc.Accelerator(interface_type='pci',
+                                         address=b.address)
+                os_acc.get_config(acc)
             except acc_exc.InvalidAccelerator as e:
                 raise exception.DeviceBindingFailed(reason=str(e))
+            accelerators.append(acc)
         return accelerators
+
+    def _wait_for_backend_bindings(self, context, instance):
+        """ID-based contexts: wait for the backend; record attach handles."""
+        bindings = binding.load(instance)
+        pending = [b for b in bindings if b.context_id and not b.address]
+        if not pending:
+            return
+        try:
+            handles = backends.get_backend().wait_bound(
+                context, instance, self.virtapi,
+                [b.context_id for b in pending])
+        except (backend_base.BackendUnavailable,
+                nova_exc.InstanceEventTimeout) as e:
+            raise exception.DeviceBindingFailed(reason=(
+                'device contexts %s were not bound: %s' % (
+                    ', '.join(b.context_id for b in pending), e or
+                    'timed out after %ss' %
+                    CONF.nova_acc.cyborg_bind_timeout)))
+        for acc in handles.values():
+            if acc.interface_type != 'pci':
+                raise exception.DeviceBindingFailed(reason=(
+                    'attach handle type %s is not supported yet' %
+                    acc.interface_type))
+        binding.replace(instance, [
+            dataclasses.replace(b, address=handles[b.context_id].address)
+            if b in pending else b for b in bindings])
+        instance.save()
 
     def _devices_in_other_domains(self, instance) -> set[str]:
         in_use = set()
@@ -167,6 +208,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
         # Check before any disk or network work so a reschedule is cheap.
+        self._wait_for_backend_bindings(context, instance)
         self._bound_accelerators(instance, check_free=True)
         return super().spawn(
             context, instance, image_meta, injected_files, admin_password,
@@ -191,18 +233,29 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         # Nova also destroys the guest to hard reboot, power on or rebuild
         # it in place; the server keeps its devices then.
         if _leaves_host(instance):
-            self._release_devices(instance)
+            self._release_devices(context, instance)
 
-    def _release_devices(self, instance):
-        bindings = [b for b in binding.load(instance)
-                    if b.nodename == instance.node]
+    def _release_devices(self, context, instance):
+        bindings = released = [b for b in binding.load(instance)
+                               if b.nodename == instance.node]
         if not bindings:
             return
+        context_ids = [b.context_id for b in bindings if b.context_id]
+        if context_ids:
+            # The user's device contexts outlive the server, like ports:
+            # unbind, never delete. Their backend resets the devices.
+            try:
+                backends.get_backend().unbind(context, instance, context_ids)
+            except backend_base.BackendUnavailable as e:
+                LOG.error('Could not unbind device contexts %s: %s',
+                          ', '.join(context_ids), e, instance=instance)
+            bindings = [b for b in bindings if not b.context_id]
         # A failed build may have been refused because another guest holds
         # the device; resetting it would wipe that guest's device.
         in_use = self._devices_in_other_domains(instance)
         for b in bindings:
-            if not CONF.nova_acc.reset_on_release or b.address in in_use:
+            if (not CONF.nova_acc.reset_on_release or b.address is None or
+                    b.address in in_use):
                 continue
             try:
                 if not os_acc.reset_device(
@@ -219,5 +272,5 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             # takes its system metadata with it.
             binding.replace(instance, [])
             instance.save()
-        LOG.info('Released devices %s', ', '.join(b.address for b in bindings),
-                 instance=instance)
+        LOG.info('Released devices %s', ', '.join(
+            b.address or b.context_id for b in released), instance=instance)

@@ -1,0 +1,38 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Backends for ID-based device contexts.
+
+A hint value that is a UUID names a device context object a user created
+before the boot. ``[nova_acc] backend`` selects the service that owns such
+objects, loaded from the ``nova_acc.backends`` entry points:
+
+* ``local`` (default): no ID-based contexts; inline specs and profiles only.
+* ``cyborg``: the UUID is a Cyborg accelerator request (ARQ).
+"""
+
+from stevedore import driver
+
+from nova_acc.backends import base
+from nova_acc import conf
+
+CONF = conf.CONF
+NAMESPACE = 'nova_acc.backends'
+
+_BACKENDS: dict[str, base.Backend] = {}
+
+
+def get_backend(name: str | None = None) -> base.Backend:
+    name = name or CONF.nova_acc.backend
+    if name not in _BACKENDS:
+        _BACKENDS[name] = driver.DriverManager(
+            NAMESPACE, name, invoke_on_load=True).driver
+    return _BACKENDS[name]

@@ -1,0 +1,76 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The interface of an ID-based device-context backend.
+
+Each method is one step of the flow, called where that step happens:
+``resolve`` in the scheduler's request filter (and the conductor),
+``bind``/``unbind`` in the conductor's pre-bind, ``wait_bound`` and
+``unbind`` in nova-compute.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import os_acc
+
+
+class ContextRefused(ValueError):
+    """The user may not use this device context; the message says why."""
+
+
+class BackendUnavailable(Exception):
+    """The backend service cannot be reached or answered unexpectedly."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedContext:
+    """What an ID-based context asks for, as a DeviceContext."""
+
+    context_id: str
+    device_context: os_acc.DeviceContext
+
+
+class Backend(abc.ABC):
+    #: Set on request groups of this backend: keeps them on the providers
+    #: the owning service manages.
+    required_traits: frozenset[str] = frozenset()
+    forbidden_traits: frozenset[str] = frozenset()
+
+    @abc.abstractmethod
+    def resolve(self, context, request_spec, context_id: str
+                ) -> ResolvedContext:
+        """Fetch and check a context for the server of ``request_spec``.
+
+        :raises ContextRefused: not usable by this server (owner, state).
+        :raises BackendUnavailable:
+        """
+
+    @abc.abstractmethod
+    def bind(self, context, instance, hostname: str,
+             device_rps: dict[str, str]) -> None:
+        """Bind contexts (id -> device provider UUID) to the instance.
+
+        All or nothing: on failure nothing stays bound.
+
+        :raises BackendUnavailable: or another error, with what failed.
+        """
+
+    @abc.abstractmethod
+    def wait_bound(self, context, instance, virtapi,
+                   context_ids: list[str]) -> dict[str, os_acc.Accelerator]:
+        """On the compute: wait until bound; what to attach for each id."""
+
+    @abc.abstractmethod
+    def unbind(self, context, instance, context_ids: list[str]) -> None:
+        """Release the contexts; they stay available for another server."""
