@@ -22,7 +22,10 @@ something is not, 2 for bad arguments.
 
 # As Nova's commands and its functional tests do: choose the concurrency
 # backend before anything imports oslo.context or urllib3. The demo runs
-# the cloud the way nova-acc's functional tests run it.
+# the cloud the way nova-acc's functional tests run it (eventlet unless
+# OS_NOVA_DISABLE_EVENTLET_PATCHING says otherwise). Nova's warnings about
+# that choice would reach stderr through Python's last-resort handler
+# before any logging is set up; they are not for demo users.
 import logging
 import warnings
 
@@ -32,11 +35,14 @@ logging.getLogger('nova').addHandler(logging.NullHandler())
 from nova import monkey_patch; monkey_patch.patch()  # noqa: E402,E702
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
+import typing as ty  # noqa: E402
 
 from nova_acc.demo import plan  # noqa: E402
 from nova_acc.demo import report  # noqa: E402
+from nova_acc.demo import scenario  # noqa: E402
 
 PROG = 'nova-acc'
 
@@ -118,6 +124,23 @@ def _progress(step: int, total: int, message: str) -> None:
     sys.stderr.flush()
 
 
+def _isolate_stdout() -> ty.TextIO:
+    """Point file descriptor 1 at /dev/null; return a stream on the old one.
+
+    Nova's services log to stdout once its logging fixture is gone (while
+    the cloud stops, even at interpreter exit), through handlers holding
+    ``sys.stdout`` or the descriptor under it. Rebinding the descriptor for
+    the rest of the process silences them all; the report goes to the
+    returned stream, so stdout is only what the demo prints.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return open(saved, 'w')
+
+
 def _demo(args) -> int:
     contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
     error = plan.check_contexts(contexts)
@@ -126,41 +149,47 @@ def _demo(args) -> int:
     options = plan.Options(hosts=args.hosts,
                            devices_per_host=args.devices_per_host,
                            servers=args.servers, contexts=contexts)
-    try:
-        from nova_acc.demo import cloud
-        from nova_acc.demo import scenario
-    except ImportError as e:
-        sys.stderr.write(
-            "%s demo: cannot start the in-process cloud, it needs Nova's "
-            'test fixtures (nova.tests, shipped with nova) and '
-            'openstack-placement: %s\n' % (PROG, e))
-        return 1
-    out = cloud.isolate_stdout()
+    out = _isolate_stdout()
     try:
         result = scenario.run(options,
                               progress=None if args.quiet else _progress,
                               log_file=args.log_file)
+    except KeyboardInterrupt:
+        sys.stderr.write('%s demo: interrupted\n' % PROG)
+        return 130
+    except ImportError as e:
+        sys.stderr.write(
+            "%s demo: cannot start the in-process cloud; it needs Nova's "
+            'test fixtures (nova.tests, shipped with nova) and '
+            'openstack-placement: %s\n' % (PROG, e))
+        return 1
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(
-            '%s demo: the demo itself failed (not a finding about nova-acc '
-            'necessarily): %s: %s%s\n' % (
-                PROG, type(e).__name__, e,
-                '' if args.log_file else
-                '; run again with --log-file PATH for the Nova log'))
+        sys.stderr.write('%s demo: the in-process cloud failed: %s: %s\n' % (
+            PROG, type(e).__name__, e))
         return 1
+    if result.traceback:
+        sys.stderr.write(result.traceback)
+        if not args.log_file:
+            sys.stderr.write('%s demo: run again with --log-file PATH to keep '
+                             'the Nova log\n' % PROG)
     out.write((report.to_json(result) if args.json
                else report.to_text(result)) + '\n')
     out.flush()
     if not args.quiet:
-        sys.stderr.write('%s demo: done in %.1f s\n' % (PROG, result.seconds))
-    if result.problems:
+        sys.stderr.write('%s demo: finished in %.1f s\n' % (
+            PROG, result.seconds))
+    if not result.problems:
+        return 0
+    if args.json:
         sys.stderr.write('%s demo: INCONSISTENT, %d problem(s):\n' % (
             PROG, len(result.problems)))
         for p in result.problems:
             sys.stderr.write('  - %s\n' % p)
-        return 1
-    return 0
+    else:
+        sys.stderr.write('%s demo: INCONSISTENT, %d problem(s), listed in '
+                         'the report above\n' % (PROG, len(result.problems)))
+    return 1
 
 
 def main(argv=None) -> int:

@@ -17,19 +17,17 @@ managers, placement on sqlite) under Nova's fixtures and ``doCleanups``
 stops it all again. Here one instance of it is made by hand, set up,
 used and cleaned up, the way testtools would run a single test.
 
-Nova's logging fixture keeps the logs in memory, and
-:func:`isolate_stdout` makes sure nothing else the services write reaches
-the real stdout, which the demo keeps for its report.
+Nova's logging fixture keeps the services' logs in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import sys
 import time
 import typing as ty
+
+from nova.tests.functional.api import client
 
 from nova_acc.testing import cloud
 
@@ -43,6 +41,12 @@ class DemoCloud(cloud.DeviceContextTestBase):
 
     def demo(self):
         """Never run: the demo drives the cloud from the outside."""
+
+    def setUp(self):
+        super().setUp()
+        # Up to 64 servers of one project: Nova's default quotas (10
+        # instances, 20 cores) would refuse them before nova-acc is asked.
+        self.flags(instances=-1, cores=-1, ram=-1, group='quota')
 
     def wait_for_final_state(self, server, timeout=60.0):
         """Poll until the server is ACTIVE or ERROR (with its fault).
@@ -61,7 +65,6 @@ class DemoCloud(cloud.DeviceContextTestBase):
 
     def delete_and_wait(self, server, timeout=60.0) -> bool:
         """Delete a server; True once the API no longer knows it."""
-        from nova.tests.functional.api import client
         self.api.delete_server(server['id'])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -76,23 +79,6 @@ class DemoCloud(cloud.DeviceContextTestBase):
         return self.stdlog.logger.output
 
 
-def isolate_stdout() -> ty.TextIO:
-    """Point file descriptor 1 at /dev/null; return a stream on the old one.
-
-    Logging handlers made while the cloud runs hold ``sys.stdout`` (or the
-    descriptor under it), and some log while the cloud is stopped or even
-    at interpreter exit; rebinding the descriptor for the rest of the
-    process silences them all, and the demo writes its report to the
-    returned stream.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    return open(saved, 'w', buffering=1)
-
-
 @contextlib.contextmanager
 def running() -> ty.Iterator[DemoCloud]:
     """Start the control plane and yield it; stop everything on the way out.
@@ -101,9 +87,6 @@ def running() -> ty.Iterator[DemoCloud]:
     """
     for name in _RUNNER_ENV:
         os.environ.pop(name, None)
-    # Before the cloud exists Python's last-resort handler would print
-    # Nova's warnings on stderr.
-    logging.getLogger('nova').addHandler(logging.NullHandler())
     case = DemoCloud('demo')
     try:
         case.setUp()

@@ -35,7 +35,8 @@ LIMITS = {
     'devices_per_host': (1, 16, 'a fake host has room (CPU, RAM, disk) for '
                                 'at least 16 servers of the demo flavor, so '
                                 'devices, not the host, are what runs out'),
-    'servers': (0, 64, 'servers boot one at a time, about a second each'),
+    'servers': (0, 64, 'servers boot one at a time, one to two seconds '
+                       'each, so 64 already take about two minutes'),
 }
 OPTION_NAMES = {'hosts': '--hosts', 'devices_per_host': '--devices-per-host',
                 'servers': '--servers'}
@@ -51,10 +52,6 @@ class Options:
     devices_per_host: int = 2
     servers: int = 3
     contexts: tuple[str, ...] = (DEFAULT_CONTEXT,)
-
-    @property
-    def total_devices(self) -> int:
-        return self.hosts * self.devices_per_host
 
 
 def check_count(name: str, value: int) -> str | None:

@@ -47,6 +47,8 @@ class Result:
     device_providers: int = 0
     devices_free_after_delete: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
+    # Of an error that ended the run early.
+    traceback: str | None = None
     seconds: float = 0.0
 
     def count(self, status: str) -> int:
@@ -122,9 +124,10 @@ def to_text(result: Result) -> str:
                 subsequent_indent='         '))
     lines.append('')
     if result.devices_free_after_delete:
-        lines.append('after delete: all %s have usage 0; no hostdev left in '
-                     'any domain' % _plural(result.device_providers,
-                                            'device provider'))
+        n = result.device_providers
+        lines.append('after delete: usage 0 on %s; no hostdev left in any '
+                     'domain' % ('the device provider' if n == 1 else
+                                 'all %d device providers' % n))
     else:
         lines.append('after delete: devices are NOT all free (see below)')
     if result.problems:

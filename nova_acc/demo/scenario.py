@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import collections
 import time
+import traceback
 import typing as ty
 
 from nova_acc import binding
-from nova_acc.demo import cloud
 from nova_acc.demo import plan
 from nova_acc.demo import report
+
+if ty.TYPE_CHECKING:
+    from nova_acc.demo import cloud
 
 HOST_NAME = 'compute%d'
 SERVER_NAME = 'demo-%d'
@@ -53,15 +56,31 @@ class _Steps:
 
 def run(options: plan.Options, progress: Progress | None = None,
         log_file: str | None = None) -> report.Result:
-    """Run the demo on a fresh in-process cloud and return what it saw."""
+    """Run the demo on a fresh in-process cloud and return what it saw.
+
+    An error part way (an API call failing, a helper timing out) ends the
+    run with what was seen so far and the error as a problem, its traceback
+    in ``result.traceback``. Only a cloud that cannot start raises.
+    """
     started = time.monotonic()
     result = report.Result(options)
     steps = _Steps(options.servers + 4, progress)
     steps.next('starting the control plane (nova-api, conductor, scheduler, '
                'placement)')
+    # Nova's test fixtures take seconds to import: after the first message.
+    from nova_acc.demo import cloud
     with cloud.running() as case:
+        demo_run = _Run(case, options, result, steps)
         try:
-            _Run(case, options, result, steps).run()
+            demo_run.run()
+        except Exception as e:
+            result.devices_free_after_delete = False
+            result.problems.append('the demo could not complete: %s: %s' % (
+                type(e).__name__, e))
+            result.traceback = traceback.format_exc()
+            # Servers left behind keep Nova's executors busy, and stopping
+            # the cloud waits for them.
+            demo_run.delete_left_behind()
         finally:
             if log_file:
                 with open(log_file, 'w') as f:
@@ -263,8 +282,8 @@ class _Run:
         exp = self.result.expectation
         active = self.result.count('ACTIVE')
         if active * exp.devices_per_server > len(self.devices):
-            self.problem('%d servers are ACTIVE with %s each, but the cloud '
-                         'has only %d devices' % (
+            self.problem('%d servers are ACTIVE although each needs %s and '
+                         'the cloud has only %d' % (
                              active, _devices(exp.devices_per_server),
                              len(self.devices)))
 
@@ -276,6 +295,14 @@ class _Run:
                 self.problem('server %s was not gone 60 s after its delete'
                              % server['id'])
         return ok
+
+    def delete_left_behind(self) -> None:
+        """Best effort: delete the servers of a run that ended early."""
+        for server in self.booted:
+            try:
+                self.case.delete_and_wait(server, timeout=30)
+            except Exception:  # noqa: S110 - already reporting an error
+                pass
 
     def _check_free(self) -> bool:
         free = True

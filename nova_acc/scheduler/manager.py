@@ -79,7 +79,10 @@ class SchedulerManager(manager.SchedulerManager):
                 if not (uses_contexts and
                         isinstance(e, exception.NoValidHost)):
                     raise
-                if attempt < attempts:
+                # An empty reason means placement had no candidates at all:
+                # no concurrent request to lose against, asking again is
+                # pointless.
+                if attempt < attempts and e.kwargs.get('reason'):
                     LOG.info('No host claimed for device contexts %s '
                              '(attempt %d of %d); retrying with fresh '
                              'allocation candidates in case a concurrent '

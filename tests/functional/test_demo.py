@@ -1,0 +1,75 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""``nova-acc demo`` as a user runs it: a separate process, its output."""
+
+import json
+import os
+import subprocess
+import sys
+
+import testtools
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def run_demo(*args, timeout=180):
+    return subprocess.run(
+        [sys.executable, '-m', 'nova_acc.cmd.demo', 'demo'] + list(args),
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+class DemoCommandTest(testtools.TestCase):
+
+    def test_more_servers_than_devices(self):
+        proc = run_demo('--json', '--hosts', '1', '--devices-per-host', '2',
+                        '--servers', '3')
+        detail = 'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr)
+        self.assertEqual(0, proc.returncode, detail)
+        # stdout is exactly one JSON object; progress went to stderr.
+        result = json.loads(proc.stdout)
+        self.assertIn('booting server 3 of 3', proc.stderr)
+
+        servers = result['servers']
+        self.assertEqual(3, len(servers), detail)
+        self.assertEqual(3, len({s['id'] for s in servers}), detail)
+        active = [s for s in servers if s['status'] == 'ACTIVE']
+        error = [s for s in servers if s['status'] == 'ERROR']
+        self.assertEqual(2, len(active), detail)
+        self.assertEqual(1, len(error), detail)
+
+        devices = []
+        for server in active:
+            self.assertEqual('compute1', server['host'])
+            self.assertIsNone(server['fault'])
+            self.assertEqual(1, len(server['devices']), detail)
+            devices.extend(server['devices'])
+        self.assertEqual(2, len({d['address'] for d in devices}), detail)
+        self.assertEqual(2, len({d['resource_provider'] for d in devices}),
+                         detail)
+
+        failed = error[0]
+        self.assertIsNone(failed['host'])
+        self.assertEqual([], failed['devices'])
+        self.assertIn('No valid host was found', failed['fault'])
+        self.assertIn('device context', failed['fault'])
+        self.assertIn('resources:FPGA=1,trait:CUSTOM_GZIP=required',
+                      failed['fault'])
+
+        self.assertIs(True, result['devices_free_after_delete'])
+
+    def test_hosts_must_be_positive(self):
+        proc = run_demo('--hosts', '0', timeout=60)
+        self.assertEqual(2, proc.returncode, proc.stderr)
+        self.assertEqual('', proc.stdout)
+        self.assertIn('--hosts', proc.stderr)
+        self.assertIn('at least 1', proc.stderr)
