@@ -34,7 +34,7 @@ device's resource provider reports. Each value is one line; repeat the
 option for more specs. Example::
 
     [nova_acc]
-    device_spec = {"vendor_id": "1172", "product_id": "5050", "resource_class": "FPGA", "traits": "CUSTOM_GZIP"}
+    device_spec = {"vendor_id": "1172", "resource_class": "FPGA"}
 
 A device must not also be listed in ``[pci] device_spec``: nova-compute
 refuses to start when both would hand out the same device.

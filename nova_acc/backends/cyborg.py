@@ -223,4 +223,3 @@ def _accelerator(arq) -> os_acc.Accelerator:
             'device context %s has an unusable attach handle %s %s: %s' % (
                 arq.get('uuid'), handle_type, info, e))
     return acc
-

@@ -88,8 +88,8 @@ def compute_bindings(report_client, context, groups, nodename: str,
 def _in_tree_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
     provider = _get(report_client, context,
                     '/resource_providers/%s' % rp_uuid)
-    nodes = _get(report_client, context,
-                 '/resource_providers?name=%s' % nodename)['resource_providers']
+    nodes = _get(report_client, context, '/resource_providers?name=%s'
+                 % nodename)['resource_providers']
     return bool(nodes) and provider['root_provider_uuid'] == nodes[0]['uuid']
 
 

@@ -108,8 +108,8 @@ def _unfit_reason(group: os_acc.DeviceContextGroup,
     for rc, amount in sorted(group.resources.items()):
         have = kind.inventory.get(rc, 0)
         if amount > have:
-            return 'asks for %s=%d, a device has %s=%d' % (rc, amount, rc,
-                                                            have)
+            return 'asks for %s=%d, a device has %s=%d' % (
+                rc, amount, rc, have)
     missing = set(group.required_traits) - kind.traits
     if missing:
         return 'requires trait(s) %s, which the devices lack' % ', '.join(

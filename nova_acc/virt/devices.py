@@ -32,6 +32,7 @@ from nova_acc import conf
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
+
 class InvalidDeviceSpecConfig(ValueError):
     pass
 

@@ -51,8 +51,8 @@ class BootWithDeviceContextTest(base.DeviceContextTestBase):
 
         server = self.boot('resources:FPGA=1;resources:FPGA=1')
 
-        self.assertEqual(2, len(set(self.domain_hostdevs('compute1',
-                                                          server))))
+        attached = self.domain_hostdevs('compute1', server)
+        self.assertEqual(2, len(set(attached)))
         self.assertEqual(2, len(self.allocated_device_rps(server)))
 
     def test_hard_reboot_and_stop_start_keep_the_device(self):
@@ -83,7 +83,8 @@ class InvalidContextTest(base.DeviceContextTestBase):
     """Each bad request fails with a fault that says why; nothing leaks."""
 
     def setUp(self):
-        self.flags(profile=['gzip=resources:FPGA=1,trait:CUSTOM_GZIP=required'],
+        self.flags(profile=[
+            'gzip=resources:FPGA=1,trait:CUSTOM_GZIP=required'],
                    group='nova_acc')
         super().setUp()
         self.fpgas = self.start_fpga_host('compute1', num_fpgas=1)

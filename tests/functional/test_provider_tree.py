@@ -76,7 +76,8 @@ class ProviderTreeTest(base.DeviceContextTestBase):
         self._run_periodics()
 
         # Still there, allocation intact, nothing new can land on it.
-        self.assertIn('compute1_%s' % fpga, self.host_device_providers('compute1'))
+        self.assertIn('compute1_%s' % fpga,
+                      self.host_device_providers('compute1'))
         self.assertEqual(1, self.provider_inventory(rp)['FPGA']['reserved'])
         self.assertEqual([rp], self.allocated_device_rps(server))
         other = self.boot('resources:FPGA=1', expected_state='ERROR')

@@ -61,8 +61,9 @@ class ContextsTest(base.BaseTestCase):
         self.assertEqual({'CUSTOM_SLOW'}, rg.forbidden_traits)
 
     def test_apply_is_idempotent_and_keeps_other_groups(self):
-        port_group = objects.RequestGroup(requester_id='port-uuid',
-                                          resources={'NET_BW_EGR_KILOBIT_PER_SEC': 1})
+        port_group = objects.RequestGroup(
+            requester_id='port-uuid',
+            resources={'NET_BW_EGR_KILOBIT_PER_SEC': 1})
         spec = spec_with('resources:FPGA=1', requested=[port_group])
         groups = contexts.context_groups(spec)
         contexts.apply_request_groups(spec, groups)

@@ -66,6 +66,7 @@ class TestDiscover(FakeHostTestCase):
 
     def test_all_fields(self):
         devices = os_acc.discover([ALL], sysfs_root=self.root)
+
         def dev(address, vendor, product, **kwargs):
             kwargs.setdefault('class_code', '020000')
             return os_acc.Device(
