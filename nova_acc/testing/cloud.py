@@ -149,6 +149,14 @@ class DeviceContextTestBase(NovaAccServicesMixin,
                     server['id'], server['status'], timeout))
             time.sleep(0.1)
 
+    def hosts_tried(self, server):
+        """Hosts a server's build ran on, in order (reschedules included)."""
+        action = self.api.get_instance_actions(server['id'])[0]
+        events = self.api.get_instance_action_details(
+            server['id'], action['request_id'])['events']
+        return sorted(e['host'] for e in events
+                      if e['event'] == 'compute__do_build_and_run_instance')
+
     def fault_message(self, server):
         return self.api.get_server(server['id'])['fault']['message']
 

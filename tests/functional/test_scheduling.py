@@ -131,13 +131,7 @@ class RescheduleTest(base.DeviceContextTestBase):
         self.assertEqual(0, self.reset_count(self.fpga1))
         # The action records why the first host was left.
         # Tried on compute1 first, built on compute2.
-        action = self.api.get_instance_actions(server['id'])[0]
-        events = self.api.get_instance_action_details(
-            server['id'], action['request_id'])['events']
-        self.assertEqual(
-            ['compute1', 'compute2'],
-            sorted(e['host'] for e in events
-                   if e['event'] == 'compute__do_build_and_run_instance'))
+        self.assertEqual(['compute1', 'compute2'], self.hosts_tried(server))
 
     def test_binding_failure_everywhere_fails_cleanly(self):
         self._occupy_outside_nova('compute1', self.fpga1)
