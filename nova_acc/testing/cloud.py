@@ -150,7 +150,7 @@ class DeviceContextTestBase(NovaAccServicesMixin,
             time.sleep(0.1)
 
     def hosts_tried(self, server):
-        """Hosts a server's build ran on, in order (reschedules included)."""
+        """Hosts a server's build ran on, sorted (reschedules included)."""
         action = self.api.get_instance_actions(server['id'])[0]
         events = self.api.get_instance_action_details(
             server['id'], action['request_id'])['events']
