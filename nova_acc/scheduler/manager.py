@@ -104,12 +104,15 @@ class SchedulerManager(manager.SchedulerManager):
     def _consume_selected_host(selected_host, spec_obj, instance_uuid=None):
         manager.SchedulerManager._consume_selected_host(
             selected_host, spec_obj, instance_uuid=instance_uuid)
+        # Every device provider nova-acc reports has a total of 1, so a
+        # candidate that uses a device claimed a moment ago cannot be
+        # claimed again. (A backend's providers, such as Cyborg's, may hold
+        # more; they are left to placement.)
         claimed = {rp for rg in contexts.our_request_groups(spec_obj)
+                   if contexts.context_id_of(spec_obj, rg.requester_id) is None
                    for rp in rg.provider_uuids or []}
         if not claimed:
             return
-        # Every nova-acc device provider has a total of 1, so a candidate
-        # that uses a device claimed a moment ago cannot be claimed again.
         selected_host.allocation_candidates = [
             candidate for candidate in selected_host.allocation_candidates
             if not claimed.intersection(candidate['allocations'])]
