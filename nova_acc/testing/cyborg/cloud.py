@@ -99,12 +99,17 @@ class CyborgCloudMixin:
 
     def start_cyborg_host(self, hostname, address, known_to_cyborg=True,
                           host_info=None):
-        """A compute whose FPGA is managed by Cyborg.
-
-        The provider is what cyborg-agent reports to placement: a child of
-        the compute node, Cyborg's traits, no OWNER_NOVA.
-        """
+        """A compute whose FPGA is managed by Cyborg; its provider UUID."""
         self.start_fpga_host(hostname, num_fpgas=0, host_info=host_info)
+        return self.add_cyborg_device(hostname, address, known_to_cyborg)
+
+    def add_cyborg_device(self, hostname, address, known_to_cyborg=True):
+        """What cyborg-agent reports for one FPGA of a running compute.
+
+        The provider: a child of the compute node with Cyborg's traits and
+        no OWNER_NOVA; Cyborg's own rows: Device, Deployable (with the
+        provider's UUID), ControlpathID and AttachHandle.
+        """
         rp_uuid = uuidutils.generate_uuid()
         self.placement.post('/resource_providers', {
             'name': '%s_cyborg_%s' % (hostname, address), 'uuid': rp_uuid,
