@@ -100,6 +100,10 @@ class CyborgBackend(base.Backend):
         group = self._profile_group(context, arq)
         try:
             ctx = os_acc.parse_device_context([group])
+            # Cyborg makes one ARQ per accelerator of a group (a group
+            # asking for FPGA=2 yields two ARQs), so an ARQ asks for one.
+            for rc in ctx.groups[0].resources:
+                ctx.groups[0].resources[rc] = 1
         except acc_exc.InvalidDeviceContext as e:
             raise base.ContextRefused(
                 'device profile %r of device context %s cannot be used: %s'

@@ -26,6 +26,8 @@ import dataclasses
 import os_acc
 from os_acc import exception as acc_exc
 
+from nova_acc import conf
+
 DEFAULT_CONTEXT = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
 
 # name: (min, max, why the maximum).
@@ -42,7 +44,7 @@ OPTION_NAMES = {'hosts': '--hosts', 'devices_per_host': '--devices-per-host',
                 'servers': '--servers'}
 
 # [nova_acc] max_groups_per_server in the demo's (default) configuration.
-MAX_GROUPS_PER_SERVER = 8
+MAX_GROUPS_PER_SERVER = conf.CONF.nova_acc.max_groups_per_server
 PROFILE_PREFIX = 'profile:'
 
 

@@ -126,3 +126,10 @@ class ResolveTest(base.BaseTestCase):
             self.resolve()
         self.arq.update(state='BindStarted', instance_uuid='other-server')
         self.assertRaises(backend_base.ContextRefused, self.resolve)
+
+    def test_group_amount_is_per_arq(self):
+        group = PROFILE['device_profiles'][0]['groups'][0]
+        group['resources:FPGA'] = '2'
+        self.addCleanup(group.update, {'resources:FPGA': '1'})
+        self.assertEqual({'FPGA': 1},
+                         self.resolve().device_context.groups[0].resources)

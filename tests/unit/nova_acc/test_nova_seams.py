@@ -21,8 +21,11 @@ import ast
 import inspect
 import textwrap
 
+from nova.compute import manager as compute_manager
 from nova.conductor import manager as conductor_manager
 from nova.scheduler import manager as scheduler_manager
+from nova import service_auth
+from nova import utils as nova_utils
 from nova.virt.libvirt import driver as libvirt_driver
 from oslotest import base
 import pbr.version
@@ -69,6 +72,25 @@ class NovaSeamTest(base.BaseTestCase):
              'admin_password', 'injected_files', 'requested_networks',
              'block_device_mapping', 'tags'],
             params(task_manager.schedule_and_build_instances))
+
+    def test_unshelve_calls_the_prebind_seam(self):
+        # Unshelve after a shelve offload is bound from the allocation.
+        source = inspect.getsource(
+            conductor_manager.ComputeTaskManager.unshelve_instance)
+        self.assertIn('self._create_and_bind_arq_for_instance(', source)
+
+    def test_nova_helpers_the_cyborg_backend_uses(self):
+        # Called the way Nova's own Cyborg client calls them.
+        self.assertIn('ksa_auth', params(nova_utils.get_sdk_adapter))
+        self.assertEqual(
+            ['context', 'user_auth'],
+            params(service_auth.get_service_user_token_auth_plugin))
+        self.assertEqual(
+            ['self', 'instance', 'event_names', 'timeout', 'error_callback'],
+            params(compute_manager.ComputeVirtAPI.wait_for_instance_event))
+        self.assertEqual(['self', 'events'],
+                         params(compute_manager.ComputeVirtAPI
+                                .exit_wait_early))
 
     def test_conductor_endpoint_seam(self):
         # ConductorManager serves its ComputeTaskManager as an endpoint;
