@@ -85,12 +85,17 @@ def compute_bindings(report_client, context, groups, nodename: str,
     return result
 
 
+def _node_root(report_client, context, nodename: str) -> str | None:
+    nodes = _get(report_client, context, '/resource_providers?name=%s'
+                 % nodename)['resource_providers']
+    return nodes[0]['uuid'] if nodes else None
+
+
 def _in_tree_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
     provider = _get(report_client, context,
                     '/resource_providers/%s' % rp_uuid)
-    nodes = _get(report_client, context, '/resource_providers?name=%s'
-                 % nodename)['resource_providers']
-    return bool(nodes) and provider['root_provider_uuid'] == nodes[0]['uuid']
+    root = _node_root(report_client, context, nodename)
+    return root is not None and provider['root_provider_uuid'] == root
 
 
 def _get(report_client, context, url):
@@ -116,10 +121,15 @@ def map_from_allocation(report_client, context, instance_uuid: str,
     """
     allocations = report_client.get_allocs_for_consumer(
         context, instance_uuid)['allocations']
+    root = _node_root(report_client, context, nodename)
     devices = {}
     for rp_uuid, alloc in allocations.items():
-        if _device_address(report_client, context, nodename,
-                           rp_uuid) is not None:
+        # Evacuate keeps the source node's allocation: only this node's
+        # providers count. The traits then tell nova-acc's devices (the
+        # capability trait) from a backend's (no OWNER_NOVA) for the groups.
+        if rp_uuid != root and _get(
+                report_client, context, '/resource_providers/%s' % rp_uuid
+        )['root_provider_uuid'] == root:
             traits = report_client.get_provider_traits(context, rp_uuid).traits
             devices[rp_uuid] = (alloc['resources'], set(traits))
 

@@ -133,3 +133,24 @@ class CyborgBackendTest(cyborg_cloud.CyborgCloudMixin,
         self.assertEqual([], self.domain_hostdevs('compute1', server))
         # Tried on compute1 first.
         self.assertEqual(['compute1', 'compute2'], self.hosts_tried(server))
+
+    def test_shelve_offload_unbinds_and_unshelve_binds_again(self):
+        self.flags(shelved_offload_time=0)
+        rp = self.start_cyborg_host('compute1', '0000:90:00.0')
+        ctx = self.create_context()
+        server = self.boot(ctx)
+
+        server = self._shelve_server(server)
+
+        self.assertEqual('Unbound', self.member.get_arq(ctx)['state'])
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        self.assertEqual({}, self.domain_hostdevs('compute1'))
+
+        server = self._unshelve_server(server)
+
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Bound', server['id'], rp),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['device_rp_uuid']))
+        self.assertEqual(['0000:90:00.0'],
+                         self.domain_hostdevs('compute1', server))

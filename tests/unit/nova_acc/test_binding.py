@@ -118,10 +118,19 @@ class MapFromAllocationTest(base.BaseTestCase):
         ours = {'CUSTOM_NOVA_ACC', 'OWNER_NOVA'}
         traits = {self.rp_gzip: {'CUSTOM_GZIP'} | ours, self.rp_plain: ours}
 
+        roots = {self.rp_gzip: 'root', self.rp_plain: 'root',
+                 self.rp_other_node: 'root-n0', 'root': 'root'}
+
         def get(url, **kw):
             resp = mock.Mock()
             resp.__bool__ = lambda self: True
-            resp.json.return_value = {'name': names[url.rsplit('/', 1)[1]]}
+            if url == '/resource_providers?name=n1':
+                resp.json.return_value = {'resource_providers': [
+                    {'uuid': 'root'}]}
+            else:
+                rp = url.rsplit('/', 1)[1]
+                resp.json.return_value = {'name': names[rp],
+                                          'root_provider_uuid': roots[rp]}
             return resp
 
         self.client = mock.Mock()
