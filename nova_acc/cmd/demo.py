@@ -62,6 +62,18 @@ def _count(name):
     return parse
 
 
+def _port(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            '%r is not a whole number' % text) from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            'must be 0 (any free port) to 65535, got %d' % value)
+    return value
+
+
 def _context(text):
     try:
         plan.parse_context(text)
@@ -115,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         '--log-file', metavar='PATH',
         help="write the Nova services' log of the run to PATH")
+    demo.add_argument(
+        '--serve', action='store_true',
+        help="boot nothing: start the hosts, serve Nova's API over HTTP on "
+             '127.0.0.1 without authentication for the real openstack and '
+             'nova clients, and run until SIGINT or SIGTERM; the first line '
+             'on stdout is "SERVING <compute endpoint>", followed by how to '
+             'point the clients at it (--servers, --context and --json do '
+             'not apply)')
+    demo.add_argument(
+        '--port', metavar='PORT', type=_port, default=0,
+        help='with --serve: the TCP port to listen on (default: a free one)')
     demo.set_defaults(func=_demo, parser=demo)
     return parser
 
@@ -141,7 +164,40 @@ def _isolate_stdout() -> ty.TextIO:
     return open(saved, 'w')
 
 
+def _serve(args) -> int:
+    if args.json or args.contexts:
+        args.parser.error('--serve boots no servers; --json and --context '
+                          'do not apply')
+    from nova_acc.demo import serve  # the standard library only
+    out = _isolate_stdout()
+    try:
+        return serve.serve(args.hosts, args.devices_per_host, out,
+                           port=args.port,
+                           progress=None if args.quiet else _progress,
+                           log_file=args.log_file)
+    except KeyboardInterrupt:
+        return 130
+    except ImportError as e:
+        sys.stderr.write(
+            "%s demo: cannot start the in-process cloud; it needs Nova's "
+            'test fixtures (nova.tests, shipped with nova) and '
+            'openstack-placement: %s\n' % (PROG, e))
+        return 1
+    except serve.BindError as e:
+        sys.stderr.write('%s demo: %s\n' % (PROG, e))
+        return 1
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.write('%s demo: the in-process cloud failed: %s: %s\n' % (
+            PROG, type(e).__name__, e))
+        return 1
+
+
 def _demo(args) -> int:
+    if args.serve:
+        return _serve(args)
+    if args.port:
+        args.parser.error('--port only applies with --serve')
     contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
     error = plan.check_contexts(contexts)
     if error:

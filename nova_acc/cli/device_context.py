@@ -1,0 +1,123 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Check ``device_context`` hint values on the client, before any request.
+
+A value is one of (the same classification as ``nova_acc.contexts``, which
+cannot be imported here because it needs Nova):
+
+* the UUID of a device context object (for example a Cyborg accelerator
+  request), resolved by the cloud's ``[nova_acc] backend``;
+* ``profile:NAME``, an operator-defined spec; whether NAME exists is only
+  known to the cloud, so only its form is checked;
+* an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
+  parsed with :func:`os_acc.parse_device_context`.
+
+The cloud checks everything again; checking here only turns a malformed
+value into an immediate error instead of a server in ERROR.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as ty
+
+from oslo_utils import uuidutils
+
+#: The scheduler hint nova-acc reads (``nova_acc.contexts.HINT``).
+HINT = 'device_context'
+#: ``nova_acc.contexts.PROFILE_PREFIX``.
+PROFILE_PREFIX = 'profile:'
+#: ``nova_acc.contexts._PROFILE_NAME_RE``.
+PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
+
+ID = 'id'
+PROFILE = 'profile'
+SPEC = 'spec'
+
+
+class InvalidDeviceContextValue(ValueError):
+    """A value cannot be sent; the message names it and what is wrong."""
+
+
+def is_context_id(value: str) -> bool:
+    """As the cloud decides it (``oslo_utils.uuidutils.is_uuid_like``)."""
+    return uuidutils.is_uuid_like(value)
+
+
+def check(value: str, option: str = '--device-context') -> str:
+    """Check one value given with ``option``; return its kind.
+
+    :returns: :data:`ID`, :data:`PROFILE` or :data:`SPEC`.
+    :raises InvalidDeviceContextValue: naming the value and the problem.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidDeviceContextValue(
+            'invalid %s %r: the value is empty; give the UUID of a device '
+            'context object, profile:NAME or a spec such as %r'
+            % (option, value, EXAMPLE))
+    if is_context_id(value):
+        return ID
+    if value.startswith(PROFILE_PREFIX):
+        name = value[len(PROFILE_PREFIX):]
+        if not PROFILE_NAME_RE.match(name):
+            raise InvalidDeviceContextValue(
+                'invalid %s %r: profile name %r must be 1 to 64 letters, '
+                "digits, '_', '.' or '-'" % (option, value, name))
+        return PROFILE
+    # Imported here: os_acc loads oslo.log and stevedore, which only the
+    # commands that are given a spec need.
+    import os_acc
+    from os_acc import exception as acc_exc
+    try:
+        os_acc.parse_device_context(value)
+    except acc_exc.InvalidDeviceContext as e:
+        raise InvalidDeviceContextValue(
+            'invalid %s %r: %s (expected the UUID of a device context '
+            'object, profile:NAME or a spec such as %r)'
+            % (option, value, e, EXAMPLE)) from None
+    return SPEC
+
+
+def check_id(value: str, option: str = '--device-context-id') -> str:
+    """Check a value that must be the UUID of a device context object."""
+    if not isinstance(value, str) or not is_context_id(value):
+        raise InvalidDeviceContextValue(
+            'invalid %s %r: not a UUID; %s takes the UUID of a device '
+            'context object (such as a Cyborg accelerator request); give an '
+            'inline spec or profile:NAME with --device-context instead'
+            % (option, value, option))
+    return ID
+
+
+def check_all(values: ty.Iterable[tuple[str, str]]) -> list[str]:
+    """Check ``(option, value)`` pairs of one server; return the values.
+
+    Also refuses the same device context object twice, as the cloud does
+    (comparing the values as given, as the cloud does).
+    """
+    result = []
+    seen: dict[str, str] = {}
+    for option, value in values:
+        if option.endswith('-id'):
+            check_id(value, option)
+        else:
+            check(value, option)
+        if is_context_id(value):
+            if value in seen:
+                raise InvalidDeviceContextValue(
+                    'device context %r is given more than once (%s and %s); '
+                    'a server can use a device context object only once'
+                    % (value, seen[value], option))
+            seen[value] = option
+        result.append(value)
+    return result
