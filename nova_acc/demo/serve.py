@@ -39,7 +39,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import socketserver
 import threading
 import time
@@ -47,6 +46,8 @@ import typing as ty
 import urllib.parse
 import wsgiref.simple_server
 import wsgiref.util
+
+from nova_acc.testing import green_server
 
 HOST = '127.0.0.1'
 #: The path of the compute API (the endpoint clients are given).
@@ -224,42 +225,13 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
         pass
 
 
-class WSGIServer(socketserver.ThreadingMixIn,
+class WSGIServer(green_server.GreenSafeServeMixin,
+                 socketserver.ThreadingMixIn,
                  wsgiref.simple_server.WSGIServer):
-    """A threading WSGI server whose accept loop works under eventlet.
+    """A threading WSGI server whose accept loop works under eventlet
+    (the demo process is monkey-patched by Nova's harness)."""
 
-    The same approach as ``nova_acc.testing.cyborg.fake_nova``: the demo
-    process is monkey-patched with eventlet (Nova's harness), and
-    socketserver's ``serve_forever()`` waits in a selector bound before
-    patching, a real poll() that blocks every green thread (Nova's services
-    included). Accepting on the socket with a timeout works either way.
-    """
-
-    daemon_threads = True
-    block_on_close = False
     allow_reuse_address = True
-    _stopping = False
-
-    def serve_until_stopped(self, poll_interval: float = 0.2) -> None:
-        self.socket.settimeout(poll_interval)
-        while not self._stopping:
-            try:
-                request, client_address = self.get_request()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                if self._stopping:
-                    break
-                raise
-            request.settimeout(None)
-            try:
-                self.process_request(request, client_address)
-            except Exception:
-                self.handle_error(request, client_address)
-                self.shutdown_request(request)
-
-    def stop(self) -> None:
-        self._stopping = True
 
 
 def client_env(url: str, project_id: str) -> dict[str, str]:

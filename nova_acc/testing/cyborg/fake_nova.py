@@ -24,51 +24,20 @@ recording them.
 
 import http.server
 import json
-import socket
 import threading
 import time
 
 import fixtures
 
 from nova_acc.testing.cyborg import server as _server
+from nova_acc.testing import green_server
 
 EVENTS_PATH = '/v2.1/os-server-external-events'
 
 
-class _HTTPServer(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer whose accept loop also works under eventlet.
-
-    Nova's functional harness monkey-patches the test process with eventlet.
-    socketserver's serve_forever() waits in a selector bound at import time
-    (before patching): a real poll() that blocks every green thread, so the
-    server never gets to answer while the test waits on Cyborg. Accepting on
-    the (possibly green) socket with a timeout works in both worlds.
-    """
-
-    daemon_threads = True
-    block_on_close = False
-    _stopping = False
-
-    def serve_until_stopped(self, poll_interval=0.2):
-        self.socket.settimeout(poll_interval)
-        while not self._stopping:
-            try:
-                request, client_address = self.get_request()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                if self._stopping:
-                    break
-                raise
-            request.settimeout(None)
-            try:
-                self.process_request(request, client_address)
-            except Exception:
-                self.handle_error(request, client_address)
-                self.shutdown_request(request)
-
-    def stop(self):
-        self._stopping = True
+class _HTTPServer(green_server.GreenSafeServeMixin,
+                  http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer whose accept loop also works under eventlet."""
 
 
 class FakeNovaEventsServer(fixtures.Fixture):
