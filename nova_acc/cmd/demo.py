@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
         help='device context of each server (default %r); repeat to give '
              'each server several contexts' % plan.DEFAULT_CONTEXT)
     demo.add_argument(
+        '--backend', choices=plan.BACKENDS, default=plan.DEFAULT_BACKEND,
+        help="who owns the devices (default %s): 'local' for nova-acc's "
+             "own fake FPGAs and --context specs; 'cyborg' to run the real "
+             'Cyborg service (API and conductor) in a child process: its '
+             'FPGAs are reported as cyborg-agent would, each server boots '
+             "with its own Cyborg ARQ made from the demo's device profile, "
+             'and after delete every ARQ must be unbound (not with '
+             "--context or --serve; --log-file then also gets Cyborg's log)"
+             % plan.DEFAULT_BACKEND)
+    demo.add_argument(
         '--json', action='store_true',
         help='print one JSON object instead of the human report')
     demo.add_argument(
@@ -194,17 +204,30 @@ def _serve(args) -> int:
 
 
 def _demo(args) -> int:
+    cyborg = args.backend == 'cyborg'
+    if cyborg and args.serve:
+        args.parser.error('--serve starts the local backend only; '
+                          '--backend cyborg does not apply')
     if args.serve:
         return _serve(args)
     if args.port:
         args.parser.error('--port only applies with --serve')
-    contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
-    error = plan.check_contexts(contexts)
-    if error:
-        args.parser.error('argument --context: %s' % error)
+    if cyborg and args.contexts:
+        args.parser.error(
+            'argument --context: not allowed with --backend cyborg: each '
+            "server gets its own Cyborg ARQ, made from the demo's device "
+            'profile')
+    if cyborg:
+        contexts = ()
+    else:
+        contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
+        error = plan.check_contexts(contexts)
+        if error:
+            args.parser.error('argument --context: %s' % error)
     options = plan.Options(hosts=args.hosts,
                            devices_per_host=args.devices_per_host,
-                           servers=args.servers, contexts=contexts)
+                           servers=args.servers, contexts=contexts,
+                           backend=args.backend)
     out = _isolate_stdout()
     try:
         result = scenario.run(options,

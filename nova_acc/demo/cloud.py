@@ -18,6 +18,11 @@ stops it all again. Here one instance of it is made by hand, set up,
 used and cleaned up, the way testtools would run a single test.
 
 Nova's logging fixture keeps the services' logs in memory.
+
+``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
+the real Cyborg (API and conductor) in a child process as the backend of
+device contexts, wired as nova-acc's Cyborg functional tests wire it
+(:mod:`nova_acc.testing.cyborg.cloud`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import typing as ty
 from nova.tests.functional.api import client
 
 from nova_acc.testing import cloud
+from nova_acc.testing.cyborg import cloud as cyborg_cloud
 
 # Variables a test runner sets for oslotest: a timeout that would interrupt
 # the demo, and output capture that would swallow its progress messages.
@@ -79,15 +85,54 @@ class DemoCloud(cloud.DeviceContextTestBase):
         return self.stdlog.logger.output
 
 
+class CyborgDemoCloud(cyborg_cloud.CyborgCloudMixin, DemoCloud):
+    """A demo run with the real Cyborg as the device-context backend.
+
+    ``setUp`` also starts Cyborg in a child process and creates the device
+    profile :data:`PROFILE`; ``add_cyborg_device`` gives a running compute
+    a Cyborg-managed FPGA, ``create_context`` makes an ARQ as the project
+    member and ``member`` reads ARQs as that user.
+    """
+
+    PROFILE = cyborg_cloud.PROFILE
+
+    def profile_groups(self) -> list[dict]:
+        """The groups of the device profile, as Cyborg has them."""
+        profiles = self.member.get_device_profiles(self.PROFILE)
+        return profiles[0]['groups'] if profiles else []
+
+    def get_arq(self, arq_uuid) -> dict | None:
+        """An ARQ as its owner sees it; None when Cyborg has no such ARQ."""
+        resp = self.member.request(
+            'GET', '/v2/accelerator_requests/%s' % arq_uuid)
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json()
+
+    def nova_log(self) -> str:
+        """Nova's log, then the log of the Cyborg child process."""
+        try:
+            with open(self.cyborg.log_path, encoding='utf-8',
+                      errors='replace') as f:
+                cyborg_log = f.read()
+        except OSError as e:
+            cyborg_log = '<cannot read %s: %s>\n' % (self.cyborg.log_path, e)
+        return '%s\n===== Cyborg (child process) log =====\n%s' % (
+            super().nova_log(), cyborg_log)
+
+
 @contextlib.contextmanager
-def running() -> ty.Iterator[DemoCloud]:
+def running(backend: str = 'local') -> ty.Iterator[DemoCloud]:
     """Start the control plane and yield it; stop everything on the way out.
 
-    Compute hosts are started by the caller (``start_fpga_host``).
+    Compute hosts are started by the caller (``start_fpga_host``). With
+    ``backend='cyborg'`` the control plane includes Cyborg (a child process
+    stopped with the rest) and the cloud is a :class:`CyborgDemoCloud`.
     """
     for name in _RUNNER_ENV:
         os.environ.pop(name, None)
-    case = DemoCloud('demo')
+    case = (CyborgDemoCloud if backend == 'cyborg' else DemoCloud)('demo')
     try:
         case.setUp()
         yield case

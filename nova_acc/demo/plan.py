@@ -30,6 +30,12 @@ from nova_acc import conf
 
 DEFAULT_CONTEXT = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
 
+# --backend: 'local' (nova-acc's own devices, device contexts given as
+# specs) or 'cyborg' (the real Cyborg in a child process owns the devices;
+# each server gets its own ARQ, made from the demo's device profile).
+BACKENDS = ('local', 'cyborg')
+DEFAULT_BACKEND = 'local'
+
 # name: (min, max, why the maximum).
 LIMITS = {
     'hosts': (1, 8, 'each host is a full nova-compute service in this '
@@ -54,6 +60,9 @@ class Options:
     devices_per_host: int = 2
     servers: int = 3
     contexts: tuple[str, ...] = (DEFAULT_CONTEXT,)
+    # With 'cyborg', ``contexts`` is empty: the device profile of the ARQs
+    # says what each server asks for.
+    backend: str = DEFAULT_BACKEND
 
 
 def check_count(name: str, value: int) -> str | None:

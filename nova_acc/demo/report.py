@@ -37,6 +37,19 @@ class Server:
     host: str | None = None
     fault: str | None = None
     devices: list[Device] = dataclasses.field(default_factory=list)
+    # --backend cyborg: the UUID of the server's ARQ (its device context).
+    context: str | None = None
+
+
+@dataclasses.dataclass
+class Context:
+    """--backend cyborg: one server's ARQ and what Cyborg says after delete."""
+
+    id: str
+    server: Server
+    # The ARQ's state once every server was deleted; 'gone' when Cyborg no
+    # longer has it, None when it could not be read.
+    state_after_delete: str | None = None
 
 
 @dataclasses.dataclass
@@ -47,6 +60,11 @@ class Result:
     device_providers: int = 0
     devices_free_after_delete: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
+    # --backend cyborg: the device profile of the ARQs (name, spec) and the
+    # ARQs, one per server.
+    profile: str | None = None
+    profile_spec: str | None = None
+    contexts: list[Context] = dataclasses.field(default_factory=list)
     # Of an error that ended the run early.
     traceback: str | None = None
     seconds: float = 0.0
@@ -59,9 +77,14 @@ class Result:
         return not self.problems
 
 
+def _cyborg(result: Result) -> bool:
+    return result.options.backend == 'cyborg'
+
+
 def to_json(result: Result) -> str:
-    return json.dumps({
-        'servers': [{
+    servers = []
+    for s in result.servers:
+        server = {
             'id': s.id,
             'status': s.status,
             'host': s.host,
@@ -69,11 +92,19 @@ def to_json(result: Result) -> str:
             'devices': [{'address': d.address,
                          'resource_provider': d.resource_provider}
                         for d in s.devices],
-        } for s in result.servers],
-        'devices_free_after_delete': result.devices_free_after_delete,
-        # Empty when the exit code is 0: what was inconsistent otherwise.
-        'problems': list(result.problems),
-    }, indent=2)
+        }
+        if _cyborg(result):
+            server['context'] = s.context
+        servers.append(server)
+    data = {'servers': servers}
+    if _cyborg(result):
+        data['contexts'] = [{'id': c.id, 'server': c.server.id,
+                             'state_after_delete': c.state_after_delete}
+                            for c in result.contexts]
+    data['devices_free_after_delete'] = result.devices_free_after_delete
+    # Empty when the exit code is 0: what was inconsistent otherwise.
+    data['problems'] = list(result.problems)
+    return json.dumps(data, indent=2)
 
 
 def _plural(n: int, word: str) -> str:
@@ -96,12 +127,34 @@ def summary(result: Result) -> str:
     return line
 
 
+def _header(result: Result) -> list[str]:
+    o = result.options
+    if not _cyborg(result):
+        return ['nova-acc demo: %s x %s, %s, device context%s %s' % (
+            _plural(o.hosts, 'host'), _plural(o.devices_per_host, 'FPGA'),
+            _plural(o.servers, 'server'), '' if len(o.contexts) == 1
+            else 's', ' + '.join(o.contexts))]
+    lines = ['nova-acc demo (--backend cyborg): %s x %s managed by Cyborg, '
+             '%s, each with its own ARQ' % (
+                 _plural(o.hosts, 'host'),
+                 _plural(o.devices_per_host, 'FPGA'),
+                 _plural(o.servers, 'server'))]
+    if result.profile:
+        lines.append('device profile of the ARQs: %s (%s)' % (
+            result.profile, result.profile_spec or 'no groups'))
+    return lines
+
+
+def _context_line(c: Context) -> str:
+    state = c.state_after_delete or 'UNKNOWN (could not read it)'
+    if c.state_after_delete == 'Initial':
+        state += ' (never bound)'
+    return 'context %s of %s: %s' % (c.id, c.server.name, state)
+
+
 def to_text(result: Result) -> str:
     o = result.options
-    lines = ['nova-acc demo: %s x %s, %s, device context%s %s' % (
-        _plural(o.hosts, 'host'), _plural(o.devices_per_host, 'FPGA'),
-        _plural(o.servers, 'server'), '' if len(o.contexts) == 1 else 's',
-        ' + '.join(o.contexts))]
+    lines = _header(result)
     exp = result.expectation
     if exp is not None:
         why = ' (%s)' % exp.unsatisfiable if exp.unsatisfiable else ''
@@ -113,6 +166,8 @@ def to_text(result: Result) -> str:
         where = 'on %s' % s.host if s.host else 'not scheduled'
         lines.append('server %d/%d  %s  %s  %s  %s' % (
             s.index + 1, o.servers, s.name, s.id or '-', s.status, where))
+        if s.context:
+            lines.append('  device context %s (Cyborg ARQ)' % s.context)
         for d in s.devices:
             lines.append('  device %s  resource provider %s' % (
                 d.address, d.resource_provider))
@@ -126,10 +181,14 @@ def to_text(result: Result) -> str:
     if result.devices_free_after_delete:
         n = result.device_providers
         lines.append('after delete: usage 0 on %s; no hostdev left in any '
-                     'domain' % ('the device provider' if n == 1 else
-                                 'all %d device providers' % n))
+                     'domain%s' % ('the device provider' if n == 1 else
+                                   'all %d device providers' % n,
+                                   '; no ARQ bound' if _cyborg(result)
+                                   else ''))
     else:
         lines.append('after delete: devices are NOT all free (see below)')
+    for c in result.contexts:
+        lines.append(_context_line(c))
     if result.problems:
         lines.append('')
         lines.append('INCONSISTENT (%d):' % len(result.problems))

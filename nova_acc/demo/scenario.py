@@ -16,11 +16,18 @@ Each server is looked at the way a user and an operator would: the API
 providers), the cell database (the bindings nova-acc recorded) and libvirt
 (the hostdevs in the domain XML). Whatever does not agree is recorded as a
 problem; the run itself only stops early for errors of the demo machinery.
+
+With ``--backend cyborg`` the devices are Cyborg's (reported to placement
+and to Cyborg as cyborg-agent would), each server boots with its own ARQ,
+and Cyborg is looked at too: each ARQ must be Bound to its server with the
+device placement allocated and an attach handle equal to the hostdev in
+the domain, and no ARQ may stay bound once the servers are deleted.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 import traceback
 import typing as ty
@@ -38,6 +45,12 @@ HOST_KEY = 'OS-EXT-SRV-ATTR:host'
 NODE_KEY = 'OS-EXT-SRV-ATTR:hypervisor_hostname'
 # What the nova-acc scheduler's NoValidHost fault says about device contexts.
 FAULT_MARK = 'device context'
+# --backend cyborg: PCI address of device ``slot`` of host ``i`` (from 0);
+# a bus per host, away from the buses of start_fpga_host's own devices.
+CYBORG_ADDRESS = '0000:%02x:%02x.0'
+CYBORG_FIRST_BUS = 0x90
+# ARQ states in which no server holds the device: never bound, unbound.
+FREE_ARQ_STATES = ('Initial', 'Unbound')
 
 Progress = ty.Callable[[int, int, str], None]
 
@@ -64,12 +77,15 @@ def run(options: plan.Options, progress: Progress | None = None,
     """
     started = time.monotonic()
     result = report.Result(options)
-    steps = _Steps(options.servers + 4, progress)
+    cyborg = options.backend == 'cyborg'
+    steps = _Steps(options.servers + (5 if cyborg else 4), progress)
     steps.next('starting the control plane (nova-api, conductor, scheduler, '
-               'placement)')
+               'placement%s)' % (
+                   '; Cyborg API and conductor in a child process' if cyborg
+                   else ''))
     # Nova's test fixtures take seconds to import: after the first message.
     from nova_acc.demo import cloud
-    with cloud.running() as case:
+    with cloud.running(options.backend) as case:
         demo_run = _Run(case, options, result, steps)
         try:
             demo_run.run()
@@ -81,6 +97,7 @@ def run(options: plan.Options, progress: Progress | None = None,
             # Servers left behind keep Nova's executors busy, and stopping
             # the cloud waits for them.
             demo_run.delete_left_behind()
+            demo_run.read_contexts_left_behind()
         finally:
             if log_file:
                 with open(log_file, 'w') as f:
@@ -99,22 +116,31 @@ class _Run:
         # Device provider uuid -> (host, address), as the hosts have them.
         self.devices: dict[str, tuple[str, str]] = {}
         self.booted: list[dict] = []
+        # --backend cyborg: one ARQ per server, in boot order.
+        self.cyborg = options.backend == 'cyborg'
+        self.arqs: list[str] = []
 
     def problem(self, message: str) -> None:
         self.result.problems.append(message)
 
     def run(self) -> None:
         o = self.options
-        self.steps.next('starting %d compute host(s) with %d FPGA(s) each'
-                        % (o.hosts, o.devices_per_host))
-        for i in range(o.hosts):
-            host = HOST_NAME % (i + 1)
-            for address in self.case.start_fpga_host(
-                    host, num_fpgas=o.devices_per_host):
-                self.devices[binding.provider_uuid(host, address)] = (
-                    host, address)
+        if self.cyborg:
+            self._start_cyborg_hosts()
+        else:
+            self.steps.next('starting %d compute host(s) with %d FPGA(s) '
+                            'each' % (o.hosts, o.devices_per_host))
+            for i in range(o.hosts):
+                host = HOST_NAME % (i + 1)
+                for address in self.case.start_fpga_host(
+                        host, num_fpgas=o.devices_per_host):
+                    self.devices[binding.provider_uuid(host, address)] = (
+                        host, address)
         self._check_providers()
-        self.result.expectation = plan.expect(o, self._device_kind())
+        self.result.expectation = plan.expect(self._asked(),
+                                              self._device_kind())
+        if self.cyborg:
+            self._create_arqs()
 
         for i in range(o.servers):
             self.steps.next('booting server %d of %d' % (i + 1, o.servers))
@@ -123,15 +149,92 @@ class _Run:
 
         self.steps.next('deleting %d server(s)' % len(self.booted))
         deleted = self._delete_all()
-        self.steps.next('checking that every device is free again')
-        self.result.devices_free_after_delete = (
-            self._check_free() and deleted)
+        if self.cyborg:
+            self.steps.next('checking that every device and every ARQ is '
+                            'free again')
+            free = self._check_free()
+            contexts_free = self._check_contexts_free()
+            self.result.devices_free_after_delete = (
+                free and contexts_free and deleted)
+        else:
+            self.steps.next('checking that every device is free again')
+            self.result.devices_free_after_delete = (
+                self._check_free() and deleted)
+
+    # ---- --backend cyborg: hosts, profile, ARQs ----------------------------
+
+    def _start_cyborg_hosts(self) -> None:
+        o = self.options
+        self.steps.next('starting %d compute host(s) with %d Cyborg-managed '
+                        'FPGA(s) each' % (o.hosts, o.devices_per_host))
+        for i in range(o.hosts):
+            host = HOST_NAME % (i + 1)
+            self.case.start_fpga_host(host, num_fpgas=0)
+            for slot in range(o.devices_per_host):
+                address = CYBORG_ADDRESS % (CYBORG_FIRST_BUS + i, slot)
+                rp = self.case.add_cyborg_device(host, address)
+                self.devices[rp] = (host, address)
+
+    def _asked(self) -> plan.Options:
+        """The options with what each server asks for as device contexts.
+
+        With Cyborg that is the group of the ARQs' device profile, as
+        Cyborg has it (an ARQ asks for one device of its group).
+        """
+        if not self.cyborg:
+            return self.options
+        groups = self.case.profile_groups()
+        self.result.profile = self.case.PROFILE
+        self.result.profile_spec = ' + '.join(
+            ','.join('%s=%s' % item for item in sorted(g.items()))
+            for g in groups) or None
+        if len(groups) != 1:
+            raise RuntimeError('device profile %s has %d groups; the demo '
+                               'needs exactly one' % (self.case.PROFILE,
+                                                      len(groups)))
+        return dataclasses.replace(self.options,
+                                   contexts=(self.result.profile_spec,))
+
+    def _create_arqs(self) -> None:
+        o = self.options
+        self.steps.next('creating %d ARQ(s) from device profile %s, one per '
+                        'server' % (o.servers, self.case.PROFILE))
+        for i in range(o.servers):
+            arq = self.case.create_context()
+            self.arqs.append(arq)
+            state = (self.case.get_arq(arq) or {}).get('state', 'gone')
+            if state != 'Initial':
+                self.problem('the new ARQ %s for %s is %s, not Initial' % (
+                    arq, SERVER_NAME % (i + 1), state))
 
     # ---- before booting ----------------------------------------------
 
+    def _placement_devices(self) -> dict[str, str]:
+        """The device providers placement has: {uuid: name}.
+
+        nova-acc's carry its capability trait. Cyborg's do not (they are
+        Cyborg's, not nova-acc's): with Cyborg they are the children of
+        the compute nodes, where nova-acc reports nothing.
+        """
+        if not self.cyborg:
+            return self.case.device_providers()
+        providers = {}
+        for host in self.case.computes:
+            providers.update({rp['uuid']: rp['name'] for rp in
+                              self.case.host_device_providers(host).values()})
+        return providers
+
     def _check_providers(self) -> None:
-        providers = self.case.device_providers()
+        providers = self._placement_devices()
         self.result.device_providers = len(providers)
+        if self.cyborg:
+            ours = self.case.device_providers()
+            if ours:
+                self.problem(
+                    'nova-acc reported device provider(s) %s although its '
+                    'device_spec is empty and Cyborg owns the devices' %
+                    ', '.join('%s (%s)' % item for item in sorted(
+                        ours.items())))
         missing = sorted(set(self.devices) - set(providers))
         extra = sorted(set(providers) - set(self.devices))
         if missing:
@@ -163,20 +266,25 @@ class _Run:
         from nova.tests.functional.api import client
 
         name = SERVER_NAME % (index + 1)
-        contexts = list(self.options.contexts)
+        if self.cyborg:
+            hint = context = self.arqs[index]
+        else:
+            context = None
+            contexts = list(self.options.contexts)
+            hint = contexts[0] if len(contexts) == 1 else contexts
         body = {'server': self.case._build_server(name=name,
                                                   networks='none'),
-                'os:scheduler_hints': {'device_context': (
-                    contexts[0] if len(contexts) == 1 else contexts)}}
+                'os:scheduler_hints': {'device_context': hint}}
         try:
             server = self.case.api.post_server(body)
         except client.OpenStackApiException as e:
             self.problem('the API refused to create %s: %s' % (name, e))
-            return report.Server(index, name, None, 'REFUSED', fault=str(e))
+            return report.Server(index, name, None, 'REFUSED', fault=str(e),
+                                 context=context)
         self.booted.append(server)
         server = self.case.wait_for_final_state(server)
         entry = report.Server(index, name, server['id'], server['status'],
-                              host=server.get(HOST_KEY))
+                              host=server.get(HOST_KEY), context=context)
         if 'fault' in server:
             entry.fault = server['fault'].get('message')
         if server['status'] == 'ACTIVE':
@@ -208,9 +316,20 @@ class _Run:
         if host not in self.case.computes:
             self.problem('%s is ACTIVE on unknown host %r' % (name, host))
             return
-        entry.devices = [
-            report.Device(address, binding.provider_uuid(node, address), xml)
-            for address, xml in self.case.domain_hostdev_xml(host, server)]
+        if self.cyborg:
+            # Cyborg's provider UUIDs are random, not derived from the
+            # address: look the device up in what the hosts were given.
+            at = {dev: rp for rp, dev in self.devices.items()}
+            entry.devices = [
+                report.Device(address, at.get((node, address), '-'), xml)
+                for address, xml in self.case.domain_hostdev_xml(host,
+                                                                 server)]
+        else:
+            entry.devices = [
+                report.Device(address, binding.provider_uuid(node, address),
+                              xml)
+                for address, xml in self.case.domain_hostdev_xml(host,
+                                                                 server)]
         in_domain = {d.resource_provider for d in entry.devices}
         if len(entry.devices) != exp.devices_per_server:
             self.problem(
@@ -219,15 +338,18 @@ class _Run:
                     name, host, len(entry.devices), exp.devices_per_server))
         for d in entry.devices:
             if self.devices.get(d.resource_provider) != (node, d.address):
-                self.problem('%s has hostdev %s, which is not a nova-acc '
-                             'device of %s' % (name, d.address, node))
+                self.problem('%s has hostdev %s, which is not a %s device '
+                             'of %s' % (name, d.address, 'Cyborg-managed'
+                                        if self.cyborg else 'nova-acc',
+                                        node))
         allocated = self._allocated_devices(server)
         if allocated != in_domain:
             self.problem(
                 'the domain of %s has device(s) %s but placement allocated '
                 '%s to it' % (name, self._names(in_domain),
                               self._names(allocated)))
-        bound = {b.rp_uuid for b in self.case.bindings(server)}
+        bindings = self.case.bindings(server)
+        bound = {b.rp_uuid for b in bindings}
         if bound != in_domain:
             self.problem(
                 'the domain of %s has device(s) %s but nova-acc bound %s to '
@@ -235,6 +357,52 @@ class _Run:
         for other in self._domains_elsewhere(server, host):
             self.problem('%s is ACTIVE on %s but %s also has a domain with '
                          'hostdevs for it' % (name, host, other))
+        if self.cyborg:
+            bound_contexts = {b.context_id for b in bindings}
+            if bound_contexts != {entry.context}:
+                self.problem(
+                    'nova-acc recorded bindings of %s for device context(s) '
+                    '%s, not for its ARQ %s' % (
+                        name, ', '.join(sorted(map(str, bound_contexts)))
+                        or 'none', entry.context))
+            self._check_bound_arq(server, entry, allocated)
+
+    def _check_bound_arq(self, server, entry: report.Server,
+                         allocated: set[str]) -> None:
+        """The ARQ of an ACTIVE server, as Cyborg has it, must match."""
+        name, arq_uuid = entry.name, entry.context
+        arq = self.case.get_arq(arq_uuid)
+        if arq is None:
+            self.problem('Cyborg has no ARQ %s, the device context of %s'
+                         % (arq_uuid, name))
+            return
+        if (arq.get('state'), arq.get('instance_uuid')) != (
+                'Bound', server['id']):
+            self.problem('the ARQ %s of ACTIVE %s is %s%s, not Bound to it'
+                         % (arq_uuid, name, arq.get('state'),
+                            _to_server(arq)))
+        if arq.get('hostname') != entry.host:
+            self.problem('the ARQ %s of %s is bound to host %r; the server '
+                         'is on %s' % (arq_uuid, name, arq.get('hostname'),
+                                       entry.host))
+        rp = arq.get('device_rp_uuid')
+        if allocated != {rp}:
+            self.problem('the ARQ %s of %s is bound to device provider %s '
+                         'but placement allocated %s to the server' % (
+                             arq_uuid, name, self._names({rp} - {None}),
+                             self._names(allocated)))
+        handle = _attach_handle_address(arq)
+        in_domain = [d.address for d in entry.devices]
+        if handle is None:
+            self.problem('the ARQ %s of %s has no usable PCI attach handle: '
+                         '%s %s' % (arq_uuid, name,
+                                    arq.get('attach_handle_type'),
+                                    arq.get('attach_handle_info')))
+        elif in_domain != [handle]:
+            self.problem('the domain of %s has hostdev(s) %s but the attach '
+                         'handle of its ARQ %s is %s' % (
+                             name, ', '.join(in_domain) or 'none', arq_uuid,
+                             handle))
 
     def _inspect_error(self, server, entry: report.Server) -> None:
         exp = self.result.expectation
@@ -257,6 +425,15 @@ class _Run:
         if holders:
             self.problem('%s is ERROR but has hostdevs in a domain on %s' % (
                 name, ', '.join(holders)))
+        if self.cyborg:
+            arq = self.case.get_arq(entry.context)
+            if arq is None:
+                self.problem('Cyborg has no ARQ %s, the device context of %s'
+                             % (entry.context, name))
+            elif (arq.get('state') not in FREE_ARQ_STATES or
+                    arq.get('instance_uuid')):
+                self.problem('%s is ERROR but its ARQ %s is %s%s' % (
+                    name, entry.context, arq.get('state'), _to_server(arq)))
 
     # ---- all servers -------------------------------------------------
 
@@ -296,6 +473,37 @@ class _Run:
                              % server['id'])
         return ok
 
+    def _read_contexts(self) -> None:
+        self.result.contexts = []
+        for entry in self.result.servers:
+            if not entry.context:
+                continue
+            arq = self.case.get_arq(entry.context)
+            self.result.contexts.append(report.Context(
+                entry.context, entry,
+                'gone' if arq is None else arq.get('state')))
+
+    def _check_contexts_free(self) -> bool:
+        """Every ARQ is free (never bound or unbound) after the deletes."""
+        self._read_contexts()
+        free = True
+        for c in self.result.contexts:
+            if c.state_after_delete not in FREE_ARQ_STATES:
+                free = False
+                self.problem('the ARQ %s of %s is %s after its server was '
+                             'deleted; deleting a server must unbind it' % (
+                                 c.id, c.server.name, c.state_after_delete))
+        return free
+
+    def read_contexts_left_behind(self) -> None:
+        """Best effort: the ARQ states of a run that ended early."""
+        if not self.cyborg:
+            return
+        try:
+            self._read_contexts()
+        except Exception:  # noqa: S110 - already reporting an error
+            pass
+
     def delete_left_behind(self) -> None:
         """Best effort: delete the servers of a run that ended early."""
         for server in self.booted:
@@ -306,7 +514,7 @@ class _Run:
 
     def _check_free(self) -> bool:
         free = True
-        for rp, name in sorted(self.case.device_providers().items()):
+        for rp, name in sorted(self._placement_devices().items()):
             usage = {rc: n for rc, n in
                      self.case.provider_usage(rp).items() if n}
             if usage:
@@ -319,6 +527,9 @@ class _Run:
             self.problem('device %s on %s is still in the domain of %s after '
                          'every server was deleted' % (
                              address, host, ', '.join(uuids)))
+        if self.cyborg:
+            # Cyborg owns its devices; nova-acc does not reset them.
+            return free
         used = {(d.resource_provider, d.address)
                 for s in self.result.servers for d in s.devices}
         for rp, address in sorted(used):
@@ -339,6 +550,23 @@ class _Run:
         return ', '.join(
             '%s on %s' % self.devices[rp][::-1] if rp in self.devices
             else rp for rp in sorted(rps))
+
+
+def _attach_handle_address(arq: dict) -> str | None:
+    """The PCI address of an ARQ's attach handle, as libvirt shows it."""
+    if arq.get('attach_handle_type') != 'PCI':
+        return None
+    info = arq.get('attach_handle_info') or {}
+    try:
+        return '%04x:%02x:%02x.%x' % tuple(
+            int(info[k], 16) for k in ('domain', 'bus', 'device', 'function'))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _to_server(arq: dict) -> str:
+    bound_to = arq.get('instance_uuid')
+    return ' to server %s' % bound_to if bound_to else ''
 
 
 def _devices(n: int) -> str:

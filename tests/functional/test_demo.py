@@ -67,6 +67,65 @@ class DemoCommandTest(testtools.TestCase):
 
         self.assertIs(True, result['devices_free_after_delete'])
 
+    def test_cyborg_backend_more_servers_than_devices(self):
+        proc = run_demo('--backend', 'cyborg', '--json', '--hosts', '1',
+                        '--devices-per-host', '2', '--servers', '3')
+        detail = 'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr)
+        self.assertEqual(0, proc.returncode, detail)
+        result = json.loads(proc.stdout)
+        self.assertIn('creating 3 ARQ(s) from device profile fpga-gzip',
+                      proc.stderr)
+        self.assertIn('booting server 3 of 3', proc.stderr)
+        self.assertEqual([], result['problems'], detail)
+
+        servers = result['servers']
+        self.assertEqual(3, len(servers), detail)
+        active = [s for s in servers if s['status'] == 'ACTIVE']
+        error = [s for s in servers if s['status'] == 'ERROR']
+        self.assertEqual(2, len(active), detail)
+        self.assertEqual(1, len(error), detail)
+        # Each server booted with its own ARQ.
+        self.assertEqual(3, len({s['context'] for s in servers}), detail)
+
+        devices = []
+        for server in active:
+            self.assertEqual('compute1', server['host'])
+            self.assertIsNone(server['fault'])
+            self.assertEqual(1, len(server['devices']), detail)
+            devices.extend(server['devices'])
+        # The Cyborg-managed FPGAs the demo gives compute1.
+        self.assertEqual({'0000:90:00.0', '0000:90:01.0'},
+                         {d['address'] for d in devices}, detail)
+        self.assertEqual(2, len({d['resource_provider'] for d in devices}),
+                         detail)
+
+        failed = error[0]
+        self.assertIsNone(failed['host'])
+        self.assertEqual([], failed['devices'])
+        self.assertIn('No valid host was found', failed['fault'])
+        self.assertIn('device context', failed['fault'])
+        self.assertIn(failed['context'], failed['fault'])
+
+        contexts = result['contexts']
+        self.assertEqual([(s['context'], s['id']) for s in servers],
+                         [(c['id'], c['server']) for c in contexts], detail)
+        states = {c['server']: c['state_after_delete'] for c in contexts}
+        # Deleting a server unbinds its ARQ; the ERROR server's ARQ was
+        # never bound, so Cyborg still has it as created.
+        for server in active:
+            self.assertEqual('Unbound', states[server['id']], detail)
+        self.assertEqual('Initial', states[failed['id']], detail)
+
+        self.assertIs(True, result['devices_free_after_delete'])
+
+    def test_cyborg_backend_refuses_context(self):
+        proc = run_demo('--backend', 'cyborg', '--context',
+                        'resources:FPGA=1', timeout=60)
+        self.assertEqual(2, proc.returncode, proc.stderr)
+        self.assertEqual('', proc.stdout)
+        self.assertIn('--context', proc.stderr)
+        self.assertIn('--backend cyborg', proc.stderr)
+
     def test_hosts_must_be_positive(self):
         proc = run_demo('--hosts', '0', timeout=60)
         self.assertEqual(2, proc.returncode, proc.stderr)
