@@ -36,6 +36,7 @@ from nova import exception
 from nova import objects
 from nova.scheduler import manager
 from nova.scheduler import utils as scheduler_utils
+import os_acc
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
@@ -93,8 +94,7 @@ class SchedulerManager(manager.SchedulerManager):
                 # Placement only says "no candidates"; name what was asked
                 # for so the user sees which device context could not be
                 # satisfied.
-                wanted = ', '.join(
-                    repr(v) for v in contexts.hint_values(spec_obj))
+                wanted = _describe_contexts(context, spec_obj)
                 raise exception.NoValidHost(reason=(
                     '%s No host has enough free accelerators for the device '
                     'context(s) %s (with the other resources of the flavor).'
@@ -116,3 +116,21 @@ class SchedulerManager(manager.SchedulerManager):
         selected_host.allocation_candidates = [
             candidate for candidate in selected_host.allocation_candidates
             if not claimed.intersection(candidate['allocations'])]
+
+
+def _describe_contexts(context, spec_obj) -> str:
+    """The hint values as the user wrote them, with what IDs stand for."""
+    described = []
+    try:
+        groups = contexts.context_groups(spec_obj, context)
+    except contexts.InvalidDeviceContextHint:
+        # Changed since the filter resolved it; the values alone will do.
+        groups = []
+    for value in contexts.hint_values(spec_obj):
+        text = repr(value)
+        if contexts.is_context_id(value):
+            text += ' (%s)' % os_acc.DeviceContext(groups=[
+                cg.group for cg in groups if cg.hint_value == value
+            ]).to_spec()
+        described.append(text)
+    return ', '.join(described)

@@ -154,3 +154,16 @@ class CyborgBackendTest(cyborg_cloud.CyborgCloudMixin,
                           arq['device_rp_uuid']))
         self.assertEqual(['0000:90:00.0'],
                          self.domain_hostdevs('compute1', server))
+
+    def test_no_free_device_fault_says_what_the_context_asks_for(self):
+        self.start_cyborg_host('compute1', '0000:90:00.0')
+        self.boot(self.create_context())
+        ctx = self.create_context()
+
+        server = self.boot(ctx, expected_state='ERROR')
+
+        self.assertIn("No host has enough free accelerators for the device "
+                      "context(s) '%s' (resources:FPGA=1,"
+                      "trait:CUSTOM_FPGA_GZIP=required)" % ctx,
+                      self.fault_message(server))
+        self.assertEqual('Initial', self.member.get_arq(ctx)['state'])
