@@ -188,19 +188,26 @@ def _serve(args) -> int:
     except KeyboardInterrupt:
         return 130
     except ImportError as e:
-        sys.stderr.write(
-            "%s demo: cannot start the in-process cloud; it needs Nova's "
-            'test fixtures (nova.tests, shipped with nova) and '
-            'openstack-placement: %s\n' % (PROG, e))
-        return 1
+        return _cloud_failed(e)
     except serve.BindError as e:
         sys.stderr.write('%s demo: %s\n' % (PROG, e))
         return 1
     except Exception as e:
+        return _cloud_failed(e)
+
+
+def _cloud_failed(e: Exception) -> int:
+    """Say why the in-process cloud could not run; the exit status."""
+    if isinstance(e, ImportError):
+        sys.stderr.write(
+            "%s demo: cannot start the in-process cloud; it needs Nova's "
+            'test fixtures (nova.tests, shipped with nova) and '
+            'openstack-placement: %s\n' % (PROG, e))
+    else:
         traceback.print_exc(file=sys.stderr)
         sys.stderr.write('%s demo: the in-process cloud failed: %s: %s\n' % (
             PROG, type(e).__name__, e))
-        return 1
+    return 1
 
 
 def _demo(args) -> int:
@@ -237,16 +244,9 @@ def _demo(args) -> int:
         sys.stderr.write('%s demo: interrupted\n' % PROG)
         return 130
     except ImportError as e:
-        sys.stderr.write(
-            "%s demo: cannot start the in-process cloud; it needs Nova's "
-            'test fixtures (nova.tests, shipped with nova) and '
-            'openstack-placement: %s\n' % (PROG, e))
-        return 1
+        return _cloud_failed(e)
     except Exception as e:
-        traceback.print_exc(file=sys.stderr)
-        sys.stderr.write('%s demo: the in-process cloud failed: %s: %s\n' % (
-            PROG, type(e).__name__, e))
-        return 1
+        return _cloud_failed(e)
     if result.traceback:
         sys.stderr.write(result.traceback)
         if not args.log_file:
