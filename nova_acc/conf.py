@@ -101,8 +101,21 @@ device-context grammar, for example::
         'reset_on_release',
         default=True,
         help='Issue a PCI function-level reset through sysfs when a device '
-             'is released from a deleted or failed server, so no data is '
-             'left on it for the next tenant.'),
+             'is released (its server was deleted, reclaimed, shelved '
+             'offloaded, failed to build here or left the host), so no data '
+             'is left on it for the next tenant. A device whose reset fails '
+             'or that has no reset method becomes dirty and stays out of '
+             'service until cleared with ``nova-acc-manage devices '
+             'clear-dirty``. Set it to false only where devices are cleaned '
+             'by other means: devices are then freed without a reset.'),
+    cfg.StrOpt(
+        'ledger_dir',
+        help='Directory of the device ledger, the host\'s record of which '
+             'device each server holds (one JSON file per compute node, '
+             '``<node>.json``). Defaults to ``$state_path/nova_acc``. Keep '
+             'it on local, persistent storage: it must survive restarts of '
+             'nova-compute and of the host. ``nova-acc-manage devices`` '
+             'reads it.'),
     cfg.StrOpt(
         'sysfs_root',
         default='/sys',

@@ -68,9 +68,29 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def wait_bound(self, context, instance, virtapi,
-                   context_ids: list[str]) -> dict[str, os_acc.Accelerator]:
-        """On the compute: wait until bound; what to attach for each id."""
+                   device_rps: dict[str, str]
+                   ) -> dict[str, os_acc.Accelerator]:
+        """On the compute: wait until bound; what to attach for each id.
+
+        :param device_rps: context id -> the device provider UUID it was
+            bound to at pre-bind. A context bound elsewhere (another host,
+            provider or server) is refused, never attached.
+        :raises BackendUnavailable: with what is wrong.
+        """
 
     @abc.abstractmethod
     def unbind(self, context, instance, context_ids: list[str]) -> None:
-        """Release the contexts; they stay available for another server."""
+        """Release the contexts; they stay available for another server.
+
+        Only contexts still bound to ``instance`` are unbound: one that
+        another server holds is left alone.
+        """
+
+    def unbind_orphaned(self, admin_context, instance_uuid: str,
+                        context_ids: list[str]) -> None:
+        """Unbind contexts of a server that is gone (the compute's cleanup).
+
+        Called by nova-compute's reconcile without a user's token, for
+        example after the server was deleted while the compute was down.
+        Only contexts still bound to ``instance_uuid`` are unbound.
+        """

@@ -189,37 +189,7 @@ def _cell_of(context, instance):
         return None
 
 
-def prebind(report_client, context, instance, nodename: str,
-            request_spec) -> list[binding.Binding]:
-    """Bind and record; a failure is recorded for the compute to act on."""
-    groups = contexts.our_request_groups(request_spec)
-    error = None
-    try:
-        if not groups and contexts.hint_values(request_spec):
-            groups = [contexts.to_request_group(cg) for cg in
-                      contexts.context_groups(request_spec, context)]
-            map_from_allocation(report_client, context, instance.uuid,
-                                nodename, groups)
-        if not groups:
-            return []
-        context_ids = {
-            rg.requester_id: contexts.context_id_of(request_spec,
-                                                    rg.requester_id)
-            for rg in groups}
-        bindings = compute_bindings(report_client, context, groups, nodename,
-                                    context_ids)
-        by_backend = {b.context_id: b.rp_uuid for b in bindings
-                      if b.context_id}
-        if by_backend:
-            backends.get_backend().bind(context, instance, nodename,
-                                        by_backend)
-    except (BindingFailed, contexts.InvalidDeviceContextHint,
-            backend_base.BackendUnavailable) as e:
-        LOG.warning('Device-context binding on node %s failed: %s; the '
-                    'compute will reschedule the server.', nodename, e,
-                    instance=instance)
-        bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
-    binding.replace(instance, bindings, error=error)
+def _save(context, instance) -> None:
     cell = _cell_of(context, instance)
     if cell is None:
         instance.save()
@@ -227,6 +197,93 @@ def prebind(report_client, context, instance, nodename: str,
         with nova_context.target_cell(context, cell) as cctxt:
             with instance.obj_alternate_context(cctxt):
                 instance.save()
+
+
+def _bind(report_client, context, instance, nodename: str,
+          request_spec) -> list[binding.Binding]:
+    groups = contexts.our_request_groups(request_spec)
+    if not groups and contexts.hint_values(request_spec):
+        groups = [contexts.to_request_group(cg) for cg in
+                  contexts.context_groups(request_spec, context)]
+        map_from_allocation(report_client, context, instance.uuid,
+                            nodename, groups)
+    if not groups:
+        return []
+    context_ids = {
+        rg.requester_id: contexts.context_id_of(request_spec,
+                                                rg.requester_id)
+        for rg in groups}
+    bindings = compute_bindings(report_client, context, groups, nodename,
+                                context_ids)
+    by_backend = {b.context_id: b.rp_uuid for b in bindings if b.context_id}
+    if by_backend:
+        backends.get_backend().bind(context, instance, nodename, by_backend)
+    return bindings
+
+
+def _unbind_quietly(context, instance, bindings) -> None:
+    context_ids = [b.context_id for b in bindings if b.context_id]
+    if not context_ids:
+        return
+    try:
+        backends.get_backend().unbind(context, instance, context_ids)
+    except Exception as e:  # best effort: the server will not run
+        LOG.error('Could not unbind device contexts %s: %s',
+                  ', '.join(context_ids), e, instance=instance)
+
+
+def prebind(report_client, context, instance, nodename: str,
+            request_spec) -> list[binding.Binding]:
+    """Bind and record; a failure is recorded for the compute to act on.
+
+    Nothing raised here may escape: Nova fails every server of a
+    multi-create when this seam raises for one of them.
+    """
+    error = None
+    try:
+        bindings = _bind(report_client, context, instance, nodename,
+                         request_spec)
+    except (BindingFailed, contexts.InvalidDeviceContextHint,
+            backend_base.BackendUnavailable) as e:
+        LOG.warning('Device-context binding on node %s failed: %s; the '
+                    'compute will reschedule the server.', nodename, e,
+                    instance=instance)
+        bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
+    except exception.InstanceNotFound:
+        LOG.info('The server was deleted while its devices were being '
+                 'bound on node %s.', nodename, instance=instance)
+        return []
+    except Exception as e:
+        LOG.exception('Unexpected error binding devices on node %s; the '
+                      'compute will reschedule the server.', nodename,
+                      instance=instance)
+        bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
+    if not bindings and error is None:
+        return []
+    binding.replace(instance, bindings, error=error)
+    try:
+        _save(context, instance)
+    except exception.InstanceNotFound:
+        # Deleted by its user meanwhile: nothing will run, so nothing may
+        # stay bound; the other servers of the request carry on.
+        LOG.info('The server was deleted while its devices were being '
+                 'bound on node %s; releasing its bindings.', nodename,
+                 instance=instance)
+        _unbind_quietly(context, instance, bindings)
+        return []
+    except Exception:
+        LOG.exception('Could not record the device bindings on node %s; '
+                      'the compute will reschedule the server.', nodename,
+                      instance=instance)
+        _unbind_quietly(context, instance, bindings)
+        binding.replace(instance, [], error='binding on node %s could not '
+                        'be recorded' % nodename)
+        try:
+            _save(context, instance)
+        except Exception:
+            LOG.exception('Could not record the binding failure either.',
+                          instance=instance)
+        return []
     for b in bindings:
         LOG.info('Bound device group %s to device %s (provider %s) on node '
                  '%s', b.requester_id, b.address, b.rp_uuid, nodename,

@@ -22,13 +22,14 @@ and the report client sends nothing for an unchanged tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import os_acc
 import os_traits
 from oslo_log import log as logging
 
 from nova_acc import binding
+from nova_acc import ledger
 
 LOG = logging.getLogger(__name__)
 
@@ -52,47 +53,93 @@ def _our_children(provider_tree, nodename: str) -> dict[str, str]:
     return result
 
 
+def _fully_reserved(inventory: dict) -> dict:
+    return {rc: dict(record, reserved=record['total'])
+            for rc, record in inventory.items()}
+
+
 def update_provider_tree(
     provider_tree,
     nodename: str,
     devices: Iterable[os_acc.Device],
     capability_trait: str,
     has_allocations: Callable[[str], bool],
+    records: Mapping[str, ledger.DeviceRecord] | None = None,
 ) -> None:
     """Make ``nodename``'s device children match ``devices``.
 
     :param has_allocations: tells whether a provider (by UUID) has
-        allocations; only asked about providers whose device vanished.
+        allocations; only asked about providers whose device vanished or
+        whose resource class or traits changed.
+    :param records: the device ledger: devices it keeps out of service
+        (dirty, orphaned, foreign) are reserved, and a device a server holds
+        keeps the provider it was allocated from.
     """
+    records = records or {}
     provider_tree.add_traits(nodename, capability_trait)
     present = {}
     for dev in devices:
         name = binding.provider_name(nodename, dev.address)
         present[name] = dev
         uuid = binding.provider_uuid(nodename, dev.address)
+        rec = records.get(dev.address)
+        out_of_service = rec is not None and \
+            rec.state in ledger.OUT_OF_SERVICE
+        inventory = _inventory(dev.resource_class,
+                               reserved=1 if out_of_service else 0)
+        traits = set(dev.traits) | {os_traits.OWNER_NOVA, capability_trait}
         if not provider_tree.exists(uuid):
             provider_tree.new_child(name, nodename, uuid=uuid)
             LOG.info('Reporting device %s (%s) as resource provider %s',
                      dev.address, dev.resource_class, uuid)
-        provider_tree.update_inventory(uuid, _inventory(dev.resource_class))
-        provider_tree.update_traits(
-            uuid, set(dev.traits) | {os_traits.OWNER_NOVA, capability_trait})
+        else:
+            data = provider_tree.data(uuid)
+            old_rcs = set(data.inventory)
+            changed = (old_rcs and old_rcs != {dev.resource_class}) or (
+                data.traits and set(data.traits) != traits)
+            if changed and ((rec is not None and rec.state in ledger.HELD) or
+                            has_allocations(uuid)):
+                # Placement refuses to change the resource class of an
+                # allocated provider, and the server was given the device
+                # for the old class and traits: keep them, fully reserved,
+                # until the device is free; then it moves.
+                kept = _fully_reserved(data.inventory)
+                if kept != data.inventory:
+                    LOG.warning(
+                        'Device %s changed in [nova_acc] device_spec (now %s '
+                        'with traits %s) while a server holds it; its '
+                        'provider %s keeps %s and its traits, fully '
+                        'reserved, until the device is released.',
+                        dev.address, dev.resource_class,
+                        ','.join(sorted(dev.traits)) or '-', uuid,
+                        ','.join(sorted(old_rcs)))
+                    provider_tree.update_inventory(uuid, kept)
+                continue
+        if out_of_service and provider_tree.data(uuid).inventory != inventory:
+            LOG.warning('Device %s is %s (%s): reserved in placement until '
+                        'it can be handed out again.', dev.address,
+                        rec.state, rec.reason or '-')
+        provider_tree.update_inventory(uuid, inventory)
+        provider_tree.update_traits(uuid, traits)
 
     for name, uuid in _our_children(provider_tree, nodename).items():
         if name in present:
             continue
-        if has_allocations(uuid):
+        address = name[len(nodename) + 1:]
+        rec = records.get(address)
+        if (rec is not None and rec.state in ledger.HELD) or \
+                has_allocations(uuid):
             # Deleting a provider with allocations fails in placement and
             # would stop every later inventory update of this host. Keep it,
             # fully reserved so nothing new lands on it, until it is freed.
             inv = provider_tree.data(uuid).inventory
-            reserved = {rc: dict(record, reserved=record['total'])
-                        for rc, record in inv.items()}
+            reserved = _fully_reserved(inv)
             if reserved != inv:
                 LOG.warning(
                     'Device provider %s (%s) is allocated but its device is '
-                    'gone from the host; keeping it fully reserved until its '
-                    'servers are deleted.', name, uuid)
+                    'gone from the host or from [nova_acc] device_spec; '
+                    'keeping it fully reserved until its servers are '
+                    'deleted.', name, uuid)
                 provider_tree.update_inventory(uuid, reserved)
         else:
             LOG.info('Device of resource provider %s (%s) is gone; removing '

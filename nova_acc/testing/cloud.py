@@ -36,6 +36,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 from nova_acc.cmd import _service
 from nova_acc import binding
+from nova_acc import ledger
 
 FPGA_VENDOR = '1172'
 FPGA_PRODUCT = '5050'
@@ -80,8 +81,12 @@ class DeviceContextTestBase(NovaAccServicesMixin,
 
     def setUp(self):
         self.sysfs_root = self.useFixture(fixtures.TempDir()).path
+        # Each test's hosts keep their device ledgers in a directory of
+        # their own (one file per compute node, as on real hosts).
+        self.ledger_dir = self.useFixture(fixtures.TempDir()).path
         self.flags(device_spec=[jsonutils.dumps(s) for s in self.device_spec],
-                   sysfs_root=self.sysfs_root, group='nova_acc')
+                   sysfs_root=self.sysfs_root, ledger_dir=self.ledger_dir,
+                   group='nova_acc')
         super().setUp()
         # Each host gets its own PCI bus so device addresses are unique in
         # the cloud and the sysfs reset files of hosts do not collide.
@@ -207,6 +212,31 @@ class DeviceContextTestBase(NovaAccServicesMixin,
             instance = objects.Instance.get_by_uuid(
                 cctxt, server['id'], expected_attrs=['system_metadata'])
         return binding.load(instance)
+
+    def ledger(self, hostname):
+        """The device ledger of a host: {address: DeviceRecord}."""
+        return ledger.DeviceLedger(hostname, self.ledger_dir).records()
+
+    def ledger_state(self, hostname, address):
+        """(state, holder) of a device in its host's ledger."""
+        rec = self.ledger(hostname).get(address)
+        return (rec.state, rec.holder) if rec else ('free', None)
+
+    def define_foreign_guest(self, hostname, address,
+                             uuid='11111111-2222-3333-4444-555555555555'):
+        """A guest that Nova does not know, with the device as hostdev."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        domain, bus, slot_function = address.split(':')
+        slot, function = slot_function.split('.')
+        conn.defineXML(
+            "<domain type='kvm'><name>foreign-%s</name>"
+            "<uuid>%s</uuid>"
+            "<memory>1024</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+            "<devices><hostdev mode='subsystem' type='pci' managed='yes'>"
+            "<source><address domain='0x%s' bus='0x%s' slot='0x%s' "
+            "function='0x%s'/></source></hostdev></devices></domain>"
+            % (uuid[:8], uuid, domain, bus, slot, function))
+        return uuid
 
     def remove_host_device(self, hostname, address):
         """The device disappears from the host (unplugged, failed)."""

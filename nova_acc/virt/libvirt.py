@@ -15,29 +15,29 @@ Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
 ``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). On top
 of Nova's LibvirtDriver it
 
-* reports the devices of ``[nova_acc] device_spec`` as child providers
+* keeps the host's device ledger (``nova_acc.ledger``) and reconciles it on
+  every resource update (``update_provider_tree``) and after every guest
+  teardown (``destroy``): devices of servers that no longer hold them are
+  released - reset, or kept out of service as dirty (``nova_acc.release``,
+  ``nova_acc.reconcile``);
+* reports the devices of ``[nova_acc] device_spec`` as child providers,
+  with the devices the ledger keeps out of service reserved
   (``update_provider_tree``);
-* before building a server, checks that every device bound to it is
-  present and in no other domain, and reschedules the server otherwise
-  (``spawn``);
-* adds a hostdev for each bound device to every guest definition Nova
-  generates - first boot, hard reboot, start after stop - through
-  ``os_acc.get_config`` (``_get_guest_config``, private: see the pinned Nova
-  range and tests/unit/nova_acc/test_nova_seams.py);
-* on delete or a failed build, resets the devices and releases the
-  bindings (``destroy``).
+* before building a server, claims every device bound to it in the ledger,
+  and reschedules the server when one is not free (``spawn``);
+* adds a hostdev for each device the server holds in the ledger to every
+  guest definition Nova generates - first boot, hard reboot, start after
+  stop - through ``os_acc.get_config`` (``_get_guest_config``, private: see
+  the pinned Nova range and tests/unit/nova_acc/test_nova_seams.py).
 """
 
 from __future__ import annotations
 
-from xml.etree import ElementTree
-
 import dataclasses
 
-from nova.compute import task_states
-from nova.compute import vm_states
 from nova import context as nova_context
 from nova import exception as nova_exc
+from nova import objects
 from nova.pci import devspec as nova_devspec
 from nova.scheduler.client import report
 from nova.virt.libvirt import driver as libvirt_driver
@@ -51,29 +51,14 @@ from nova_acc.backends import base as backend_base
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
+from nova_acc import ledger
 from nova_acc.provider import tree
+from nova_acc import reconcile
+from nova_acc import release
 from nova_acc.virt import devices
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
-
-
-def _leaves_host(instance) -> bool:
-    """Is the guest destroyed because the server leaves this host?"""
-    return (instance.task_state in (task_states.DELETING,
-                                    task_states.SHELVING_OFFLOADING) or
-            instance.vm_state == vm_states.BUILDING)
-
-
-def _hostdev_addresses(xml: str) -> set[str]:
-    """PCI addresses of the hostdevs in a domain's XML."""
-    result = set()
-    for addr in ElementTree.fromstring(xml).findall(
-            "./devices/hostdev[@type='pci']/source/address"):
-        result.add('%04x:%02x:%02x.%x' % tuple(
-            int(addr.get(k), 16) for k in
-            ('domain', 'bus', 'slot', 'function')))
-    return result
 
 
 class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
@@ -81,6 +66,10 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only=read_only)
         self._acc_device_specs = devices.configured_device_specs()
+        self._ledger: ledger.DeviceLedger | None = None
+        # Server UUID -> request context of its last guest teardown, for
+        # unbinding its backend contexts as the user (see _unbind_orphaned).
+        self._teardown_contexts: dict = {}
         os_acc.initialize()
 
     def init_host(self, host):
@@ -103,16 +92,124 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             if any(s.match(as_nova) for s in nova_specs):
                 raise exception.ConflictingDeviceSpec(address=dev.address)
 
+    # ---- the device ledger -----------------------------------------------
+
+    def _nodename(self) -> str:
+        # The libvirt driver has one node, named after the host.
+        return self._host.get_hostname()
+
+    def _device_ledger(self) -> ledger.DeviceLedger:
+        nodename = self._nodename()
+        if self._ledger is None or self._ledger.nodename != nodename:
+            self._ledger = ledger.DeviceLedger(nodename)
+        return self._ledger
+
+    def _managed_devices(self) -> dict[str, os_acc.Device]:
+        return {d.address: d for d in devices.discover(
+            self._host, self._acc_device_specs)}
+
+    def _release(self, records, record, why) -> None:
+        release.release(records, record, why,
+                        reset_on_release=CONF.nova_acc.reset_on_release,
+                        sysfs_root=CONF.nova_acc.sysfs_root,
+                        unbind=self._unbind_orphaned)
+
+    def _unbind_orphaned(self, instance_uuid: str, context_ids: list) -> None:
+        # The user's request context of the guest's teardown, when this
+        # process saw it: Cyborg then sees the user's token plus Nova's
+        # service token, as for every other call. Without it (deleted while
+        # this host was down) the backend uses Nova's own credentials.
+        user_context = self._teardown_contexts.pop(instance_uuid, None)
+        backend = backends.get_backend()
+        if user_context is not None:
+            backend.unbind(user_context, objects.Instance(uuid=instance_uuid),
+                           context_ids)
+        else:
+            backend.unbind_orphaned(nova_context.get_admin_context(),
+                                    instance_uuid, context_ids)
+
+    def _reconcile_locked(self, book, records, managed, only=None):
+        facts = reconcile.gather_facts(self._host, self._nodename(), managed,
+                                       records)
+        if book.recovered_from is not None:
+            only = None
+        reconcile.reconcile(records, facts, self._release, only=only,
+                            history_lost=book.recovered_from is not None)
+        book.recovered_from = None
+        return facts
+
+    def reconcile_devices(self, only=None) -> dict[str, ledger.DeviceRecord]:
+        """Reconcile the ledger (all devices, or the addresses ``only``)."""
+        managed = self._managed_devices()
+        book = self._device_ledger()
+        with book.transaction() as records:
+            self._reconcile_locked(book, records, managed, only=only)
+            holders = {r.instance_uuid for r in records.values()}
+            for uuid in set(self._teardown_contexts) - holders:
+                del self._teardown_contexts[uuid]
+            return {a: dataclasses.replace(r) for a, r in records.items()}
+
+    def _wanted_devices(self, instance, managed) -> list[dict]:
+        """What the instance's bindings on this node ask the ledger for."""
+        wanted = []
+        for b in binding.load(instance):
+            if b.nodename != instance.node or b.address is None:
+                continue
+            dev = managed.get(b.address)
+            wanted.append({
+                'address': b.address, 'rp_uuid': b.rp_uuid,
+                'resource_class': dev.resource_class if dev else None,
+                'traits': dev.traits if dev else (),
+                'context_id': b.context_id})
+        return wanted
+
+    def _claim_devices(self, instance) -> None:
+        """Claim the instance's bound devices in the ledger, all or nothing.
+
+        :raises DeviceBindingFailed: a device is not free on this host; the
+            server is rescheduled, and nothing was claimed.
+        """
+        managed = self._managed_devices()
+        wanted = self._wanted_devices(instance, managed)
+        if not wanted:
+            return
+        book = self._device_ledger()
+        with book.transaction() as records:
+            # A device still recorded for a server that is gone is released
+            # (and reset) now rather than at the next periodic run.
+            self._reconcile_locked(book, records, managed,
+                                   only=[w['address'] for w in wanted])
+            try:
+                claimed = ledger.claim(records, instance.uuid, wanted)
+            except ledger.DeviceUnavailable as e:
+                raise exception.DeviceBindingFailed(reason=(
+                    '%s on node %s' % (e, instance.node)))
+        LOG.info('Claimed devices %s in the device ledger',
+                 ', '.join(r.address for r in claimed), instance=instance)
+
+    def _mark_attached(self, instance) -> None:
+        book = self._device_ledger()
+        with book.transaction() as records:
+            for rec in records.values():
+                if rec.instance_uuid == instance.uuid and \
+                        rec.state == ledger.CLAIMED:
+                    rec.attach()
+
     # ---- step 4: inventory ---------------------------------------------
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
+        managed = self._managed_devices()
+        if managed or self._device_ledger().exists():
+            records = self.reconcile_devices()
+        else:
+            records = {}
         tree.update_provider_tree(
-            provider_tree, nodename,
-            devices.discover(self._host, self._acc_device_specs),
+            provider_tree, nodename, managed.values(),
             CONF.nova_acc.capability_trait,
-            has_allocations=self._provider_has_allocations)
+            has_allocations=self._provider_has_allocations,
+            records=records)
 
     @staticmethod
     def _provider_has_allocations(rp_uuid: str) -> bool:
@@ -123,9 +220,13 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
 
     # ---- step 5: hostdevs -----------------------------------------------
 
-    def _bound_accelerators(self, instance,
-                            check_free: bool = False) -> list:
-        """Resolve the instance's bindings to devices of this host.
+    def _bound_accelerators(self, instance) -> list:
+        """The devices the instance holds on this host, as Accelerators.
+
+        Every binding on this node must be held by the instance in the
+        ledger; a device the ledger does not give it never reaches its
+        guest (a server booted before the ledger existed claims a free
+        device here).
 
         :raises DeviceBindingFailed: a bound device is not usable here.
         """
@@ -135,14 +236,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         bindings = binding.load(instance)
         if not bindings:
             return []
-        # Devices of ID-based contexts belong to their backend (Cyborg),
-        # not to [nova_acc] device_spec.
-        present = {d.address for d in devices.discover(
-            self._host, self._acc_device_specs)} if any(
-                not b.context_id for b in bindings) else set()
-        in_use = self._devices_in_other_domains(instance) if check_free \
-            else set()
-        accelerators = []
+        managed = self._managed_devices() if any(
+            not b.context_id for b in bindings) else {}
         for b in bindings:
             if b.nodename != instance.node:
                 raise exception.DeviceBindingFailed(reason=(
@@ -152,14 +247,19 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                 raise exception.DeviceBindingFailed(reason=(
                     'device context %s has no attach handle yet' %
                     b.context_id))
-            if not b.context_id and b.address not in present:
+            # Devices of ID-based contexts belong to their backend (Cyborg),
+            # not to [nova_acc] device_spec.
+            if not b.context_id and b.address not in managed:
                 raise exception.DeviceBindingFailed(reason=(
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename)))
-            if b.address in in_use:
-                raise exception.DeviceBindingFailed(reason=(
-                    'bound device %s is already assigned to another guest '
-                    'on node %s' % (b.address, b.nodename)))
+        records = self._device_ledger().records()
+        if any(records.get(b.address) is None or
+               records[b.address].instance_uuid != instance.uuid
+               for b in bindings):
+            self._claim_devices(instance)
+        accelerators = []
+        for b in bindings:
             try:
                 acc = os_acc.Accelerator(interface_type='pci',
                                          address=b.address)
@@ -178,7 +278,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         try:
             handles = backends.get_backend().wait_bound(
                 context, instance, self.virtapi,
-                [b.context_id for b in pending])
+                {b.context_id: b.rp_uuid for b in pending})
         except (backend_base.BackendUnavailable,
                 nova_exc.InstanceEventTimeout) as e:
             raise exception.DeviceBindingFailed(reason=(
@@ -196,25 +296,20 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             if b in pending else b for b in bindings])
         instance.save()
 
-    def _devices_in_other_domains(self, instance) -> set[str]:
-        in_use = set()
-        for guest in self._host.list_guests(only_running=False):
-            if guest.uuid == instance.uuid:
-                continue
-            in_use |= _hostdev_addresses(guest.get_xml_desc())
-        return in_use
-
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        # Check before any disk or network work so a reschedule is cheap.
+        # Before any disk or network work so a reschedule is cheap.
         self._wait_for_backend_bindings(context, instance)
-        self._bound_accelerators(instance, check_free=True)
-        return super().spawn(
+        # Validates the bindings and claims the devices in the ledger.
+        self._bound_accelerators(instance)
+        result = super().spawn(
             context, instance, image_meta, injected_files, admin_password,
             allocations, network_info=network_info,
             block_device_info=block_device_info, power_on=power_on,
             accel_info=accel_info)
+        self._mark_attached(instance)
+        return result
 
     def _get_guest_config(self, instance, *args, **kwargs):
         guest = super()._get_guest_config(instance, *args, **kwargs)
@@ -230,47 +325,16 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                         block_device_info=block_device_info,
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets)
-        # Nova also destroys the guest to hard reboot, power on or rebuild
-        # it in place; the server keeps its devices then.
-        if _leaves_host(instance):
-            self._release_devices(context, instance)
-
-    def _release_devices(self, context, instance):
-        bindings = released = [b for b in binding.load(instance)
-                               if b.nodename == instance.node]
-        if not bindings:
-            return
-        context_ids = [b.context_id for b in bindings if b.context_id]
-        if context_ids:
-            # The user's device contexts outlive the server, like ports:
-            # unbind, never delete. Their backend resets the devices.
-            try:
-                backends.get_backend().unbind(context, instance, context_ids)
-            except backend_base.BackendUnavailable as e:
-                LOG.error('Could not unbind device contexts %s: %s',
-                          ', '.join(context_ids), e, instance=instance)
-            bindings = [b for b in bindings if not b.context_id]
-        # A failed build may have been refused because another guest holds
-        # the device; resetting it would wipe that guest's device.
-        in_use = self._devices_in_other_domains(instance)
-        for b in bindings:
-            if (not CONF.nova_acc.reset_on_release or b.address is None or
-                    b.address in in_use):
-                continue
-            try:
-                if not os_acc.reset_device(
-                        b.address, sysfs_root=CONF.nova_acc.sysfs_root):
-                    LOG.warning('Device %s has no function-level reset; it '
-                                'is released without a reset.', b.address,
-                                instance=instance)
-            except (acc_exc.OsAccException, OSError) as e:
-                LOG.warning('Resetting device %s failed: %s', b.address, e,
-                            instance=instance)
-        if instance.task_state != task_states.DELETING:
-            # A failed build is rescheduled or ends in ERROR: in both cases
-            # it must no longer claim this host's devices. A deleted server
-            # takes its system metadata with it.
-            binding.replace(instance, [])
-            instance.save()
-        LOG.info('Released devices %s', ', '.join(
-            b.address or b.context_id for b in released), instance=instance)
+        # Whether the server still holds its devices (a hard reboot, a
+        # rebuild) or not (delete, reap, shelve offload, failed build) is
+        # for the reconcile to tell from what Nova records, not from why
+        # the guest was destroyed. Its guest is gone now, so a device it
+        # no longer holds can be reset right away; the resource update Nova
+        # makes once the server is deleted or offloaded catches the rest.
+        records = self._device_ledger().records()
+        held = [a for a, r in records.items()
+                if r.instance_uuid == instance.uuid]
+        if any(records[a].backend_owned for a in held):
+            self._teardown_contexts[instance.uuid] = context
+        if held:
+            self.reconcile_devices(only=held)

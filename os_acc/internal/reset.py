@@ -64,7 +64,9 @@ def reset_device(address: str, sysfs_root: str = '/sys') -> bool:
         return False
     # No O_CREAT: never create a file in sysfs_root; O_NOFOLLOW because the
     # path is resolved already and must not become a link in between.
-    fd = os.open(reset_path, os.O_WRONLY | os.O_NOFOLLOW)
+    # sysfs ignores the file offset; O_APPEND makes every reset one more
+    # byte on a plain file, so a test tree counts resets exactly.
+    fd = os.open(reset_path, os.O_WRONLY | os.O_NOFOLLOW | os.O_APPEND)
     try:
         os.write(fd, b'1')
     finally:

@@ -95,18 +95,7 @@ class RescheduleTest(base.DeviceContextTestBase):
 
     def _occupy_outside_nova(self, hostname, address):
         """A guest that nova does not know holds the device."""
-        conn = self.computes[hostname].driver._host.get_connection()
-        domain, bus, slot_function = address.split(':')[0], \
-            address.split(':')[1], address.split(':')[2]
-        slot, function = slot_function.split('.')
-        conn.defineXML(
-            "<domain type='kvm'><name>foreign</name>"
-            "<uuid>11111111-2222-3333-4444-555555555555</uuid>"
-            "<memory>1024</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
-            "<devices><hostdev mode='subsystem' type='pci' managed='yes'>"
-            "<source><address domain='0x%s' bus='0x%s' slot='0x%s' "
-            "function='0x%s'/></source></hostdev></devices></domain>"
-            % (domain, bus, slot, function))
+        self.define_foreign_guest(hostname, address)
 
     def test_first_choice_is_compute1(self):
         server = self.boot('resources:FPGA=1')

@@ -1,0 +1,285 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-acc-manage: the operator's view of a compute host's device ledger.
+
+The device ledger (``nova_acc.ledger``) is kept on the compute host's own
+disk so that it needs no service to be up; this command reads and changes
+it in place, on the host, like ``nova-manage`` does for the databases:
+
+``nova-acc-manage devices list``
+    Every device of every compute node in ``[nova_acc] ledger_dir``: its
+    state, who holds it, when it was last reset and why it is where it is.
+``nova-acc-manage devices clear-dirty ADDRESS``
+    Put a dirty device (released, but its reset failed or it has none)
+    back in service: reset it again and free it, or with ``--force`` free
+    it without a reset once the operator has cleaned it by other means.
+    nova-compute holds the same lock while it changes the ledger, so this
+    is safe while it runs; it offers the device to placement again at its
+    next resource update.
+
+It reads nova.conf like the other Nova commands (``--config-file``,
+``--config-dir``, default files of the ``nova`` project). Exit codes: 0
+done, 1 failed (the message says why), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from oslo_config import cfg
+import prettytable
+
+import nova.conf
+
+import nova_acc.conf  # noqa: F401 - registers [nova_acc]
+from nova_acc import ledger
+from nova_acc import release
+
+CONF = nova.conf.CONF
+
+PROG = 'nova-acc-manage'
+
+LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Provider',
+                'Resource class', 'Last reset', 'Changed at', 'Reason')
+
+
+class CommandError(Exception):
+    """An expected failure; the message is for the operator."""
+
+
+# ---- ledgers ---------------------------------------------------------------
+
+
+def ledger_nodes(directory: str) -> list[str]:
+    """The names of the nodes that have a ledger in ``directory``."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise CommandError('cannot read the device ledger directory %s: %s'
+                           % (directory, e.strerror or e))
+    # Skip the ledger's temporary files (".<node>.*.tmp"), the corrupt
+    # ledgers it moved aside ("<node>.json.corrupt-<time>") and its locks.
+    return sorted(name[:-len('.json')] for name in names
+                  if name.endswith('.json') and not name.startswith('.')
+                  and '.corrupt-' not in name)
+
+
+def _no_ledger(directory: str) -> CommandError:
+    return CommandError(
+        'no device ledger in %s. nova-compute writes one, <node>.json, at '
+        'its first resource update with nova-acc\'s compute driver; check '
+        'that [nova_acc] ledger_dir (or state_path) here is the one '
+        'nova-compute uses.' % directory)
+
+
+def select_nodes(directory: str, node: str | None) -> list[str]:
+    """The node ``node`` names, or all nodes; at least one or an error."""
+    nodes = ledger_nodes(directory)
+    if not nodes:
+        raise _no_ledger(directory)
+    if node is None:
+        return nodes
+    if node not in nodes:
+        raise CommandError('no device ledger of node %s in %s (nodes with a '
+                           'ledger: %s)' % (node, directory, ', '.join(nodes)))
+    return [node]
+
+
+def read_ledger(book: ledger.DeviceLedger) -> dict[str, ledger.DeviceRecord]:
+    """The records of ``book``, or a CommandError naming the bad file."""
+    try:
+        # records() logs a bad file and returns nothing, which is right for
+        # nova-compute; the operator must see the error instead.
+        return book.read()
+    except ledger.LedgerError as e:
+        raise CommandError(str(e))
+
+
+# ---- devices list ----------------------------------------------------------
+
+
+def _holder(rec: ledger.DeviceRecord) -> str | None:
+    if rec.instance_uuid:
+        return rec.instance_uuid
+    if rec.guest:
+        return 'guest %s' % rec.guest
+    return None
+
+
+def devices_list(directory: str, node: str | None, as_json: bool) -> int:
+    rows = []
+    failed = False
+    for name in select_nodes(directory, node):
+        try:
+            records = read_ledger(ledger.DeviceLedger(name, directory))
+        except CommandError as e:
+            # Show the other nodes' devices all the same.
+            print('error: %s' % e, file=sys.stderr)
+            failed = True
+            continue
+        rows.extend((name, rec) for _, rec in sorted(records.items()))
+    if failed and not rows:
+        return 1
+    if as_json:
+        print(json.dumps([dict(node=name, **rec.to_dict())
+                          for name, rec in rows], indent=2))
+    else:
+        table = prettytable.PrettyTable(LIST_COLUMNS)
+        table.align = 'l'
+        for name, rec in rows:
+            table.add_row([value or '-' for value in (
+                name, rec.address, rec.state, _holder(rec), rec.rp_uuid,
+                rec.resource_class, rec.last_reset, rec.changed_at,
+                rec.reason)])
+        print(table)
+    return 1 if failed else 0
+
+
+# ---- devices clear-dirty ---------------------------------------------------
+
+
+def devices_clear_dirty(directory: str, node: str | None, address: str,
+                        force: bool) -> int:
+    nodes = select_nodes(directory, node)
+    if len(nodes) > 1:
+        raise CommandError(
+            'there are device ledgers of several nodes in %s: %s; say which '
+            'one with --node' % (directory, ', '.join(nodes)))
+    book = ledger.DeviceLedger(nodes[0], directory)
+    # A missing or bad ledger is an error here: only nova-compute may
+    # create one or rebuild it (which resets every device).
+    if not book.exists():
+        raise CommandError('node %s has no device ledger in %s' % (
+            book.nodename, directory))
+    address = address.lower()
+    try:
+        with book.transaction(recover=False) as records:
+            rec = records.get(address)
+            if rec is None:
+                raise CommandError('no device %s in the ledger of node %s '
+                                   '(%s)' % (address, book.nodename,
+                                             book.path))
+            was_dirty = rec.state == ledger.DIRTY
+            # The ledger keeps its owner (nova-compute's user) when root
+            # writes it; the reset itself needs root.
+            freed, why = release.clear_dirty(rec, CONF.nova_acc.sysfs_root,
+                                             force=force)
+    except ledger.LedgerError as e:
+        raise CommandError(str(e))
+    if not freed:
+        if not was_dirty:
+            raise CommandError(why)
+        raise CommandError(
+            'device %s was not reset: %s. It stays dirty and out of service. '
+            'Only if it was cleaned by other means (a power cycle, a '
+            'reflash), free it without a reset with --force.'
+            % (address, why))
+    print('device %s %s; nova-compute offers it to placement at its next '
+          'resource update' % (address, 'freed without a reset' if force
+                               else 'reset and freed'))
+    return 0
+
+
+# ---- command line ----------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description='Show and clear the device ledger of nova-acc on this '
+                    'compute host.')
+    parser.add_argument(
+        '--config-file', action='append', default=[], metavar='PATH',
+        help='Path to a config file to use. Multiple config files can be '
+             'specified, with values in later files taking precedence. '
+             'Defaults to the nova project\'s files (/etc/nova/nova.conf, '
+             '...) that exist.')
+    parser.add_argument(
+        '--config-dir', action='append', default=[], metavar='DIR',
+        help='Path to a config directory to pull *.conf files from, read '
+             'after the config files.')
+    categories = parser.add_subparsers(dest='category', metavar='CATEGORY',
+                                       required=True)
+    devices = categories.add_parser(
+        'devices', help='the devices in the ledger of compute nodes')
+    actions = devices.add_subparsers(dest='action', metavar='ACTION',
+                                     required=True)
+
+    show = actions.add_parser(
+        'list', help='list the devices and their state, holder, last reset')
+    show.add_argument('--node', help='only this compute node (default: all '
+                                     'nodes with a ledger in ledger_dir)')
+    show.add_argument('--json', action='store_true',
+                      help='print the records as a JSON list')
+    show.set_defaults(run=lambda args, directory: devices_list(
+        directory, args.node, args.json))
+
+    clear = actions.add_parser(
+        'clear-dirty',
+        help='reset a dirty device again and put it back in service')
+    clear.add_argument('address', metavar='ADDRESS',
+                       help='PCI address of the device (0000:81:00.0)')
+    clear.add_argument('--node', help='compute node of the device (needed '
+                                      'when ledger_dir holds several)')
+    clear.add_argument('--force', action='store_true',
+                       help='free the device without a reset: only when it '
+                            'was cleaned by other means (power cycle, '
+                            'reflash)')
+    clear.set_defaults(run=lambda args, directory: devices_clear_dirty(
+        directory, args.node, args.address, args.force))
+    return parser
+
+
+def parse_config(config_files: Sequence[str],
+                 config_dirs: Sequence[str]) -> None:
+    """Load nova.conf into ``nova.conf.CONF`` as the Nova commands do."""
+    oslo_args = []
+    for path in config_files:
+        oslo_args += ['--config-file', path]
+    for path in config_dirs:
+        oslo_args += ['--config-dir', path]
+    # default_config_files=None: the nova project's files that exist;
+    # --config-file replaces them.
+    CONF(oslo_args, project='nova', prog=PROG, default_config_files=None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # argparse: --help, or a usage error
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        parse_config(args.config_file, args.config_dir)
+    except (cfg.ConfigFilesNotFoundError, cfg.ConfigDirNotFoundError) as e:
+        print('%s: error: %s' % (PROG, e), file=sys.stderr)
+        return 2
+    except cfg.Error as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    try:
+        return args.run(args, ledger.default_dir())
+    except (CommandError, ledger.LedgerError, cfg.Error) as e:
+        print('error: %s' % e, file=sys.stderr)
+    except OSError as e:
+        print('error: %s' % e, file=sys.stderr)
+    return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,380 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The device ledger: who holds which device on this compute host.
+
+One JSON file per compute node (``[nova_acc] ledger_dir``/``<node>.json``)
+is the host's record of every device nova-acc manages there: its state and
+who holds it. nova-compute claims devices for a build against it, and every
+release (reset, unbind, free) is driven by it, never guessed from a
+server's task state. Like Nova's PCI tracker (which keeps its record in the
+``pci_devices`` table) and the checkpoint file of Kubernetes' DRA example
+driver, it is what the host knows, kept where the host can always read it:
+on the host's own disk, so it survives restarts and crashes of nova-compute
+and needs no service to be up.
+
+Writes are atomic (a temporary file in the same directory, ``fsync``,
+``rename``, ``fsync`` of the directory): after a crash the file is the old
+or the new ledger, never a mix. Every change happens inside
+``DeviceLedger.transaction``, under a lock that is both a thread lock and a
+file lock, so the operator command (``nova-acc-manage``) and nova-compute
+never overwrite each other.
+
+States of a device (``DeviceRecord.state``):
+
+``free``
+    Nobody holds it; it may be handed out.
+``claimed``
+    Claimed for a server whose build is in progress on this host.
+``attached``
+    A server's guest is defined with it.
+``orphaned``
+    Its server left this host (deleted while nova-compute was down, for
+    example) but a guest still holds the device. It is released - and reset
+    - when that guest is gone.
+``foreign``
+    A guest Nova does not know (or a server not bound to it) holds it.
+``dirty``
+    Released but not reset: the reset failed or the device has none. It is
+    never handed out until an operator clears it
+    (``nova-acc-manage devices clear-dirty``).
+
+Only ``free`` devices are handed out; ``orphaned``, ``foreign`` and
+``dirty`` ones are reported ``reserved`` to placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+
+from oslo_concurrency import lockutils
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+FREE = 'free'
+CLAIMED = 'claimed'
+ATTACHED = 'attached'
+ORPHANED = 'orphaned'
+FOREIGN = 'foreign'
+DIRTY = 'dirty'
+STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, DIRTY)
+#: States in which a device must not be offered by placement.
+OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, DIRTY})
+#: States in which a server holds the device.
+HELD = frozenset({CLAIMED, ATTACHED, ORPHANED})
+
+
+class LedgerError(Exception):
+    """The ledger file cannot be read or written; the message says why."""
+
+
+class DeviceUnavailable(Exception):
+    """A device cannot be claimed; the message says who holds it."""
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec='seconds')
+
+
+@dataclasses.dataclass
+class DeviceRecord:
+    """What the host knows of one device.
+
+    :ivar address: PCI address (``0000:81:00.0``) - the device's identity
+        on the host.
+    :ivar state: one of ``STATES``.
+    :ivar instance_uuid: the server holding it (claimed, attached,
+        orphaned).
+    :ivar guest: UUID of the libvirt domain holding it when that is not a
+        server bound to it (``foreign``).
+    :ivar rp_uuid, resource_class, traits: the provider, resource class and
+        traits the device was allocated from, kept while it is held so a
+        changed ``[nova_acc] device_spec`` does not move a device from under
+        its server.
+    :ivar context_id: for devices of ID-based contexts (a Cyborg ARQ): the
+        context; its backend owns the device and resets it, nova-acc only
+        records who holds it.
+    :ivar changed_at: when the state last changed (UTC, ISO 8601).
+    :ivar last_reset: when nova-acc last reset the device.
+    :ivar reason: why it is in this state, for operators.
+    """
+
+    address: str
+    state: str = FREE
+    instance_uuid: str | None = None
+    guest: str | None = None
+    rp_uuid: str | None = None
+    resource_class: str | None = None
+    traits: list[str] = dataclasses.field(default_factory=list)
+    context_id: str | None = None
+    changed_at: str | None = None
+    last_reset: str | None = None
+    reason: str | None = None
+
+    @property
+    def holder(self) -> str | None:
+        return self.instance_uuid or self.guest
+
+    @property
+    def backend_owned(self) -> bool:
+        return self.context_id is not None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DeviceRecord:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        record = cls(**{k: v for k, v in data.items() if k in fields})
+        if record.state not in STATES:
+            raise LedgerError('device %s has unknown state %r' % (
+                record.address, record.state))
+        return record
+
+    # ---- transitions: the only code that changes a record ---------------
+
+    def _set(self, state: str, reason: str | None = None, **fields) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.state = state
+        self.reason = reason
+        self.changed_at = now()
+
+    def claim(self, instance_uuid: str, rp_uuid: str | None,
+              resource_class: str | None, traits, context_id: str | None
+              ) -> None:
+        self._set(CLAIMED, instance_uuid=instance_uuid, guest=None,
+                  rp_uuid=rp_uuid, resource_class=resource_class,
+                  traits=sorted(traits or ()), context_id=context_id)
+
+    def attach(self) -> None:
+        self._set(ATTACHED, reason=None)
+
+    def orphan(self, reason: str) -> None:
+        self._set(ORPHANED, reason=reason)
+
+    def held_by_guest(self, guest: str, reason: str) -> None:
+        self._set(FOREIGN, reason=reason, guest=guest, instance_uuid=None,
+                  context_id=None)
+
+    def free(self, reset: bool, reason: str | None = None) -> None:
+        if reset:
+            self.last_reset = now()
+        self._set(FREE, reason=reason, instance_uuid=None, guest=None,
+                  rp_uuid=None, resource_class=None, traits=[],
+                  context_id=None)
+
+    def dirty(self, reason: str) -> None:
+        self._set(DIRTY, reason=reason, instance_uuid=None, guest=None,
+                  context_id=None)
+
+
+def default_dir() -> str:
+    from nova_acc import conf
+    return conf.CONF.nova_acc.ledger_dir or os.path.join(
+        conf.CONF.state_path, 'nova_acc')
+
+
+class DeviceLedger:
+    """The ledger of one compute node, stored in ``<directory>/<node>.json``.
+
+    Read it with ``records()``; change it only inside ``transaction()``.
+    """
+
+    def __init__(self, nodename: str, directory: str | None = None):
+        self.nodename = nodename
+        self.directory = directory or default_dir()
+        self.path = os.path.join(self.directory, '%s.json' % nodename)
+        # Set when the file existed but could not be read: the caller
+        # decides what to do with the devices (reconcile resets them).
+        self.recovered_from: str | None = None
+
+    # ---- storage ------------------------------------------------------------
+
+    def _lock(self):
+        return lockutils.lock('nova-acc-ledger-%s' % self.nodename,
+                              external=True, lock_path=self.directory)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def _read(self) -> dict[str, DeviceRecord]:
+        try:
+            with open(self.path, encoding='utf-8') as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise LedgerError('cannot read device ledger %s: %s' % (
+                self.path, e))
+        if not isinstance(data, dict) or data.get('version') != \
+                FORMAT_VERSION or not isinstance(data.get('devices'), dict):
+            raise LedgerError(
+                'device ledger %s is not a version %d ledger' % (
+                    self.path, FORMAT_VERSION))
+        try:
+            return {address: DeviceRecord.from_dict(dict(rec,
+                                                         address=address))
+                    for address, rec in data['devices'].items()}
+        except (TypeError, ValueError, LedgerError) as e:
+            raise LedgerError('device ledger %s has a bad record: %s' % (
+                self.path, e))
+
+    def _write(self, records: dict[str, DeviceRecord]) -> None:
+        data = {'version': FORMAT_VERSION, 'node': self.nodename,
+                'devices': {a: {k: v for k, v in r.to_dict().items()
+                                if k != 'address'}
+                            for a, r in sorted(records.items())}}
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % self.nodename,
+                                   suffix='.tmp', dir=self.directory)
+        try:
+            with os.fdopen(fd, 'w', encoding='utf-8') as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.write('\n')
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o640)
+            self._keep_owner(tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _keep_owner(self, tmp: str) -> None:
+        # The operator command runs as root; the file must stay readable
+        # and writable by nova-compute's user all the same.
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, st.st_uid, st.st_gid)
+
+    def _ensure_dir(self) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        except OSError as e:
+            raise LedgerError('cannot create the device ledger directory '
+                              '%s: %s' % (self.directory, e))
+
+    def _load_or_recover(self) -> dict[str, DeviceRecord]:
+        try:
+            return self._read()
+        except LedgerError as e:
+            # Never stop the host for a bad file: keep it for the operator
+            # and start over. The reconcile then treats every device no
+            # server is known to hold as released (reset before reuse).
+            aside = '%s.corrupt-%s' % (self.path, now().replace(':', ''))
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            LOG.error('%s; moved it to %s and rebuilding the ledger from '
+                      'the servers and guests on this host.', e, aside)
+            self.recovered_from = aside
+            return {}
+
+    # ---- API ----------------------------------------------------------------
+
+    def read(self) -> dict[str, DeviceRecord]:
+        """The ledger: address -> record (copies); {} when there is none.
+
+        :raises LedgerError: the file exists but cannot be read.
+        """
+        return self._read()
+
+    def records(self) -> dict[str, DeviceRecord]:
+        """Like ``read``, but a bad file reads as empty (and is logged)."""
+        try:
+            return self._read()
+        except LedgerError as e:
+            LOG.warning('%s', e)
+            return {}
+
+    @contextlib.contextmanager
+    def transaction(self, recover: bool = True
+                    ) -> Iterator[dict[str, DeviceRecord]]:
+        """Lock, load, let the caller change the records, write if changed.
+
+        Nothing is written when nothing changed, and nothing when the body
+        raises (all or nothing).
+
+        :param recover: a bad file is moved aside and the ledger starts
+            empty (``recovered_from`` is set); nova-compute's reconcile then
+            rebuilds it. Without, a bad file raises LedgerError and stays.
+        """
+        self._ensure_dir()
+        with self._lock():
+            records = self._load_or_recover() if recover else self._read()
+            before = {a: r.to_dict() for a, r in records.items()}
+            yield records
+            after = {a: r.to_dict() for a, r in records.items()}
+            if after != before or not self.exists():
+                self._write(records)
+
+
+def claim(records: dict[str, DeviceRecord], instance_uuid: str,
+          wanted: list[dict]) -> list[DeviceRecord]:
+    """Claim devices for a server, all or nothing.
+
+    :param wanted: one dict per device: ``address`` and optionally
+        ``rp_uuid``, ``resource_class``, ``traits``, ``context_id``.
+    :raises DeviceUnavailable: a device is held by someone else, dirty or
+        out of service; nothing was claimed.
+    """
+    for want in wanted:
+        rec = records.get(want['address'])
+        if rec is None or rec.state == FREE:
+            continue
+        if rec.state in (CLAIMED, ATTACHED) and \
+                rec.instance_uuid == instance_uuid:
+            continue  # idempotent: a rebuild or a retried spawn
+        raise DeviceUnavailable(describe_unavailable(rec))
+    claimed = []
+    for want in wanted:
+        rec = records.setdefault(want['address'],
+                                 DeviceRecord(address=want['address']))
+        if rec.state == FREE:
+            rec.claim(instance_uuid, want.get('rp_uuid'),
+                      want.get('resource_class'), want.get('traits'),
+                      want.get('context_id'))
+        claimed.append(rec)
+    return claimed
+
+
+def describe_unavailable(rec: DeviceRecord) -> str:
+    if rec.state == DIRTY:
+        return ('device %s is dirty (%s) and out of service until an '
+                'operator clears it' % (rec.address, rec.reason or
+                                        'released without a reset'))
+    if rec.state == FOREIGN:
+        return ('device %s is used by guest %s, which Nova does not know as '
+                'its holder' % (rec.address, rec.guest))
+    if rec.state == ORPHANED:
+        return ('device %s is still held by the guest of server %s, which '
+                'left this host' % (rec.address, rec.instance_uuid))
+    return 'device %s is %s by server %s' % (rec.address, rec.state,
+                                             rec.instance_uuid)

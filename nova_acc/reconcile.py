@@ -1,0 +1,226 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Reconcile: the ledger against what the host and Nova say now.
+
+Run by nova-compute on every resource update (the periodic one, and the
+ones Nova makes after a server was deleted, shelved offloaded or failed to
+build), after every guest teardown, and for the devices a build claims. It
+compares each device's record with three facts:
+
+* the servers Nova has on this node, and the devices each is bound to (the
+  binding in its system metadata, written at pre-bind);
+* the libvirt guests defined on the host and the PCI devices in each;
+* the devices ``[nova_acc] device_spec`` selects on the host now.
+
+A server holds a device while it is on this node and bound to it; that is
+the whole rule, whatever the server's task state. When a server stops
+holding a device (deleted, reclaimed, shelved offloaded, rescheduled,
+moved, deleted while this host was down) its device is released
+(``nova_acc.release``: reset, or dirty) - but only once no guest uses it:
+until then it is ``orphaned`` and reserved. A device in a guest that is not
+its bound server is ``foreign`` and reserved. The reconcile is idempotent:
+a second run with the same facts changes nothing and writes nothing.
+
+``reconcile`` is pure (facts in, records changed, notes out) so that every
+rule has a unit test; ``gather_facts`` reads the facts from Nova and
+libvirt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from oslo_log import log as logging
+
+from nova_acc import ledger
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class HostFacts:
+    """What the host and Nova say now.
+
+    :ivar managed: address -> os_acc.Device, the devices of ``[nova_acc]
+        device_spec`` present on the host.
+    :ivar guests: libvirt domain UUID -> PCI addresses in its hostdevs, for
+        every guest defined on the host (running or not).
+    :ivar bound: server UUID -> addresses it is bound to on this node, for
+        each server of interest that is on this node. A server that is not
+        on this node (deleted, moved, offloaded) is absent.
+    """
+
+    managed: dict
+    guests: dict[str, set[str]]
+    bound: dict[str, set[str]]
+
+    def guests_using(self, address: str) -> list[str]:
+        return sorted(g for g, addrs in self.guests.items()
+                      if address in addrs)
+
+    def holds(self, instance_uuid: str | None, address: str) -> bool:
+        return address in self.bound.get(instance_uuid, ())
+
+
+# release(records, record, why) -> None: resets/unbinds and frees or dirties.
+Releaser = Callable[[dict, ledger.DeviceRecord, str], None]
+
+
+def interesting_servers(records: dict[str, ledger.DeviceRecord],
+                        guests: dict[str, set[str]]) -> set[str]:
+    """The servers whose Nova record the reconcile needs."""
+    return ({r.instance_uuid for r in records.values() if r.instance_uuid} |
+            {g for g, addrs in guests.items() if addrs})
+
+
+def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
+              release: Releaser, *, only: Iterable[str] | None = None,
+              history_lost: bool = False) -> list[str]:
+    """Bring ``records`` in line with ``facts``; return what was done.
+
+    :param only: addresses to look at (default: all known and managed).
+    :param history_lost: the ledger was lost (unreadable file): devices no
+        server holds are released (reset) before they are handed out.
+    """
+    addresses = set(only) if only is not None else (
+        set(records) | set(facts.managed))
+    notes = []
+    for address in sorted(addresses):
+        rec = records.get(address)
+        if rec is None:
+            if address not in facts.managed:
+                continue
+            rec = records[address] = ledger.DeviceRecord(address=address)
+            if history_lost and not facts.guests_using(address):
+                release(records, rec, 'its history was lost with the '
+                        'ledger')
+                notes.append('%s: reset, the ledger was lost' % address)
+                continue
+        note = _reconcile_one(records, rec, facts, release)
+        if note:
+            notes.append('%s: %s' % (address, note))
+    for note in notes:
+        LOG.info('Device ledger: %s', note)
+    return notes
+
+
+def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
+                   release: Releaser) -> str | None:
+    address = rec.address
+    users = facts.guests_using(address)
+    if rec.state in ledger.HELD:
+        server = rec.instance_uuid
+        if facts.holds(server, address):
+            others = [g for g in users if g != server]
+            if others:
+                # Only possible if something outside Nova attached it.
+                LOG.error('Device %s of server %s is also in guest(s) %s.',
+                          address, server, ', '.join(others))
+            if server in users and rec.state != ledger.ATTACHED:
+                rec.attach()
+                return 'attached to server %s' % server
+            if rec.state == ledger.ORPHANED:
+                rec.claim(server, rec.rp_uuid, rec.resource_class,
+                          rec.traits, rec.context_id)
+                return 'held by server %s again' % server
+            return None
+        # The server no longer holds the device on this node.
+        if server in users:
+            if rec.state != ledger.ORPHANED:
+                rec.orphan('server %s left this host but its guest still '
+                           'uses the device; released when the guest is '
+                           'gone' % server)
+                return 'orphaned: server %s is gone, its guest is not' % (
+                    server,)
+            return None
+        if users:
+            rec.held_by_guest(users[0], 'guest %s uses it after server %s '
+                              'left' % (users[0], server))
+            return 'foreign: guest %s uses it' % users[0]
+        release(records, rec, 'server %s no longer holds it on this node'
+                % server)
+        return 'released from server %s' % server
+    if rec.state == ledger.FOREIGN:
+        adopter = next((g for g in users if facts.holds(g, address)), None)
+        if adopter:
+            rec.claim(adopter, None, None, (), None)
+            rec.attach()
+            return 'attached to server %s' % adopter
+        if users:
+            if rec.guest not in users:
+                rec.held_by_guest(users[0], 'guest %s uses it' % users[0])
+                return 'foreign: guest %s uses it' % users[0]
+            return None
+        release(records, rec, 'guest %s no longer uses it' % rec.guest)
+        return 'released from guest %s' % rec.guest
+    if rec.state == ledger.DIRTY:
+        return None
+    # FREE
+    if users:
+        adopter = next((g for g in users if facts.holds(g, address)), None)
+        if adopter:
+            # A server booted before this ledger existed (upgrade), or a
+            # ledger rebuilt after it was lost.
+            dev = facts.managed.get(address)
+            rec.claim(adopter, None, getattr(dev, 'resource_class', None),
+                      getattr(dev, 'traits', ()), None)
+            rec.attach()
+            return 'adopted by server %s, whose guest uses it' % adopter
+        rec.held_by_guest(users[0], 'guest %s uses it and is not a server '
+                          'bound to it' % users[0])
+        return 'foreign: guest %s uses it' % users[0]
+    if address not in facts.managed:
+        del records[address]
+        return 'forgotten: no longer on the host or in [nova_acc] ' \
+               'device_spec'
+    return None
+
+
+def gather_facts(host, nodename: str, managed: dict,
+                 records: dict[str, ledger.DeviceRecord]) -> HostFacts:
+    """Read the facts from libvirt (``host``) and Nova's cell database.
+
+    :param host: ``nova.virt.libvirt.host.Host``
+    """
+    from nova.compute import vm_states
+    from nova import context as nova_context
+    from nova import objects
+
+    from nova_acc import binding
+    from nova_acc import hostdev
+
+    guests = {}
+    for guest in host.list_guests(only_running=False):
+        try:
+            guests[guest.uuid] = hostdev.pci_addresses(guest.get_xml_desc())
+        except Exception as e:  # a guest vanishing under us
+            LOG.debug('Skipping guest %s: %s', guest.uuid, e)
+    wanted = interesting_servers(records, guests)
+    bound = {}
+    if wanted:
+        ctxt = nova_context.get_admin_context()
+        instances = objects.InstanceList.get_by_filters(
+            ctxt, {'uuid': sorted(wanted), 'deleted': False,
+                   # Soft-deleted servers can be restored: they keep
+                   # their devices until reclaimed.
+                   'soft_deleted': True},
+            expected_attrs=['system_metadata'])
+        for inst in instances:
+            # Nova's resource tracker frees a server's resources by the
+            # same rule (deleted, or shelved offloaded and not unshelving).
+            if inst.node != nodename or vm_states.allow_resource_removal(
+                    inst.vm_state, inst.task_state):
+                continue
+            bound[inst.uuid] = {b.address for b in binding.load(inst)
+                                if b.nodename == nodename and b.address}
+    return HostFacts(managed=managed, guests=guests, bound=bound)

@@ -1,0 +1,203 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The device ledger's storage and claims, on a real directory."""
+
+import json
+import os
+from unittest import mock
+
+import fixtures
+from oslotest import base
+
+from nova_acc import ledger
+
+NODE = 'compute1'
+A = '0000:81:00.0'
+B = '0000:81:01.0'
+SERVER = '11111111-1111-4111-8111-111111111111'
+OTHER = '22222222-2222-4222-8222-222222222222'
+
+
+def want(address, **kw):
+    return dict({'address': address, 'rp_uuid': 'rp-' + address,
+                 'resource_class': 'FPGA', 'traits': ['CUSTOM_GZIP']}, **kw)
+
+
+class LedgerStorageTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.book = ledger.DeviceLedger(NODE, self.dir)
+
+    def test_empty_ledger_reads_as_no_records(self):
+        self.assertEqual({}, self.book.records())
+        self.assertFalse(self.book.exists())
+
+    def test_transaction_writes_a_versioned_readable_file(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+
+        with open(self.book.path) as f:
+            data = json.load(f)
+        self.assertEqual(ledger.FORMAT_VERSION, data['version'])
+        self.assertEqual(NODE, data['node'])
+        self.assertEqual('claimed', data['devices'][A]['state'])
+        self.assertEqual(SERVER, data['devices'][A]['instance_uuid'])
+        self.assertEqual('FPGA', data['devices'][A]['resource_class'])
+        # A second reader (another process) sees the same record.
+        again = ledger.DeviceLedger(NODE, self.dir).records()
+        self.assertEqual(ledger.CLAIMED, again[A].state)
+        self.assertEqual('rp-' + A, again[A].rp_uuid)
+
+    def test_nothing_written_when_nothing_changed(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+        before = os.stat(self.book.path).st_mtime_ns
+        with mock.patch.object(self.book, '_write') as write:
+            with self.book.transaction() as records:
+                ledger.claim(records, SERVER, [want(A)])  # idempotent
+        write.assert_not_called()
+        self.assertEqual(before, os.stat(self.book.path).st_mtime_ns)
+
+    def test_failed_transaction_writes_nothing(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+        with self.book.transaction() as records:
+            try:
+                ledger.claim(records, OTHER, [want(B), want(A)])
+            except ledger.DeviceUnavailable:
+                pass
+        records = self.book.records()
+        # All or nothing: B was not claimed for OTHER.
+        self.assertNotIn(B, records)
+        self.assertEqual(SERVER, records[A].instance_uuid)
+
+    def test_write_is_atomic_rename_of_a_synced_temp_file(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+        real_replace = os.replace
+        seen = []
+
+        def replace(src, dst):
+            # The new content is complete before it takes the name.
+            with open(src) as f:
+                seen.append(json.load(f)['devices'][B]['state'])
+            real_replace(src, dst)
+
+        with mock.patch('os.replace', side_effect=replace):
+            with self.book.transaction() as records:
+                ledger.claim(records, OTHER, [want(B)])
+        self.assertEqual(['claimed'], seen)
+        self.assertEqual([], [n for n in os.listdir(self.dir)
+                              if n.endswith('.tmp')])
+
+    def test_crash_during_write_keeps_the_old_ledger(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+        with mock.patch('os.replace', side_effect=OSError('disk gone')):
+            self.assertRaises(OSError, self._claim_b)
+        records = self.book.records()
+        self.assertEqual({A}, set(records))
+        self.assertEqual([], [n for n in os.listdir(self.dir)
+                              if n.endswith('.tmp')])
+
+    def _claim_b(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, OTHER, [want(B)])
+
+    def test_corrupt_ledger_is_kept_aside_and_flagged(self):
+        with open(self.book.path, 'w') as f:
+            f.write('{"version": 1, "devices": {"0000:81:00.0": ')
+        with self.book.transaction() as records:
+            self.assertEqual({}, records)
+            self.assertIsNotNone(self.book.recovered_from)
+            ledger.claim(records, SERVER, [want(A)])
+        self.assertTrue(os.path.exists(self.book.recovered_from))
+        self.assertEqual(SERVER, self.book.records()[A].instance_uuid)
+
+    def test_unknown_state_is_a_bad_ledger(self):
+        with open(self.book.path, 'w') as f:
+            json.dump({'version': 1, 'devices': {A: {'state': 'weird'}}}, f)
+        self.assertEqual({}, self.book.records())
+        with self.book.transaction():
+            pass
+        self.assertIsNotNone(self.book.recovered_from)
+
+    def test_other_version_is_not_read(self):
+        with open(self.book.path, 'w') as f:
+            json.dump({'version': 99, 'devices': {}}, f)
+        self.assertRaises(ledger.LedgerError, self.book._read)
+
+
+class ClaimTest(base.BaseTestCase):
+
+    def test_claims_free_and_unknown_devices(self):
+        records = {A: ledger.DeviceRecord(address=A)}
+        claimed = ledger.claim(records, SERVER, [want(A), want(B)])
+        self.assertEqual([A, B], [r.address for r in claimed])
+        self.assertTrue(all(r.state == ledger.CLAIMED and
+                            r.instance_uuid == SERVER for r in claimed))
+
+    def test_claim_of_the_own_device_is_idempotent(self):
+        records = {}
+        ledger.claim(records, SERVER, [want(A)])
+        records[A].attach()
+        ledger.claim(records, SERVER, [want(A)])
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_each_unavailable_state_refuses_and_says_why(self):
+        cases = {
+            ledger.CLAIMED: 'claimed by server ' + OTHER,
+            ledger.ATTACHED: 'attached by server ' + OTHER,
+            ledger.ORPHANED: 'still held by the guest of server ' + OTHER,
+            ledger.DIRTY: 'dirty (reset failed: EIO)',
+            ledger.FOREIGN: 'used by guest dom-1',
+        }
+        for state, text in cases.items():
+            rec = ledger.DeviceRecord(
+                address=A, state=state,
+                instance_uuid=OTHER if state in ledger.HELD else None,
+                guest='dom-1' if state == ledger.FOREIGN else None,
+                reason='reset failed: EIO' if state == ledger.DIRTY
+                else None)
+            records = {A: rec}
+            e = self.assertRaises(ledger.DeviceUnavailable, ledger.claim,
+                                  records, SERVER, [want(A)])
+            self.assertIn(text, str(e))
+            self.assertEqual(state, records[A].state)
+
+    def test_dirty_device_of_the_same_server_is_not_handed_back(self):
+        records = {A: ledger.DeviceRecord(address=A, state=ledger.DIRTY,
+                                          reason='no reset method')}
+        self.assertRaises(ledger.DeviceUnavailable, ledger.claim, records,
+                          SERVER, [want(A)])
+
+
+class TransitionTest(base.BaseTestCase):
+
+    def test_free_after_reset_records_the_reset_and_forgets_the_holder(self):
+        rec = ledger.DeviceRecord(address=A)
+        rec.claim(SERVER, 'rp', 'FPGA', ['T'], None)
+        rec.attach()
+        rec.free(reset=True)
+        self.assertEqual(ledger.FREE, rec.state)
+        self.assertIsNone(rec.instance_uuid)
+        self.assertIsNone(rec.rp_uuid)
+        self.assertIsNotNone(rec.last_reset)
+
+    def test_dirty_keeps_no_holder_but_a_reason(self):
+        rec = ledger.DeviceRecord(address=A)
+        rec.claim(SERVER, 'rp', 'FPGA', [], None)
+        rec.dirty('reset failed')
+        self.assertEqual((ledger.DIRTY, None, 'reset failed'),
+                         (rec.state, rec.holder, rec.reason))

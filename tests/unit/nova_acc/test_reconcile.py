@@ -1,0 +1,187 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Every rule of the reconcile, with the facts spelled out."""
+
+import os_acc
+from oslotest import base
+
+from nova_acc import ledger
+from nova_acc import reconcile
+
+A = '0000:81:00.0'
+B = '0000:81:01.0'
+SERVER = '11111111-1111-4111-8111-111111111111'
+OTHER = '22222222-2222-4222-8222-222222222222'
+GUEST = '33333333-3333-4333-8333-333333333333'
+
+
+def device(address):
+    return os_acc.Device(address=address, vendor_id='1172',
+                         product_id='5050', resource_class='FPGA',
+                         traits={'CUSTOM_GZIP'})
+
+
+def held(address, server, state=ledger.ATTACHED):
+    rec = ledger.DeviceRecord(address=address)
+    rec.claim(server, 'rp', 'FPGA', [], None)
+    rec.state = state
+    return rec
+
+
+class ReconcileTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.released = []
+
+    def release(self, records, rec, why):
+        self.released.append(rec.address)
+        rec.free(reset=True)
+
+    def run_reconcile(self, records, managed=(A,), guests=None, bound=None,
+                      **kw):
+        facts = reconcile.HostFacts(
+            managed={a: device(a) for a in managed}, guests=guests or {},
+            bound=bound or {})
+        return reconcile.reconcile(records, facts, self.release, **kw)
+
+    def test_server_that_still_holds_its_device_keeps_it(self):
+        records = {A: held(A, SERVER)}
+        notes = self.run_reconcile(records, guests={SERVER: {A}},
+                                   bound={SERVER: {A}})
+        self.assertEqual([], notes)
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+        self.assertEqual([], self.released)
+
+    def test_stopped_server_without_a_running_guest_keeps_its_device(self):
+        # Nothing about the guest running matters; only that the server is
+        # on this node and bound to the device.
+        records = {A: held(A, SERVER)}
+        self.run_reconcile(records, guests={}, bound={SERVER: {A}})
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+        self.assertEqual([], self.released)
+
+    def test_device_of_a_gone_server_without_a_guest_is_released(self):
+        records = {A: held(A, SERVER)}
+        notes = self.run_reconcile(records, guests={}, bound={})
+        self.assertEqual([A], self.released)
+        self.assertEqual(ledger.FREE, records[A].state)
+        self.assertIn('released from server %s' % SERVER, notes[0])
+
+    def test_server_rebound_elsewhere_releases_the_old_device(self):
+        records = {A: held(A, SERVER, ledger.CLAIMED)}
+        self.run_reconcile(records, managed=(A, B), bound={SERVER: {B}})
+        self.assertEqual([A], self.released)
+
+    def test_gone_server_whose_guest_remains_is_orphaned_not_reset(self):
+        # Deleted while nova-compute was down: the guest still runs.
+        records = {A: held(A, SERVER)}
+        self.run_reconcile(records, guests={SERVER: {A}}, bound={})
+        self.assertEqual([], self.released)
+        self.assertEqual(ledger.ORPHANED, records[A].state)
+        self.assertIn(ledger.ORPHANED, ledger.OUT_OF_SERVICE)
+        # Idempotent.
+        self.assertEqual([], self.run_reconcile(
+            records, guests={SERVER: {A}}, bound={}))
+        # Nova reaps the guest: now it is released (and reset).
+        self.run_reconcile(records, guests={}, bound={})
+        self.assertEqual([A], self.released)
+        self.assertEqual(ledger.FREE, records[A].state)
+
+    def test_free_device_in_an_unknown_guest_becomes_foreign(self):
+        records = {}
+        self.run_reconcile(records, guests={GUEST: {A}})
+        self.assertEqual((ledger.FOREIGN, GUEST),
+                         (records[A].state, records[A].guest))
+        self.assertIn(ledger.FOREIGN, ledger.OUT_OF_SERVICE)
+        # The guest lets go of it: released (reset) before reuse.
+        self.run_reconcile(records, guests={})
+        self.assertEqual([A], self.released)
+        self.assertEqual(ledger.FREE, records[A].state)
+
+    def test_device_of_a_gone_server_in_another_guest_is_foreign(self):
+        records = {A: held(A, SERVER)}
+        self.run_reconcile(records, guests={GUEST: {A}}, bound={})
+        self.assertEqual(ledger.FOREIGN, records[A].state)
+        self.assertEqual([], self.released)
+
+    def test_server_booted_before_the_ledger_is_adopted(self):
+        records = {}
+        notes = self.run_reconcile(records, guests={SERVER: {A}},
+                                   bound={SERVER: {A}})
+        self.assertEqual((ledger.ATTACHED, SERVER),
+                         (records[A].state, records[A].instance_uuid))
+        self.assertEqual('FPGA', records[A].resource_class)
+        self.assertIn('adopted', notes[0])
+
+    def test_claimed_device_becomes_attached_once_its_guest_has_it(self):
+        records = {A: held(A, SERVER, ledger.CLAIMED)}
+        self.run_reconcile(records, guests={SERVER: {A}},
+                           bound={SERVER: {A}})
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_claimed_device_without_guest_yet_stays_claimed(self):
+        records = {A: held(A, SERVER, ledger.CLAIMED)}
+        self.assertEqual([], self.run_reconcile(records,
+                                                bound={SERVER: {A}}))
+        self.assertEqual(ledger.CLAIMED, records[A].state)
+
+    def test_dirty_device_stays_dirty(self):
+        rec = ledger.DeviceRecord(address=A)
+        rec.dirty('no reset method')
+        records = {A: rec}
+        self.assertEqual([], self.run_reconcile(records))
+        self.assertEqual(ledger.DIRTY, records[A].state)
+        self.assertEqual([], self.released)
+
+    def test_free_device_gone_from_the_host_is_forgotten(self):
+        records = {A: ledger.DeviceRecord(address=A)}
+        self.run_reconcile(records, managed=())
+        self.assertEqual({}, records)
+
+    def test_held_device_gone_from_the_host_stays_held(self):
+        records = {A: held(A, SERVER)}
+        self.run_reconcile(records, managed=(), bound={SERVER: {A}})
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_only_looks_at_the_named_devices(self):
+        records = {A: held(A, SERVER), B: held(B, OTHER)}
+        self.run_reconcile(records, managed=(A, B), bound={}, only=[B])
+        self.assertEqual([B], self.released)
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_lost_history_resets_every_device_no_guest_uses(self):
+        records = {}
+        self.run_reconcile(records, managed=(A, B), guests={SERVER: {A}},
+                           bound={SERVER: {A}}, history_lost=True)
+        self.assertEqual([B], self.released)
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_new_ledger_resets_nothing(self):
+        records = {}
+        self.run_reconcile(records, managed=(A, B))
+        self.assertEqual([], self.released)
+
+    def test_second_run_with_the_same_facts_changes_nothing(self):
+        records = {A: held(A, SERVER), B: held(B, OTHER)}
+        facts = dict(managed=(A, B), guests={SERVER: {A}},
+                     bound={SERVER: {A}})
+        self.run_reconcile(records, **facts)
+        snapshot = {a: r.to_dict() for a, r in records.items()}
+        self.assertEqual([], self.run_reconcile(records, **facts))
+        self.assertEqual(snapshot, {a: r.to_dict()
+                                    for a, r in records.items()})
+
+    def test_interesting_servers(self):
+        records = {A: held(A, SERVER), B: ledger.DeviceRecord(address=B)}
+        self.assertEqual({SERVER, GUEST}, reconcile.interesting_servers(
+            records, {GUEST: {B}, OTHER: set()}))

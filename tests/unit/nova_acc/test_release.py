@@ -1,0 +1,133 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Release: reset or dirty, on a fake sysfs tree."""
+
+import os
+
+import fixtures
+from oslotest import base
+
+from nova_acc import ledger
+from nova_acc import release
+
+A = '0000:81:00.0'
+SERVER = '11111111-1111-4111-8111-111111111111'
+
+
+class ReleaseTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.sysfs = self.useFixture(fixtures.TempDir()).path
+        self.dev_dir = os.path.join(self.sysfs, 'bus', 'pci', 'devices', A)
+        os.makedirs(self.dev_dir)
+
+    def with_reset_file(self):
+        open(os.path.join(self.dev_dir, 'reset'), 'w').close()
+
+    def resets(self):
+        with open(os.path.join(self.dev_dir, 'reset')) as f:
+            return f.read().count('1')
+
+    def held(self, context_id=None):
+        rec = ledger.DeviceRecord(address=A)
+        rec.claim(SERVER, 'rp', 'FPGA', [], context_id)
+        rec.attach()
+        return {A: rec}, rec
+
+    def release(self, records, rec, **kw):
+        kw.setdefault('reset_on_release', True)
+        release.release(records, rec, 'test', sysfs_root=self.sysfs, **kw)
+
+    def test_reset_then_free(self):
+        self.with_reset_file()
+        records, rec = self.held()
+        self.release(records, rec)
+        self.assertEqual(ledger.FREE, rec.state)
+        self.assertEqual(1, self.resets())
+        self.assertIsNotNone(rec.last_reset)
+
+    def test_each_release_is_one_reset(self):
+        self.with_reset_file()
+        for n in (1, 2, 3):
+            records, rec = self.held()
+            self.release(records, rec)
+            self.assertEqual(n, self.resets())
+
+    def test_no_reset_method_is_dirty(self):
+        records, rec = self.held()
+        self.release(records, rec)
+        self.assertEqual(ledger.DIRTY, rec.state)
+        self.assertIn('no reset method', rec.reason)
+        self.assertIn(SERVER, rec.reason)
+
+    def test_failing_reset_is_dirty(self):
+        os.rmdir(self.dev_dir)  # the device is gone from sysfs
+        records, rec = self.held()
+        self.release(records, rec)
+        self.assertEqual(ledger.DIRTY, rec.state)
+        self.assertIn('reset failed', rec.reason)
+
+    def test_reset_disabled_frees_without_reset(self):
+        self.with_reset_file()
+        records, rec = self.held()
+        self.release(records, rec, reset_on_release=False)
+        self.assertEqual(ledger.FREE, rec.state)
+        self.assertEqual(0, self.resets())
+        self.assertIn('reset_on_release', rec.reason)
+
+    def test_backend_device_is_unbound_and_forgotten_not_reset(self):
+        self.with_reset_file()
+        records, rec = self.held(context_id='arq-1')
+        calls = []
+        self.release(records, rec,
+                     unbind=lambda server, ids: calls.append((server, ids)))
+        self.assertEqual([(SERVER, ['arq-1'])], calls)
+        self.assertEqual({}, records)
+        self.assertEqual(0, self.resets())
+
+    def test_failed_unbind_keeps_the_record_for_a_retry(self):
+        records, rec = self.held(context_id='arq-1')
+
+        def unbind(server, ids):
+            raise RuntimeError('cyborg down')
+
+        self.release(records, rec, unbind=unbind)
+        self.assertEqual(ledger.ATTACHED, records[A].state)
+
+    def test_clear_dirty_resets_and_frees(self):
+        self.with_reset_file()
+        rec = ledger.DeviceRecord(address=A)
+        rec.dirty('reset failed')
+        self.assertEqual((True, ''), release.clear_dirty(rec, self.sysfs))
+        self.assertEqual((ledger.FREE, 1), (rec.state, self.resets()))
+
+    def test_clear_dirty_without_reset_method_stays_dirty(self):
+        rec = ledger.DeviceRecord(address=A)
+        rec.dirty('reset failed')
+        freed, why = release.clear_dirty(rec, self.sysfs)
+        self.assertFalse(freed)
+        self.assertIn('no reset method', why)
+        self.assertEqual(ledger.DIRTY, rec.state)
+
+    def test_clear_dirty_forced(self):
+        rec = ledger.DeviceRecord(address=A)
+        rec.dirty('reset failed')
+        self.assertEqual((True, ''),
+                         release.clear_dirty(rec, self.sysfs, force=True))
+        self.assertEqual(ledger.FREE, rec.state)
+
+    def test_clear_dirty_refuses_other_states(self):
+        _, rec = self.held()
+        freed, why = release.clear_dirty(rec, self.sysfs)
+        self.assertFalse(freed)
+        self.assertIn('attached, not dirty', why)
