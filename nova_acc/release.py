@@ -36,10 +36,24 @@ LOG = logging.getLogger(__name__)
 Unbinder = Callable[[str, list], None]
 
 
-def reset(record: ledger.DeviceRecord, sysfs_root: str) -> tuple[bool, str]:
-    """Reset a device: (True, '') or (False, why it was not reset)."""
+#: reset_device(address, sysfs_root) -> bool, as os_acc.reset_device.
+Resetter = Callable[[str, str], bool]
+
+
+def _reset_here(address: str, sysfs_root: str) -> bool:
+    return os_acc.reset_device(address, sysfs_root=sysfs_root)
+
+
+def reset(record: ledger.DeviceRecord, sysfs_root: str,
+          resetter: Resetter = _reset_here) -> tuple[bool, str]:
+    """Reset a device: (True, '') or (False, why it was not reset).
+
+    :param resetter: how to reset; nova-compute passes its privsep
+        entrypoint (``nova_acc.privsep.reset_device``), the operator command
+        (run as root) resets in its own process.
+    """
     try:
-        if os_acc.reset_device(record.address, sysfs_root=sysfs_root):
+        if resetter(record.address, sysfs_root):
             return True, ''
         return False, 'the device offers no reset method'
     except (acc_exc.OsAccException, OSError) as e:
@@ -49,7 +63,8 @@ def reset(record: ledger.DeviceRecord, sysfs_root: str) -> tuple[bool, str]:
 def release(records: dict[str, ledger.DeviceRecord],
             record: ledger.DeviceRecord, why: str, *,
             reset_on_release: bool, sysfs_root: str,
-            unbind: Unbinder | None = None) -> None:
+            unbind: Unbinder | None = None,
+            resetter: Resetter = _reset_here) -> None:
     """Release ``record``'s device (the ledger must be locked).
 
     :param why: what happened to the holder, for the log.
@@ -77,7 +92,7 @@ def release(records: dict[str, ledger.DeviceRecord],
                     '([nova_acc] reset_on_release is false).',
                     record.address, holder, why)
         return
-    done, problem = reset(record, sysfs_root)
+    done, problem = reset(record, sysfs_root, resetter)
     if done:
         record.free(reset=True)
         LOG.info('Released and reset device %s from %s (%s).',

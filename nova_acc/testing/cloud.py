@@ -37,6 +37,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 from nova_acc.cmd import _service
 from nova_acc import binding
 from nova_acc import ledger
+from nova_acc import privsep
 
 FPGA_VENDOR = '1172'
 FPGA_PRODUCT = '5050'
@@ -84,6 +85,10 @@ class DeviceContextTestBase(NovaAccServicesMixin,
         # Each test's hosts keep their device ledgers in a directory of
         # their own (one file per compute node, as on real hosts).
         self.ledger_dir = self.useFixture(fixtures.TempDir()).path
+        # Resets run in-process, as root would in nova-acc's privsep daemon
+        # (the same as Nova's own PrivsepFixture does for nova.privsep).
+        self.useFixture(fixtures.MockPatchObject(
+            privsep.sys_admin_pctxt, 'client_mode', False))
         self.flags(device_spec=[jsonutils.dumps(s) for s in self.device_spec],
                    sysfs_root=self.sysfs_root, ledger_dir=self.ledger_dir,
                    group='nova_acc')

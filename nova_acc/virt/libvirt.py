@@ -52,6 +52,7 @@ from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
 from nova_acc import ledger
+from nova_acc import privsep
 from nova_acc.provider import tree
 from nova_acc import reconcile
 from nova_acc import release
@@ -112,7 +113,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         release.release(records, record, why,
                         reset_on_release=CONF.nova_acc.reset_on_release,
                         sysfs_root=CONF.nova_acc.sysfs_root,
-                        unbind=self._unbind_orphaned)
+                        unbind=self._unbind_orphaned,
+                        resetter=privsep.reset_device)
 
     def _unbind_orphaned(self, instance_uuid: str, context_ids: list) -> None:
         # The user's request context of the guest's teardown, when this
