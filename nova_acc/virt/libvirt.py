@@ -203,10 +203,18 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
         managed = self._managed_devices()
+        records = {}
         if managed or self._device_ledger().exists():
-            records = self.reconcile_devices()
-        else:
-            records = {}
+            try:
+                records = self.reconcile_devices()
+            except Exception:
+                # Never stop the host's inventory updates for it: report
+                # what the ledger last recorded (out-of-service devices
+                # stay reserved) and try again at the next update.
+                LOG.exception('Reconciling the device ledger of node %s '
+                              'failed; reporting its last recorded state.',
+                              nodename)
+                records = self._device_ledger().records()
         tree.update_provider_tree(
             provider_tree, nodename, managed.values(),
             CONF.nova_acc.capability_trait,
