@@ -20,11 +20,25 @@ Calls go to Cyborg's v2 API with the ``[cyborg]`` client settings Nova
 already has, as the user (the user's token plus Nova's service token when
 ``[service_user] send_service_user_token`` is set, which Cyborg requires
 for bind and unbind), exactly as Nova's own client does. Cyborg keeps ARQs
-per project: a user only ever sees their own project's.
+per project: a user only ever sees their own project's. nova-compute's
+cleanup of servers that are gone (``unbind_orphaned``) has no user token:
+it calls Cyborg with the service credentials of ``[cyborg]`` (``auth_type``
+and the plugin's options, which Nova itself does not register there) plus
+the service token.
+
+Cyborg 17 does not serialise changes to one ARQ: two binds of the same ARQ
+that arrive together can both be accepted (HTTP 202), with the ARQ left
+bound to one server and, often, with the attach handle of the other
+server's device; or both fail and leave the ARQ half-bound to one of them.
+So an answer from Cyborg never says alone who holds an ARQ: every bind is
+checked by reading the ARQs back, and nothing is unbound without reading
+first whom it is bound to.
 """
 
 from __future__ import annotations
 
+from keystoneauth1 import loading as ks_loading
+from nova import exception as nova_exc
 from nova import service_auth
 from nova import utils as nova_utils
 import os_acc
@@ -39,28 +53,80 @@ from nova_acc import policy
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
+CYBORG_GROUP = 'cyborg'
 ARQ_URL = '/accelerator_requests'
 DEVICE_PROFILE_URL = '/device_profiles'
 BOUND_EVENT = 'accelerator-request-bound'
+BOUND = 'Bound'
+BINDING = 'BindStarted'
 BINDABLE = ('Initial', 'Unbound')
 # States a failed bind leaves behind; an unbind puts the ARQ back in
 # Unbound (Cyborg 17 keeps a bind to an unknown provider in BindStarted).
 RECOVERABLE = ('BindStarted', 'BindFailed')
+# States in which an ARQ holds (or is being given) a device.
+BIND_STATES = (BOUND,) + RECOVERABLE
+
+
+def register_opts(conf):
+    """Register the ``[cyborg]`` auth options nova-compute's cleanup reads.
+
+    Nova registers only session and adapter options in ``[cyborg]``: it
+    calls Cyborg as the user. The plugin's own options (``username``...)
+    are registered by keystoneauth when the credentials are loaded.
+    """
+    ks_loading.register_auth_conf_options(conf, CYBORG_GROUP)
+
+
+def list_opts():
+    """The ``[cyborg]`` options nova-acc adds, for oslo-config-generator."""
+    return [(CYBORG_GROUP, ks_loading.get_auth_common_conf_options() +
+             ks_loading.get_auth_plugin_conf_options('password'))]
+
+
+register_opts(CONF)
+
+
+def _holder(arq: dict) -> str | None:
+    return arq.get('instance_uuid') or None
 
 
 class CyborgBackend(base.Backend):
     # Cyborg's providers are Cyborg's, never Nova's.
     forbidden_traits = frozenset({os_traits.OWNER_NOVA})
 
-    def _client(self, context):
-        auth = service_auth.get_service_user_token_auth_plugin(context)
-        return nova_utils.get_sdk_adapter('accelerator', admin=False,
+    def _client(self, context, admin=False):
+        if admin:
+            # No user here: Nova's own credentials stand in for the user
+            # token. Cyborg still wants a service token for bind and unbind.
+            auth = service_auth.get_service_user_token_auth_plugin(
+                context, user_auth=self._service_credentials())
+        else:
+            auth = service_auth.get_service_user_token_auth_plugin(context)
+        return nova_utils.get_sdk_adapter('accelerator', admin=admin,
                                           ksa_auth=auth)
 
-    def _call(self, context, method, url, what, expected=(200,), **kwargs):
+    @staticmethod
+    def _service_credentials():
         try:
-            resp = getattr(self._client(context), method)(
+            auth = service_auth.get_service_auth_plugin(CYBORG_GROUP)
+        except Exception as e:  # keystoneauth's loading errors are many
+            raise base.BackendUnavailable(
+                'cannot load the Cyborg credentials of [cyborg]: %s' % e
+            ) from e
+        if auth is None:
+            raise base.BackendUnavailable(
+                'no Cyborg credentials: [cyborg] auth_type is not set, so '
+                'nova-compute cannot unbind device contexts of servers that '
+                'are gone')
+        return auth
+
+    def _call(self, context, method, url, what, expected=(200,),
+              admin=False, **kwargs):
+        try:
+            resp = getattr(self._client(context, admin=admin), method)(
                 url, raise_exc=False, **kwargs)
+        except base.BackendUnavailable:
+            raise
         except Exception as e:  # keystoneauth/sdk raise many kinds
             raise base.BackendUnavailable(
                 'cannot reach Cyborg to %s: %s' % (what, e)) from e
@@ -72,9 +138,9 @@ class CyborgBackend(base.Backend):
 
     # ---- step 1: resolve ----------------------------------------------------
 
-    def get_arq(self, context, arq_uuid: str) -> dict | None:
+    def get_arq(self, context, arq_uuid: str, admin=False) -> dict | None:
         resp = self._call(context, 'get', '%s/%s' % (ARQ_URL, arq_uuid),
-                          'read device context %s' % arq_uuid)
+                          'read device context %s' % arq_uuid, admin=admin)
         return None if resp.status_code == 404 else resp.json()
 
     def resolve(self, context, request_spec, context_id):
@@ -132,53 +198,210 @@ class CyborgBackend(base.Backend):
 
     # ---- step 3: bind -----------------------------------------------------
 
-    def _patch(self, context, patch, what):
+    def _patch(self, context, patch, what, admin=False):
         resp = self._call(context, 'patch', ARQ_URL, what, json=patch,
-                          expected=(200, 202))
+                          expected=(200, 202), admin=admin)
         if resp.status_code == 404:
             raise base.BackendUnavailable(
                 'Cyborg refused to %s: %s' % (what, resp.text[:200]))
 
+    def _unbind_now(self, context, arq_uuids, admin=False):
+        """One unbind PATCH for ARQs already checked to be unbindable."""
+        patch = {arq_uuid: [
+            {'path': '/hostname', 'op': 'remove'},
+            {'path': '/device_rp_uuid', 'op': 'remove'},
+            {'path': '/instance_uuid', 'op': 'remove'},
+        ] for arq_uuid in arq_uuids}
+        self._patch(context, patch, 'unbind device contexts %s' % ', '.join(
+            sorted(arq_uuids)), admin=admin)
+
+    def _read_all(self, context, arq_uuids) -> dict[str, dict | None]:
+        return {u: self.get_arq(context, u) for u in arq_uuids}
+
+    @staticmethod
+    def _held_elsewhere(arqs: dict, instance_uuid: str) -> list[str]:
+        """Why ARQs another server holds (or is being bound to) are taken."""
+        return ['device context %s is in use by server %s (%s)' % (
+            u, _holder(a), a.get('state'))
+            for u, a in sorted(arqs.items())
+            if a and _holder(a) not in (None, instance_uuid)]
+
+    @staticmethod
+    def _undoable(arqs: dict, instance_uuid: str) -> list[str]:
+        """ARQs this server's (failed) binds left (half-)bound.
+
+        Half-bound ARQs that name no server count too; one that another
+        server holds never does.
+        """
+        return sorted(u for u, a in arqs.items()
+                      if a and a.get('state') in BIND_STATES and
+                      _holder(a) in (None, instance_uuid))
+
     def bind(self, context, instance, hostname, device_rps):
-        stale = [arq_uuid for arq_uuid in device_rps
-                 if (self.get_arq(context, arq_uuid) or {}).get('state')
-                 in RECOVERABLE]
-        if stale:
-            # A bind that failed earlier left these half-bound.
-            self.unbind(context, instance, stale)
+        what = 'bind device contexts %s' % ', '.join(sorted(device_rps))
         patch = {arq_uuid: [
             {'path': '/hostname', 'op': 'add', 'value': hostname},
             {'path': '/device_rp_uuid', 'op': 'add', 'value': rp_uuid},
             {'path': '/instance_uuid', 'op': 'add', 'value': instance.uuid},
         ] for arq_uuid, rp_uuid in device_rps.items()}
+        for attempt in (1, 2):
+            self._prepare_bind(context, instance, device_rps)
+            error = None
+            try:
+                self._patch(context, patch, what)
+            except base.BackendUnavailable as e:
+                error = e
+            try:
+                arqs = self._read_all(context, device_rps)
+            except base.BackendUnavailable as e:
+                LOG.error('Cannot tell whether device contexts %s are bound '
+                          'after a bind: %s', ', '.join(sorted(device_rps)),
+                          e, instance=instance)
+                raise error or e
+            wrong = {u: a for u, a in arqs.items() if not (
+                a and a.get('state') == BOUND and
+                _holder(a) == instance.uuid and
+                a.get('hostname') == hostname and
+                a.get('device_rp_uuid') == device_rps[u])}
+            if error is None and not wrong:
+                return
+            taken = self._held_elsewhere(arqs, instance.uuid)
+            if error is None:
+                if taken:
+                    # Cyborg accepted this bind and a concurrent one of the
+                    # same ARQ, and the other won. Its attach handle may be
+                    # this server's device now: nothing here can repair
+                    # that, so say it where operators look.
+                    LOG.warning('Cyborg accepted binding device contexts %s '
+                                'but a concurrent bind won: %s. Cyborg may '
+                                'have left an attach handle allocated.',
+                                ', '.join(sorted(device_rps)),
+                                '; '.join(taken), instance=instance)
+                error = base.BackendUnavailable(
+                    'Cyborg accepted the bind, but %s' % '; '.join(
+                        taken or ['device context %s is %s' % (
+                            u, _describe(a)) for u, a in sorted(
+                                wrong.items())]))
+            undone = self._undo(context, instance, arqs)
+            # Two binds of one ARQ that arrive together can both fail and
+            # leave it half-bound to one of the two servers. That server,
+            # and only that one (so the two do not collide again), tries
+            # once more.
+            if attempt == 1 and undone and not taken:
+                LOG.warning('Binding device contexts %s failed (%s); '
+                            'trying once more.',
+                            ', '.join(sorted(device_rps)), error,
+                            instance=instance)
+                continue
+            if taken:
+                raise base.BackendUnavailable('; '.join(taken)) from error
+            raise error
+
+    def _prepare_bind(self, context, instance, device_rps):
+        """Refuse ARQs another server holds; unbind this server's leftovers.
+
+        :raises BackendUnavailable: an ARQ is gone or in use by another
+            server; nothing was changed.
+        """
+        arqs = self._read_all(context, device_rps)
+        gone = sorted(u for u, a in arqs.items() if a is None)
+        if gone:
+            raise base.BackendUnavailable(
+                'device contexts %s no longer exist' % ', '.join(gone))
+        taken = self._held_elsewhere(arqs, instance.uuid)
+        if taken:
+            # Checked before the bind, never undone after it: undoing would
+            # unbind the ARQ from the server that holds it.
+            raise base.BackendUnavailable('; '.join(taken))
+        # What a failed bind of this server left, or a build of it on the
+        # host it was rescheduled from. Cyborg binds no ARQ to a server that
+        # still has one, so these are unbound first.
+        stale = self._undoable(arqs, instance.uuid)
+        if stale:
+            LOG.info('Unbinding device contexts %s left (half-)bound to this '
+                     'server before binding them again.', ', '.join(stale),
+                     instance=instance)
+            self._unbind_now(context, stale)
+
+    def _undo(self, context, instance, arqs) -> list[str]:
+        """Unbind what a failed bind left bound to this server."""
+        undo = self._undoable(arqs, instance.uuid)
+        if not undo:
+            return []
+        # Cyborg binds one ARQ after the other; undo the ones that made it
+        # so no context stays bound to a server that will not run.
         try:
-            self._patch(context, patch, 'bind device contexts %s' % ', '.join(
-                sorted(device_rps)))
-        except base.BackendUnavailable:
-            # Cyborg binds one ARQ after the other; undo the ones that made
-            # it so no context stays bound to a server that will not run.
+            self._unbind_now(context, undo)
+        except base.BackendUnavailable as e:
+            LOG.error('Could not unbind device contexts after a failed '
+                      'bind: %s', e, instance=instance)
+            return []
+        return undo
+
+    # ---- step 5: release ----------------------------------------------------
+
+    def unbind(self, context, instance, context_ids):
+        self._release(context, instance.uuid, context_ids, admin=False)
+
+    def unbind_orphaned(self, admin_context, instance_uuid, context_ids,
+                        hostname=None):
+        """See the base class.
+
+        :param hostname: the node whose cleanup this is: an ARQ that is
+            bound to the same server on another node (it was rescheduled
+            or moved there) is left alone.
+        """
+        self._release(admin_context, instance_uuid, context_ids, admin=True,
+                      hostname=hostname)
+
+    def _release(self, context, instance_uuid, context_ids, admin,
+                 hostname=None):
+        if not context_ids:
+            return
+        mine = []
+        for arq_uuid in context_ids:
+            # Cyborg has no conditional PATCH: read first, so that an ARQ
+            # another server got in the meantime is not unbound under it.
+            arq = self.get_arq(context, arq_uuid, admin=admin)
+            holder = _holder(arq) if arq else None
+            if arq is None or arq.get('state') in BINDABLE:
+                LOG.info('Device context %s of server %s is %s: nothing to '
+                         'unbind.', arq_uuid, instance_uuid,
+                         arq.get('state') if arq else 'gone')
+            elif holder not in (None, instance_uuid) or (
+                    admin and holder is None):
+                LOG.info('Not unbinding device context %s from server %s: '
+                         'it is %s.', arq_uuid, instance_uuid,
+                         _describe(arq))
+            elif hostname and arq.get('hostname') not in (None, hostname):
+                LOG.info('Not unbinding device context %s from server %s on '
+                         'node %s: it is bound on node %s now.', arq_uuid,
+                         instance_uuid, hostname, arq.get('hostname'))
+            else:
+                mine.append(arq_uuid)
+        if mine:
+            self._unbind_now(context, mine, admin=admin)
+
+    # ---- step 4: attach -----------------------------------------------------
+
+    def wait_bound(self, context, instance, virtapi, device_rps):
+        try:
+            return self._wait_bound(context, instance, virtapi, device_rps)
+        except (base.BackendUnavailable, nova_exc.InstanceEventTimeout):
+            # The server will not run here with these: whatever of them is
+            # bound to it is released now. The ledger does not know them
+            # yet, so nothing else would release them if the server ends up
+            # in ERROR.
             try:
                 self.unbind(context, instance, list(device_rps))
             except base.BackendUnavailable as e:
-                LOG.error('Could not unbind device contexts after a failed '
-                          'bind: %s', e, instance=instance)
+                LOG.error('Could not unbind device contexts %s refused at '
+                          'attach: %s', ', '.join(sorted(device_rps)), e,
+                          instance=instance)
             raise
 
-    def unbind(self, context, instance, context_ids):
-        if not context_ids:
-            return
-        patch = {arq_uuid: [
-            {'path': '/hostname', 'op': 'remove'},
-            {'path': '/device_rp_uuid', 'op': 'remove'},
-            {'path': '/instance_uuid', 'op': 'remove'},
-        ] for arq_uuid in context_ids}
-        self._patch(context, patch, 'unbind device contexts %s' % ', '.join(
-            sorted(context_ids)))
-
-    # ---- step 5: attach -----------------------------------------------------
-
-    def wait_bound(self, context, instance, virtapi, context_ids):
-        events = [(BOUND_EVENT, arq_uuid) for arq_uuid in context_ids]
+    def _wait_bound(self, context, instance, virtapi, device_rps):
+        events = [(BOUND_EVENT, arq_uuid) for arq_uuid in device_rps]
 
         def failed(event_name, instance):
             raise base.BackendUnavailable(
@@ -188,22 +411,52 @@ class CyborgBackend(base.Backend):
                 instance, events, timeout=CONF.nova_acc.cyborg_bind_timeout,
                 error_callback=failed):
             # Cyborg binds synchronously, so its event usually reached Nova
-            # before this wait began and would never be seen here.
-            arqs = {u: self.get_arq(context, u) for u in context_ids}
+            # before this wait began and would never be seen here. Only an
+            # ARQ Cyborg is still binding for this server can change by
+            # waiting; the check below says what is wrong with the others.
+            arqs = self._read_all(context, device_rps)
             done = [(BOUND_EVENT, u) for u, arq in arqs.items()
-                    if arq and arq.get('state') in ('Bound', 'BindFailed')]
+                    if not (arq and arq.get('state') == BINDING and
+                            _holder(arq) == instance.uuid)]
             if done:
                 virtapi.exit_wait_early(done)
-        result = {}
-        for arq_uuid in context_ids:
-            arq = self.get_arq(context, arq_uuid) or {}
-            if arq.get('state') != 'Bound' or \
-                    arq.get('instance_uuid') != instance.uuid:
-                raise base.BackendUnavailable(
-                    'device context %s is %s, not Bound to this server' % (
-                        arq_uuid, arq.get('state', 'gone')))
-            result[arq_uuid] = _accelerator(arq)
-        return result
+        arqs = self._read_all(context, device_rps)
+        problems = [p for p in (
+            _binding_problem(u, arqs[u], instance, device_rps[u])
+            for u in sorted(device_rps)) if p]
+        if problems:
+            raise base.BackendUnavailable('; '.join(problems))
+        return {u: _accelerator(arq) for u, arq in arqs.items()}
+
+
+def _describe(arq: dict | None) -> str:
+    if arq is None:
+        return 'gone'
+    holder = _holder(arq)
+    return '%s%s' % (arq.get('state'),
+                     ' to server %s' % holder if holder else '')
+
+
+def _binding_problem(arq_uuid, arq, instance, rp_uuid) -> str | None:
+    """What is wrong with an ARQ the pre-bind bound to ``rp_uuid``, if any.
+
+    The compute attaches only what the pre-bind bound: this server, this
+    node (the pre-bind binds with the node name) and the provider placement
+    allocated to the server.
+    """
+    if arq is None or arq.get('state') != BOUND or \
+            _holder(arq) != instance.uuid:
+        return 'device context %s is %s, not Bound to this server' % (
+            arq_uuid, _describe(arq))
+    if arq.get('hostname') != instance.node:
+        return ('device context %s is bound on host %s, not on %s where '
+                'this server is built' % (arq_uuid, arq.get('hostname'),
+                                          instance.node))
+    if arq.get('device_rp_uuid') != rp_uuid:
+        return ('device context %s is bound to resource provider %s, not '
+                'to %s allocated to this server' % (
+                    arq_uuid, arq.get('device_rp_uuid'), rp_uuid))
+    return None
 
 
 def _accelerator(arq) -> os_acc.Accelerator:

@@ -12,6 +12,8 @@
 
 from unittest import mock
 
+import fixtures
+from nova import exception as nova_exc
 from nova import objects
 from oslotest import base
 
@@ -167,3 +169,57 @@ class MapFromAllocationTest(base.BaseTestCase):
                               mock.Mock(), 'inst', 'n1', groups)
         self.assertIn('does not hold a device for every device group',
                       str(e))
+
+
+class PrebindIsolationTest(base.BaseTestCase):
+    """Whatever goes wrong binding one server stays with that server."""
+
+    def setUp(self):
+        super().setUp()
+        self.instance = objects.Instance(uuid='11111111-1111-4111-8111-'
+                                         '111111111111', system_metadata={})
+        self.save = self.useFixture(fixtures.MockPatchObject(
+            prebind, '_save')).mock
+        self.bind = self.useFixture(fixtures.MockPatchObject(
+            prebind, '_bind')).mock
+        self.backend = mock.Mock()
+        self.useFixture(fixtures.MockPatchObject(
+            prebind.backends, 'get_backend', return_value=self.backend))
+
+    def prebind(self):
+        return prebind.prebind(mock.Mock(), mock.Mock(), self.instance,
+                               'n1', mock.Mock())
+
+    def test_unexpected_error_is_recorded_not_raised(self):
+        self.bind.side_effect = RuntimeError('boom')
+        self.assertEqual([], self.prebind())
+        self.assertIn('binding on node n1 failed: boom',
+                      binding.load_error(self.instance))
+        self.save.assert_called_once()
+
+    def test_server_deleted_while_binding_is_skipped_and_unbound(self):
+        bound = [binding.Binding('nova_acc_0_0', 'rp-1', None, 'n1',
+                                 context_id='arq-1')]
+        self.bind.return_value = bound
+        self.save.side_effect = nova_exc.InstanceNotFound(
+            instance_id=self.instance.uuid)
+        self.assertEqual([], self.prebind())
+        self.backend.unbind.assert_called_once_with(
+            mock.ANY, self.instance, ['arq-1'])
+
+    def test_server_deleted_before_binding_is_skipped(self):
+        self.bind.side_effect = nova_exc.InstanceNotFound(
+            instance_id=self.instance.uuid)
+        self.assertEqual([], self.prebind())
+        self.save.assert_not_called()
+
+    def test_record_that_cannot_be_saved_becomes_an_error(self):
+        bound = [binding.Binding('nova_acc_0_0', 'rp-1', '0000:81:00.0',
+                                 'n1')]
+        self.bind.return_value = bound
+        self.save.side_effect = [ValueError('value too long'), None]
+        self.assertEqual([], self.prebind())
+        self.assertEqual([], binding.load(self.instance))
+        self.assertIn('could not be recorded',
+                      binding.load_error(self.instance))
+        self.assertEqual(2, self.save.call_count)

@@ -22,6 +22,7 @@ import inspect
 import textwrap
 
 from nova.compute import manager as compute_manager
+from nova.compute import vm_states
 from nova.conductor import manager as conductor_manager
 from nova.scheduler import manager as scheduler_manager
 from nova import service_auth
@@ -141,3 +142,30 @@ class NovaSeamTest(base.BaseTestCase):
         hard_reboot = inspect.getsource(
             libvirt_driver.LibvirtDriver._hard_reboot)
         self.assertIn('self._get_guest_xml(', hard_reboot)
+
+    def test_release_relies_on_nova_freeing_resources_by_this_rule(self):
+        # The reconcile says a server holds its devices until Nova's own
+        # resource-removal rule frees its resources.
+        self.assertEqual(['vm_state', 'task_state'],
+                         params(vm_states.allow_resource_removal))
+        self.assertTrue(vm_states.allow_resource_removal(vm_states.DELETED))
+        self.assertTrue(vm_states.allow_resource_removal(
+            vm_states.SHELVED_OFFLOADED))
+        self.assertFalse(vm_states.allow_resource_removal(
+            vm_states.SOFT_DELETED))
+        # ... and on Nova updating the resource tracker (so calling
+        # update_provider_tree) once a deleted or offloaded server's state
+        # is saved: that update is where the device is released.
+        delete = inspect.getsource(compute_manager.ComputeManager
+                                   ._delete_instance)
+        self.assertLess(delete.index('vm_states.DELETED'),
+                        delete.index('self._complete_deletion('))
+        complete = inspect.getsource(compute_manager.ComputeManager
+                                     ._complete_deletion)
+        self.assertIn('self._update_resource_tracker(', complete)
+        offload = inspect.getsource(compute_manager.ComputeManager
+                                    ._shelve_offload_instance)
+        self.assertLess(offload.index('vm_states.SHELVED_OFFLOADED'),
+                        offload.index('self._update_resource_tracker('))
+        self.assertLess(offload.index('self._update_resource_tracker('),
+                        offload.index('_nil_out_instance_obj_host_and_node'))
