@@ -22,7 +22,7 @@ and the report client sends nothing for an unchanged tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 
 import os_acc
 import os_traits
@@ -65,6 +65,7 @@ def update_provider_tree(
     capability_trait: str,
     has_allocations: Callable[[str], bool],
     records: Mapping[str, ledger.DeviceRecord] | None = None,
+    unallocated: Set[str] = frozenset(),
 ) -> None:
     """Make ``nodename``'s device children match ``devices``.
 
@@ -74,6 +75,8 @@ def update_provider_tree(
     :param records: the device ledger: devices it keeps out of service
         (dirty, orphaned, foreign) are reserved, and a device a server holds
         keeps the provider it was allocated from.
+    :param unallocated: addresses of devices a server holds although
+        placement has no allocation of them for it: reserved too.
     """
     records = records or {}
     provider_tree.add_traits(nodename, capability_trait)
@@ -83,8 +86,9 @@ def update_provider_tree(
         present[name] = dev
         uuid = binding.provider_uuid(nodename, dev.address)
         rec = records.get(dev.address)
-        out_of_service = rec is not None and \
-            rec.state in ledger.OUT_OF_SERVICE
+        out_of_service = (rec is not None and
+                          rec.state in ledger.OUT_OF_SERVICE) or \
+            dev.address in unallocated
         inventory = _inventory(dev.resource_class,
                                reserved=1 if out_of_service else 0)
         traits = set(dev.traits) | {os_traits.OWNER_NOVA, capability_trait}
@@ -118,7 +122,8 @@ def update_provider_tree(
         if out_of_service and provider_tree.data(uuid).inventory != inventory:
             LOG.warning('Device %s is %s (%s): reserved in placement until '
                         'it can be handed out again.', dev.address,
-                        rec.state, rec.reason or '-')
+                        rec.state if rec else '-',
+                        (rec.reason if rec else None) or '-')
         provider_tree.update_inventory(uuid, inventory)
         provider_tree.update_traits(uuid, traits)
 

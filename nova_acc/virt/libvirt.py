@@ -219,7 +219,37 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             provider_tree, nodename, managed.values(),
             CONF.nova_acc.capability_trait,
             has_allocations=self._provider_has_allocations,
-            records=records)
+            records=records,
+            unallocated=self._held_without_allocation(records))
+
+    def _held_without_allocation(self, records) -> set[str]:
+        """Devices a server holds here that placement says it does not.
+
+        Placement would offer such a device to the next server, whose claim
+        the ledger then refuses; reserving it keeps placement from trying
+        until the holder leaves.
+        """
+        result = set()
+        client = report.report_client_singleton()
+        ctxt = nova_context.get_admin_context()
+        for address, rec in records.items():
+            if (rec.state not in (ledger.CLAIMED, ledger.ATTACHED) or
+                    rec.backend_owned or not rec.rp_uuid):
+                continue
+            try:
+                consumers = client.get_allocations_for_resource_provider(
+                    ctxt, rec.rp_uuid).allocations
+            except nova_exc.NovaException as e:
+                LOG.warning('Cannot check the allocations of device %s: %s',
+                            address, e)
+                continue
+            if rec.instance_uuid not in consumers:
+                LOG.warning('Device %s is held by server %s on this host, '
+                            'but placement has no allocation of it for that '
+                            'server; reserving it until the server leaves.',
+                            address, rec.instance_uuid)
+                result.add(address)
+        return result
 
     @staticmethod
     def _provider_has_allocations(rp_uuid: str) -> bool:

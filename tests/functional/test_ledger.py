@@ -227,6 +227,28 @@ class ReleasePathTest(LedgerTestMixin, base.DeviceContextTestBase):
             'reserved'])
         self.assert_next_server_gets('compute1', fpga, resets=1)
 
+    def test_device_held_without_allocation_is_reserved(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot(CONTEXT)
+        # Placement loses the server's allocation (an operator's
+        # "openstack resource provider allocation delete", a bug).
+        self._delete_server_allocations(server['id'])
+
+        self._run_periodics()
+
+        # The host still gives the device to the server, so placement must
+        # not offer it to anyone else.
+        self.assertEqual(('attached', server['id']),
+                         self.ledger_state('compute1', fpga))
+        self.assertEqual(1, self.inventory('compute1', fpga)['FPGA'][
+            'reserved'])
+        self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
+        self._delete_server(server)
+        self._run_periodics()
+        self.assert_free('compute1', fpga, resets=1)
+        self.assertEqual(0, self.inventory('compute1', fpga)['FPGA'][
+            'reserved'])
+
     def test_reset_disabled_frees_without_reset(self):
         self.flags(reset_on_release=False, group='nova_acc')
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
@@ -263,10 +285,15 @@ class ReleasePathTest(LedgerTestMixin, base.DeviceContextTestBase):
 
 class RestartTest(LedgerTestMixin, base.DeviceContextTestBase):
 
-    def test_restart_with_a_claim_of_a_server_that_never_came(self):
-        used, claimed = self.start_fpga_host('compute1', num_fpgas=2)
+    def boot_one_of_two(self):
+        """A server on one of two FPGAs: (server, its FPGA, the other)."""
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
         server = self.boot(CONTEXT)
-        self.assertEqual([used], self.domain_hostdevs('compute1', server))
+        used, = self.domain_hostdevs('compute1', server)
+        return server, used, (set(fpgas) - {used}).pop()
+
+    def test_restart_with_a_claim_of_a_server_that_never_came(self):
+        server, used, claimed = self.boot_one_of_two()
         self.computes['compute1'].stop()
         # nova-compute died right after claiming ``claimed`` for a build
         # that never went further (its server is gone by now), while
@@ -289,8 +316,7 @@ class RestartTest(LedgerTestMixin, base.DeviceContextTestBase):
         self.assert_next_server_gets('compute1', claimed, resets=1)
 
     def test_lost_ledger_is_rebuilt_and_unheld_devices_reset(self):
-        used, unused = self.start_fpga_host('compute1', num_fpgas=2)
-        server = self.boot(CONTEXT)
+        server, used, unused = self.boot_one_of_two()
         self.computes['compute1'].stop()
         path = os.path.join(self.ledger_dir, 'compute1.json')
         with open(path, 'w') as f:
@@ -307,8 +333,7 @@ class RestartTest(LedgerTestMixin, base.DeviceContextTestBase):
                                  if '.corrupt-' in n]))
 
     def test_server_booted_before_the_ledger_is_adopted(self):
-        used, unused = self.start_fpga_host('compute1', num_fpgas=2)
-        server = self.boot(CONTEXT)
+        server, used, unused = self.boot_one_of_two()
         self.computes['compute1'].stop()
         # As after an upgrade from a nova-acc without a ledger.
         os.unlink(os.path.join(self.ledger_dir, 'compute1.json'))

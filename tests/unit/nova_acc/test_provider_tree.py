@@ -16,6 +16,7 @@ import os_acc
 from oslotest import base
 
 from nova_acc import binding
+from nova_acc import ledger
 from nova_acc.provider import tree
 
 NODE = 'compute1'
@@ -36,9 +37,10 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         self.tree.new_root(NODE, 'root-uuid', generation=0)
         self.allocated = set()
 
-    def update(self, *devices):
+    def update(self, *devices, records=None, unallocated=frozenset()):
         tree.update_provider_tree(self.tree, NODE, devices, TRAIT,
-                                  has_allocations=self.allocated.__contains__)
+                                  has_allocations=self.allocated.__contains__,
+                                  records=records, unallocated=unallocated)
 
     def children(self):
         return sorted(self.tree.data(u).name
@@ -97,3 +99,70 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         self.update()
         self.assertEqual(['compute1_0000:82:00.0',
                           'compute1_pci_0000_83_00_0'], self.children())
+
+    def reserved(self, address, rc='FPGA'):
+        uuid = binding.provider_uuid(NODE, address)
+        return self.tree.data(uuid).inventory[rc]['reserved']
+
+    def test_out_of_service_devices_are_reserved(self):
+        a, b, c, d = ('0000:81:0%d.0' % i for i in range(4))
+        records = {}
+        for address, state in ((a, ledger.DIRTY), (b, ledger.ORPHANED),
+                               (c, ledger.FOREIGN), (d, ledger.ATTACHED)):
+            records[address] = ledger.DeviceRecord(address=address,
+                                                   state=state)
+        self.update(*(fpga(x) for x in (a, b, c, d)), records=records)
+        self.assertEqual([1, 1, 1, 0], [self.reserved(x)
+                                        for x in (a, b, c, d)])
+        # Cleared: offered again.
+        records[a].free(reset=True)
+        self.update(*(fpga(x) for x in (a, b, c, d)), records=records)
+        self.assertEqual(0, self.reserved(a))
+
+    def test_held_device_placement_does_not_know_of_is_reserved(self):
+        a = '0000:81:00.0'
+        self.update(fpga(a), unallocated={a})
+        self.assertEqual(1, self.reserved(a))
+
+    def test_changed_class_of_a_held_device_waits_until_it_is_free(self):
+        a = '0000:81:00.0'
+        self.update(fpga(a, ['CUSTOM_GZIP']))
+        records = {a: ledger.DeviceRecord(address=a)}
+        records[a].claim('server', 'rp', 'FPGA', ['CUSTOM_GZIP'], None)
+        changed = os_acc.Device(address=a, vendor_id='1172',
+                                product_id='5050',
+                                resource_class='CUSTOM_ACCEL',
+                                traits={'CUSTOM_ZIP'})
+        with self.assertLogs('nova_acc.provider.tree', 'WARNING') as logs:
+            self.update(changed, records=records)
+        self.assertIn('while a server holds it', logs.output[0])
+        uuid = binding.provider_uuid(NODE, a)
+        self.assertEqual(['FPGA'], list(self.tree.data(uuid).inventory))
+        self.assertEqual(1, self.reserved(a))
+        self.assertIn('CUSTOM_GZIP', self.tree.data(uuid).traits)
+        # Released and no allocation left: it moves to the new class.
+        records[a].free(reset=True)
+        self.update(changed, records=records)
+        self.assertEqual(['CUSTOM_ACCEL'],
+                         list(self.tree.data(uuid).inventory))
+        self.assertEqual(0, self.reserved(a, 'CUSTOM_ACCEL'))
+        self.assertEqual({'CUSTOM_ZIP', 'OWNER_NOVA', TRAIT},
+                         self.tree.data(uuid).traits)
+
+    def test_changed_class_of_an_allocated_device_waits_too(self):
+        a = '0000:81:00.0'
+        self.update(fpga(a))
+        self.allocated.add(binding.provider_uuid(NODE, a))
+        changed = os_acc.Device(address=a, vendor_id='1172',
+                                product_id='5050',
+                                resource_class='CUSTOM_ACCEL')
+        self.update(changed)
+        self.assertEqual(1, self.reserved(a))
+
+    def test_vanished_held_device_is_kept_even_without_allocations(self):
+        a = '0000:81:00.0'
+        self.update(fpga(a))
+        records = {a: ledger.DeviceRecord(address=a)}
+        records[a].claim('server', 'rp', 'FPGA', [], None)
+        self.update(records=records)
+        self.assertEqual(1, self.reserved(a))
