@@ -79,18 +79,23 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def unbind(self, context, instance, context_ids: list[str]) -> None:
+    def unbind(self, context, instance, context_ids: list[str],
+               hostname: str | None = None) -> None:
         """Release the contexts; they stay available for another server.
 
-        Only contexts still bound to ``instance`` are unbound: one that
-        another server holds is left alone.
+        Only contexts still bound to ``instance`` (and, with ``hostname``,
+        on that node) are unbound: one that another server holds, or that
+        the same server holds on another node after a reschedule, is left
+        alone.
         """
 
     def unbind_orphaned(self, admin_context, instance_uuid: str,
-                        context_ids: list[str]) -> None:
+                        context_ids: list[str],
+                        hostname: str | None = None) -> None:
         """Unbind contexts of a server that is gone (the compute's cleanup).
 
         Called by nova-compute's reconcile without a user's token, for
         example after the server was deleted while the compute was down.
-        Only contexts still bound to ``instance_uuid`` are unbound.
+        Only contexts still bound to ``instance_uuid`` (on ``hostname``,
+        when given) are unbound.
         """

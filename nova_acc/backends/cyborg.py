@@ -122,6 +122,10 @@ class CyborgBackend(base.Backend):
 
     def _call(self, context, method, url, what, expected=(200,),
               admin=False, **kwargs):
+        # Nova's own tasks (a periodic reap of a deleted server's guest)
+        # pass an admin context with no user token; like Nova's Neutron
+        # client, use Nova's credentials then.
+        admin = admin or (context.is_admin and not context.auth_token)
         try:
             resp = getattr(self._client(context, admin=admin), method)(
                 url, raise_exc=False, **kwargs)
@@ -266,36 +270,33 @@ class CyborgBackend(base.Backend):
             if error is None and not wrong:
                 return
             taken = self._held_elsewhere(arqs, instance.uuid)
-            if error is None:
-                if taken:
-                    # Cyborg accepted this bind and a concurrent one of the
-                    # same ARQ, and the other won. Its attach handle may be
-                    # this server's device now: nothing here can repair
-                    # that, so say it where operators look.
-                    LOG.warning('Cyborg accepted binding device contexts %s '
-                                'but a concurrent bind won: %s. Cyborg may '
-                                'have left an attach handle allocated.',
-                                ', '.join(sorted(device_rps)),
-                                '; '.join(taken), instance=instance)
-                error = base.BackendUnavailable(
-                    'Cyborg accepted the bind, but %s' % '; '.join(
-                        taken or ['device context %s is %s' % (
-                            u, _describe(a)) for u, a in sorted(
-                                wrong.items())]))
+            if taken and error is None:
+                # Cyborg accepted this bind and a concurrent one of the same
+                # ARQ, and the other won. The winner's ARQ may have this
+                # server's attach handle now: nothing here can repair that,
+                # so say it where operators look.
+                LOG.warning('Cyborg accepted binding device contexts %s but '
+                            'a concurrent bind won: %s. Cyborg may have '
+                            'left an attach handle allocated.',
+                            ', '.join(sorted(device_rps)), '; '.join(taken),
+                            instance=instance)
             undone = self._undo(context, instance, arqs)
             # Two binds of one ARQ that arrive together can both fail and
             # leave it half-bound to one of the two servers. That server,
             # and only that one (so the two do not collide again), tries
             # once more.
-            if attempt == 1 and undone and not taken:
-                LOG.warning('Binding device contexts %s failed (%s); '
-                            'trying once more.',
-                            ', '.join(sorted(device_rps)), error,
-                            instance=instance)
+            if attempt == 1 and not taken and any(
+                    _holder(arqs[u]) == instance.uuid for u in undone):
+                LOG.warning('Binding device contexts %s failed (%s); trying '
+                            'once more.', ', '.join(sorted(device_rps)),
+                            error or 'not bound as asked', instance=instance)
                 continue
             if taken:
                 raise base.BackendUnavailable('; '.join(taken)) from error
-            raise error
+            raise error or base.BackendUnavailable(
+                'Cyborg accepted the bind, but %s' % '; '.join(
+                    'device context %s is %s' % (u, _describe(a, where=True))
+                    for u, a in sorted(wrong.items())))
 
     def _prepare_bind(self, context, instance, device_rps):
         """Refuse ARQs another server holds; unbind this server's leftovers.
@@ -340,17 +341,19 @@ class CyborgBackend(base.Backend):
 
     # ---- step 5: release ----------------------------------------------------
 
-    def unbind(self, context, instance, context_ids):
-        self._release(context, instance.uuid, context_ids, admin=False)
+    def unbind(self, context, instance, context_ids, hostname=None):
+        """See the base class.
+
+        :param hostname: the node whose cleanup this is, if it is one: an
+            ARQ that is bound to the same server on another node (it was
+            rescheduled or moved there since) is left alone.
+        """
+        self._release(context, instance.uuid, context_ids, admin=False,
+                      hostname=hostname)
 
     def unbind_orphaned(self, admin_context, instance_uuid, context_ids,
                         hostname=None):
-        """See the base class.
-
-        :param hostname: the node whose cleanup this is: an ARQ that is
-            bound to the same server on another node (it was rescheduled
-            or moved there) is left alone.
-        """
+        """See the base class; ``hostname`` as for ``unbind``."""
         self._release(admin_context, instance_uuid, context_ids, admin=True,
                       hostname=hostname)
 
@@ -413,11 +416,16 @@ class CyborgBackend(base.Backend):
             # Cyborg binds synchronously, so its event usually reached Nova
             # before this wait began and would never be seen here. Only an
             # ARQ Cyborg is still binding for this server can change by
-            # waiting; the check below says what is wrong with the others.
+            # waiting; the check below says what is wrong with the others,
+            # and when one is wrong there is nothing to wait for.
             arqs = self._read_all(context, device_rps)
-            done = [(BOUND_EVENT, u) for u, arq in arqs.items()
-                    if not (arq and arq.get('state') == BINDING and
-                            _holder(arq) == instance.uuid)]
+            waiting = {u for u, arq in arqs.items()
+                       if arq and arq.get('state') == BINDING and
+                       _holder(arq) == instance.uuid}
+            done = [e for e in events if e[1] not in waiting]
+            if any(_binding_problem(u, arqs[u], instance, device_rps[u])
+                   for u in arqs if u not in waiting):
+                done = events
             if done:
                 virtapi.exit_wait_early(done)
         arqs = self._read_all(context, device_rps)
@@ -429,12 +437,16 @@ class CyborgBackend(base.Backend):
         return {u: _accelerator(arq) for u, arq in arqs.items()}
 
 
-def _describe(arq: dict | None) -> str:
+def _describe(arq: dict | None, where=False) -> str:
     if arq is None:
         return 'gone'
     holder = _holder(arq)
-    return '%s%s' % (arq.get('state'),
+    text = '%s%s' % (arq.get('state'),
                      ' to server %s' % holder if holder else '')
+    if where and holder:
+        text += ' on host %s, resource provider %s' % (
+            arq.get('hostname'), arq.get('device_rp_uuid'))
+    return text
 
 
 def _binding_problem(arq_uuid, arq, instance, rp_uuid) -> str | None:

@@ -28,5 +28,5 @@ class LocalBackend(base.Backend):
     def wait_bound(self, context, instance, virtapi, device_rps):
         raise AssertionError('the local backend has no ID-based contexts')
 
-    def unbind(self, context, instance, context_ids):
+    def unbind(self, context, instance, context_ids, hostname=None):
         pass

@@ -123,12 +123,15 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         # this host was down) the backend uses Nova's own credentials.
         user_context = self._teardown_contexts.pop(instance_uuid, None)
         backend = backends.get_backend()
+        # Only this node's binding: after a reschedule the same server may
+        # hold the context on another node by now.
         if user_context is not None:
             backend.unbind(user_context, objects.Instance(uuid=instance_uuid),
-                           context_ids)
+                           context_ids, hostname=self._nodename())
         else:
             backend.unbind_orphaned(nova_context.get_admin_context(),
-                                    instance_uuid, context_ids)
+                                    instance_uuid, context_ids,
+                                    hostname=self._nodename())
 
     def _reconcile_locked(self, book, records, managed, only=None):
         facts = reconcile.gather_facts(self._host, self._nodename(), managed,
@@ -140,9 +143,15 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         book.recovered_from = None
         return facts
 
-    def reconcile_devices(self, only=None) -> dict[str, ledger.DeviceRecord]:
-        """Reconcile the ledger (all devices, or the addresses ``only``)."""
-        managed = self._managed_devices()
+    def reconcile_devices(self, only=None, managed=None
+                          ) -> dict[str, ledger.DeviceRecord]:
+        """Reconcile the ledger (all devices, or the addresses ``only``).
+
+        :param managed: the devices of ``device_spec`` on the host, if the
+            caller has just listed them.
+        """
+        if managed is None:
+            managed = self._managed_devices()
         book = self._device_ledger()
         with book.transaction() as records:
             self._reconcile_locked(book, records, managed, only=only)
@@ -206,7 +215,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         records = {}
         if managed or self._device_ledger().exists():
             try:
-                records = self.reconcile_devices()
+                records = self.reconcile_devices(managed=managed)
             except Exception:
                 # Never stop the host's inventory updates for it: report
                 # what the ledger last recorded (out-of-service devices
@@ -326,11 +335,25 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                     ', '.join(b.context_id for b in pending), e or
                     'timed out after %ss' %
                     CONF.nova_acc.cyborg_bind_timeout)))
-        for acc in handles.values():
-            if acc.interface_type != 'pci':
-                raise exception.DeviceBindingFailed(reason=(
-                    'attach handle type %s is not supported yet' %
-                    acc.interface_type))
+        unsupported = sorted(ctx for ctx, acc in handles.items()
+                             if acc.interface_type != 'pci')
+        if unsupported:
+            # Nothing of them reached the ledger yet: unbind here, or a
+            # server that ends in ERROR would keep them bound.
+            try:
+                backends.get_backend().unbind(
+                    context, instance, [b.context_id for b in pending],
+                    hostname=instance.node)
+            except Exception as e:  # best effort; the reason is below
+                LOG.error('Could not unbind device contexts %s: %s',
+                          ', '.join(b.context_id for b in pending), e,
+                          instance=instance)
+            raise exception.DeviceBindingFailed(reason=(
+                'attach handle type %s of device contexts %s is not '
+                'supported yet' % (
+                    ', '.join(sorted({handles[c].interface_type
+                                      for c in unsupported})),
+                    ', '.join(unsupported))))
         binding.replace(instance, [
             dataclasses.replace(b, address=handles[b.context_id].address)
             if b in pending else b for b in bindings])

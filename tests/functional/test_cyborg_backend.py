@@ -14,9 +14,15 @@
 See nova_acc.testing.cyborg.cloud for how Nova and Cyborg are wired.
 """
 
+import threading
+
+import fixtures
+from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils import uuidutils
 
+from nova_acc.backends import cyborg as cyborg_backend
+from nova_acc.conductor_hooks import prebind
 from nova_acc.testing.cyborg import cloud as cyborg_cloud
 from tests.functional import base
 
@@ -167,3 +173,219 @@ class CyborgBackendTest(cyborg_cloud.CyborgCloudMixin,
                       "trait:CUSTOM_FPGA_GZIP=required)" % ctx,
                       self.fault_message(server))
         self.assertEqual('Initial', self.member.get_arq(ctx)['state'])
+
+    def _rebind_before_the_compute_waits(self, ctx, target):
+        """Rebind the ARQ between the pre-bind and the compute, once.
+
+        What a concurrent bind or an operator does to an ARQ bound for the
+        server: Cyborg then holds it for the same server on another host
+        and provider than the pre-bind bound and placement allocated.
+
+        :param target: (node, provider the pre-bind bound) -> (host,
+            provider) to rebind to.
+        """
+        nova_view = self.cyborg.client('member:%s' % self.project,
+                                       service_token='service')
+        real = cyborg_backend.CyborgBackend.wait_bound
+        moved = []
+
+        def rebind_first(backend, context, instance, virtapi, device_rps):
+            if not moved:
+                host, rp = target(instance.node, device_rps[ctx])
+                nova_view.unbind(ctx)
+                nova_view.bind(ctx, host, rp, instance.uuid)
+                moved.append(instance.node)
+            return real(backend, context, instance, virtapi, device_rps)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.backends.cyborg.CyborgBackend.wait_bound',
+            rebind_first))
+        return moved
+
+    def test_context_bound_elsewhere_is_refused_at_the_compute(self):
+        # No alternate host: the server fails with what did not match.
+        self.flags(max_attempts=1, group='scheduler')
+        rp1 = self.start_cyborg_host('compute1', '0000:90:00.0')
+        rp2 = self.start_cyborg_host('compute2', '0000:91:00.0')
+        ctx = self.create_context()
+        others = {'compute1': ('compute2', rp2),
+                  'compute2': ('compute1', rp1)}
+        moved = self._rebind_before_the_compute_waits(
+            ctx, lambda node, rp: others[node])
+
+        server = self.boot(ctx, expected_state='ERROR')
+
+        built_on, = moved
+        other = 'compute2' if built_on == 'compute1' else 'compute1'
+        self.assertIn('device context %s is bound on host %s, not on %s '
+                      'where this server is built' % (ctx, other, built_on),
+                      self.fault_message(server))
+        # Nothing stays bound to the server that failed.
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Unbound', None),
+                         (arq['state'], arq['instance_uuid']))
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            server['id']))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp1))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp2))
+        self.assertEqual({}, self.all_domain_hostdevs())
+
+        again = self.boot(ctx)
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Bound', again['id']),
+                         (arq['state'], arq['instance_uuid']))
+
+    def test_provider_mismatch_at_the_compute_reschedules(self):
+        # Bound to the other device of the same host: the host matches,
+        # the provider does not; the alternate host builds the server.
+        first = {self.start_cyborg_host(
+            'compute1', '0000:90:00.0',
+            host_info=fakelibvirt.HostInfo(kB_mem=32 * GiB_in_kB)): None,
+            self.add_cyborg_device('compute1', '0000:90:01.0'): None}
+        rp2 = self.start_cyborg_host(
+            'compute2', '0000:91:00.0',
+            host_info=fakelibvirt.HostInfo(kB_mem=16 * GiB_in_kB))
+        ctx = self.create_context()
+        prebound = []
+
+        def the_other_device(node, rp):
+            prebound.append(rp)
+            return node, next(r for r in first if r != rp)
+        self._rebind_before_the_compute_waits(ctx, the_other_device)
+
+        server = self.boot(ctx)
+
+        self.assertEqual(['compute1', 'compute2'], self.hosts_tried(server))
+        allocated, = prebound
+        self.assertIn(allocated, first)
+        self.assertIn('device context %s is bound to resource provider %s, '
+                      'not to %s allocated to this server' % (
+                          ctx, next(r for r in first if r != allocated),
+                          allocated), self.stdlog.logger.output)
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Bound', server['id'], 'compute2', rp2),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['hostname'], arq['device_rp_uuid']))
+        self.assertEqual({'0000:91:00.0': [server['id']]},
+                         self.all_domain_hostdevs())
+        for rp in first:
+            self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+
+    def test_local_delete_while_the_compute_is_down(self):
+        rp = self.start_cyborg_host('compute1', '0000:90:00.0')
+        ctx = self.create_context()
+        server = self.boot(ctx)
+        service_id = self.api.get_services(
+            host='compute1', binary='nova-compute')[0]['id']
+        self.computes['compute1'].stop()
+        self.api.put_service_force_down(service_id, True)
+
+        # The API deletes the server by itself; Nova's local delete only
+        # cleans up ARQs of flavors with accel:device_profile.
+        self._delete_server(server)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            server['id']))
+        self.assertEqual(('Bound', server['id']), tuple(
+            self.member.get_arq(ctx)[k] for k in ('state', 'instance_uuid')))
+
+        self.api.put_service_force_down(service_id, False)
+        self.restart_compute_service('compute1')
+        # Its guest is still defined on the host with the device: the ARQ
+        # is not unbound under it.
+        self.assertEqual(['0000:90:00.0'],
+                         self.domain_hostdevs('compute1', server))
+        self.assertEqual('Bound', self.member.get_arq(ctx)['state'])
+
+        # Nova reaps the guest of the deleted server; nova-compute unbinds
+        # the ARQ with Nova's own credentials ([cyborg]): it has no token
+        # of the user.
+        self.computes['compute1'].manager._cleanup_running_deleted_instances(
+            nova_context.get_admin_context())
+        self._run_periodics()
+
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Unbound', None, self.project),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['project_id']))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        self.assertEqual({}, self.all_domain_hostdevs())
+        self.assertNotIn('0000:90:00.0', self.ledger('compute1'))
+        # At the first try: the reap's context has no user token either.
+        self.assertNotIn('Could not unbind', self.stdlog.logger.output)
+
+        again = self.boot(ctx)
+        self.assertEqual(['0000:90:00.0'],
+                         self.domain_hostdevs('compute1', again))
+        self.assertEqual(again['id'],
+                         self.member.get_arq(ctx)['instance_uuid'])
+
+
+class CyborgRaceTest(cyborg_cloud.CyborgCloudMixin,
+                     base.DeviceContextTestBase):
+    """Two builds at the same time, as in a real cloud."""
+
+    CAST_AS_CALL = False
+
+    def test_two_servers_bind_one_context_at_the_same_time(self):
+        # No alternate host, so the loser's fault says why it lost.
+        self.flags(max_attempts=1, group='scheduler')
+        rps = {self.start_cyborg_host('compute1', '0000:90:00.0'):
+               '0000:90:00.0',
+               self.add_cyborg_device('compute1', '0000:90:01.0'):
+               '0000:90:01.0'}
+        ctx = self.create_context()
+        barrier = threading.Barrier(2, timeout=60)
+        seen = []
+        real = prebind.prebind
+
+        def together(report_client, context, instance, *args, **kwargs):
+            # Both got past the scheduler's check of the ARQ; neither binds
+            # before the other is as far.
+            seen.append(self.cyborg.client('member:%s' % self.project)
+                        .get_arq(ctx)['state'])
+            barrier.wait()
+            return real(report_client, context, instance, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.conductor_hooks.prebind.prebind', together))
+
+        servers = [self.boot(ctx, wait=False) for _ in range(2)]
+        servers = [self.wait_for_build_end(s) for s in servers]
+
+        self.assertEqual(['Initial', 'Initial'], seen)
+        by_status = {}
+        for s in servers:
+            by_status.setdefault(s['status'], []).append(s)
+        self.assertEqual(['ACTIVE', 'ERROR'], sorted(by_status),
+                         [(s['id'], s['status'], s.get('fault'))
+                          for s in servers])
+        winner, = by_status['ACTIVE']
+        loser, = by_status['ERROR']
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Bound', winner['id'], 'compute1'),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['hostname']))
+        self.assertEqual(
+            [arq['device_rp_uuid']],
+            [rp for rp in self._get_allocations_by_server_uuid(winner['id'])
+             if rp in rps])
+        # The hostdev is the ARQ's attach handle, in the winner's domain
+        # only. (Cyborg 17 can give the ARQ the attach handle of the
+        # loser's device when it accepts both binds; that is Cyborg's
+        # bookkeeping, not checked here.)
+        handle = '%(domain)s:%(bus)s:%(device)s.%(function)s' % (
+            arq['attach_handle_info'])
+        self.assertIn(handle, rps.values())
+        self.assertEqual({handle: [winner['id']]}, self.all_domain_hostdevs())
+        fault = self.fault_message(loser)
+        self.assertTrue(
+            'device context %s is in use by server %s' % (
+                ctx, winner['id']) in fault or
+            'Cyborg refused to bind device contexts %s' % ctx in fault,
+            fault)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            loser['id']))
+        for rp in rps:
+            self.assertEqual(
+                {'FPGA': 1 if rp == arq['device_rp_uuid'] else 0},
+                self.provider_usage(rp))

@@ -15,8 +15,10 @@ Nova runs in-process (Nova's functional harness with nova-acc's services);
 Cyborg's API and conductor run in a child process on 127.0.0.1, and their
 ``accelerator-request-bound`` events are forwarded into the in-process
 Nova API. Nova talks to Cyborg with the user's token plus its service
-token, as a real deployment with ``[service_user]`` does. Used by the
-functional tests and by ``nova-acc demo --backend cyborg``.
+token, as a real deployment with ``[service_user]`` does, and nova-compute's
+cleanup of servers that are gone with Nova's own credentials from
+``[cyborg]`` plus the service token. Used by the functional tests and by
+``nova-acc demo --backend cyborg``.
 """
 
 import functools
@@ -27,6 +29,7 @@ import nova.conf as nova_conf
 from nova import context as nova_context
 from oslo_utils import uuidutils
 
+from nova_acc.backends import cyborg as cyborg_backend
 from nova_acc.testing.cyborg import fake_nova
 from nova_acc.testing.cyborg import fixture as cyborg_fixture
 
@@ -56,6 +59,15 @@ class CyborgCloudMixin:
             ks_loading.get_auth_plugin_conf_options('admin_token'),
             group='service_user')
         self.flags(token='service', group='service_user')
+        # nova-compute unbinds the ARQs of servers that are gone without a
+        # user token, with Nova's credentials in [cyborg]: here the static
+        # token of Nova's service user (the service project, with the admin
+        # and service roles, as in Keystone), instead of a password login.
+        cyborg_backend.register_opts(nova_conf.CONF)
+        nova_conf.CONF.register_opts(
+            ks_loading.get_auth_plugin_conf_options('admin_token'),
+            group='cyborg')
+        self.flags(auth_type='admin_token', token='service', group='cyborg')
         super().setUp()
         self._keep_user_token()
         self.project = self.api.project_id
