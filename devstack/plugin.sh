@@ -116,6 +116,10 @@ function configure_nova_acc {
         if [[ -n "$NOVA_CPU_CONF" && -f "$NOVA_CPU_CONF" ]]; then
             iniset "$NOVA_CPU_CONF" DEFAULT compute_driver "$NOVA_ACC_COMPUTE_DRIVER"
         fi
+        # nova-compute resets released devices through nova-acc's privsep
+        # daemon, started through nova-rootwrap with this filter.
+        sudo install -m 0644 "$NOVA_ACC_DIR/etc/nova/rootwrap.d/nova-acc.filters" \
+            "$NOVA_CONF_DIR/rootwrap.d/nova-acc.filters"
     fi
     _nova_acc_write_options "$NOVA_CONF"
     if [[ -n "$NOVA_CPU_CONF" && "$NOVA_CPU_CONF" != "$NOVA_CONF" ]]; then

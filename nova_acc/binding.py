@@ -9,39 +9,48 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Bindings: which device each device-context group of a server got.
+"""Step 3 of the flow, binding: each context group -> its allocated device.
 
-The one place binding state lives is the instance's system metadata in the
-cell database: the conductor writes it after host selection, and the
-compute (also after a restart), reboots and deletes read it from there.
-System metadata travels with the Instance object, needs no schema of our
-own, and is soft-deleted with the server.
+Runs in the conductor after placement picked a host, on the first boot, on
+every reschedule and on unshelve (``prebind``, called from the conductor
+seam). The RequestSpec's request groups carry the provider that placement
+chose for each of them (Nova's ``fill_provider_mapping``), so binding means
+checking that provider is a device of the chosen node and recording it with
+the instance; for ID-based contexts the backend (Cyborg) binds them too.
 
-One key per group keeps each value far below the 255-character column.
+Where bindings live: the instance's system metadata in the cell database.
+The conductor writes them; the compute reads them on build and on every
+guest definition, and its reconcile reads them to tell which servers still
+hold which devices (who holds a device *now* is the device ledger's fact,
+``nova_acc.ledger``). System metadata travels with the Instance object,
+needs no schema of our own, and is soft-deleted with the server. One key
+per group keeps each value far below the 255-character column.
+
+A binding that cannot be made is recorded as an error instead of raised:
+raising here would make Nova fail every server of a multi-create, while
+the compute turns the recorded error into a reschedule of this server only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import uuid
 
+from nova import context as nova_context
+from nova import exception as nova_exc
+from nova import objects
+from oslo_db import exception as db_exc
+from oslo_log import log as logging
 from oslo_serialization import jsonutils
+
+from nova_acc import backends
+from nova_acc import exception
+from nova_acc import inventory
+from nova_acc import request_groups
+
+LOG = logging.getLogger(__name__)
 
 KEY_PREFIX = 'nova_acc_binding_'
 ERROR_KEY = 'nova_acc_binding_error'
-
-# Fixed namespace so a device's provider UUID is the same after every
-# restart of nova-compute and can be recomputed from its name.
-_PROVIDER_NAMESPACE = uuid.UUID('a7f4b0b2-3c1e-4f6e-9a55-6f1d2b9c0e11')
-
-
-def provider_name(nodename: str, address: str) -> str:
-    return '%s_%s' % (nodename, address)
-
-
-def provider_uuid(nodename: str, address: str) -> str:
-    return str(uuid.uuid5(_PROVIDER_NAMESPACE,
-                          provider_name(nodename, address)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,3 +114,245 @@ def replace(instance, bindings: list[Binding],
         # The column holds 255 characters.
         sysmeta[ERROR_KEY] = error[:255]
     instance.system_metadata = sysmeta
+
+
+# ---- the conductor's part ------------------------------------------------
+
+
+def compute_bindings(report_client, context, groups, nodename: str,
+                     context_ids=None) -> list[Binding]:
+    """Bindings for request groups whose ``provider_uuids`` are mapped.
+
+    :param context_ids: requester id -> ID of the device context object the
+        group comes from, for ID-based request_groups.
+    :raises PrebindFailed: a group has no provider, or the provider is not
+        one of ``nodename``'s devices.
+    """
+    context_ids = context_ids or {}
+    result = []
+    for rg in groups:
+        providers = rg.provider_uuids or []
+        if len(providers) != 1:
+            raise exception.PrebindFailed(
+                'placement mapped device group %s to %d providers, expected '
+                'exactly one' % (rg.requester_id, len(providers)))
+        rp_uuid = providers[0]
+        context_id = context_ids.get(rg.requester_id)
+        if context_id:
+            # The backend's providers: their attach handle, and so the
+            # address, is known once the backend has bound them.
+            address = None
+            if not _in_tree_of(report_client, context, nodename, rp_uuid):
+                raise exception.PrebindFailed(
+                    'resource provider %s allocated for device context %s '
+                    'is not in the provider tree of node %s' % (
+                        rp_uuid, context_id, nodename))
+        else:
+            address = _device_address(report_client, context, nodename,
+                                      rp_uuid)
+            if address is None:
+                raise exception.PrebindFailed(
+                    'resource provider %s allocated for device group %s is '
+                    'not a nova-acc device of node %s' % (
+                        rp_uuid, rg.requester_id, nodename))
+        result.append(Binding(requester_id=rg.requester_id,
+                              rp_uuid=rp_uuid, address=address,
+                              nodename=nodename, context_id=context_id))
+    return result
+
+
+def _node_root(report_client, context, nodename: str) -> str | None:
+    nodes = _get(report_client, context, '/resource_providers?name=%s'
+                 % nodename)['resource_providers']
+    return nodes[0]['uuid'] if nodes else None
+
+
+def _in_tree_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
+    provider = _get(report_client, context,
+                    '/resource_providers/%s' % rp_uuid)
+    root = _node_root(report_client, context, nodename)
+    return root is not None and provider['root_provider_uuid'] == root
+
+
+def _get(report_client, context, url):
+    resp = report_client.get(url, version='1.14',
+                             global_request_id=context.global_id)
+    if not resp:
+        raise exception.PrebindFailed('cannot read %s from placement: %s' % (
+            url, resp.text))
+    return resp.json()
+
+
+def map_from_allocation(report_client, context, instance_uuid: str,
+                        nodename: str, groups) -> None:
+    """Fill ``provider_uuids`` of ``groups`` from the instance's allocation.
+
+    Nova also calls the pre-bind seam for unshelve and evacuate, with a
+    RequestSpec loaded from the database, where request groups and their
+    mapping are not stored. The scheduler allocated one device per group on
+    ``nodename``; this finds which device serves which group, checking
+    resources and required and forbidden traits.
+
+    :raises PrebindFailed: no consistent assignment exists.
+    """
+    allocations = report_client.get_allocs_for_consumer(
+        context, instance_uuid)['allocations']
+    root = _node_root(report_client, context, nodename)
+    devices = {}
+    for rp_uuid, alloc in allocations.items():
+        # Evacuate keeps the source node's allocation: only this node's
+        # providers count. The traits then tell nova-acc's devices (the
+        # capability trait) from a backend's (no OWNER_NOVA) for the groups.
+        if rp_uuid != root and _get(
+                report_client, context, '/resource_providers/%s' % rp_uuid
+        )['root_provider_uuid'] == root:
+            traits = report_client.get_provider_traits(context, rp_uuid).traits
+            devices[rp_uuid] = (alloc['resources'], set(traits))
+
+    def fits(rg, rp_uuid):
+        resources, traits = devices[rp_uuid]
+        return (resources == rg.resources and
+                rg.required_traits <= traits and
+                not (rg.forbidden_traits & traits))
+
+    def assign(i, used):
+        if i == len(groups):
+            return []
+        for rp_uuid in sorted(devices):
+            if rp_uuid not in used and fits(groups[i], rp_uuid):
+                rest = assign(i + 1, used | {rp_uuid})
+                if rest is not None:
+                    return [rp_uuid] + rest
+        return None
+
+    # Groups per server are capped ([nova_acc] max_groups_per_server), so
+    # this search stays small.
+    chosen = assign(0, frozenset())
+    if chosen is None:
+        raise exception.PrebindFailed(
+            'the allocation of the server on node %s does not hold a device '
+            'for every device group' % nodename)
+    for rg, rp_uuid in zip(groups, chosen):
+        rg.provider_uuids = [rp_uuid]
+
+
+def _device_address(report_client, context, nodename: str,
+                    rp_uuid: str) -> str | None:
+    name = _get(report_client, context,
+                '/resource_providers/%s' % rp_uuid)['name']
+    return inventory.device_address(nodename, name, rp_uuid)
+
+
+def _cell_of(context, instance):
+    """The instance's cell, or None where the API database is unreachable.
+
+    The superconductor (first boot) must target the cell explicitly; a cell
+    conductor (reschedule) already talks to the cell database and may have
+    no API database configured at all.
+    """
+    try:
+        return objects.InstanceMapping.get_by_instance_uuid(
+            context, instance.uuid).cell_mapping
+    except (nova_exc.InstanceMappingNotFound, db_exc.CantStartEngineError):
+        return None
+
+
+def _save(context, instance) -> None:
+    cell = _cell_of(context, instance)
+    if cell is None:
+        instance.save()
+    else:
+        with nova_context.target_cell(context, cell) as cctxt:
+            with instance.obj_alternate_context(cctxt):
+                instance.save()
+
+
+def _bind(report_client, context, instance, nodename: str,
+          request_spec) -> list[Binding]:
+    groups = request_groups.our_request_groups(request_spec)
+    if not groups and request_groups.hint_values(request_spec):
+        groups = [request_groups.to_request_group(cg) for cg in
+                  request_groups.context_groups(request_spec, context)]
+        map_from_allocation(report_client, context, instance.uuid,
+                            nodename, groups)
+    if not groups:
+        return []
+    context_ids = {
+        rg.requester_id: request_groups.context_id_of(rg.requester_id)
+        for rg in groups}
+    bindings = compute_bindings(report_client, context, groups, nodename,
+                                context_ids)
+    by_backend = {b.context_id: b.rp_uuid for b in bindings if b.context_id}
+    if by_backend:
+        backends.get_backend().bind(context, instance, nodename, by_backend)
+    return bindings
+
+
+def _unbind_quietly(context, instance, bindings) -> None:
+    context_ids = [b.context_id for b in bindings if b.context_id]
+    if not context_ids:
+        return
+    try:
+        backends.get_backend().unbind(context, instance, context_ids)
+    except Exception as e:  # best effort: the server will not run
+        LOG.error('Could not unbind device contexts %s: %s',
+                  ', '.join(context_ids), e, instance=instance)
+
+
+def prebind(report_client, context, instance, nodename: str,
+            request_spec) -> list[Binding]:
+    """Bind and record; a failure is recorded for the compute to act on.
+
+    Nothing raised here may escape: Nova fails every server of a
+    multi-create when this seam raises for one of them.
+    """
+    error = None
+    try:
+        bindings = _bind(report_client, context, instance, nodename,
+                         request_spec)
+    except (exception.PrebindFailed, exception.InvalidDeviceContextHint,
+            exception.BackendUnavailable) as e:
+        LOG.warning('Device-context binding on node %s failed: %s; the '
+                    'compute will reschedule the server.', nodename, e,
+                    instance=instance)
+        bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
+    except nova_exc.InstanceNotFound:
+        LOG.info('The server was deleted while its devices were being '
+                 'bound on node %s.', nodename, instance=instance)
+        return []
+    except Exception as e:
+        LOG.exception('Unexpected error binding devices on node %s; the '
+                      'compute will reschedule the server.', nodename,
+                      instance=instance)
+        bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
+    if not bindings and error is None:
+        return []
+    replace(instance, bindings, error=error)
+    try:
+        _save(context, instance)
+    except nova_exc.InstanceNotFound:
+        # Deleted by its user meanwhile: nothing will run, so nothing may
+        # stay bound; the other servers of the request carry on.
+        LOG.info('The server was deleted while its devices were being '
+                 'bound on node %s; releasing its bindings.', nodename,
+                 instance=instance)
+        _unbind_quietly(context, instance, bindings)
+        return []
+    except Exception:
+        LOG.exception('Could not record the device bindings on node %s; '
+                      'the compute will reschedule the server.', nodename,
+                      instance=instance)
+        _unbind_quietly(context, instance, bindings)
+        replace(instance, [], error='binding on node %s could not be '
+                'recorded' % nodename)
+        try:
+            _save(context, instance)
+        except Exception:
+            LOG.exception('Could not record the binding failure either.',
+                          instance=instance)
+        return []
+    for b in bindings:
+        LOG.info('Bound device group %s to device %s (provider %s) on node '
+                 '%s', b.requester_id, b.address, b.rp_uuid, nodename,
+                 instance=instance)
+    return bindings

@@ -90,13 +90,6 @@ device-context grammar, for example::
              '``local`` has none (inline specs and profiles only); '
              '``cyborg`` treats the UUID as a Cyborg accelerator request, '
              'reached with the ``[cyborg]`` client options.'),
-    cfg.IntOpt(
-        'cyborg_bind_timeout',
-        default=300,
-        min=1,
-        help='Seconds nova-compute waits for Cyborg\'s '
-             '``accelerator-request-bound`` events of a server\'s device '
-             'contexts before it gives up on the build.'),
     cfg.BoolOpt(
         'reset_on_release',
         default=True,
@@ -116,22 +109,46 @@ device-context grammar, for example::
              'it on local, persistent storage: it must survive restarts of '
              'nova-compute and of the host. ``nova-acc-manage devices`` '
              'reads it.'),
+]
+
+
+CYBORG_GROUP = cfg.OptGroup(
+    'nova_acc_cyborg',
+    title='nova-acc: device contexts that are Cyborg ARQs',
+    help='Options of ``[nova_acc] backend = cyborg``.')
+
+CYBORG_OPTS = [
+    cfg.IntOpt(
+        'bind_timeout',
+        default=300,
+        min=1,
+        deprecated_opts=[cfg.DeprecatedOpt('cyborg_bind_timeout',
+                                           group='nova_acc')],
+        help='Seconds nova-compute waits for Cyborg\'s '
+             '``accelerator-request-bound`` events of a server\'s device '
+             'contexts before it gives up on the build on this host.'),
+]
+
+# Options only tests set; not listed for operators (list_opts).
+TEST_OPTS = [
     cfg.StrOpt(
         'sysfs_root',
         default='/sys',
-        help='Root of the sysfs tree used for device resets. Only tests '
-             'change it.'),
+        help='Root of the sysfs tree used for device resets. Tests point it '
+             'at a tree of their own; never change it on a real host.'),
 ]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(GROUP)
-    conf.register_opts(OPTS, group=GROUP)
+    conf.register_opts(OPTS + TEST_OPTS, group=GROUP)
+    conf.register_group(CYBORG_GROUP)
+    conf.register_opts(CYBORG_OPTS, group=CYBORG_GROUP)
 
 
 def list_opts():
     """Entry point of ``oslo.config.opts`` for oslo-config-generator."""
-    return [(GROUP, OPTS)]
+    return [(GROUP, OPTS), (CYBORG_GROUP, CYBORG_OPTS)]
 
 
 CONF = cfg.CONF

@@ -9,19 +9,98 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Exceptions nova-acc raises inside Nova services."""
+"""Every exception nova-acc raises, one name per distinct failure.
 
-from nova import exception
+Nothing here imports Nova, so the command-line hooks can use it where Nova
+is not installed. Where Nova must see one of its own exceptions (a
+``ComputeResourcesUnavailable`` makes nova-compute reschedule a server),
+the seam that overrides Nova translates (``nova_acc.seams``).
+"""
 
 
-class DeviceBindingFailed(exception.ComputeResourcesUnavailable):
-    """A bound device cannot be used on this host.
+class NovaAccException(Exception):
+    """Base class of nova-acc's exceptions; the message says what to fix."""
 
-    A ComputeResourcesUnavailable, so nova-compute reschedules the server to
-    an alternate host instead of failing it.
+
+# ---- step 1: the hint -------------------------------------------------------
+
+class InvalidDeviceContextHint(NovaAccException, ValueError):
+    """A ``device_context`` hint value cannot be used (becomes the fault)."""
+
+
+class InvalidDeviceContextValue(NovaAccException, ValueError):
+    """The command line refuses a value before any request is sent."""
+
+
+# ---- ID-based contexts: backends -------------------------------------------
+
+class ContextRefused(NovaAccException, ValueError):
+    """The user may not use this device context; the message says why."""
+
+
+class BackendUnavailable(NovaAccException):
+    """The backend service cannot be reached or answered unexpectedly."""
+
+
+# ---- step 3: binding (conductor) -------------------------------------------
+
+class PrebindFailed(NovaAccException):
+    """The devices placement allocated cannot be bound on the chosen node.
+
+    Recorded on the instance, not raised to Nova: the compute turns it into
+    a reschedule of this one server.
     """
 
 
-class ConflictingDeviceSpec(exception.NovaException):
-    msg_fmt = ('Device %(address)s is selected by both [nova_acc] '
-               'device_spec and [pci] device_spec; one service must own it.')
+# ---- inventory and the device ledger (compute) ------------------------------
+
+class InvalidDeviceSpecConfig(NovaAccException, ValueError):
+    """A ``[nova_acc] device_spec`` line is not a JSON object."""
+
+
+class ConflictingDeviceSpec(NovaAccException):
+    """A device is selected by both ``[nova_acc]`` and ``[pci]`` specs."""
+
+    def __init__(self, address: str):
+        super().__init__(
+            'Device %s is selected by both [nova_acc] device_spec and [pci] '
+            'device_spec; one service must own it.' % address)
+        self.address = address
+
+
+class LedgerError(NovaAccException):
+    """The ledger file cannot be read or written; the message says why."""
+
+
+class DeviceNotFree(NovaAccException):
+    """The ledger cannot give a device to a server: who holds it, or why."""
+
+
+class DeviceNotUsable(NovaAccException):
+    """A server's bound device cannot be used on this host.
+
+    Raised by the compute-side steps; the libvirt seam turns it into Nova's
+    ``ComputeResourcesUnavailable`` so the server is rescheduled.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- operator command ------------------------------------------------------
+
+class CommandFailed(NovaAccException):
+    """``nova-acc-manage`` could not do what it was asked; says why."""
+
+
+def __getattr__(name):
+    # TEMPORARY until the libvirt seam translates DeviceNotUsable.
+    if name == 'DeviceBindingFailed':
+        from nova import exception as nova_exc
+
+        class DeviceBindingFailed(nova_exc.ComputeResourcesUnavailable):
+            pass
+        globals()[name] = DeviceBindingFailed
+        return DeviceBindingFailed
+    raise AttributeError(name)

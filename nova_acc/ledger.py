@@ -64,6 +64,8 @@ from collections.abc import Iterator
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
+from nova_acc import exception
+
 LOG = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -79,14 +81,6 @@ STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, DIRTY)
 OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, DIRTY})
 #: States in which a server holds the device.
 HELD = frozenset({CLAIMED, ATTACHED, ORPHANED})
-
-
-class LedgerError(Exception):
-    """The ledger file cannot be read or written; the message says why."""
-
-
-class DeviceUnavailable(Exception):
-    """A device cannot be claimed; the message says who holds it."""
 
 
 def now() -> str:
@@ -145,7 +139,7 @@ class DeviceRecord:
         fields = {f.name for f in dataclasses.fields(cls)}
         record = cls(**{k: v for k, v in data.items() if k in fields})
         if record.state not in STATES:
-            raise LedgerError('device %s has unknown state %r' % (
+            raise exception.LedgerError('device %s has unknown state %r' % (
                 record.address, record.state))
         return record
 
@@ -223,20 +217,20 @@ class DeviceLedger:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
-            raise LedgerError('cannot read device ledger %s: %s' % (
+            raise exception.LedgerError('cannot read device ledger %s: %s' % (
                 self.path, e))
         if not isinstance(data, dict) or data.get('version') != \
                 FORMAT_VERSION or not isinstance(data.get('devices'), dict):
-            raise LedgerError(
+            raise exception.LedgerError(
                 'device ledger %s is not a version %d ledger' % (
                     self.path, FORMAT_VERSION))
         try:
             return {address: DeviceRecord.from_dict(dict(rec,
                                                          address=address))
                     for address, rec in data['devices'].items()}
-        except (TypeError, ValueError, LedgerError) as e:
-            raise LedgerError('device ledger %s has a bad record: %s' % (
-                self.path, e))
+        except (TypeError, ValueError, exception.LedgerError) as e:
+            raise exception.LedgerError(
+                'device ledger %s has a bad record: %s' % (self.path, e))
 
     def _write(self, records: dict[str, DeviceRecord]) -> None:
         data = {'version': FORMAT_VERSION, 'node': self.nodename,
@@ -279,13 +273,14 @@ class DeviceLedger:
         try:
             os.makedirs(self.directory, mode=0o750, exist_ok=True)
         except OSError as e:
-            raise LedgerError('cannot create the device ledger directory '
-                              '%s: %s' % (self.directory, e))
+            raise exception.LedgerError(
+                'cannot create the device ledger directory %s: %s'
+                % (self.directory, e))
 
     def _load_or_recover(self) -> dict[str, DeviceRecord]:
         try:
             return self._read()
-        except LedgerError as e:
+        except exception.LedgerError as e:
             # Never stop the host for a bad file: keep it for the operator
             # and start over. The reconcile then treats every device no
             # server is known to hold as released (reset before reuse).
@@ -310,7 +305,7 @@ class DeviceLedger:
         """Like ``read``, but a bad file reads as empty (and is logged)."""
         try:
             return self._read()
-        except LedgerError as e:
+        except exception.LedgerError as e:
             LOG.warning('%s', e)
             return {}
 
@@ -342,7 +337,7 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
 
     :param wanted: one dict per device: ``address`` and optionally
         ``rp_uuid``, ``resource_class``, ``traits``, ``context_id``.
-    :raises DeviceUnavailable: a device is held by someone else, dirty or
+    :raises DeviceNotFree: a device is held by someone else, dirty or
         out of service; nothing was claimed.
     """
     for want in wanted:
@@ -352,7 +347,7 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         if rec.state in (CLAIMED, ATTACHED) and \
                 rec.instance_uuid == instance_uuid:
             continue  # idempotent: a rebuild or a retried spawn
-        raise DeviceUnavailable(describe_unavailable(rec))
+        raise exception.DeviceNotFree(describe_unavailable(rec))
     claimed = []
     for want in wanted:
         rec = records.setdefault(want['address'],

@@ -25,14 +25,6 @@ import dataclasses
 import os_acc
 
 
-class ContextRefused(ValueError):
-    """The user may not use this device context; the message says why."""
-
-
-class BackendUnavailable(Exception):
-    """The backend service cannot be reached or answered unexpectedly."""
-
-
 @dataclasses.dataclass(frozen=True)
 class ResolvedContext:
     """What an ID-based context asks for, as a DeviceContext."""

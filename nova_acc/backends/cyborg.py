@@ -48,6 +48,7 @@ import os_traits
 
 from nova_acc.backends import base
 from nova_acc import conf
+from nova_acc import exception
 from nova_acc import policy
 
 CONF = conf.CONF
@@ -110,11 +111,11 @@ class CyborgBackend(base.Backend):
         try:
             auth = service_auth.get_service_auth_plugin(CYBORG_GROUP)
         except Exception as e:  # keystoneauth's loading errors are many
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'cannot load the Cyborg credentials of [cyborg]: %s' % e
             ) from e
         if auth is None:
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'no Cyborg credentials: [cyborg] auth_type is not set, so '
                 'nova-compute cannot unbind device contexts of servers that '
                 'are gone')
@@ -129,13 +130,13 @@ class CyborgBackend(base.Backend):
         try:
             resp = getattr(self._client(context, admin=admin), method)(
                 url, raise_exc=False, **kwargs)
-        except base.BackendUnavailable:
+        except exception.BackendUnavailable:
             raise
         except Exception as e:  # keystoneauth/sdk raise many kinds
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'cannot reach Cyborg to %s: %s' % (what, e)) from e
         if resp.status_code not in expected and resp.status_code != 404:
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'Cyborg refused to %s: HTTP %s %s' % (
                     what, resp.status_code, resp.text[:200]))
         return resp
@@ -150,19 +151,19 @@ class CyborgBackend(base.Backend):
     def resolve(self, context, request_spec, context_id):
         arq = self.get_arq(context, context_id)
         if arq is None:
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device context %s does not exist in your project'
                 % context_id)
         project = request_spec.project_id
         if arq.get('project_id') != project and not policy.may_use_any(
                 context, arq.get('project_id')):
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device context %s belongs to another project' % context_id)
         state = arq.get('state')
         bound_to = arq.get('instance_uuid')
         own = bound_to in (None, '', request_spec.instance_uuid)
         if not (state in BINDABLE or (state in RECOVERABLE and own)):
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device context %s is %s%s; it can boot a server when it is '
                 'Initial or Unbound' % (
                     context_id, state,
@@ -175,7 +176,7 @@ class CyborgBackend(base.Backend):
             for rc in ctx.groups[0].resources:
                 ctx.groups[0].resources[rc] = 1
         except acc_exc.InvalidDeviceContext as e:
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device profile %r of device context %s cannot be used: %s'
                 % (arq.get('device_profile_name'), context_id, e))
         return base.ResolvedContext(context_id, ctx)
@@ -188,13 +189,13 @@ class CyborgBackend(base.Backend):
         profiles = [] if resp.status_code == 404 else resp.json().get(
             'device_profiles', [])
         if len(profiles) != 1:
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device profile %r of device context %s is gone' % (
                     name, arq['uuid']))
         groups = profiles[0].get('groups') or []
         index = arq.get('device_profile_group_id') or 0
         if not 0 <= index < len(groups):
-            raise base.ContextRefused(
+            raise exception.ContextRefused(
                 'device context %s names group %s of device profile %r, '
                 'which has %d groups' % (arq['uuid'], index, name,
                                          len(groups)))
@@ -206,7 +207,7 @@ class CyborgBackend(base.Backend):
         resp = self._call(context, 'patch', ARQ_URL, what, json=patch,
                           expected=(200, 202), admin=admin)
         if resp.status_code == 404:
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'Cyborg refused to %s: %s' % (what, resp.text[:200]))
 
     def _unbind_now(self, context, arq_uuids, admin=False):
@@ -253,11 +254,11 @@ class CyborgBackend(base.Backend):
             error = None
             try:
                 self._patch(context, patch, what)
-            except base.BackendUnavailable as e:
+            except exception.BackendUnavailable as e:
                 error = e
             try:
                 arqs = self._read_all(context, device_rps)
-            except base.BackendUnavailable as e:
+            except exception.BackendUnavailable as e:
                 LOG.error('Cannot tell whether device contexts %s are bound '
                           'after a bind: %s', ', '.join(sorted(device_rps)),
                           e, instance=instance)
@@ -292,8 +293,8 @@ class CyborgBackend(base.Backend):
                             error or 'not bound as asked', instance=instance)
                 continue
             if taken:
-                raise base.BackendUnavailable('; '.join(taken)) from error
-            raise error or base.BackendUnavailable(
+                raise exception.BackendUnavailable('; '.join(taken)) from error
+            raise error or exception.BackendUnavailable(
                 'Cyborg accepted the bind, but %s' % '; '.join(
                     'device context %s is %s' % (u, _describe(a, where=True))
                     for u, a in sorted(wrong.items())))
@@ -307,13 +308,13 @@ class CyborgBackend(base.Backend):
         arqs = self._read_all(context, device_rps)
         gone = sorted(u for u, a in arqs.items() if a is None)
         if gone:
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'device contexts %s no longer exist' % ', '.join(gone))
         taken = self._held_elsewhere(arqs, instance.uuid)
         if taken:
             # Checked before the bind, never undone after it: undoing would
             # unbind the ARQ from the server that holds it.
-            raise base.BackendUnavailable('; '.join(taken))
+            raise exception.BackendUnavailable('; '.join(taken))
         # What a failed bind of this server left, or a build of it on the
         # host it was rescheduled from. Cyborg binds no ARQ to a server that
         # still has one, so these are unbound first.
@@ -333,7 +334,7 @@ class CyborgBackend(base.Backend):
         # so no context stays bound to a server that will not run.
         try:
             self._unbind_now(context, undo)
-        except base.BackendUnavailable as e:
+        except exception.BackendUnavailable as e:
             LOG.error('Could not unbind device contexts after a failed '
                       'bind: %s', e, instance=instance)
             return []
@@ -390,14 +391,14 @@ class CyborgBackend(base.Backend):
     def wait_bound(self, context, instance, virtapi, device_rps):
         try:
             return self._wait_bound(context, instance, virtapi, device_rps)
-        except (base.BackendUnavailable, nova_exc.InstanceEventTimeout):
+        except (exception.BackendUnavailable, nova_exc.InstanceEventTimeout):
             # The server will not run here with these: whatever of them is
             # bound to it is released now. The ledger does not know them
             # yet, so nothing else would release them if the server ends up
             # in ERROR.
             try:
                 self.unbind(context, instance, list(device_rps))
-            except base.BackendUnavailable as e:
+            except exception.BackendUnavailable as e:
                 LOG.error('Could not unbind device contexts %s refused at '
                           'attach: %s', ', '.join(sorted(device_rps)), e,
                           instance=instance)
@@ -407,11 +408,11 @@ class CyborgBackend(base.Backend):
         events = [(BOUND_EVENT, arq_uuid) for arq_uuid in device_rps]
 
         def failed(event_name, instance):
-            raise base.BackendUnavailable(
+            raise exception.BackendUnavailable(
                 'Cyborg reported that binding %s failed' % event_name)
 
         with virtapi.wait_for_instance_event(
-                instance, events, timeout=CONF.nova_acc.cyborg_bind_timeout,
+                instance, events, timeout=CONF.nova_acc_cyborg.bind_timeout,
                 error_callback=failed):
             # Cyborg binds synchronously, so its event usually reached Nova
             # before this wait began and would never be seen here. Only an
@@ -433,7 +434,7 @@ class CyborgBackend(base.Backend):
             _binding_problem(u, arqs[u], instance, device_rps[u])
             for u in sorted(device_rps)) if p]
         if problems:
-            raise base.BackendUnavailable('; '.join(problems))
+            raise exception.BackendUnavailable('; '.join(problems))
         return {u: _accelerator(arq) for u, arq in arqs.items()}
 
 
@@ -488,7 +489,7 @@ def _accelerator(arq) -> os_acc.Accelerator:
             raise KeyError(handle_type)
         os_acc.get_config(acc)  # validates address / UUID
     except (KeyError, acc_exc.InvalidAccelerator) as e:
-        raise base.BackendUnavailable(
+        raise exception.BackendUnavailable(
             'device context %s has an unusable attach handle %s %s: %s' % (
                 arq.get('uuid'), handle_type, info, e))
     return acc

@@ -12,12 +12,13 @@
 """The default backend: inline specs and profiles only, no context IDs."""
 
 from nova_acc.backends import base
+from nova_acc import exception
 
 
 class LocalBackend(base.Backend):
 
     def resolve(self, context, request_spec, context_id):
-        raise base.ContextRefused(
+        raise exception.ContextRefused(
             'device_context %r looks like the ID of a device context object, '
             'but this cloud has no backend for those ([nova_acc] backend = '
             'local); use an inline spec or profile:NAME' % context_id)

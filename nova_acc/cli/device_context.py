@@ -11,8 +11,7 @@
 #    under the License.
 """Check ``device_context`` hint values on the client, before any request.
 
-A value is one of (the same classification as ``nova_acc.contexts``, which
-cannot be imported here because it needs Nova):
+The vocabulary is the cloud's own (``nova_acc.hint``, which needs no Nova):
 
 * the UUID of a device context object (for example a Cyborg accelerator
   request), resolved by the cloud's ``[nova_acc] backend``;
@@ -27,31 +26,21 @@ value into an immediate error instead of a server in ERROR.
 
 from __future__ import annotations
 
-import re
 import typing as ty
 
-from oslo_utils import uuidutils
+from nova_acc import exception
+from nova_acc import hint
 
-#: The scheduler hint nova-acc reads (``nova_acc.contexts.HINT``).
-HINT = 'device_context'
-#: ``nova_acc.contexts.PROFILE_PREFIX``.
-PROFILE_PREFIX = 'profile:'
-#: ``nova_acc.contexts._PROFILE_NAME_RE``.
-PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
-EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
-
-ID = 'id'
-PROFILE = 'profile'
-SPEC = 'spec'
-
-
-class InvalidDeviceContextValue(ValueError):
-    """A value cannot be sent; the message names it and what is wrong."""
-
-
-def is_context_id(value: str) -> bool:
-    """As the cloud decides it (``oslo_utils.uuidutils.is_uuid_like``)."""
-    return uuidutils.is_uuid_like(value)
+# The names the command-line hooks and their tests use.
+HINT = hint.HINT
+PROFILE_PREFIX = hint.PROFILE_PREFIX
+PROFILE_NAME_RE = hint.PROFILE_NAME_RE
+EXAMPLE = hint.EXAMPLE
+ID = hint.ID
+PROFILE = hint.PROFILE
+SPEC = hint.SPEC
+is_context_id = hint.is_context_id
+InvalidDeviceContextValue = exception.InvalidDeviceContextValue
 
 
 def check(value: str, option: str = '--device-context') -> str:
@@ -65,10 +54,11 @@ def check(value: str, option: str = '--device-context') -> str:
             'invalid %s %r: the value is empty; give the UUID of a device '
             'context object, profile:NAME or a spec such as %r'
             % (option, value, EXAMPLE))
-    if is_context_id(value):
+    kind = hint.kind_of(value)
+    if kind == ID:
         return ID
-    if value.startswith(PROFILE_PREFIX):
-        name = value[len(PROFILE_PREFIX):]
+    if kind == PROFILE:
+        name = hint.profile_name(value)
         if not PROFILE_NAME_RE.match(name):
             raise InvalidDeviceContextValue(
                 'invalid %s %r: profile name %r must be 1 to 64 letters, '

@@ -49,6 +49,7 @@ from novaclient import exceptions
 from novaclient import utils
 
 from nova_acc.cli import device_context
+from nova_acc import hint
 
 ID_OPTION = '--device-context-id'
 SPEC_OPTION = '--device-context'
@@ -65,7 +66,7 @@ _ARGUMENTS = (
         'help': ('UUID of a device context object (such as a Cyborg '
                  "accelerator request) for the server, sent as the '%s' "
                  'scheduler hint (nova-acc). May be repeated.'
-                 % device_context.HINT),
+                 % hint.HINT),
     }),
     ((SPEC_OPTION,), {
         'metavar': '<id-or-spec>',
@@ -75,7 +76,7 @@ _ARGUMENTS = (
         'help': ("Device context for the server, sent as the '%s' scheduler "
                  'hint (nova-acc): a device context UUID, profile:NAME or an '
                  'inline spec such as %r. May be repeated.'
-                 % (device_context.HINT, device_context.EXAMPLE)),
+                 % (hint.HINT, hint.EXAMPLE)),
     }),
 )
 
@@ -98,8 +99,8 @@ def __post_parse_args__(args):
     pairs = getattr(args, 'scheduler_hints', None)
     if pairs is None:
         return  # not ``nova boot``
-    given = [('--hint %s' % device_context.HINT, value)
-             for key, value in pairs if key == device_context.HINT]
+    given = [('--hint %s' % hint.HINT, value)
+             for key, value in pairs if key == hint.HINT]
     if not (ids or specs or given):
         return
     given += [(ID_OPTION, v) for v in ids] + [(SPEC_OPTION, v) for v in specs]
@@ -110,5 +111,5 @@ def __post_parse_args__(args):
     # A new list: --hint's default ([]) is shared by every parse. The
     # device_context pairs go last, in the order checked.
     args.scheduler_hints = (
-        [(k, v) for k, v in pairs if k != device_context.HINT] +
-        [(device_context.HINT, v) for v in values])
+        [(k, v) for k, v in pairs if k != hint.HINT] +
+        [(hint.HINT, v) for v in values])

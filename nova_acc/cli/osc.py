@@ -38,6 +38,7 @@ from cliff import hooks
 from osc_lib import exceptions
 
 from nova_acc.cli import device_context
+from nova_acc import hint
 
 OPTION = '--device-context'
 DEST = 'nova_acc_device_contexts'
@@ -58,8 +59,8 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
                   'context object (such as a Cyborg accelerator request), '
                   'profile:NAME (a profile the operator defines) or an '
                   'inline spec such as %r. Repeat to request several '
-                  'contexts.' % (device_context.HINT,
-                                 device_context.EXAMPLE)))
+                  'contexts.' % (hint.HINT,
+                                 hint.EXAMPLE)))
         return parser
 
     def get_epilog(self):
@@ -71,8 +72,8 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
         old = {key: list(vals) if isinstance(vals, (list, tuple)) else [vals]
                for key, vals in (getattr(parsed_args, 'hints', None)
                                  or {}).items()}
-        given = [('--hint %s' % device_context.HINT, v)
-                 for v in old.get(device_context.HINT, [])]
+        given = [('--hint %s' % hint.HINT, v)
+                 for v in old.get(hint.HINT, [])]
         given += [(OPTION, v) for v in getattr(parsed_args, DEST, None) or []]
         if not given:
             return parsed_args
@@ -82,7 +83,7 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
             raise exceptions.CommandError(str(e)) from None
         # A new dict (``old``): --hint's default ({}) is shared by every
         # parse.
-        old[device_context.HINT] = values
+        old[hint.HINT] = values
         parsed_args.hints = old
         return parsed_args
 

@@ -36,8 +36,8 @@ CONF = nova.conf.CONF
 
 # Services nova-acc extends: binary -> (RPC topic, manager, workers option).
 MANAGERS = {
-    'nova-scheduler': 'nova_acc.scheduler.manager.SchedulerManager',
-    'nova-conductor': 'nova_acc.conductor_hooks.manager.ConductorManager',
+    'nova-scheduler': 'nova_acc.seams.scheduler.SchedulerManager',
+    'nova-conductor': 'nova_acc.seams.conductor.ConductorManager',
 }
 
 

@@ -45,6 +45,7 @@ import prettytable
 import nova.conf
 
 import nova_acc.conf  # noqa: F401 - registers [nova_acc]
+from nova_acc import exception
 from nova_acc import ledger
 from nova_acc import release
 
@@ -52,12 +53,9 @@ CONF = nova.conf.CONF
 
 PROG = 'nova-acc-manage'
 
+CommandFailed = exception.CommandFailed
 LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Provider',
                 'Resource class', 'Last reset', 'Changed at', 'Reason')
-
-
-class CommandError(Exception):
-    """An expected failure; the message is for the operator."""
 
 
 # ---- ledgers ---------------------------------------------------------------
@@ -70,8 +68,8 @@ def ledger_nodes(directory: str) -> list[str]:
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise CommandError('cannot read the device ledger directory %s: %s'
-                           % (directory, e.strerror or e))
+        raise CommandFailed('cannot read the device ledger directory %s: %s'
+                            % (directory, e.strerror or e))
     # Skip the ledger's temporary files (".<node>.*.tmp"), the corrupt
     # ledgers it moved aside ("<node>.json.corrupt-<time>") and its locks.
     return sorted(name[:-len('.json')] for name in names
@@ -79,8 +77,8 @@ def ledger_nodes(directory: str) -> list[str]:
                   and '.corrupt-' not in name)
 
 
-def _no_ledger(directory: str) -> CommandError:
-    return CommandError(
+def _no_ledger(directory: str) -> CommandFailed:
+    return CommandFailed(
         'no device ledger in %s. nova-compute writes one, <node>.json, at '
         'its first resource update with nova-acc\'s compute driver; check '
         'that [nova_acc] ledger_dir (or state_path) here is the one '
@@ -95,19 +93,20 @@ def select_nodes(directory: str, node: str | None) -> list[str]:
     if node is None:
         return nodes
     if node not in nodes:
-        raise CommandError('no device ledger of node %s in %s (nodes with a '
-                           'ledger: %s)' % (node, directory, ', '.join(nodes)))
+        raise CommandFailed(
+            'no device ledger of node %s in %s (nodes with a ledger: %s)'
+            % (node, directory, ', '.join(nodes)))
     return [node]
 
 
 def read_ledger(book: ledger.DeviceLedger) -> dict[str, ledger.DeviceRecord]:
-    """The records of ``book``, or a CommandError naming the bad file."""
+    """The records of ``book``, or a CommandFailed naming the bad file."""
     try:
         # records() logs a bad file and returns nothing, which is right for
         # nova-compute; the operator must see the error instead.
         return book.read()
-    except ledger.LedgerError as e:
-        raise CommandError(str(e))
+    except exception.LedgerError as e:
+        raise CommandFailed(str(e))
 
 
 # ---- devices list ----------------------------------------------------------
@@ -127,7 +126,7 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
     for name in select_nodes(directory, node):
         try:
             records = read_ledger(ledger.DeviceLedger(name, directory))
-        except CommandError as e:
+        except CommandFailed as e:
             # Show the other nodes' devices all the same.
             print('error: %s' % e, file=sys.stderr)
             failed = True
@@ -157,34 +156,34 @@ def devices_clear_dirty(directory: str, node: str | None, address: str,
                         force: bool) -> int:
     nodes = select_nodes(directory, node)
     if len(nodes) > 1:
-        raise CommandError(
+        raise CommandFailed(
             'there are device ledgers of several nodes in %s: %s; say which '
             'one with --node' % (directory, ', '.join(nodes)))
     book = ledger.DeviceLedger(nodes[0], directory)
     # A missing or bad ledger is an error here: only nova-compute may
     # create one or rebuild it (which resets every device).
     if not book.exists():
-        raise CommandError('node %s has no device ledger in %s' % (
+        raise CommandFailed('node %s has no device ledger in %s' % (
             book.nodename, directory))
     address = address.lower()
     try:
         with book.transaction(recover=False) as records:
             rec = records.get(address)
             if rec is None:
-                raise CommandError('no device %s in the ledger of node %s '
-                                   '(%s)' % (address, book.nodename,
-                                             book.path))
+                raise CommandFailed('no device %s in the ledger of node %s '
+                                    '(%s)' % (address, book.nodename,
+                                              book.path))
             was_dirty = rec.state == ledger.DIRTY
             # The ledger keeps its owner (nova-compute's user) when root
             # writes it; the reset itself needs root.
             freed, why = release.clear_dirty(rec, CONF.nova_acc.sysfs_root,
                                              force=force)
-    except ledger.LedgerError as e:
-        raise CommandError(str(e))
+    except exception.LedgerError as e:
+        raise CommandFailed(str(e))
     if not freed:
         if not was_dirty:
-            raise CommandError(why)
-        raise CommandError(
+            raise CommandFailed(why)
+        raise CommandFailed(
             'device %s was not reset: %s. It stays dirty and out of service. '
             'Only if it was cleaned by other means (a power cycle, a '
             'reflash), free it without a reset with --force.'
@@ -274,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return args.run(args, ledger.default_dir())
-    except (CommandError, ledger.LedgerError, cfg.Error) as e:
+    except (CommandFailed, exception.LedgerError, cfg.Error) as e:
         print('error: %s' % e, file=sys.stderr)
     except OSError as e:
         print('error: %s' % e, file=sys.stderr)

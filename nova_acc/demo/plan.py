@@ -27,6 +27,7 @@ import os_acc
 from os_acc import exception as acc_exc
 
 from nova_acc import conf
+from nova_acc import hint
 
 DEFAULT_CONTEXT = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
 
@@ -51,7 +52,6 @@ OPTION_NAMES = {'hosts': '--hosts', 'devices_per_host': '--devices-per-host',
 
 # [nova_acc] max_groups_per_server in the demo's (default) configuration.
 MAX_GROUPS_PER_SERVER = conf.CONF.nova_acc.max_groups_per_server
-PROFILE_PREFIX = 'profile:'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,7 @@ def parse_context(value: str) -> os_acc.DeviceContext:
 
     :raises ValueError: with what to fix.
     """
-    if value.startswith(PROFILE_PREFIX):
+    if hint.kind_of(value) == hint.PROFILE:
         raise ValueError(
             '%r names an operator profile; the demo cloud configures no '
             '[nova_acc] profile, pass the spec itself (for example %r)'

@@ -32,7 +32,7 @@ import time
 import traceback
 import typing as ty
 
-from nova_acc import binding
+from nova_acc import inventory
 from nova_acc.demo import plan
 from nova_acc.demo import report
 
@@ -134,7 +134,7 @@ class _Run:
                 host = HOST_NAME % (i + 1)
                 for address in self.case.start_fpga_host(
                         host, num_fpgas=o.devices_per_host):
-                    self.devices[binding.provider_uuid(host, address)] = (
+                    self.devices[inventory.provider_uuid(host, address)] = (
                         host, address)
         self._check_providers()
         self.result.expectation = plan.expect(self._asked(),
@@ -326,7 +326,7 @@ class _Run:
                                                                  server)]
         else:
             entry.devices = [
-                report.Device(address, binding.provider_uuid(node, address),
+                report.Device(address, inventory.provider_uuid(node, address),
                               xml)
                 for address, xml in self.case.domain_hostdev_xml(host,
                                                                  server)]

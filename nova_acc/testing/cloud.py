@@ -36,6 +36,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 from nova_acc.cmd import _service
 from nova_acc import binding
+from nova_acc import inventory
 from nova_acc import ledger
 from nova_acc import privsep
 
@@ -171,7 +172,7 @@ class DeviceContextTestBase(NovaAccServicesMixin,
         return self.api.get_server(server['id'])['fault']['message']
 
     def device_rp(self, hostname, address):
-        return binding.provider_uuid(hostname, address)
+        return inventory.provider_uuid(hostname, address)
 
     def allocated_device_rps(self, server):
         allocs = self._get_allocations_by_server_uuid(server['id'])

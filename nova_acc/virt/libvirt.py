@@ -47,13 +47,12 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 
 from nova_acc import backends
-from nova_acc.backends import base as backend_base
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
+from nova_acc import inventory
 from nova_acc import ledger
 from nova_acc import privsep
-from nova_acc.provider import tree
 from nova_acc import reconcile
 from nova_acc import release
 from nova_acc.virt import devices
@@ -192,7 +191,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                                    only=[w['address'] for w in wanted])
             try:
                 claimed = ledger.claim(records, instance.uuid, wanted)
-            except ledger.DeviceUnavailable as e:
+            except exception.DeviceNotFree as e:
                 raise exception.DeviceBindingFailed(reason=(
                     '%s on node %s' % (e, instance.node)))
         LOG.info('Claimed devices %s in the device ledger',
@@ -224,7 +223,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                               'failed; reporting its last recorded state.',
                               nodename)
                 records = self._device_ledger().records()
-        tree.update_provider_tree(
+        inventory.update_provider_tree(
             provider_tree, nodename, managed.values(),
             CONF.nova_acc.capability_trait,
             has_allocations=self._provider_has_allocations,
@@ -328,13 +327,13 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             handles = backends.get_backend().wait_bound(
                 context, instance, self.virtapi,
                 {b.context_id: b.rp_uuid for b in pending})
-        except (backend_base.BackendUnavailable,
+        except (exception.BackendUnavailable,
                 nova_exc.InstanceEventTimeout) as e:
             raise exception.DeviceBindingFailed(reason=(
                 'device contexts %s were not bound: %s' % (
                     ', '.join(b.context_id for b in pending), e or
                     'timed out after %ss' %
-                    CONF.nova_acc.cyborg_bind_timeout)))
+                    CONF.nova_acc_cyborg.bind_timeout)))
         unsupported = sorted(ctx for ctx, acc in handles.items()
                              if acc.interface_type != 'pci')
         if unsupported:

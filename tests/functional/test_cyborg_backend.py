@@ -22,7 +22,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils import uuidutils
 
 from nova_acc.backends import cyborg as cyborg_backend
-from nova_acc.conductor_hooks import prebind
+from nova_acc import binding
 from nova_acc.testing.cyborg import cloud as cyborg_cloud
 from tests.functional import base
 
@@ -336,7 +336,7 @@ class CyborgRaceTest(cyborg_cloud.CyborgCloudMixin,
         ctx = self.create_context()
         barrier = threading.Barrier(2, timeout=60)
         seen = []
-        real = prebind.prebind
+        real = binding.prebind
 
         def together(report_client, context, instance, *args, **kwargs):
             # Both got past the scheduler's check of the ARQ; neither binds
@@ -347,7 +347,7 @@ class CyborgRaceTest(cyborg_cloud.CyborgCloudMixin,
             return real(report_client, context, instance, *args, **kwargs)
 
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_acc.conductor_hooks.prebind.prebind', together))
+            'nova_acc.binding.prebind', together))
 
         servers = [self.boot(ctx, wait=False) for _ in range(2)]
         servers = [self.wait_for_build_end(s) for s in servers]

@@ -29,7 +29,7 @@ from oslo_utils import timeutils
 from oslo_utils import uuidutils
 
 from nova_acc.cmd import manage
-from nova_acc.conductor_hooks import prebind
+from nova_acc import binding
 from nova_acc import ledger
 from tests.functional import base
 
@@ -436,7 +436,7 @@ class ConcurrentReleaseTest(LedgerTestMixin, base.DeviceContextTestBase):
 
     def test_multi_create_with_one_server_deleted_while_binding(self):
         fpgas = self.start_fpga_host('compute1', num_fpgas=3)
-        real = prebind.prebind
+        real = binding.prebind
         deleted = []
 
         def delete_the_second(report_client, context, instance, *args):
@@ -448,7 +448,7 @@ class ConcurrentReleaseTest(LedgerTestMixin, base.DeviceContextTestBase):
             return real(report_client, context, instance, *args)
 
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_acc.conductor_hooks.prebind.prebind', delete_the_second))
+            'nova_acc.binding.prebind', delete_the_second))
         body = {'server': dict(self._build_server(networks='none'),
                                min_count=3, max_count=3),
                 'os:scheduler_hints': {'device_context': CONTEXT}}

@@ -18,8 +18,8 @@ working exactly as before.
 
 from nova.tests.functional import test_servers
 
-from nova_acc.conductor_hooks import manager as conductor_manager
-from nova_acc.scheduler import manager as scheduler_manager
+from nova_acc.seams import conductor as conductor_manager
+from nova_acc.seams import scheduler as scheduler_manager
 from nova_acc.testing import cloud
 
 

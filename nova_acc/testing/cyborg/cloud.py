@@ -47,8 +47,8 @@ class CyborgCloudMixin:
             fake_nova.FakeNovaEventsServer(handler=self._forward_events))
         self.cyborg = self.useFixture(cyborg_fixture.CyborgServiceFixture(
             nova_url=self.nova_events.url))
-        self.flags(backend='cyborg', cyborg_bind_timeout=20,
-                   group='nova_acc')
+        self.flags(backend='cyborg', group='nova_acc')
+        self.flags(bind_timeout=20, group='nova_acc_cyborg')
         self.flags(endpoint_override=self.cyborg.accelerator_url,
                    group='cyborg')
         # Nova's service token: a static token Cyborg's test middleware

@@ -18,8 +18,9 @@ from nova import objects
 from oslotest import base
 
 from nova_acc import binding
-from nova_acc.conductor_hooks import prebind
-from nova_acc import contexts
+from nova_acc import exception
+from nova_acc import inventory
+from nova_acc import request_groups
 
 objects.register_all()
 
@@ -51,9 +52,9 @@ class BindingStoreTest(base.BaseTestCase):
         self.assertIsNone(binding.load_error(instance))
 
     def test_provider_uuid_is_stable_per_node_and_address(self):
-        a = binding.provider_uuid('n1', '0000:81:00.0')
-        self.assertEqual(a, binding.provider_uuid('n1', '0000:81:00.0'))
-        self.assertNotEqual(a, binding.provider_uuid('n2', '0000:81:00.0'))
+        a = inventory.provider_uuid('n1', '0000:81:00.0')
+        self.assertEqual(a, inventory.provider_uuid('n1', '0000:81:00.0'))
+        self.assertNotEqual(a, inventory.provider_uuid('n2', '0000:81:00.0'))
 
 
 class ComputeBindingsTest(base.BaseTestCase):
@@ -62,7 +63,8 @@ class ComputeBindingsTest(base.BaseTestCase):
     def groups(self, provider_uuids):
         spec = objects.RequestSpec(
             scheduler_hints={'device_context': ['resources:FPGA=1']})
-        rg = contexts.to_request_group(contexts.context_groups(spec)[0])
+        rg = request_groups.to_request_group(
+            request_groups.context_groups(spec)[0])
         rg.provider_uuids = provider_uuids
         return [rg]
 
@@ -75,17 +77,17 @@ class ComputeBindingsTest(base.BaseTestCase):
         return client
 
     def test_binds_the_device_of_the_node(self):
-        rp = binding.provider_uuid('n1', '0000:81:00.0')
-        result = prebind.compute_bindings(
+        rp = inventory.provider_uuid('n1', '0000:81:00.0')
+        result = binding.compute_bindings(
             self.placement('n1_0000:81:00.0'), mock.Mock(),
             self.groups([rp]), 'n1')
         self.assertEqual([binding.Binding('nova_acc_0_0', rp, '0000:81:00.0',
                                           'n1')], result)
 
     def test_refuses_a_provider_of_another_node(self):
-        rp = binding.provider_uuid('n2', '0000:81:00.0')
+        rp = inventory.provider_uuid('n2', '0000:81:00.0')
         e = self.assertRaises(
-            prebind.BindingFailed, prebind.compute_bindings,
+            exception.PrebindFailed, binding.compute_bindings,
             self.placement('n2_0000:81:00.0'), mock.Mock(), self.groups([rp]),
             'n1')
         self.assertIn('is not a nova-acc device of node n1', str(e))
@@ -93,14 +95,14 @@ class ComputeBindingsTest(base.BaseTestCase):
     def test_refuses_a_look_alike_provider(self):
         # Right name, but not a provider nova-acc's compute created.
         e = self.assertRaises(
-            prebind.BindingFailed, prebind.compute_bindings,
+            exception.PrebindFailed, binding.compute_bindings,
             self.placement('n1_0000:81:00.0'), mock.Mock(),
             self.groups(['0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77']), 'n1')
         self.assertIn('0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77', str(e))
 
     def test_refuses_unmapped_group(self):
         e = self.assertRaises(
-            prebind.BindingFailed, prebind.compute_bindings,
+            exception.PrebindFailed, binding.compute_bindings,
             self.placement('x'), mock.Mock(), self.groups([]), 'n1')
         self.assertIn('to 0 providers, expected exactly one', str(e))
 
@@ -110,9 +112,9 @@ class MapFromAllocationTest(base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.rp_gzip = binding.provider_uuid('n1', '0000:81:00.0')
-        self.rp_plain = binding.provider_uuid('n1', '0000:81:01.0')
-        self.rp_other_node = binding.provider_uuid('n0', '0000:81:00.0')
+        self.rp_gzip = inventory.provider_uuid('n1', '0000:81:00.0')
+        self.rp_plain = inventory.provider_uuid('n1', '0000:81:01.0')
+        self.rp_other_node = inventory.provider_uuid('n0', '0000:81:00.0')
         names = {self.rp_gzip: 'n1_0000:81:00.0',
                  self.rp_plain: 'n1_0000:81:01.0',
                  self.rp_other_node: 'n0_0000:81:00.0',
@@ -150,13 +152,13 @@ class MapFromAllocationTest(base.BaseTestCase):
     def groups(self, *values):
         spec = objects.RequestSpec(scheduler_hints={'device_context':
                                                     list(values)})
-        return [contexts.to_request_group(cg)
-                for cg in contexts.context_groups(spec)]
+        return [request_groups.to_request_group(cg)
+                for cg in request_groups.context_groups(spec)]
 
     def test_traits_decide_which_device_serves_which_group(self):
         groups = self.groups('resources:FPGA=1,trait:CUSTOM_GZIP=forbidden',
                              'resources:FPGA=1,trait:CUSTOM_GZIP=required')
-        prebind.map_from_allocation(self.client, mock.Mock(), 'inst', 'n1',
+        binding.map_from_allocation(self.client, mock.Mock(), 'inst', 'n1',
                                     groups)
         self.assertEqual([[self.rp_plain], [self.rp_gzip]],
                          [rg.provider_uuids for rg in groups])
@@ -164,8 +166,8 @@ class MapFromAllocationTest(base.BaseTestCase):
     def test_no_consistent_assignment(self):
         groups = self.groups('resources:FPGA=1,trait:CUSTOM_GZIP=required',
                              'resources:FPGA=1,trait:CUSTOM_GZIP=required')
-        e = self.assertRaises(prebind.BindingFailed,
-                              prebind.map_from_allocation, self.client,
+        e = self.assertRaises(exception.PrebindFailed,
+                              binding.map_from_allocation, self.client,
                               mock.Mock(), 'inst', 'n1', groups)
         self.assertIn('does not hold a device for every device group',
                       str(e))
@@ -179,15 +181,15 @@ class PrebindIsolationTest(base.BaseTestCase):
         self.instance = objects.Instance(uuid='11111111-1111-4111-8111-'
                                          '111111111111', system_metadata={})
         self.save = self.useFixture(fixtures.MockPatchObject(
-            prebind, '_save')).mock
+            binding, '_save')).mock
         self.bind = self.useFixture(fixtures.MockPatchObject(
-            prebind, '_bind')).mock
+            binding, '_bind')).mock
         self.backend = mock.Mock()
         self.useFixture(fixtures.MockPatchObject(
-            prebind.backends, 'get_backend', return_value=self.backend))
+            binding.backends, 'get_backend', return_value=self.backend))
 
     def prebind(self):
-        return prebind.prebind(mock.Mock(), mock.Mock(), self.instance,
+        return binding.prebind(mock.Mock(), mock.Mock(), self.instance,
                                'n1', mock.Mock())
 
     def test_unexpected_error_is_recorded_not_raised(self):

@@ -33,7 +33,7 @@ from oslo_policy import policy as oslo_policy
 from oslo_utils import uuidutils
 from oslotest import base
 
-from nova_acc.backends import base as backend_base
+from nova_acc import exception
 from nova_acc.backends import cyborg
 from nova_acc import conf
 from nova_acc import policy
@@ -75,7 +75,7 @@ class AttachHandleTest(base.BaseTestCase):
                 ('PCI', {'domain': '0000', 'bus': '81'}),
                 ('MDEV', {'uuid': 'not-a-uuid'}),
                 ('NVME', {})):
-            e = self.assertRaises(backend_base.BackendUnavailable,
+            e = self.assertRaises(exception.BackendUnavailable,
                                   cyborg._accelerator,
                                   self.arq(handle_type, info))
             self.assertIn('unusable attach handle', str(e))
@@ -122,14 +122,14 @@ class ResolveTest(base.BaseTestCase):
 
     def test_other_project_refused_without_admin(self):
         self.arq['project_id'] = 'b' * 32
-        e = self.assertRaises(backend_base.ContextRefused, self.resolve)
+        e = self.assertRaises(exception.ContextRefused, self.resolve)
         self.assertIn('belongs to another project', str(e))
         self.ctx.roles = ['admin']
         self.resolve()
 
     def test_bound_elsewhere_refused(self):
         self.arq.update(state='Bound', instance_uuid='other-server')
-        e = self.assertRaises(backend_base.ContextRefused, self.resolve)
+        e = self.assertRaises(exception.ContextRefused, self.resolve)
         self.assertIn('is Bound to server other-server', str(e))
 
     def test_half_bound_by_a_failed_bind_is_recoverable(self):
@@ -137,7 +137,7 @@ class ResolveTest(base.BaseTestCase):
             self.arq.update(state='BindStarted', instance_uuid=owner)
             self.resolve()
         self.arq.update(state='BindStarted', instance_uuid='other-server')
-        self.assertRaises(backend_base.ContextRefused, self.resolve)
+        self.assertRaises(exception.ContextRefused, self.resolve)
 
     def test_group_amount_is_per_arq(self):
         group = PROFILE['device_profiles'][0]['groups'][0]
@@ -300,7 +300,7 @@ class BindTest(CyborgFlowTestBase):
     def test_context_of_another_server_is_refused_untouched(self):
         self.cyborg.add(ARQ)
         self.cyborg.bind(ARQ, OTHER)
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
         self.assertIn('device context %s is in use by server %s (Bound)'
                       % (ARQ, OTHER), str(e))
         self.assertEqual([], self.cyborg.patches)
@@ -309,7 +309,7 @@ class BindTest(CyborgFlowTestBase):
     def test_half_bound_context_of_another_server_is_refused_untouched(self):
         self.cyborg.add(ARQ)
         self.cyborg.bind(ARQ, OTHER, state='BindFailed')
-        self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        self.assertRaises(exception.BackendUnavailable, self.bind)
         self.assertEqual([], self.cyborg.patches)
 
     def test_leftovers_of_this_server_are_unbound_first(self):
@@ -328,7 +328,7 @@ class BindTest(CyborgFlowTestBase):
         self.assertEqual(NODE, self.cyborg.arqs[second]['hostname'])
 
     def test_gone_context_is_refused(self):
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
         self.assertIn('device contexts %s no longer exist' % ARQ, str(e))
         self.assertEqual([], self.cyborg.patches)
 
@@ -342,7 +342,7 @@ class BindTest(CyborgFlowTestBase):
             self.cyborg.on_patch = None
         self.cyborg.on_patch = other_first
 
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
 
         self.assertIn('device context %s is in use by server %s'
                       % (ARQ, OTHER), str(e))
@@ -359,7 +359,7 @@ class BindTest(CyborgFlowTestBase):
             return FakeResponse(202)
         self.cyborg.on_patch = both_accepted
 
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
 
         self.assertIn('device context %s is in use by server %s'
                       % (ARQ, OTHER), str(e))
@@ -380,7 +380,7 @@ class BindTest(CyborgFlowTestBase):
                 return FakeResponse(500, 'no attach handle')
         self.cyborg.on_patch = first_only
 
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind,
+        e = self.assertRaises(exception.BackendUnavailable, self.bind,
                               {ARQ: RP, second: OTHER_RP})
 
         self.assertIn('Cyborg refused to bind device contexts', str(e))
@@ -416,7 +416,7 @@ class BindTest(CyborgFlowTestBase):
             return FakeResponse(500, 'Bad state: BindFailed')
         self.cyborg.on_patch = both_failed
 
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
 
         self.assertIn('in use by server %s (BindFailed)' % OTHER, str(e))
         self.assertEqual([{ARQ: 'add'}], self.cyborg.patches)
@@ -426,7 +426,7 @@ class BindTest(CyborgFlowTestBase):
         self.cyborg.add(ARQ)
         self.cyborg.on_patch = lambda patch: FakeResponse(
             403, 'This operation requires a service token.')
-        e = self.assertRaises(backend_base.BackendUnavailable, self.bind)
+        e = self.assertRaises(exception.BackendUnavailable, self.bind)
         self.assertIn('HTTP 403', str(e))
         self.assertEqual([{ARQ: 'add'}], self.cyborg.patches)
 
@@ -513,7 +513,7 @@ class ServiceCredentialsTest(base.BaseTestCase):
 
     def test_without_credentials_says_what_to_set(self):
         e = self.assertRaises(
-            backend_base.BackendUnavailable,
+            exception.BackendUnavailable,
             cyborg.CyborgBackend()._client,
             nova_context.get_admin_context(), admin=True)
         self.assertIn('[cyborg] auth_type is not set', str(e))
@@ -566,7 +566,7 @@ class WaitBoundTest(CyborgFlowTestBase):
         self.assertTrue(self.virtapi.waited)
 
     def assert_refused(self, message, rp=RP, unbound=True):
-        e = self.assertRaises(backend_base.BackendUnavailable,
+        e = self.assertRaises(exception.BackendUnavailable,
                               self.wait_bound, rp)
         self.assertIn(message, str(e))
         # Nothing to wait for: the refusal is immediate.
@@ -605,7 +605,7 @@ class WaitBoundTest(CyborgFlowTestBase):
                            self.instance)
         self.virtapi.on_wait = bind_failed
 
-        e = self.assertRaises(backend_base.BackendUnavailable,
+        e = self.assertRaises(exception.BackendUnavailable,
                               self.wait_bound)
         self.assertIn('Cyborg reported that binding', str(e))
         self.assertEqual(('Unbound', None), self.state(ARQ))

@@ -18,6 +18,7 @@ from unittest import mock
 import fixtures
 from oslotest import base
 
+from nova_acc import exception
 from nova_acc import ledger
 
 NODE = 'compute1'
@@ -75,7 +76,7 @@ class LedgerStorageTest(base.BaseTestCase):
         with self.book.transaction() as records:
             try:
                 ledger.claim(records, OTHER, [want(B), want(A)])
-            except ledger.DeviceUnavailable:
+            except exception.DeviceNotFree:
                 pass
         records = self.book.records()
         # All or nothing: B was not claimed for OTHER.
@@ -136,7 +137,7 @@ class LedgerStorageTest(base.BaseTestCase):
     def test_other_version_is_not_read(self):
         with open(self.book.path, 'w') as f:
             json.dump({'version': 99, 'devices': {}}, f)
-        self.assertRaises(ledger.LedgerError, self.book._read)
+        self.assertRaises(exception.LedgerError, self.book._read)
 
 
 class ClaimTest(base.BaseTestCase):
@@ -171,7 +172,7 @@ class ClaimTest(base.BaseTestCase):
                 reason='reset failed: EIO' if state == ledger.DIRTY
                 else None)
             records = {A: rec}
-            e = self.assertRaises(ledger.DeviceUnavailable, ledger.claim,
+            e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
                                   records, SERVER, [want(A)])
             self.assertIn(text, str(e))
             self.assertEqual(state, records[A].state)
@@ -179,7 +180,7 @@ class ClaimTest(base.BaseTestCase):
     def test_dirty_device_of_the_same_server_is_not_handed_back(self):
         records = {A: ledger.DeviceRecord(address=A, state=ledger.DIRTY,
                                           reason='no reset method')}
-        self.assertRaises(ledger.DeviceUnavailable, ledger.claim, records,
+        self.assertRaises(exception.DeviceNotFree, ledger.claim, records,
                           SERVER, [want(A)])
 
 

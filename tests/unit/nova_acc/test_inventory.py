@@ -15,9 +15,8 @@ from nova.compute import provider_tree as nova_provider_tree
 import os_acc
 from oslotest import base
 
-from nova_acc import binding
+from nova_acc import inventory
 from nova_acc import ledger
-from nova_acc.provider import tree
 
 NODE = 'compute1'
 TRAIT = 'CUSTOM_NOVA_ACC'
@@ -38,9 +37,10 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         self.allocated = set()
 
     def update(self, *devices, records=None, unallocated=frozenset()):
-        tree.update_provider_tree(self.tree, NODE, devices, TRAIT,
-                                  has_allocations=self.allocated.__contains__,
-                                  records=records, unallocated=unallocated)
+        inventory.update_provider_tree(
+            self.tree, NODE, devices, TRAIT,
+            has_allocations=self.allocated.__contains__, records=records,
+            unallocated=unallocated)
 
     def children(self):
         return sorted(self.tree.data(u).name
@@ -52,7 +52,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
                     fpga('0000:81:01.0'))
         self.assertEqual(['compute1_0000:81:00.0', 'compute1_0000:81:01.0'],
                          self.children())
-        uuid = binding.provider_uuid(NODE, '0000:81:00.0')
+        uuid = inventory.provider_uuid(NODE, '0000:81:00.0')
         data = self.tree.data(uuid)
         self.assertEqual('root-uuid', data.parent_uuid)
         self.assertEqual(1, data.inventory['FPGA']['total'])
@@ -62,7 +62,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
 
     def test_same_devices_again_change_nothing(self):
         self.update(fpga('0000:81:00.0'))
-        uuid = binding.provider_uuid(NODE, '0000:81:00.0')
+        uuid = inventory.provider_uuid(NODE, '0000:81:00.0')
         before = self.tree.data(uuid)
         self.update(fpga('0000:81:00.0'))
         after = self.tree.data(uuid)
@@ -70,7 +70,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         self.assertEqual(before.traits, after.traits)
         # ProviderTree says "no change", so the report client writes nothing.
         self.assertFalse(self.tree.has_inventory_changed(
-            uuid, tree._inventory('FPGA')))
+            uuid, inventory._inventory('FPGA')))
 
     def test_vanished_free_device_is_removed(self):
         self.update(fpga('0000:81:00.0'), fpga('0000:81:01.0'))
@@ -79,9 +79,9 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
 
     def test_vanished_allocated_device_is_kept_fully_reserved(self):
         self.update(fpga('0000:81:00.0'))
-        uuid = binding.provider_uuid(NODE, '0000:81:00.0')
+        uuid = inventory.provider_uuid(NODE, '0000:81:00.0')
         self.allocated.add(uuid)
-        with self.assertLogs('nova_acc.provider.tree', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.inventory', 'WARNING') as logs:
             self.update()
         self.assertIn('keeping it fully reserved', logs.output[0])
         self.assertEqual(1, self.tree.data(uuid).inventory['FPGA'][
@@ -101,7 +101,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
                           'compute1_pci_0000_83_00_0'], self.children())
 
     def reserved(self, address, rc='FPGA'):
-        uuid = binding.provider_uuid(NODE, address)
+        uuid = inventory.provider_uuid(NODE, address)
         return self.tree.data(uuid).inventory[rc]['reserved']
 
     def test_out_of_service_devices_are_reserved(self):
@@ -133,10 +133,10 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
                                 product_id='5050',
                                 resource_class='CUSTOM_ACCEL',
                                 traits={'CUSTOM_ZIP'})
-        with self.assertLogs('nova_acc.provider.tree', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.inventory', 'WARNING') as logs:
             self.update(changed, records=records)
         self.assertIn('while a server holds it', logs.output[0])
-        uuid = binding.provider_uuid(NODE, a)
+        uuid = inventory.provider_uuid(NODE, a)
         self.assertEqual(['FPGA'], list(self.tree.data(uuid).inventory))
         self.assertEqual(1, self.reserved(a))
         self.assertIn('CUSTOM_GZIP', self.tree.data(uuid).traits)
@@ -152,7 +152,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
     def test_changed_class_of_an_allocated_device_waits_too(self):
         a = '0000:81:00.0'
         self.update(fpga(a))
-        self.allocated.add(binding.provider_uuid(NODE, a))
+        self.allocated.add(inventory.provider_uuid(NODE, a))
         changed = os_acc.Device(address=a, vendor_id='1172',
                                 product_id='5050',
                                 resource_class='CUSTOM_ACCEL')

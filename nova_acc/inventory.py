@@ -9,12 +9,13 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Step 2's inventory: a host's accelerators as child resource providers.
+"""Step 0 of the flow, inventory: a host's accelerators as resource providers.
 
 Called from the compute driver's ``update_provider_tree``. Each device is a
 child of the compute node named ``<nodename>_<pci address>`` with a UUID
-derived from that name (``nova_acc.binding.provider_uuid``), inventory 1 of
-its resource class, its traits, ``OWNER_NOVA`` and the capability trait.
+derived from that name (``provider_uuid``), inventory 1 of its resource
+class, its traits, ``OWNER_NOVA`` and the capability trait. This module is
+the one home of that naming: ``device_address`` reads it back.
 
 Only changes are written: ProviderTree compares with what placement has,
 and the report client sends nothing for an unchanged tree.
@@ -23,15 +24,46 @@ and the report client sends nothing for an unchanged tree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
+import uuid as uuid_lib
 
 import os_acc
 import os_traits
 from oslo_log import log as logging
 
-from nova_acc import binding
 from nova_acc import ledger
 
 LOG = logging.getLogger(__name__)
+
+# Fixed namespace so a device's provider UUID is the same after every
+# restart of nova-compute and can be recomputed from its name.
+_PROVIDER_NAMESPACE = uuid_lib.UUID('a7f4b0b2-3c1e-4f6e-9a55-6f1d2b9c0e11')
+
+
+def provider_name(nodename: str, address: str) -> str:
+    """The name of the provider of device ``address`` of ``nodename``."""
+    return '%s_%s' % (nodename, address)
+
+
+def provider_uuid(nodename: str, address: str) -> str:
+    """The UUID of that provider: stable, and derived from its name."""
+    return str(uuid_lib.uuid5(_PROVIDER_NAMESPACE,
+                              provider_name(nodename, address)))
+
+
+def device_address(nodename: str, name: str, rp_uuid: str) -> str | None:
+    """The PCI address of a provider nova-acc made for ``nodename``.
+
+    None when the provider is not one of nova-acc's devices of that node:
+    the name does not start with the node's, or the UUID was not derived
+    from the name (someone else made a look-alike provider).
+    """
+    prefix = nodename + '_'
+    if not name.startswith(prefix):
+        return None
+    address = name[len(prefix):]
+    if provider_uuid(nodename, address) != rp_uuid:
+        return None
+    return address
 
 
 def _inventory(resource_class: str, reserved: int = 0) -> dict:
@@ -42,13 +74,10 @@ def _inventory(resource_class: str, reserved: int = 0) -> dict:
 
 def _our_children(provider_tree, nodename: str) -> dict[str, str]:
     """Device providers nova-acc made under ``nodename``: name -> uuid."""
-    prefix = nodename + '_'
     result = {}
     for uuid in provider_tree.get_provider_uuids_in_tree(nodename):
         data = provider_tree.data(uuid)
-        if (data.name.startswith(prefix) and
-                binding.provider_uuid(
-                    nodename, data.name[len(prefix):]) == uuid):
+        if device_address(nodename, data.name, uuid) is not None:
             result[data.name] = uuid
     return result
 
@@ -82,9 +111,9 @@ def update_provider_tree(
     provider_tree.add_traits(nodename, capability_trait)
     present = {}
     for dev in devices:
-        name = binding.provider_name(nodename, dev.address)
+        name = provider_name(nodename, dev.address)
         present[name] = dev
-        uuid = binding.provider_uuid(nodename, dev.address)
+        uuid = provider_uuid(nodename, dev.address)
         rec = records.get(dev.address)
         out_of_service = (rec is not None and
                           rec.state in ledger.OUT_OF_SERVICE) or \

@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova-conductor with the device-context pre-bind.
+"""nova-conductor with device contexts (``nova-acc-conductor``).
 
 Started by the ``nova-acc-conductor`` console script. Two seams:
 
@@ -20,15 +20,17 @@ Started by the ``nova-acc-conductor`` console script. Two seams:
   scheduler makes to its copy of the spec never travels back here.
 * ``_create_and_bind_arq_for_instance`` (private; Nova calls it after host
   selection on first boot and on every reschedule, where it binds Cyborg
-  ARQs): binds our groups too. Private, hence the pinned Nova range in
-  requirements.txt and tests/unit/nova_acc/test_nova_seams.py.
+  ARQs): binds our groups too (step 3, ``nova_acc.binding.prebind``).
+  Private, hence the pinned Nova range in requirements.txt and
+  tests/unit/nova_acc/test_nova_seams.py.
 """
 
 from nova.conductor import manager
 from oslo_log import log as logging
 
-from nova_acc.conductor_hooks import prebind
-from nova_acc import contexts
+from nova_acc import binding
+from nova_acc import exception
+from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
 
@@ -41,13 +43,13 @@ class ComputeTaskManager(manager.ComputeTaskManager):
                                      block_device_mapping, tags=None):
         for spec in request_specs:
             try:
-                groups = contexts.context_groups(spec, context)
-            except contexts.InvalidDeviceContextHint:
+                groups = request_groups.context_groups(spec, context)
+            except exception.InvalidDeviceContextHint:
                 # The scheduler's request filter rejects it with the same
                 # message, which Nova records as the server's fault.
                 continue
             if groups:
-                contexts.apply_request_groups(spec, groups)
+                request_groups.apply_request_groups(spec, groups)
         return super().schedule_and_build_instances(
             context, build_requests, request_specs, image, admin_password,
             injected_files, requested_networks, block_device_mapping,
@@ -56,7 +58,7 @@ class ComputeTaskManager(manager.ComputeTaskManager):
     def _create_and_bind_arq_for_instance(self, context, instance, hostname,
                                           request_spec,
                                           requested_networks=None):
-        prebind.prebind(self.report_client, context, instance, hostname,
+        binding.prebind(self.report_client, context, instance, hostname,
                         request_spec)
         return super()._create_and_bind_arq_for_instance(
             context, instance, hostname, request_spec,

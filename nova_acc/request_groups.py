@@ -11,41 +11,77 @@
 #    under the License.
 """Step 1 of the flow: the ``device_context`` hint -> placement request groups.
 
-A hint value is an inline spec (``resources:FPGA=1,...``), ``profile:NAME``
-(an operator-defined spec from ``[nova_acc] profile``) or the UUID of a
-device context object, resolved by the ``[nova_acc] backend`` (for example
-a Cyborg accelerator request, see ``nova_acc.backends``). Each
-group of each context becomes one granular placement request group whose
-requester id (``nova_acc_<context>_<group>``) is also its suffix, so the
-provider that placement picks for it can be read back from the allocation
-request's ``mappings`` after scheduling.
+A hint value (``nova_acc.hint``: an inline spec, ``profile:NAME`` or the
+UUID of a device context object, resolved by the ``[nova_acc] backend``) is
+turned into a DeviceContext, and each of its groups into one granular
+placement request group. The group's requester id is also its suffix in
+the placement query, so the provider placement picks for it can be read
+back from the allocation request's ``mappings``; it carries everything the
+later steps need to know of the group (see ``RequesterId``), so nothing is
+looked up again from the hint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import uuid as uuid_lib
 
 from nova import objects
 import os_acc
 from os_acc import exception as acc_exc
-from oslo_utils import uuidutils
 
 from nova_acc import backends
-from nova_acc.backends import base as backend_base
 from nova_acc import conf
+from nova_acc import exception
+from nova_acc import hint
 
 CONF = conf.CONF
 
-HINT = 'device_context'
-PROFILE_PREFIX = 'profile:'
 REQUESTER_PREFIX = 'nova_acc_'
-_REQUESTER_RE = re.compile(r'^nova_acc_(\d+)_(\d+)$')
-_PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+# nova_acc_<context index>_<group index>[_<context id as 32 hex digits>]:
+# at most 45 characters, within placement's 64 for a group suffix.
+_REQUESTER_RE = re.compile(r'^nova_acc_(\d+)_(\d+)(?:_([0-9a-f]{32}))?$')
 
 
-class InvalidDeviceContextHint(ValueError):
-    """A ``device_context`` hint value cannot be used; says what to fix."""
+@dataclasses.dataclass(frozen=True)
+class RequesterId:
+    """What a requester id says: which group of which context.
+
+    ``context_id`` is the ID of the device context object (a Cyborg ARQ)
+    the group comes from, None for inline specs and profiles.
+    """
+
+    context_index: int
+    group_index: int
+    context_id: str | None = None
+
+    def encode(self) -> str:
+        text = '%s%d_%d' % (REQUESTER_PREFIX, self.context_index,
+                            self.group_index)
+        if self.context_id:
+            text += '_' + uuid_lib.UUID(self.context_id).hex
+        return text
+
+    @classmethod
+    def decode(cls, requester: str | None) -> RequesterId | None:
+        """The RequesterId of one of nova-acc's groups; None for others."""
+        match = _REQUESTER_RE.match(requester or '')
+        if match is None:
+            return None
+        ctx, group, hex_id = match.groups()
+        return cls(int(ctx), int(group),
+                   str(uuid_lib.UUID(hex_id)) if hex_id else None)
+
+
+def is_ours(requester: str | None) -> bool:
+    return RequesterId.decode(requester) is not None
+
+
+def context_id_of(requester: str) -> str | None:
+    """The context ID a group of ours came from; None for inline specs."""
+    decoded = RequesterId.decode(requester)
+    return decoded.context_id if decoded else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,38 +97,14 @@ class ContextGroup:
 
     @property
     def requester_id(self) -> str:
-        return requester_id(self.context_index, self.group_index)
-
-
-def requester_id(context_index: int, group_index: int) -> str:
-    return '%s%d_%d' % (REQUESTER_PREFIX, context_index, group_index)
-
-
-def is_ours(requester: str | None) -> bool:
-    return bool(requester) and _REQUESTER_RE.match(requester) is not None
-
-
-def context_id_of(request_spec, requester: str) -> str | None:
-    """The context ID a group of ours came from, None for inline specs.
-
-    The requester id numbers the hint values, so this needs no lookup.
-    """
-    index = int(_REQUESTER_RE.match(requester).group(1))
-    values = hint_values(request_spec)
-    if index < len(values) and is_context_id(values[index]):
-        return values[index]
-    return None
+        return RequesterId(self.context_index, self.group_index,
+                           self.context_id).encode()
 
 
 def hint_values(request_spec) -> list[str]:
     """The ``device_context`` hint values of a RequestSpec, in order."""
-    hints = request_spec.scheduler_hints if (
-        'scheduler_hints' in request_spec and
-        request_spec.scheduler_hints) else {}
-    values = hints.get(HINT) or []
-    if isinstance(values, str):
-        values = [values]
-    return list(values)
+    return hint.values_of(request_spec.scheduler_hints if (
+        'scheduler_hints' in request_spec) else None)
 
 
 def _profiles() -> dict[str, str]:
@@ -100,18 +112,14 @@ def _profiles() -> dict[str, str]:
     for line in CONF.nova_acc.profile:
         name, sep, spec = line.partition('=')
         name = name.strip()
-        if not sep or not _PROFILE_NAME_RE.match(name):
+        if not sep or not hint.PROFILE_NAME_RE.match(name):
             # A broken profile line is the operator's mistake; ignoring it
             # silently would make every boot naming it fail as "unknown".
-            raise InvalidDeviceContextHint(
+            raise exception.InvalidDeviceContextHint(
                 'operator configuration [nova_acc] profile has a malformed '
                 'line %r; expected NAME=SPEC' % line)
         profiles[name] = spec.strip()
     return profiles
-
-
-def is_context_id(value: str) -> bool:
-    return uuidutils.is_uuid_like(value)
 
 
 def resolve(value: str, context=None,
@@ -121,21 +129,22 @@ def resolve(value: str, context=None,
     :param context: the user's RequestContext; needed for context IDs.
     """
     if not isinstance(value, str) or not value.strip():
-        raise InvalidDeviceContextHint(
+        raise exception.InvalidDeviceContextHint(
             'device_context hint value %r is empty' % (value,))
-    if is_context_id(value):
+    kind = hint.kind_of(value)
+    if kind == hint.ID:
         try:
             return backends.get_backend().resolve(
                 context, request_spec, value).device_context
-        except (backend_base.ContextRefused,
-                backend_base.BackendUnavailable) as e:
-            raise InvalidDeviceContextHint(str(e)) from e
-    if value.startswith(PROFILE_PREFIX):
-        name = value[len(PROFILE_PREFIX):]
+        except (exception.ContextRefused,
+                exception.BackendUnavailable) as e:
+            raise exception.InvalidDeviceContextHint(str(e)) from e
+    if kind == hint.PROFILE:
+        name = hint.profile_name(value)
         profiles = _profiles()
         if name not in profiles:
             known = ', '.join(sorted(profiles)) or 'none are configured'
-            raise InvalidDeviceContextHint(
+            raise exception.InvalidDeviceContextHint(
                 'device_context %r names an unknown profile %r (known '
                 'profiles: %s)' % (value, name, known))
         value_to_parse = profiles[name]
@@ -144,7 +153,7 @@ def resolve(value: str, context=None,
     try:
         return os_acc.parse_device_context(value_to_parse)
     except acc_exc.InvalidDeviceContext as e:
-        raise InvalidDeviceContextHint(
+        raise exception.InvalidDeviceContextHint(
             'device_context %r is invalid: %s' % (value, e)) from e
 
 
@@ -156,20 +165,22 @@ def context_groups(request_spec, context=None) -> list[ContextGroup]:
     """
     result = []
     values = hint_values(request_spec)
-    ids = [v for v in values if is_context_id(v)]
+    ids = [v for v in values if hint.is_context_id(v)]
     if len(set(ids)) != len(ids):
-        raise InvalidDeviceContextHint(
+        raise exception.InvalidDeviceContextHint(
             'device_context names the same device context more than once: '
             '%s' % ', '.join(sorted({v for v in ids if ids.count(v) > 1})))
     for ctx_index, value in enumerate(values):
         ctx = resolve(value, context, request_spec)
-        context_id = value if is_context_id(value) else None
+        # One spelling of an ID from here on, the one backends use.
+        context_id = str(uuid_lib.UUID(value)) if hint.is_context_id(
+            value) else None
         for group_index, group in enumerate(ctx.groups):
             result.append(ContextGroup(ctx_index, group_index, value, group,
                                        context_id=context_id))
     limit = CONF.nova_acc.max_groups_per_server
     if len(result) > limit:
-        raise InvalidDeviceContextHint(
+        raise exception.InvalidDeviceContextHint(
             'the device contexts of this server ask for %d device groups; '
             'at most %d are allowed ([nova_acc] max_groups_per_server)'
             % (len(result), limit))
@@ -221,3 +232,19 @@ def apply_request_groups(request_spec, groups: list[ContextGroup]) -> None:
                 if not is_ours(rg.requester_id)]
     request_spec.requested_resources = existing + [
         to_request_group(cg) for cg in groups]
+
+
+def add_to_request(ctxt, request_spec) -> list[ContextGroup]:
+    """The scheduler's request filter: hint -> groups on the RequestSpec.
+
+    Also requires the capability trait on the compute node, which only
+    hosts running nova-acc's driver have.
+
+    :raises InvalidDeviceContextHint: the hint is unusable.
+    """
+    if not hint_values(request_spec):
+        return []
+    groups = context_groups(request_spec, ctxt)
+    apply_request_groups(request_spec, groups)
+    request_spec.root_required.add(CONF.nova_acc.capability_trait)
+    return groups

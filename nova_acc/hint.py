@@ -1,0 +1,74 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The ``device_context`` hint's vocabulary, without Nova.
+
+One home for the words of the hint, shared by the scheduler and conductor
+(``nova_acc.request_groups``), the command-line hooks (``nova_acc.cli``,
+which run where Nova is not installed) and the demo. A hint value is one
+of:
+
+* the UUID of a device context object (for example a Cyborg accelerator
+  request), resolved by the cloud's ``[nova_acc] backend``;
+* ``profile:NAME``, an operator-defined spec (``[nova_acc] profile``);
+* an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
+  in os_acc's grammar.
+"""
+
+from __future__ import annotations
+
+import re
+
+from oslo_utils import uuidutils
+
+#: The scheduler hint nova-acc reads.
+HINT = 'device_context'
+#: A value naming an operator-defined profile: ``profile:NAME``.
+PROFILE_PREFIX = 'profile:'
+#: What NAME in ``profile:NAME`` (and in ``[nova_acc] profile``) may be.
+PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+#: An inline spec shown in messages that say what a value should be.
+EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
+
+#: The kinds of value, as ``kind_of`` returns them.
+ID = 'id'
+PROFILE = 'profile'
+SPEC = 'spec'
+
+
+def is_context_id(value: str) -> bool:
+    """Is ``value`` the ID of a device context object (a UUID)?"""
+    return uuidutils.is_uuid_like(value)
+
+
+def kind_of(value: str) -> str:
+    """:data:`ID`, :data:`PROFILE` or :data:`SPEC`; the form is not checked."""
+    if is_context_id(value):
+        return ID
+    if value.startswith(PROFILE_PREFIX):
+        return PROFILE
+    return SPEC
+
+
+def profile_name(value: str) -> str:
+    """NAME of a ``profile:NAME`` value."""
+    return value[len(PROFILE_PREFIX):]
+
+
+def values_of(scheduler_hints: dict | None) -> list[str]:
+    """The ``device_context`` values of a server's hints, in order.
+
+    A single value may be given as a string or as a one-item list.
+    """
+    values = (scheduler_hints or {}).get(HINT) or []
+    if isinstance(values, str):
+        values = [values]
+    return list(values)
