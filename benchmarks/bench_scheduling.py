@@ -38,7 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-from nova_acc.demo import cloud  # noqa: E402
+from nova_acc.tests.demo import cloud  # noqa: E402
 
 
 def timed_boots(case, contexts, count):

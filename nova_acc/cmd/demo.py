@@ -9,271 +9,29 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova-acc: the nova-acc command; ``nova-acc demo`` shows device contexts.
+"""The ``nova-acc`` command: ``nova-acc demo``.
 
-``nova-acc demo`` starts an all-in-one cloud in this process (real Nova
-services with nova-acc's managers and compute driver, placement on sqlite,
-fake libvirt hosts with fake FPGAs), boots servers with device contexts one
-at a time, shows what each got, deletes them and checks that every device
-is free again. It exits 0 when everything it saw is consistent (servers
-that find no free device failing with a fault is expected), 1 when
-something is not, 2 for bad arguments.
+The demo runs an all-in-one test cloud (``nova_acc.tests.demo``), which
+needs nova-acc's test dependencies; a plain ``pip install nova-acc`` on a
+compute node does not have them and never imports any of it. This entry
+point imports the demo only when run, and says how to get what is missing.
 """
 
-# As Nova's commands and its functional tests do: choose the concurrency
-# backend before anything imports oslo.context or urllib3. The demo runs
-# the cloud the way nova-acc's functional tests run it (eventlet unless
-# OS_NOVA_DISABLE_EVENTLET_PATCHING says otherwise). Nova's warnings about
-# that choice would reach stderr through Python's last-resort handler
-# before any logging is set up; they are not for demo users.
-import logging
-import warnings
+import sys
 
-warnings.filterwarnings('ignore', module=r'nova\.monkey_patch')
-logging.getLogger('nova').addHandler(logging.NullHandler())
-
-from nova import monkey_patch; monkey_patch.patch()  # noqa: E402,E702
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
-import typing as ty  # noqa: E402
-
-from nova_acc.demo import plan  # noqa: E402
-from nova_acc.demo import report  # noqa: E402
-from nova_acc.demo import scenario  # noqa: E402
-
-PROG = 'nova-acc'
-
-
-def _count(name):
-    def parse(text):
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                '%r is not a whole number' % text) from None
-        error = plan.check_count(name, value)
-        if error:
-            raise argparse.ArgumentTypeError(error)
-        return value
-    parse.__name__ = name
-    return parse
-
-
-def _port(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            '%r is not a whole number' % text) from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            'must be 0 (any free port) to 65535, got %d' % value)
-    return value
-
-
-def _context(text):
-    try:
-        plan.parse_context(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description='nova-acc: Nova servers with device contexts.')
-    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
-    commands.required = True
-
-    demo = commands.add_parser(
-        'demo', help='boot servers with device contexts on an in-process '
-                     'cloud and show what they got',
-        description=(
-            'Start an all-in-one cloud in this process (Nova services with '
-            "nova-acc's managers, placement on sqlite, fake libvirt hosts "
-            'with fake FPGAs), boot servers with device contexts one at a '
-            'time, show each server\'s status, host, bound device and the '
-            'hostdev of its domain, then delete them and check that every '
-            'device is free again. Exit status: 0 when all is consistent '
-            '(servers beyond the number of devices fail with a fault that '
-            'says why; that is expected), 1 when something is not, 2 for '
-            'bad arguments.'))
-    lim = plan.LIMITS
-    demo.add_argument(
-        '--hosts', metavar='N', type=_count('hosts'), default=2,
-        help='compute hosts to start (%d-%d, default 2)' % lim['hosts'][:2])
-    demo.add_argument(
-        '--devices-per-host', metavar='M', type=_count('devices_per_host'),
-        default=2, help='FPGAs on each host (%d-%d, default 2)'
-                        % lim['devices_per_host'][:2])
-    demo.add_argument(
-        '--servers', metavar='K', type=_count('servers'), default=3,
-        help='servers to boot, one at a time (%d-%d, default 3)'
-             % lim['servers'][:2])
-    demo.add_argument(
-        '--context', metavar='SPEC', dest='contexts', action='append',
-        type=_context,
-        help='device context of each server (default %r); repeat to give '
-             'each server several contexts' % plan.DEFAULT_CONTEXT)
-    demo.add_argument(
-        '--backend', choices=plan.BACKENDS, default=plan.DEFAULT_BACKEND,
-        help="who owns the devices (default %s): 'local' for nova-acc's "
-             "own fake FPGAs and --context specs; 'cyborg' to run the real "
-             'Cyborg service (API and conductor) in a child process: its '
-             'FPGAs are reported as cyborg-agent would, each server boots '
-             "with its own Cyborg ARQ made from the demo's device profile, "
-             'and after delete every ARQ must be unbound (not with '
-             "--context or --serve; --log-file then also gets Cyborg's log)"
-             % plan.DEFAULT_BACKEND)
-    demo.add_argument(
-        '--json', action='store_true',
-        help='print one JSON object instead of the human report')
-    demo.add_argument(
-        '-q', '--quiet', action='store_true',
-        help='no progress messages on stderr')
-    demo.add_argument(
-        '--log-file', metavar='PATH',
-        help="write the Nova services' log of the run to PATH")
-    demo.add_argument(
-        '--serve', action='store_true',
-        help="boot nothing: start the hosts, serve Nova's API over HTTP on "
-             '127.0.0.1 without authentication for the real openstack and '
-             'nova clients, and run until SIGINT or SIGTERM; the first line '
-             'on stdout is "SERVING <compute endpoint>", followed by how to '
-             'point the clients at it (--servers, --context and --json do '
-             'not apply)')
-    demo.add_argument(
-        '--port', metavar='PORT', type=_port, default=0,
-        help='with --serve: the TCP port to listen on (default: a free one)')
-    demo.set_defaults(func=_demo, parser=demo)
-    return parser
-
-
-def _progress(step: int, total: int, message: str) -> None:
-    sys.stderr.write('[%d/%d] %s...\n' % (step, total, message))
-    sys.stderr.flush()
-
-
-def _isolate_stdout() -> ty.TextIO:
-    """Point file descriptor 1 at /dev/null; return a stream on the old one.
-
-    Nova's services log to stdout once its logging fixture is gone (while
-    the cloud stops, even at interpreter exit), through handlers holding
-    ``sys.stdout`` or the descriptor under it. Rebinding the descriptor for
-    the rest of the process silences them all; the report goes to the
-    returned stream, so stdout is only what the demo prints.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    return open(saved, 'w')
-
-
-def _serve(args) -> int:
-    if args.json or args.contexts:
-        args.parser.error('--serve boots no servers; --json and --context '
-                          'do not apply')
-    from nova_acc.demo import serve  # the standard library only
-    out = _isolate_stdout()
-    try:
-        return serve.serve(args.hosts, args.devices_per_host, out,
-                           port=args.port,
-                           progress=None if args.quiet else _progress,
-                           log_file=args.log_file)
-    except KeyboardInterrupt:
-        return 130
-    except ImportError as e:
-        return _cloud_failed(e)
-    except serve.BindError as e:
-        sys.stderr.write('%s demo: %s\n' % (PROG, e))
-        return 1
-    except Exception as e:
-        return _cloud_failed(e)
-
-
-def _cloud_failed(e: Exception) -> int:
-    """Say why the in-process cloud could not run; the exit status."""
-    if isinstance(e, ImportError):
-        sys.stderr.write(
-            "%s demo: cannot start the in-process cloud; it needs Nova's "
-            'test fixtures (nova.tests, shipped with nova) and '
-            'openstack-placement: %s\n' % (PROG, e))
-    else:
-        traceback.print_exc(file=sys.stderr)
-        sys.stderr.write('%s demo: the in-process cloud failed: %s: %s\n' % (
-            PROG, type(e).__name__, e))
-    return 1
-
-
-def _demo(args) -> int:
-    cyborg = args.backend == 'cyborg'
-    if cyborg and args.serve:
-        args.parser.error('--serve starts the local backend only; '
-                          '--backend cyborg does not apply')
-    if args.serve:
-        return _serve(args)
-    if args.port:
-        args.parser.error('--port only applies with --serve')
-    if cyborg and args.contexts:
-        args.parser.error(
-            'argument --context: not allowed with --backend cyborg: each '
-            "server gets its own Cyborg ARQ, made from the demo's device "
-            'profile')
-    if cyborg:
-        contexts = ()
-    else:
-        contexts = tuple(args.contexts or (plan.DEFAULT_CONTEXT,))
-        error = plan.check_contexts(contexts)
-        if error:
-            args.parser.error('argument --context: %s' % error)
-    options = plan.Options(hosts=args.hosts,
-                           devices_per_host=args.devices_per_host,
-                           servers=args.servers, contexts=contexts,
-                           backend=args.backend)
-    out = _isolate_stdout()
-    try:
-        result = scenario.run(options,
-                              progress=None if args.quiet else _progress,
-                              log_file=args.log_file)
-    except KeyboardInterrupt:
-        sys.stderr.write('%s demo: interrupted\n' % PROG)
-        return 130
-    except ImportError as e:
-        return _cloud_failed(e)
-    except Exception as e:
-        return _cloud_failed(e)
-    if result.traceback:
-        sys.stderr.write(result.traceback)
-        if not args.log_file:
-            sys.stderr.write('%s demo: run again with --log-file PATH to keep '
-                             'the Nova log\n' % PROG)
-    out.write((report.to_json(result) if args.json
-               else report.to_text(result)) + '\n')
-    out.flush()
-    if not args.quiet:
-        sys.stderr.write('%s demo: finished in %.1f s\n' % (
-            PROG, result.seconds))
-    if not result.problems:
-        return 0
-    if args.json:
-        sys.stderr.write('%s demo: INCONSISTENT, %d problem(s):\n' % (
-            PROG, len(result.problems)))
-        for p in result.problems:
-            sys.stderr.write('  - %s\n' % p)
-    else:
-        sys.stderr.write('%s demo: INCONSISTENT, %d problem(s), listed in '
-                         'the report above\n' % (PROG, len(result.problems)))
-    return 1
+EXTRA = 'demo'
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        from nova_acc.tests.demo import cli
+    except ImportError as e:
+        print('nova-acc: the demo runs an in-process test cloud and needs '
+              'the test dependencies, which are not installed (%s). Install '
+              'them with: pip install "nova-acc[%s]"' % (e, EXTRA),
+              file=sys.stderr)
+        return 2
+    return cli.main(argv)
 
 
 if __name__ == '__main__':

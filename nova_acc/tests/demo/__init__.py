@@ -11,13 +11,15 @@
 #    under the License.
 """``nova-acc demo``: device contexts end to end on an in-process cloud.
 
-* :mod:`nova_acc.demo.plan` - what the run should show (no Nova imports);
-* :mod:`nova_acc.demo.cloud` - starts and stops the all-in-one cloud of
+* :mod:`nova_acc.tests.demo.plan` - what the run should show (no Nova
+  imports);
+* :mod:`nova_acc.tests.demo.cloud` - starts and stops the all-in-one cloud of
   ``nova_acc.testing.cloud`` outside a test runner;
-* :mod:`nova_acc.demo.scenario` - boots, inspects and deletes the servers
-  and records every inconsistency it sees;
-* :mod:`nova_acc.demo.report` - the human and JSON output.
+* :mod:`nova_acc.tests.demo.scenario` - boots, inspects and deletes the
+  servers and records every inconsistency it sees;
+* :mod:`nova_acc.tests.demo.report` - the human and JSON output.
 
-Only :mod:`~nova_acc.demo.plan` and :mod:`~nova_acc.demo.report` are
-imported before the arguments are checked, so a usage error is quick.
+Only :mod:`~nova_acc.tests.demo.plan` and
+:mod:`~nova_acc.tests.demo.report` are imported before the arguments are
+checked, so a usage error is quick.
 """

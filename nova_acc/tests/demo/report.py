@@ -17,7 +17,7 @@ import dataclasses
 import json
 import textwrap
 
-from nova_acc.demo import plan
+from nova_acc.tests.demo import plan
 
 
 @dataclasses.dataclass

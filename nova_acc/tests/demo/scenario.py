@@ -33,11 +33,11 @@ import traceback
 import typing as ty
 
 from nova_acc import inventory
-from nova_acc.demo import plan
-from nova_acc.demo import report
+from nova_acc.tests.demo import plan
+from nova_acc.tests.demo import report
 
 if ty.TYPE_CHECKING:
-    from nova_acc.demo import cloud
+    from nova_acc.tests.demo import cloud
 
 HOST_NAME = 'compute%d'
 SERVER_NAME = 'demo-%d'
@@ -84,7 +84,7 @@ def run(options: plan.Options, progress: Progress | None = None,
                    '; Cyborg API and conductor in a child process' if cyborg
                    else ''))
     # Nova's test fixtures take seconds to import: after the first message.
-    from nova_acc.demo import cloud
+    from nova_acc.tests.demo import cloud
     with cloud.running(options.backend) as case:
         demo_run = _Run(case, options, result, steps)
         try:

@@ -11,12 +11,12 @@
 #    under the License.
 """``nova-acc demo --serve``: the demo cloud's Nova API on a real socket.
 
-The demo cloud (``nova_acc.demo.cloud``) is Nova's functional harness; its
-API is normally reached through wsgi-intercept, which only the process
-itself can use. Here the same WSGI application (``OSAPIFixture.app``, the
-``osapi_compute`` urlmap of Nova's api-paste.ini) is served over HTTP on
-127.0.0.1, so the real ``openstack`` and ``nova`` clients can boot servers
-with device contexts on it.
+The demo cloud (``nova_acc.tests.demo.cloud``) is Nova's functional
+harness; its API is normally reached through wsgi-intercept, which only
+the process itself can use. Here the same WSGI application
+(``OSAPIFixture.app``, the ``osapi_compute`` urlmap of Nova's
+api-paste.ini) is served over HTTP on 127.0.0.1, so the real ``openstack``
+and ``nova`` clients can boot servers with device contexts on it.
 
 There is no authentication, which is why it only listens on the loopback
 address: the harness stubs out keystonemiddleware and builds each request's
@@ -344,7 +344,7 @@ def serve(hosts: int, devices_per_host: int, out: ty.TextIO,
             progress(1, total, 'starting the control plane (nova-api, '
                                'conductor, scheduler, placement)')
         # Nova's test fixtures take seconds to import.
-        from nova_acc.demo import cloud
+        from nova_acc.tests.demo import cloud
         with cloud.running() as case:
             try:
                 if progress and not stop.requested:
