@@ -12,9 +12,15 @@
 """os_acc: accelerator plumbing for the libvirt hypervisor.
 
 In the manner of os-vif, a small API over plugins: parse what a user asks
-for (:func:`parse_device_context`), find what the host has
-(:func:`discover`), and attach or detach it (:func:`attach`,
+for (:func:`parse_device_context`), find what the host has (from sysfs with
+:func:`discover`, from libvirt node devices with
+:func:`discover_from_nodedevs`), and attach or detach it (:func:`attach`,
 :func:`detach`) through the plugin of its interface type.
+
+Everything a caller needs is importable from here and listed in
+``__all__``; ``os_acc.internal`` is not an API. Importing os_acc imports no
+Nova or libvirt module: only the plugins, loaded by :func:`initialize`, do.
+See doc/source/os_acc.rst.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from stevedore import extension
 
 from os_acc import exception
 from os_acc.internal import device_spec as _device_spec
+from os_acc.internal import nodedev as _nodedev
+from os_acc.internal.pci import PciAddress
 from os_acc.internal import reset as _reset
 from os_acc.internal import spec as _spec
 from os_acc.internal import sysfs as _sysfs
@@ -41,14 +49,20 @@ if ty.TYPE_CHECKING:
     from nova.virt.libvirt import guest as libvirt_guest
     from nova.virt.libvirt import host as libvirt_host
 
+    #: What initialize() loads: one plugin per interface type.
+    PluginManager = extension.ExtensionManager[_plugin.PluginBase]
+
 __all__ = [
     'Accelerator',
     'Device',
     'DeviceContext',
     'DeviceContextGroup',
+    'PciAddress',
     'attach',
     'detach',
+    'device_from_nodedev_xml',
     'discover',
+    'discover_from_nodedevs',
     'get_config',
     'initialize',
     'parse_device_context',
@@ -63,7 +77,7 @@ PLUGIN_NAMESPACE = 'os_acc'
 #: Plugins shipped with os_acc; initialize() fails if one is missing.
 BUILTIN_PLUGINS = ('pci', 'mdev')
 
-_EXT_MANAGER: extension.ExtensionManager | None = None
+_EXT_MANAGER: PluginManager | None = None
 
 AcceleratorLike = ty.Union[Accelerator, ty.Mapping[str, ty.Any]]
 DeviceSpecs = ty.Iterable[ty.Mapping[str, ty.Any]]
@@ -71,7 +85,7 @@ DeviceSpecs = ty.Iterable[ty.Mapping[str, ty.Any]]
 
 def initialize(
         reset: bool = False, *,
-        extension_manager: extension.ExtensionManager | None = None,
+        extension_manager: PluginManager | None = None,
 ) -> None:
     """Load the plugins.
 
@@ -80,7 +94,8 @@ def initialize(
         scanning the ``os_acc`` entry points, for example one built with
         ``ExtensionManager.make_test_instance()``.
     :raises os_acc.exception.PluginNotFound: if a built-in plugin is not
-        registered, which means os_acc is not installed properly.
+        registered, which means os_acc is not installed properly, or an
+        extension has no ``PluginBase`` object.
     """
     global _EXT_MANAGER
     if extension_manager is None:
@@ -96,6 +111,10 @@ def initialize(
                 'namespace %r; is os_acc installed?' %
                 (name, PLUGIN_NAMESPACE))
     for ext in extension_manager:
+        if not isinstance(ext.obj, _plugin.PluginBase):
+            raise exception.PluginNotFound(
+                'os_acc plugin %r is %r, not a loaded PluginBase; is it '
+                'registered with the right class?' % (ext.name, ext.obj))
         LOG.debug('Loaded os_acc plugin %s: %s', ext.name, ext.obj.describe())
     _EXT_MANAGER = extension_manager
 
@@ -127,7 +146,8 @@ def _get_plugin(acc: Accelerator) -> _plugin.PluginBase:
         raise exception.InvalidAccelerator(
             'Unknown interface type %r; known types: %s' %
             (acc.interface_type, ', '.join(sorted(_EXT_MANAGER.names()))))
-    return _EXT_MANAGER[acc.interface_type].obj
+    # initialize() checked that every extension has its plugin object.
+    return ty.cast(_plugin.PluginBase, _EXT_MANAGER[acc.interface_type].obj)
 
 
 def get_config(acc: AcceleratorLike) -> vconfig.LibvirtConfigObject:
@@ -167,7 +187,10 @@ def detach(acc: AcceleratorLike, guest: libvirt_guest.Guest,
 def parse_device_context(spec: _spec.Spec) -> DeviceContext:
     """Parse a device-context spec (a string or Cyborg-style group dicts).
 
-    :raises os_acc.exception.InvalidDeviceContext: naming the bad token.
+    ``DeviceContext.to_spec()`` is the reverse.
+
+    :raises os_acc.exception.InvalidDeviceContext: naming the bad token;
+        no other exception escapes, whatever ``spec`` is.
     """
     return _spec.parse_device_context(spec)
 
@@ -186,14 +209,48 @@ def select_devices(devices: ty.Iterable[Device],
 
 def discover(device_specs: DeviceSpecs,
              sysfs_root: str = '/sys') -> list[Device]:
-    """Read the host's PCI functions and return those a spec matches.
+    """Read the host's PCI functions from sysfs; return those a spec matches.
 
+    :param sysfs_root: where sysfs is mounted; tests pass a fake tree.
+    :returns: as :func:`select_devices`.
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
     """
     # Validate before scanning: a configuration error must not depend on
     # what the host has.
     specs = _device_spec.parse_device_specs(device_specs)
     return _device_spec.match_devices(_sysfs.read_devices(sysfs_root), specs)
+
+
+def discover_from_nodedevs(nodedev_xmls: ty.Iterable[str],
+                           device_specs: DeviceSpecs) -> list[Device]:
+    """Parse libvirt node devices; return the PCI functions a spec matches.
+
+    What nova-compute uses: libvirt reads sysfs on a real host, and Nova's
+    fake libvirt stands in for one in functional tests. A node device that
+    is not a PCI device is skipped; one with unusable XML is logged as a
+    warning and skipped.
+
+    :param nodedev_xmls: the XML of each node device
+        (``virNodeDevice.XMLDesc(0)``). Not iterated when ``device_specs``
+        is empty, so it can be a generator that lists libvirt's devices.
+    :returns: as :func:`select_devices`.
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key, before
+        any node device is read.
+    """
+    return _nodedev.discover(nodedev_xmls, device_specs)
+
+
+def device_from_nodedev_xml(xml: str) -> Device | None:
+    """Parse the XML of one libvirt node device.
+
+    :returns: the PCI function, without ``resource_class`` and ``traits``
+        (see :func:`select_devices`), or None for a node device that is not
+        a PCI device.
+    :raises os_acc.exception.InvalidNodeDevice: for XML that does not parse
+        or a PCI device without a well-formed address or vendor and product
+        IDs.
+    """
+    return _nodedev.device_from_nodedev_xml(xml)
 
 
 def reset_device(address: str, sysfs_root: str = '/sys') -> bool:

@@ -31,6 +31,14 @@ class InvalidDeviceSpec(OsAccException, ValueError):
     """A ``device_spec`` entry (operator configuration) is malformed."""
 
 
+class InvalidNodeDevice(OsAccException, ValueError):
+    """libvirt described a PCI node device without a usable address or IDs.
+
+    Raised by ``device_from_nodedev_xml``; ``discover_from_nodedevs`` logs
+    it and leaves the device out.
+    """
+
+
 class InvalidAccelerator(OsAccException, ValueError):
     """An Accelerator has a malformed address, UUID or interface type."""
 
@@ -48,7 +56,11 @@ class ResetNotSupported(OsAccException):
 
 
 class InvalidDeviceAddress(OsAccException, ValueError):
-    """A string given as a PCI address is not of the form DDDD:BB:SS.F."""
+    """Something given as a PCI address is not one.
+
+    A string not of the form DDDD:BB:SS.F, or a ``PciAddress`` field out of
+    its range.
+    """
 
 
 class LibraryNotInitialized(OsAccException):

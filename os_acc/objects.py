@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from os_acc.internal import grammar
+
 
 @dataclasses.dataclass
 class DeviceContextGroup:
@@ -44,9 +46,30 @@ class DeviceContext:
     groups: list[DeviceContextGroup] = dataclasses.field(default_factory=list)
 
     def to_spec(self) -> str:
-        """Return the string form; ``parse_device_context`` reverses it."""
-        from os_acc.internal import spec
-        return spec.to_spec(self)
+        """Return the canonical string form.
+
+        Resources, then traits, then ``accel:`` keys, each sorted by name;
+        groups in order, joined by ``;``. The context is validated with the
+        parser's rules, so ``parse_device_context`` of the result is equal
+        to this context.
+
+        :raises os_acc.exception.InvalidDeviceContext: if it is not valid.
+        """
+        groups: object = self.groups
+        if not isinstance(groups, list):
+            raise grammar.error('Device context has no request groups')
+        grammar.check_group_count(len(groups))
+        group_specs = []
+        for index, group in enumerate(groups, 1):
+            where = '#%d' % index
+            if not isinstance(group, DeviceContextGroup):
+                raise grammar.error(
+                    'Request group %s is a %s, not a DeviceContextGroup',
+                    where, type(group).__name__)
+            group_specs.append(grammar.format_group(
+                group.resources, group.required_traits,
+                group.forbidden_traits, group.config, where))
+        return grammar.join_groups(group_specs)
 
 
 @dataclasses.dataclass

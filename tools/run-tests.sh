@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Set up (tools/setup.sh), then run nova-acc's whole test suite with stestr:
-# unit tests and Nova functional tests (tests/, see .stestr.conf).
+# Set up (tools/setup.sh), type-check os_acc with mypy (mypy.ini), then run
+# nova-acc's whole test suite with stestr: unit tests and Nova functional
+# tests (tests/, see .stestr.conf).
 #
 #   ./tools/run-tests.sh                  # everything; this is what CI runs
 #   ./tools/run-tests.sh tests.unit       # stestr filter regexes, passed on
 #
 # The last line is "N passed, N failed, N skipped", counted from the run's
-# subunit stream; the exit status is non-zero when a test failed or none
-# passed.
+# subunit stream; the exit status is non-zero when mypy found an error, a
+# test failed or none passed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +16,22 @@ cd "$ROOT"
 
 ./tools/setup.sh
 
-PY=${VENV:-$ROOT/.venv}/bin/python
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+
+# The type check takes seconds (its cache is kept in the venv). A type error
+# fails the run but does not stop the tests, so one run reports both.
+set +e
+"$PY" -m mypy --cache-dir "$VENV/.mypy_cache"
+mypy_rc=$?
+set -e
+if [ "$mypy_rc" -eq 0 ]; then
+    mypy_status="mypy: os_acc OK"
+else
+    mypy_status="mypy: os_acc FAILED (exit status $mypy_rc, errors above)"
+fi
+echo "$mypy_status"
+
 results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tests.XXXXXX.subunit")
 trap 'rm -f "$results"' EXIT
 
@@ -39,7 +55,9 @@ echo
 if [ "$stestr_rc" -ne 0 ]; then
     echo "stestr exited with status $stestr_rc" >&2
 fi
+echo "$mypy_status"
 echo "$summary"
-if [ "$stestr_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
+if [ "$mypy_rc" -ne 0 ] || [ "$stestr_rc" -ne 0 ] ||
+        [ "$summary_rc" -ne 0 ]; then
     exit 1
 fi

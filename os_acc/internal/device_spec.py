@@ -30,7 +30,7 @@ import re
 import typing as ty
 
 from os_acc import exception
-from os_acc.internal import spec as spec_parser
+from os_acc.internal import grammar
 from os_acc import objects
 
 MATCH_KEYS = ('vendor_id', 'product_id', 'address', 'physfn')
@@ -78,7 +78,7 @@ def _parse_address_glob(key: str, value: object) -> str:
 
 
 def _parse_resource_class(key: str, value: object) -> str:
-    if not spec_parser.is_valid_resource_class(value):
+    if not grammar.is_valid_resource_class(value):
         raise _error(key, '%r is not a standard resource class nor '
                      'CUSTOM_[A-Z0-9_]+', value)
     return ty.cast(str, value)
@@ -94,7 +94,7 @@ def _parse_traits(key: str, value: object) -> frozenset[str]:
         raise _error(key, 'expected a list or a comma-separated string, got '
                      '%r', value)
     for name in names:
-        if not spec_parser.is_valid_trait(name):
+        if not grammar.is_valid_trait(name):
             raise _error(key, '%r is not a standard trait nor '
                          'CUSTOM_[A-Z0-9_]+', name)
     return frozenset(names)

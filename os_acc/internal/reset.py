@@ -44,10 +44,7 @@ def reset_device(address: str, sysfs_root: str = '/sys') -> bool:
     :raises os_acc.exception.DeviceNotFound: if the device is not in sysfs.
     :raises OSError: if the kernel fails the reset.
     """
-    normalized = pci.normalize_address(address)
-    if normalized is None:
-        raise exception.InvalidDeviceAddress(
-            'Invalid PCI address %r: expected DDDD:BB:SS.F' % (address,))
+    normalized = str(pci.PciAddress.parse(address))
     root = os.path.realpath(sysfs_root)
     # /sys/bus/pci/devices/<address> is a symlink into /sys/devices.
     device_dir = os.path.realpath(

@@ -36,15 +36,14 @@ class PciPlugin(hostdev.HostdevPlugin):
             self, acc: objects.Accelerator
     ) -> vconfig.LibvirtConfigGuestHostdevPCI:
         self.check_interface_type(acc)
-        fields = pci.parse_address(acc.address)
-        if fields is None:
-            raise exception.InvalidAccelerator(
-                'Invalid PCI address %r: expected DDDD:BB:SS.F in hex, with '
-                'slot at most 1f and function 0-7' % (acc.address,))
+        try:
+            address = pci.PciAddress.parse(acc.address)
+        except exception.InvalidDeviceAddress as e:
+            raise exception.InvalidAccelerator(str(e)) from e
         # Built as Nova's LibvirtDriver._get_guest_pci_device does, so that
         # Nova and os_acc describe the same device with the same XML.
         dev = vconfig.LibvirtConfigGuestHostdevPCI()
-        dev.domain, dev.bus, dev.slot, dev.function = fields
+        dev.domain, dev.bus, dev.slot, dev.function = address.hex_fields()
         # managed='yes': libvirt binds the function to vfio-pci on attach and
         # gives it back to its host driver on detach.
         dev.managed = 'yes'

@@ -9,76 +9,75 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""libvirt node-device XML -> os_acc.Device."""
+"""nova_acc.virt.devices: [nova_acc] device_spec and libvirt's listing.
 
+The node-device XML parsing is os_acc's: tests/unit/os_acc/test_nodedev.py.
+"""
+
+from unittest import mock
+
+import fixtures
+import libvirt
 from oslo_config import fixture as config_fixture
 from oslotest import base
 
+import os_acc
+from os_acc import exception as acc_exc
+
 from nova_acc import conf
 from nova_acc.virt import devices
-
-# Shapes as libvirt 9/10 prints them for an SR-IOV PF, one of its VFs and
-# an mdev-capable GPU (trimmed to the elements nova-acc reads).
-PF_XML = """<device><name>pci_0000_3b_00_0</name>
-<driver><name>ice</name></driver>
-<capability type='pci'><class>0x020000</class>
-<domain>0</domain><bus>59</bus><slot>0</slot><function>0</function>
-<product id='0x1592'>E810-C</product><vendor id='0x8086'>Intel</vendor>
-<capability type='virt_functions' maxCount='128'>
-<address domain='0x0000' bus='0x3b' slot='0x01' function='0x0'/>
-<address domain='0x0000' bus='0x3b' slot='0x01' function='0x1'/>
-</capability>
-<iommuGroup number='27'><address domain='0x0000' bus='0x3b' slot='0x00'
- function='0x0'/></iommuGroup><numa node='1'/></capability></device>"""
-
-VF_XML = """<device><name>pci_0000_3b_01_1</name>
-<driver><name>vfio-pci</name></driver>
-<capability type='pci'><domain>0</domain><bus>59</bus><slot>1</slot>
-<function>1</function>
-<product id='0x1889'>VF</product><vendor id='0x8086'>Intel</vendor>
-<capability type='phys_function'>
-<address domain='0x0000' bus='0x3b' slot='0x00' function='0x0'/>
-</capability><numa node='-1'/></capability></device>"""
-
-GPU_XML = """<device><name>pci_0000_af_00_0</name>
-<capability type='pci'><domain>0</domain><bus>175</bus><slot>0</slot>
-<function>0</function><product id='0x1eb8'>T4</product>
-<vendor id='0x10de'>NVIDIA</vendor>
-<capability type='mdev_types'>
-<type id='nvidia-222'><name>GRID T4-1B</name><deviceAPI>vfio-pci</deviceAPI>
-<availableInstances>16</availableInstances></type>
-<type id='nvidia-223'><availableInstances>8</availableInstances></type>
-</capability></capability></device>"""
+from tests.unit.os_acc import test_nodedev
 
 
-class NodeDeviceXMLTest(base.BaseTestCase):
+class FakeNodeDevice:
 
-    def test_pf(self):
-        dev = devices.device_from_nodedev_xml(PF_XML)
-        self.assertEqual('0000:3b:00.0', dev.address)
-        self.assertEqual(('8086', '1592'), (dev.vendor_id, dev.product_id))
-        self.assertEqual('ice', dev.driver)
-        self.assertEqual(1, dev.numa_node)
-        self.assertEqual(27, dev.iommu_group)
-        self.assertEqual((128, 2), (dev.sriov_totalvfs, dev.sriov_numvfs))
-        self.assertIsNone(dev.physfn)
+    def __init__(self, xml=None, error=None):
+        self.xml = xml
+        self.error = error
 
-    def test_vf(self):
-        dev = devices.device_from_nodedev_xml(VF_XML)
-        self.assertEqual('0000:3b:01.1', dev.address)
-        self.assertEqual('0000:3b:00.0', dev.physfn)
-        self.assertIsNone(dev.numa_node)
-        self.assertTrue(dev.is_vf)
+    def XMLDesc(self, flags):
+        if self.error is not None:
+            raise self.error
+        return self.xml
 
-    def test_mdev_types(self):
-        dev = devices.device_from_nodedev_xml(GPU_XML)
-        self.assertEqual({'nvidia-222': 16, 'nvidia-223': 8}, dev.mdev_types)
-        self.assertEqual('0000:af:00.0', dev.address)
 
-    def test_not_pci(self):
-        self.assertIsNone(devices.device_from_nodedev_xml(
-            "<device><name>net_eth0</name><capability type='net'/>"
-            "</device>"))
+class DiscoverTest(base.BaseTestCase):
+    """The nova-compute side: list through Nova's Host, parse in os_acc."""
+
+    def setUp(self):
+        super().setUp()
+        # Whatever libvirt module another test left in Nova's host module.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.libvirt', libvirt))
+        self.host = mock.Mock(spec=['list_all_devices'])
+        self.host.list_all_devices.return_value = [
+            FakeNodeDevice(test_nodedev.GPU_XML),
+            FakeNodeDevice(error=libvirt.libvirtError('gone')),
+            FakeNodeDevice(test_nodedev.PF_XML),
+            FakeNodeDevice(test_nodedev.NET_XML),
+        ]
+
+    def test_lists_pci_node_devices(self):
+        with self.assertLogs('nova_acc.virt.devices', 'WARNING') as logs:
+            found = devices.discover(self.host, [{'address': '*'}])
+        self.host.list_all_devices.assert_called_once_with(
+            libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+        self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
+                         [d.address for d in found])
+        self.assertIn('gone', logs.output[0])
+
+    def test_no_specs_no_libvirt_call(self):
+        self.assertEqual([], devices.discover(self.host, []))
+        self.host.list_all_devices.assert_not_called()
+
+    def test_bad_spec(self):
+        self.assertRaises(acc_exc.InvalidDeviceSpec, devices.discover,
+                          self.host, [{'vendor': '10de'}])
+        self.host.list_all_devices.assert_not_called()
+
+    def test_device_from_nodedev_xml_is_os_acc_s(self):
+        self.assertIs(os_acc.device_from_nodedev_xml,
+                      devices.device_from_nodedev_xml)
 
 
 class DeviceSpecConfigTest(base.BaseTestCase):

@@ -129,6 +129,16 @@ class TestInitialize(PluginTestCase):
                                 extension_manager=make_manager('pci'))
         self.assertIn("'mdev'", str(exc))
 
+    def test_plugin_not_loaded(self):
+        manager = extension.ExtensionManager.make_test_instance(
+            [extension.Extension(name, None, PLUGINS[name], PLUGINS[name]())
+             for name in PLUGINS] +
+            [extension.Extension('vdpa', None, object, None)],
+            namespace=os_acc.PLUGIN_NAMESPACE)
+        exc = self.assertRaises(exception.PluginNotFound, os_acc.initialize,
+                                extension_manager=manager)
+        self.assertIn("'vdpa'", str(exc))
+
     def test_not_initialized(self):
         self.useFixture(fixtures.MonkeyPatch('os_acc._EXT_MANAGER', None))
         self.assertRaises(exception.LibraryNotInitialized,

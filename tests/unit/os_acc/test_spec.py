@@ -20,10 +20,10 @@ from oslotest import base
 
 import os_acc
 from os_acc import exception
-from os_acc.internal import spec as spec_mod
+from os_acc.internal import grammar
 
 G = os_acc.DeviceContextGroup
-MAX_AMOUNT = spec_mod.MAX_AMOUNT
+MAX_AMOUNT = grammar.MAX_AMOUNT
 FUZZ = hypothesis.settings(max_examples=500, deadline=None, database=None)
 
 
@@ -48,8 +48,8 @@ GOOD_SPECS = [
     # Values may hold blanks, colons, slashes and non-ASCII letters.
     ('resources:FPGA=1,accel:func.v-2_x=gzip v2:/lib/ü',
      ctx(G(resources={'FPGA': 1}, config={'func.v-2_x': 'gzip v2:/lib/ü'}))),
-    (';'.join(['resources:FPGA=1'] * spec_mod.MAX_GROUPS),
-     ctx(*[G(resources={'FPGA': 1})] * spec_mod.MAX_GROUPS)),
+    (';'.join(['resources:FPGA=1'] * grammar.MAX_GROUPS),
+     ctx(*[G(resources={'FPGA': 1})] * grammar.MAX_GROUPS)),
 ]
 
 # (spec, text the error message must contain)
@@ -100,7 +100,7 @@ BAD_SPECS = [
     ('resources:FPGA=1,accel:x=a\u200bb', "'accel:x=a\\u200bb'"),
     ('resources:FPGA=1,accel:x=' + 'v' * 256,
      "'accel:x=%s'" % ('v' * 256)),
-    (';'.join(['resources:FPGA=1'] * (spec_mod.MAX_GROUPS + 1)),
+    (';'.join(['resources:FPGA=1'] * (grammar.MAX_GROUPS + 1)),
      'MAX_GROUPS'),
     ('resources:CUSTOM_%s=1' % ('A' * 4080), 'MAX_SPEC_LENGTH'),
 ]
@@ -123,9 +123,9 @@ class TestParseString(base.BaseTestCase):
 
     def test_length_limit_is_inclusive(self):
         head = 'resources:CUSTOM_'
-        name = 'A' * (spec_mod.MAX_SPEC_LENGTH - len(head) - len('=1'))
+        name = 'A' * (grammar.MAX_SPEC_LENGTH - len(head) - len('=1'))
         spec = head + name + '=1'
-        self.assertEqual(spec_mod.MAX_SPEC_LENGTH, len(spec))
+        self.assertEqual(grammar.MAX_SPEC_LENGTH, len(spec))
         self.assertEqual(ctx(G(resources={'CUSTOM_' + name: 1})),
                          os_acc.parse_device_context(spec))
         self.assertRaises(exception.InvalidDeviceContext,
@@ -177,7 +177,7 @@ class TestParseList(base.BaseTestCase):
             ([{'resources:FPGA': '1', ' resources:FPGA': '2'}],
              "Duplicate key 'resources:FPGA'"),
             ([{'resources:FPGA': 'one'}], "'resources:FPGA=one'"),
-            ([{'resources:FPGA': 1}] * (spec_mod.MAX_GROUPS + 1),
+            ([{'resources:FPGA': 1}] * (grammar.MAX_GROUPS + 1),
              'MAX_GROUPS'),
             ([{'resources:FPGA': 1, 'accel:x': 'v' * 5000}],
              'MAX_SPEC_LENGTH'),
@@ -221,7 +221,7 @@ class TestToSpec(base.BaseTestCase):
              "' padded'"),
             (ctx(G(resources={'FPGA': 1}, config={'x': 'a;b'})), "'a;b'"),
             (ctx(G(resources={'FPGA': 1}, config={'x': 1})), "'accel:x'"),
-            (ctx(*[G(resources={'FPGA': 1})] * (spec_mod.MAX_GROUPS + 1)),
+            (ctx(*[G(resources={'FPGA': 1})] * (grammar.MAX_GROUPS + 1)),
              'MAX_GROUPS'),
         ]
         for index, (context, needle) in enumerate(cases):

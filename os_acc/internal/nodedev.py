@@ -1,0 +1,215 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Read PCI functions from libvirt node-device XML.
+
+The other source of :class:`~os_acc.objects.Device` next to
+:mod:`os_acc.internal.sysfs`. nova-compute asks libvirt's node-device API
+rather than reading sysfs itself, as Nova does for its ``[pci]
+device_spec``: libvirt reads sysfs on a real host, and Nova's fake libvirt
+stands in for a host in functional tests. This module only sees the XML
+(``virNodeDevice.XMLDesc()``), so it needs neither libvirt nor Nova.
+
+The XML comes from libvirt, not from users, but libvirt versions differ in
+what they print. What names and matches a device (its address and IDs) must
+be there and well-formed, or the device is refused with
+``InvalidNodeDevice``; the rest (NUMA node, IOMMU group, SR-IOV and mdev
+capabilities) becomes None or is left out when missing or malformed, as in
+sysfs, and is logged at debug level.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as ty
+from xml.etree import ElementTree
+
+from oslo_log import log as logging
+
+from os_acc import exception
+from os_acc.internal import device_spec
+from os_acc.internal import pci
+from os_acc import objects
+
+LOG = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r'0[xX]([0-9a-fA-F]{4})')
+_CLASS_RE = re.compile(r'0[xX]([0-9a-fA-F]{6})')
+_INT_RE = re.compile(r'-?[0-9]+')
+_PCI_FIELDS = ('domain', 'bus', 'slot', 'function')
+
+
+def _invalid(msg: str, *args: object) -> exception.InvalidNodeDevice:
+    return exception.InvalidNodeDevice(msg % args)
+
+
+def _int(text: str | None, what: str, minimum: int) -> int | None:
+    """A decimal int, or None (logged) when missing or malformed."""
+    if text is None:
+        return None
+    text = text.strip()
+    if _INT_RE.fullmatch(text) is None or int(text) < minimum:
+        LOG.debug('Ignoring node device %s %r', what, text)
+        return None
+    return int(text)
+
+
+def _address(cap: ElementTree.Element) -> str:
+    # <domain>0</domain><bus>59</bus>...: decimal, unlike everywhere else.
+    values = []
+    for name in _PCI_FIELDS:
+        text = (cap.findtext(name) or '').strip()
+        if not text.isascii() or not text.isdigit():
+            raise _invalid('PCI node device has no valid <%s>: %r',
+                           name, text)
+        values.append(int(text))
+    try:
+        return str(pci.PciAddress(*values))
+    except exception.InvalidDeviceAddress as e:
+        raise _invalid('PCI node device has an invalid address: %s',
+                       e) from e
+
+
+def _id(cap: ElementTree.Element, tag: str) -> str:
+    element = cap.find(tag)
+    value = element.get('id') if element is not None else None
+    m = _ID_RE.fullmatch(value.strip()) if value is not None else None
+    if m is None:
+        raise _invalid('PCI node device has no valid <%s id="0xNNNN">: %r',
+                       tag, value)
+    return m.group(1).lower()
+
+
+def _class_code(cap: ElementTree.Element) -> str | None:
+    text = cap.findtext('class')
+    if text is None:
+        return None
+    m = _CLASS_RE.fullmatch(text.strip())
+    if m is None:
+        LOG.debug('Ignoring node device class %r', text)
+        return None
+    return m.group(1).lower()
+
+
+def _physfn(sub: ElementTree.Element) -> str | None:
+    addr = sub.find('address')
+    if addr is None:
+        return None
+    try:
+        return str(pci.PciAddress.from_libvirt_attrs(addr.attrib))
+    except exception.InvalidDeviceAddress as e:
+        LOG.debug('Ignoring node device phys_function: %s', e)
+        return None
+
+
+def _mdev_types(sub: ElementTree.Element) -> dict[str, int]:
+    types = {}
+    for element in sub.findall('type'):
+        name = element.get('id')
+        if not name or not name.isprintable():
+            LOG.debug('Ignoring mdev type %r', name)
+            continue
+        # As Nova reads libvirt: a type without availableInstances has
+        # none to offer.
+        types[name] = _int(element.findtext('availableInstances'),
+                           'availableInstances of %s' % name, 0) or 0
+    return types
+
+
+def device_from_nodedev_xml(xml: str) -> objects.Device | None:
+    """Parse the XML of one libvirt node device.
+
+    :returns: the PCI function, or None if the node device is not a PCI
+        device (no ``<capability type='pci'>``).
+    :raises os_acc.exception.InvalidNodeDevice: if the XML does not parse,
+        or the PCI capability has no well-formed address or vendor and
+        product IDs.
+    """
+    try:
+        root = ElementTree.fromstring(xml)
+    except (ElementTree.ParseError, ValueError) as e:
+        raise _invalid('Unparsable node device XML: %s', e) from e
+    cap = root.find("./capability[@type='pci']")
+    if cap is None:
+        return None
+    address = _address(cap)
+    vendor_id = _id(cap, 'vendor')
+    product_id = _id(cap, 'product')
+
+    physfn = None
+    totalvfs = None
+    numvfs = None
+    mdev_types: dict[str, int] = {}
+    for sub in cap.findall('capability'):
+        kind = sub.get('type')
+        if kind == 'phys_function':
+            physfn = _physfn(sub)
+        elif kind == 'virt_functions':
+            numvfs = len(sub.findall('address'))
+            # libvirt omits maxCount on a PF whose VFs are not enabled.
+            totalvfs = _int(sub.get('maxCount'), 'maxCount', 0) or numvfs
+        elif kind == 'mdev_types':
+            mdev_types.update(_mdev_types(sub))
+    numa = cap.find('numa')
+    # libvirt, like the kernel, says -1 for "no NUMA affinity".
+    numa_node = (_int(numa.get('node'), 'NUMA node', -1)
+                 if numa is not None else None)
+    iommu = cap.find('iommuGroup')
+    driver = (root.findtext('./driver/name') or '').strip() or None
+    return objects.Device(
+        address=address,
+        vendor_id=vendor_id,
+        product_id=product_id,
+        class_code=_class_code(cap),
+        numa_node=None if numa_node == -1 else numa_node,
+        iommu_group=(_int(iommu.get('number'), 'IOMMU group', 0)
+                     if iommu is not None else None),
+        driver=driver,
+        physfn=physfn,
+        sriov_totalvfs=totalvfs,
+        sriov_numvfs=numvfs,
+        mdev_types=mdev_types)
+
+
+def read_devices(nodedev_xmls: ty.Iterable[str]) -> list[objects.Device]:
+    """Parse node devices, leaving out those that are not PCI functions.
+
+    A node device that :func:`device_from_nodedev_xml` refuses is logged
+    as a warning and left out: one odd device must not hide the others.
+    """
+    devices = []
+    for xml in nodedev_xmls:
+        try:
+            device = device_from_nodedev_xml(xml)
+        except exception.InvalidNodeDevice as e:
+            LOG.warning('Ignoring a node device libvirt described as: %s', e)
+            continue
+        if device is not None:
+            devices.append(device)
+    return devices
+
+
+def discover(nodedev_xmls: ty.Iterable[str],
+             device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
+             ) -> list[objects.Device]:
+    """Validate ``device_specs``, then select among the node devices.
+
+    ``nodedev_xmls`` is not iterated when there are no specs, so a caller
+    may pass a generator that asks libvirt only when needed.
+
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    # Validate before reading: a configuration error must not depend on
+    # what the host has.
+    specs = device_spec.parse_device_specs(device_specs)
+    if not specs:
+        return []
+    return device_spec.match_devices(read_devices(nodedev_xmls), specs)
