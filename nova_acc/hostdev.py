@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
+import os_acc
+
 
 def pci_addresses(domain_xml: str) -> set[str]:
     """PCI addresses (``0000:81:00.0``) of the PCI hostdevs of a domain."""
-    result = set()
-    for addr in ElementTree.fromstring(domain_xml).findall(
-            "./devices/hostdev[@type='pci']/source/address"):
-        result.add('%04x:%02x:%02x.%x' % tuple(
-            int(addr.get(k), 16) for k in
-            ('domain', 'bus', 'slot', 'function')))
-    return result
+    return {str(os_acc.PciAddress.from_libvirt_attrs(addr.attrib))
+            for addr in ElementTree.fromstring(domain_xml).findall(
+                "./devices/hostdev[@type='pci']/source/address")}

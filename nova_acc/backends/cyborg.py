@@ -479,16 +479,18 @@ def _accelerator(arq) -> os_acc.Accelerator:
     try:
         if handle_type == 'PCI':
             acc = os_acc.Accelerator(
-                interface_type='pci', address='%s:%s:%s.%s' % (
-                    info['domain'], info['bus'], info['device'],
-                    info['function']))
+                interface_type='pci', address=str(
+                    os_acc.PciAddress.from_hex_fields(
+                        info['domain'], info['bus'], info['device'],
+                        info['function'])))
         elif handle_type == 'MDEV':
             acc = os_acc.Accelerator(interface_type='mdev',
                                      mdev_uuid=info['uuid'])
         else:
             raise KeyError(handle_type)
         os_acc.get_config(acc)  # validates address / UUID
-    except (KeyError, acc_exc.InvalidAccelerator) as e:
+    except (KeyError, acc_exc.InvalidAccelerator,
+            acc_exc.InvalidDeviceAddress) as e:
         raise exception.BackendUnavailable(
             'device context %s has an unusable attach handle %s %s: %s' % (
                 arq.get('uuid'), handle_type, info, e))

@@ -33,6 +33,7 @@ from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.libvirt import base as libvirt_base
+import os_acc
 
 from nova_acc.cmd import _service
 from nova_acc import binding
@@ -193,9 +194,8 @@ class DeviceContextTestBase(NovaAccServicesMixin,
             addrs = []
             for a in xml.findall(
                     "./devices/hostdev[@type='pci']/source/address"):
-                addrs.append('%04x:%02x:%02x.%x' % tuple(
-                    int(a.get(k), 16) for k in
-                    ('domain', 'bus', 'slot', 'function')))
+                addrs.append(
+                    str(os_acc.PciAddress.from_libvirt_attrs(a.attrib)))
             result[dom.UUIDString()] = addrs
         if server is not None:
             return result.get(server['id'], [])
@@ -288,9 +288,7 @@ class DeviceContextTestBase(NovaAccServicesMixin,
             xml = ElementTree.fromstring(dom.XMLDesc(0))
             for hostdev in xml.findall("./devices/hostdev[@type='pci']"):
                 a = hostdev.find('./source/address')
-                address = '%04x:%02x:%02x.%x' % tuple(
-                    int(a.get(k), 16) for k in
-                    ('domain', 'bus', 'slot', 'function'))
+                address = str(os_acc.PciAddress.from_libvirt_attrs(a.attrib))
                 hostdev.tail = None
                 ElementTree.indent(hostdev, space='  ')
                 result.append(

@@ -32,6 +32,8 @@ import time
 import traceback
 import typing as ty
 
+import os_acc
+
 from nova_acc import inventory
 from nova_acc.tests.demo import plan
 from nova_acc.tests.demo import report
@@ -45,9 +47,8 @@ HOST_KEY = 'OS-EXT-SRV-ATTR:host'
 NODE_KEY = 'OS-EXT-SRV-ATTR:hypervisor_hostname'
 # What the nova-acc scheduler's NoValidHost fault says about device contexts.
 FAULT_MARK = 'device context'
-# --backend cyborg: PCI address of device ``slot`` of host ``i`` (from 0);
-# a bus per host, away from the buses of start_fpga_host's own devices.
-CYBORG_ADDRESS = '0000:%02x:%02x.0'
+# --backend cyborg: devices of host ``i`` (from 0) are on bus FIRST_BUS + i,
+# away from the buses of start_fpga_host's own devices.
 CYBORG_FIRST_BUS = 0x90
 # ARQ states in which no server holds the device: never bound, unbound.
 FREE_ARQ_STATES = ('Initial', 'Unbound')
@@ -171,7 +172,8 @@ class _Run:
             host = HOST_NAME % (i + 1)
             self.case.start_fpga_host(host, num_fpgas=0)
             for slot in range(o.devices_per_host):
-                address = CYBORG_ADDRESS % (CYBORG_FIRST_BUS + i, slot)
+                address = str(os_acc.PciAddress(
+                    0, CYBORG_FIRST_BUS + i, slot, 0))
                 rp = self.case.add_cyborg_device(host, address)
                 self.devices[rp] = (host, address)
 
@@ -558,9 +560,9 @@ def _attach_handle_address(arq: dict) -> str | None:
         return None
     info = arq.get('attach_handle_info') or {}
     try:
-        return '%04x:%02x:%02x.%x' % tuple(
-            int(info[k], 16) for k in ('domain', 'bus', 'device', 'function'))
-    except (KeyError, TypeError, ValueError):
+        return str(os_acc.PciAddress.from_hex_fields(
+            info['domain'], info['bus'], info['device'], info['function']))
+    except (KeyError, ValueError):  # InvalidDeviceAddress is a ValueError
         return None
 
 
