@@ -10,6 +10,6 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-from nova_acc.testing.cloud import *  # noqa: F401,F403
-from nova_acc.testing.cloud import DeviceContextTestBase  # noqa: F401
-from nova_acc.testing.cloud import NovaAccServicesMixin  # noqa: F401
+from nova_acc.tests.fixtures.cloud import *  # noqa: F401,F403
+from nova_acc.tests.fixtures.cloud import DeviceContextTestBase  # noqa: F401
+from nova_acc.tests.fixtures.cloud import NovaAccServicesMixin  # noqa: F401

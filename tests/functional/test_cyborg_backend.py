@@ -11,7 +11,7 @@
 #    under the License.
 """ID-based device contexts: Cyborg ARQs, against the real Cyborg 17.
 
-See nova_acc.testing.cyborg.cloud for how Nova and Cyborg are wired.
+See nova_acc.tests.fixtures.cyborg.cloud for how Nova and Cyborg are wired.
 """
 
 import threading
@@ -23,7 +23,7 @@ from oslo_utils import uuidutils
 
 from nova_acc.backends import cyborg as cyborg_backend
 from nova_acc import binding
-from nova_acc.testing.cyborg import cloud as cyborg_cloud
+from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from tests.functional import base
 
 GiB_in_kB = 1024 * 1024

@@ -10,7 +10,7 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""The real Cyborg 17 service in a child process (nova_acc.testing.cyborg).
+"""The real Cyborg 17 service in a child process (nova_acc.tests.fixtures.cyborg).
 
 These tests pin down what the real Cyborg v2 API does in the flows nova-acc's
 Cyborg backend relies on: ARQ ownership, the service-token rules for
@@ -26,8 +26,8 @@ import uuid
 import fixtures
 import testtools
 
-from nova_acc.testing.cyborg import fake_nova
-from nova_acc.testing.cyborg import fixture as cyborg_fixture
+from nova_acc.tests.fixtures.cyborg import fake_nova
+from nova_acc.tests.fixtures.cyborg import fixture as cyborg_fixture
 
 PROFILE = {'name': 'fpga1',
            'groups': [{'resources:FPGA': '1',

@@ -20,7 +20,7 @@ from nova.tests.functional import test_servers
 
 from nova_acc.seams import conductor as conductor_manager
 from nova_acc.seams import scheduler as scheduler_manager
-from nova_acc.testing import cloud
+from nova_acc.tests.fixtures import cloud
 
 
 class AcceleratorServerTest(cloud.NovaAccServicesMixin,

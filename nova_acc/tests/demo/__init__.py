@@ -14,7 +14,7 @@
 * :mod:`nova_acc.tests.demo.plan` - what the run should show (no Nova
   imports);
 * :mod:`nova_acc.tests.demo.cloud` - starts and stops the all-in-one cloud of
-  ``nova_acc.testing.cloud`` outside a test runner;
+  ``nova_acc.tests.fixtures.cloud`` outside a test runner;
 * :mod:`nova_acc.tests.demo.scenario` - boots, inspects and deletes the
   servers and records every inconsistency it sees;
 * :mod:`nova_acc.tests.demo.report` - the human and JSON output.

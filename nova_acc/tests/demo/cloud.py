@@ -22,7 +22,7 @@ Nova's logging fixture keeps the services' logs in memory.
 ``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
 the real Cyborg (API and conductor) in a child process as the backend of
 device contexts, wired as nova-acc's Cyborg functional tests wire it
-(:mod:`nova_acc.testing.cyborg.cloud`).
+(:mod:`nova_acc.tests.fixtures.cyborg.cloud`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import typing as ty
 
 from nova.tests.functional.api import client
 
-from nova_acc.testing import cloud
-from nova_acc.testing.cyborg import cloud as cyborg_cloud
+from nova_acc.tests.fixtures import cloud
+from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 
 # Variables a test runner sets for oslotest: a timeout that would interrupt
 # the demo, and output capture that would swallow its progress messages.

@@ -47,7 +47,7 @@ import urllib.parse
 import wsgiref.simple_server
 import wsgiref.util
 
-from nova_acc.testing import green_server
+from nova_acc.tests.fixtures import green_server
 
 HOST = '127.0.0.1'
 #: The path of the compute API (the endpoint clients are given).
