@@ -10,7 +10,8 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""The real Cyborg 17 service in a child process (nova_acc.tests.fixtures.cyborg).
+"""The real Cyborg 17 service in a child process (its fixture:
+``nova_acc.tests.fixtures.cyborg``).
 
 These tests pin down what the real Cyborg v2 API does in the flows nova-acc's
 Cyborg backend relies on: ARQ ownership, the service-token rules for
