@@ -92,15 +92,3 @@ class DeviceNotUsable(NovaAccException):
 
 class CommandFailed(NovaAccException):
     """``nova-acc-manage`` could not do what it was asked; says why."""
-
-
-def __getattr__(name):
-    # TEMPORARY until the libvirt seam translates DeviceNotUsable.
-    if name == 'DeviceBindingFailed':
-        from nova import exception as nova_exc
-
-        class DeviceBindingFailed(nova_exc.ComputeResourcesUnavailable):
-            pass
-        globals()[name] = DeviceBindingFailed
-        return DeviceBindingFailed
-    raise AttributeError(name)

@@ -19,18 +19,32 @@ the one home of that naming: ``device_address`` reads it back.
 
 Only changes are written: ProviderTree compares with what placement has,
 and the report client sends nothing for an unchanged tree.
+
+Which devices there are: ``[nova_acc] device_spec`` (``configured_device_
+specs``) applied to the node devices libvirt lists (``discover``), the way
+Nova discovers ``[pci] device_spec`` devices: libvirt reads sysfs on a real
+host, and Nova's fake-libvirt fixtures stand in for a host in functional
+tests. Parsing the XML and applying the specs is
+``os_acc.discover_from_nodedevs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
+import typing as ty
 import uuid as uuid_lib
 
+from nova.virt.libvirt import host as libvirt_host
 import os_acc
 import os_traits
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 
+from nova_acc import conf
+from nova_acc import exception
 from nova_acc import ledger
+
+CONF = conf.CONF
 
 LOG = logging.getLogger(__name__)
 
@@ -179,3 +193,57 @@ def update_provider_tree(
             LOG.info('Device of resource provider %s (%s) is gone; removing '
                      'the provider.', name, uuid)
             provider_tree.remove(uuid)
+
+
+# ---- which devices the host has -------------------------------------------
+
+
+def configured_device_specs() -> list[dict[str, ty.Any]]:
+    """The ``[nova_acc] device_spec`` entries, one dict per option line.
+
+    Only the JSON is checked here; the entries themselves are validated by
+    os_acc when devices are discovered (``InvalidDeviceSpec``).
+
+    :raises InvalidDeviceSpecConfig: naming the line that is not a JSON
+        object.
+    """
+    specs = []
+    for line in CONF.nova_acc.device_spec:
+        try:
+            spec = jsonutils.loads(line)
+        except ValueError as e:
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r is not valid JSON: %s' % (line, e))
+        if not isinstance(spec, dict):
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r must be a JSON object' % line)
+        specs.append(spec)
+    return specs
+
+
+def _nodedev_xmls(host: libvirt_host.Host) -> ty.Iterator[str]:
+    """The XML of each PCI node device libvirt knows of, listed lazily."""
+    # Nova's Host imports libvirt lazily; the module is set by now.
+    libvirt = libvirt_host.libvirt
+    for dev in host.list_all_devices(
+            libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV):
+        try:
+            yield dev.XMLDesc(0)
+        except libvirt.libvirtError as e:
+            # A VF can go away between the listing and its description.
+            LOG.warning('Ignoring a node device libvirt cannot describe: %s',
+                        e)
+
+
+def discover(host: libvirt_host.Host,
+             device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
+             ) -> list[os_acc.Device]:
+    """Devices of this host selected by ``device_specs``.
+
+    libvirt is not asked when there are no specs.
+
+    :param host: the libvirt driver's ``nova.virt.libvirt.host.Host``.
+    :param device_specs: as :func:`configured_device_specs` returns them.
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    return os_acc.discover_from_nodedevs(_nodedev_xmls(host), device_specs)

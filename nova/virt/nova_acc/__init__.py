@@ -19,7 +19,7 @@ and nova-zvm did. Enable with::
     [DEFAULT]
     compute_driver = nova_acc.LibvirtAccDriver
 
-Nothing else lives here: the driver is ``nova_acc.virt.libvirt``.
+Nothing else lives here: the driver is ``nova_acc.seams.libvirt``.
 """
 
-from nova_acc.virt.libvirt import LibvirtAccDriver  # noqa: F401
+from nova_acc.seams.libvirt import LibvirtAccDriver  # noqa: F401

@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova_acc.virt.devices: [nova_acc] device_spec and libvirt's listing.
+"""nova_acc.inventory: [nova_acc] device_spec and libvirt's listing.
 
 The node-device XML parsing is os_acc's: tests/unit/os_acc/test_nodedev.py.
 """
@@ -21,11 +21,11 @@ import libvirt
 from oslo_config import fixture as config_fixture
 from oslotest import base
 
-import os_acc
 from os_acc import exception as acc_exc
 
 from nova_acc import conf
-from nova_acc.virt import devices
+from nova_acc import exception
+from nova_acc import inventory as devices
 from tests.unit.os_acc import test_nodedev
 
 
@@ -58,7 +58,7 @@ class DiscoverTest(base.BaseTestCase):
         ]
 
     def test_lists_pci_node_devices(self):
-        with self.assertLogs('nova_acc.virt.devices', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.inventory', 'WARNING') as logs:
             found = devices.discover(self.host, [{'address': '*'}])
         self.host.list_all_devices.assert_called_once_with(
             libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
@@ -75,10 +75,6 @@ class DiscoverTest(base.BaseTestCase):
                           self.host, [{'vendor': '10de'}])
         self.host.list_all_devices.assert_not_called()
 
-    def test_device_from_nodedev_xml_is_os_acc_s(self):
-        self.assertIs(os_acc.device_from_nodedev_xml,
-                      devices.device_from_nodedev_xml)
-
 
 class DeviceSpecConfigTest(base.BaseTestCase):
 
@@ -94,12 +90,12 @@ class DeviceSpecConfigTest(base.BaseTestCase):
 
     def test_bad_json_names_the_line(self):
         self.conf.config(group='nova_acc', device_spec=['{vendor_id: 1}'])
-        e = self.assertRaises(devices.InvalidDeviceSpecConfig,
+        e = self.assertRaises(exception.InvalidDeviceSpecConfig,
                               devices.configured_device_specs)
         self.assertIn("[nova_acc] device_spec '{vendor_id: 1}' is not valid "
                       "JSON", str(e))
 
     def test_not_an_object(self):
         self.conf.config(group='nova_acc', device_spec=['["a"]'])
-        self.assertRaises(devices.InvalidDeviceSpecConfig,
+        self.assertRaises(exception.InvalidDeviceSpecConfig,
                           devices.configured_device_specs)

@@ -1,0 +1,120 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-compute's libvirt driver with device contexts.
+
+Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
+``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). Each
+override is a few lines calling ``nova_acc.hostdev.HostDevices``:
+
+* ``init_host``: refuse devices that ``[pci] device_spec`` also selects;
+* ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
+  resource update): the devices as child providers
+  (``nova_acc.inventory``), those the ledger keeps out of service reserved;
+* ``spawn`` (step 4): wait for the backend, check the bindings, claim the
+  devices in the ledger; a device that is not free reschedules the server;
+* ``_guest_add_pci_devices`` (step 4; private, see the pinned Nova range and
+  tests/unit/nova_acc/test_nova_seams.py): a hostdev for each device the
+  server holds, in every guest definition Nova generates;
+* ``destroy`` (step 5): after the guest is gone, release what the server no
+  longer holds.
+
+``DeviceNotUsable`` becomes Nova's ``ComputeResourcesUnavailable`` here, so
+nova-compute reschedules the server instead of failing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from nova import exception as nova_exc
+from nova.virt.libvirt import driver as libvirt_driver
+import os_acc
+
+from nova_acc import conf
+from nova_acc import exception
+from nova_acc import hostdev
+from nova_acc import inventory
+
+CONF = conf.CONF
+
+
+@contextlib.contextmanager
+def _reschedule_on_unusable_device():
+    try:
+        yield
+    except exception.DeviceNotUsable as e:
+        raise nova_exc.ComputeResourcesUnavailable(reason=e.reason) from e
+
+
+class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only=read_only)
+        self.acc_devices = hostdev.HostDevices(
+            self._host, inventory.configured_device_specs())
+        os_acc.initialize()
+
+    def init_host(self, host):
+        super().init_host(host)
+        self.acc_devices.check_no_shared_devices()
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename,
+                                     allocations=allocations)
+        managed = self.acc_devices.managed_devices()
+        records = self.acc_devices.inventory_records(managed)
+        inventory.update_provider_tree(
+            provider_tree, nodename, managed.values(),
+            CONF.nova_acc.capability_trait,
+            has_allocations=self.acc_devices.provider_has_allocations,
+            records=records,
+            unallocated=self.acc_devices.held_without_allocation(records))
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        # Before any disk or network work so a reschedule is cheap.
+        with _reschedule_on_unusable_device():
+            self.acc_devices.wait_for_backend(context, instance, self.virtapi)
+            # Checks the bindings and claims the devices in the ledger.
+            self.acc_devices.accelerators(instance)
+        result = super().spawn(
+            context, instance, image_meta, injected_files, admin_password,
+            allocations, network_info=network_info,
+            block_device_info=block_device_info, power_on=power_on,
+            accel_info=accel_info)
+        self.acc_devices.mark_attached(instance)
+        return result
+
+    def _guest_add_pci_devices(self, guest, instance):
+        # Nova's _get_guest_config calls this for every guest definition it
+        # generates (first boot, rebuild, unshelve, hard reboot, power on,
+        # host boot, rescue, resize), with the server, where it adds the
+        # server's own PCI hostdevs. Not _get_guest_config itself: patches
+        # that wrap LibvirtDriver._get_guest_config around the driver's
+        # bound method, as Nova's functional tests do, would make super()
+        # call the wrapper, which calls this override again, without end.
+        # The bindings are checked on each generation, not only at spawn: a
+        # bound device the ledger gives another server fails the operation
+        # instead of a guest started without it.
+        super()._guest_add_pci_devices(guest, instance)
+        with _reschedule_on_unusable_device():
+            for acc in self.acc_devices.accelerators(instance):
+                guest.add_device(os_acc.get_config(acc))
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        super().destroy(context, instance, network_info,
+                        block_device_info=block_device_info,
+                        destroy_disks=destroy_disks,
+                        destroy_secrets=destroy_secrets)
+        self.acc_devices.after_teardown(context, instance)
