@@ -273,6 +273,12 @@ class HostDevices:
                  ', '.join(r.address for r in claimed), instance=instance)
 
     def mark_attached(self, instance) -> None:
+        # Servers without device contexts (most of them) never touch the
+        # ledger, so a host without nova-acc devices never writes one.
+        if not any(r.instance_uuid == instance.uuid and
+                   r.state == ledger.CLAIMED
+                   for r in self.ledger.records().values()):
+            return
         with self.ledger.transaction() as records:
             for rec in records.values():
                 if rec.instance_uuid == instance.uuid and \

@@ -10,6 +10,8 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
+import os
+
 from tests.functional import base
 
 
@@ -69,6 +71,16 @@ class BootWithDeviceContextTest(base.DeviceContextTestBase):
                          self.allocated_device_rps(server))
         # Nothing was released on the way.
         self.assertEqual(0, self.reset_count(fpgas[0]))
+
+    def test_host_without_devices_never_writes_a_ledger(self):
+        # Servers without device contexts on a host nova-acc has nothing
+        # on: the ledger is not touched (no file, no lock taken).
+        self.start_fpga_host('compute1', num_fpgas=0)
+        server = self.boot()
+        self._reboot_server(server, hard=True)
+        self._delete_server(server)
+        self._run_periodics()
+        self.assertEqual([], os.listdir(self.ledger_dir))
 
     def test_server_without_context_gets_no_device(self):
         self.start_fpga_host('compute1', num_fpgas=1)

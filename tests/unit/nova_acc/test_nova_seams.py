@@ -28,6 +28,7 @@ from nova.scheduler import manager as scheduler_manager
 from nova import service_auth
 from nova import utils as nova_utils
 from nova.virt.libvirt import driver as libvirt_driver
+from oslo_utils import importutils
 from oslotest import base
 import pbr.version
 
@@ -122,11 +123,6 @@ class NovaSeamTest(base.BaseTestCase):
 
     def test_libvirt_driver_seams(self):
         self.assertEqual(
-            ['self', 'instance', 'network_info', 'image_meta', 'disk_info',
-             'rescue', 'block_device_info', 'context', 'mdevs', 'accel_info',
-             'share_info', 'old_guest'],
-            params(libvirt_driver.LibvirtDriver._get_guest_config))
-        self.assertEqual(
             ['self', 'context', 'instance', 'image_meta', 'injected_files',
              'admin_password', 'allocations', 'network_info',
              'block_device_info', 'power_on', 'accel_info'],
@@ -135,13 +131,39 @@ class NovaSeamTest(base.BaseTestCase):
             ['self', 'context', 'instance', 'network_info',
              'block_device_info', 'destroy_disks', 'destroy_secrets'],
             params(libvirt_driver.LibvirtDriver.destroy))
-        # Guest definitions for boot, hard reboot and power on all go
-        # through _get_guest_config, which is where hostdevs are added.
+
+    def test_hostdev_seam(self):
+        # Hostdevs are added in _guest_add_pci_devices(guest, instance),
+        # which _get_guest_config calls for every guest definition, with
+        # the server, whatever the guest (not under an if).
+        self.assertEqual(
+            ['self', 'guest', 'instance'],
+            params(libvirt_driver.LibvirtDriver._guest_add_pci_devices))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(
+            libvirt_driver.LibvirtDriver._get_guest_config)))
+        body = tree.body[0].body
+        self.assertIn('self._guest_add_pci_devices(guest, instance)',
+                      [ast.unparse(node) for node in body
+                       if isinstance(node, ast.Expr)])
+        # Boot (and so rebuild, unshelve, evacuate), hard reboot, power on
+        # and host boot all generate the guest through _get_guest_config.
         xml = inspect.getsource(libvirt_driver.LibvirtDriver._get_guest_xml)
         self.assertIn('self._get_guest_config(', xml)
-        hard_reboot = inspect.getsource(
-            libvirt_driver.LibvirtDriver._hard_reboot)
-        self.assertIn('self._get_guest_xml(', hard_reboot)
+        for caller in ('spawn', '_hard_reboot'):
+            self.assertIn('self._get_guest_xml(', inspect.getsource(
+                getattr(libvirt_driver.LibvirtDriver, caller)), caller)
+        for caller in ('power_on', 'resume_state_on_host_boot'):
+            self.assertIn('self._hard_reboot(', inspect.getsource(
+                getattr(libvirt_driver.LibvirtDriver, caller)), caller)
+
+    def test_get_guest_config_is_not_overridden(self):
+        # Nova's functional tests (test_machine_type, test_stateless_firmware,
+        # test_device_bus_migration), and patches written like them, set
+        # LibvirtDriver._get_guest_config to a wrapper of the driver's bound
+        # method: an override's super() call would then recurse forever.
+        driver = importutils.import_class(
+            'nova.virt.nova_acc.LibvirtAccDriver')
+        self.assertNotIn('_get_guest_config', vars(driver))
 
     def test_release_relies_on_nova_freeing_resources_by_this_rule(self):
         # The reconcile says a server holds its devices until Nova's own
