@@ -11,19 +11,18 @@
 #    under the License.
 """Step 2 of the flow, allocation: nova-acc's part of claiming devices.
 
-Placement picks a host and a device provider per group and Nova's scheduler
-claims them. Nova 34 claims only the *first* allocation candidate of a host
-(see the TODOs in ``SchedulerManager._schedule``). With one provider per
-device that means a second server on the same host - in the same
-multi-create or in a concurrent request - asks for the device the first
-one just took, and gets NoValidHost although other devices are free. This
-module decides, for requests with device contexts only:
+Placement picks a host and a device pool per group and Nova's scheduler
+claims them. Because a pool counts its devices (``nova_acc.inventory``), a
+second server claiming the same pool - in the same multi-create or in a
+concurrent request - gets one of the devices left instead of losing a race
+for one device: Nova 34 claims only the *first* allocation candidate of a
+host (see the TODOs in ``SchedulerManager._schedule``), which with one
+provider per device failed claims while devices were free. This module
+decides, for requests with device contexts only:
 
-* ``prune_candidates``: a host's remaining candidates that use a device
-  the previous server of the same request just claimed are dropped;
 * ``should_retry``: placement is asked again, with fresh candidates, when
-  claims lost a race with a concurrent request
-  (``[nova_acc] schedule_attempts``);
+  every claim failed, in case a concurrent request took the last devices
+  of the candidates first (``[nova_acc] schedule_attempts``);
 * ``no_valid_host_reason``: the final fault names the device contexts that
   could not be satisfied, instead of placement's bare "no candidates".
 """
@@ -53,28 +52,6 @@ def should_retry(reason: str | None, attempt: int, uses_contexts: bool
     concurrent request to lose against, and asking again is pointless.
     """
     return bool(uses_contexts and reason and attempt < attempts(True))
-
-
-def claimed_devices(spec_obj) -> set[str]:
-    """Device providers of nova-acc's own groups the spec was just given."""
-    return {rp for rg in request_groups.our_request_groups(spec_obj)
-            if request_groups.context_id_of(rg.requester_id) is None
-            for rp in rg.provider_uuids or []}
-
-
-def prune_candidates(candidates: list[dict], claimed: set[str]
-                     ) -> list[dict]:
-    """The allocation candidates that use none of the ``claimed`` devices.
-
-    Every device provider nova-acc reports has a total of 1, so a candidate
-    that uses a device claimed a moment ago cannot be claimed again. (A
-    backend's providers, such as Cyborg's, may hold more; they are left to
-    placement.)
-    """
-    if not claimed:
-        return candidates
-    return [c for c in candidates if not claimed.intersection(
-        c['allocations'])]
 
 
 def no_valid_host_reason(context, spec_obj, reason: str | None) -> str:

@@ -9,14 +9,19 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Step 3 of the flow, binding: each context group -> its allocated device.
+"""Step 3 of the flow, binding: each context group -> its allocated pool.
 
 Runs in the conductor after placement picked a host, on the first boot, on
 every reschedule and on unshelve (``prebind``, called from the conductor
 seam). The RequestSpec's request groups carry the provider that placement
 chose for each of them (Nova's ``fill_provider_mapping``), so binding means
-checking that provider is a device of the chosen node and recording it with
-the instance; for ID-based contexts the backend (Cyborg) binds them too.
+checking that provider is a device pool of the chosen node and recording
+it, with how many devices the group takes from it, with the instance. The
+concrete devices are picked by the host when it claims them, under its
+ledger lock (``nova_acc.hostdev``): a conductor cannot know which devices
+of a pool are free on the host at that moment, and several conductors
+could pick the same one. For ID-based contexts the backend (Cyborg) binds
+them here too, and its attach handle names the device.
 
 Where bindings live: the instance's system metadata in the cell database.
 The conductor writes them; the compute reads them on build and on every
@@ -55,11 +60,17 @@ ERROR_KEY = 'nova_acc_binding_error'
 
 @dataclasses.dataclass(frozen=True)
 class Binding:
-    """Group ``requester_id`` of a server is bound to one device provider.
+    """Group ``requester_id`` of a server is bound to one provider.
 
-    ``context_id`` is set for ID-based contexts (a Cyborg ARQ); their
-    ``address`` is only known once the backend reports the attach handle,
-    on the compute.
+    Three kinds:
+
+    * a pool of nova-acc (``is_pool``): ``amount`` devices of pool
+      ``rp_uuid``; which ones is the host's ledger's fact;
+    * an ID-based context (``context_id``, a Cyborg ARQ) on its backend's
+      provider; ``address`` is known once the backend reports the attach
+      handle, on the compute;
+    * one device (``address``, no ``context_id``): bindings made before
+      device pools, honoured as they are.
     """
 
     requester_id: str
@@ -67,12 +78,19 @@ class Binding:
     address: str | None
     nodename: str
     context_id: str | None = None
+    amount: int = 1
+
+    @property
+    def is_pool(self) -> bool:
+        return self.context_id is None and self.address is None
 
     def to_json(self) -> str:
-        data = {'rp': self.rp_uuid, 'address': self.address,
-                'node': self.nodename}
+        data: dict = {'rp': self.rp_uuid, 'address': self.address,
+                      'node': self.nodename}
         if self.context_id:
             data['ctx'] = self.context_id
+        if self.is_pool:
+            data['n'] = self.amount
         return jsonutils.dumps(data)
 
 
@@ -90,7 +108,8 @@ def load(instance) -> list[Binding]:
         result.append(Binding(requester_id=key[len(KEY_PREFIX):],
                               rp_uuid=data['rp'], address=data['address'],
                               nodename=data['node'],
-                              context_id=data.get('ctx')))
+                              context_id=data.get('ctx'),
+                              amount=data.get('n', 1)))
     return result
 
 
@@ -126,7 +145,7 @@ def compute_bindings(report_client, context, groups, nodename: str,
     :param context_ids: requester id -> ID of the device context object the
         group comes from, for ID-based request_groups.
     :raises PrebindFailed: a group has no provider, or the provider is not
-        one of ``nodename``'s devices.
+        one of ``nodename``'s device pools.
     """
     context_ids = context_ids or {}
     result = []
@@ -148,16 +167,16 @@ def compute_bindings(report_client, context, groups, nodename: str,
                     'is not in the provider tree of node %s' % (
                         rp_uuid, context_id, nodename))
         else:
-            address = _device_address(report_client, context, nodename,
-                                      rp_uuid)
-            if address is None:
+            address = None
+            if not _is_pool_of(report_client, context, nodename, rp_uuid):
                 raise exception.PrebindFailed(
                     'resource provider %s allocated for device group %s is '
-                    'not a nova-acc device of node %s' % (
+                    'not a nova-acc device pool of node %s' % (
                         rp_uuid, rg.requester_id, nodename))
         result.append(Binding(requester_id=rg.requester_id,
                               rp_uuid=rp_uuid, address=address,
-                              nodename=nodename, context_id=context_id))
+                              nodename=nodename, context_id=context_id,
+                              amount=sum(rg.resources.values())))
     return result
 
 
@@ -189,58 +208,67 @@ def map_from_allocation(report_client, context, instance_uuid: str,
 
     Nova also calls the pre-bind seam for unshelve and evacuate, with a
     RequestSpec loaded from the database, where request groups and their
-    mapping are not stored. The scheduler allocated one device per group on
-    ``nodename``; this finds which device serves which group, checking
-    resources and required and forbidden traits.
+    mapping are not stored. The scheduler allocated the groups' resources
+    on ``nodename``, several groups possibly from one pool; this finds
+    which provider serves which group, checking resource classes, amounts
+    and required and forbidden traits.
 
     :raises PrebindFailed: no consistent assignment exists.
     """
     allocations = report_client.get_allocs_for_consumer(
         context, instance_uuid)['allocations']
     root = _node_root(report_client, context, nodename)
-    devices = {}
+    providers = {}
     for rp_uuid, alloc in allocations.items():
         # Evacuate keeps the source node's allocation: only this node's
-        # providers count. The traits then tell nova-acc's devices (the
+        # providers count. The traits then tell nova-acc's pools (the
         # capability trait) from a backend's (no OWNER_NOVA) for the groups.
         if rp_uuid != root and _get(
                 report_client, context, '/resource_providers/%s' % rp_uuid
         )['root_provider_uuid'] == root:
             traits = report_client.get_provider_traits(context, rp_uuid).traits
-            devices[rp_uuid] = (alloc['resources'], set(traits))
+            providers[rp_uuid] = (dict(alloc['resources']), set(traits))
 
-    def fits(rg, rp_uuid):
-        resources, traits = devices[rp_uuid]
-        return (resources == rg.resources and
+    def fits(rg, rp_uuid, left):
+        _resources, traits = providers[rp_uuid]
+        return (all(left[rp_uuid].get(rc, 0) >= amount
+                    for rc, amount in rg.resources.items()) and
                 rg.required_traits <= traits and
                 not (rg.forbidden_traits & traits))
 
-    def assign(i, used):
+    def take(left, rp_uuid, rg):
+        new = dict(left)
+        new[rp_uuid] = {rc: n - rg.resources.get(rc, 0)
+                        for rc, n in left[rp_uuid].items()}
+        return new
+
+    def assign(i, left):
         if i == len(groups):
+            # Units left over are the flavor's (Nova's own PCI or vGPU
+            # providers in the same tree), not the groups'.
             return []
-        for rp_uuid in sorted(devices):
-            if rp_uuid not in used and fits(groups[i], rp_uuid):
-                rest = assign(i + 1, used | {rp_uuid})
+        for rp_uuid in sorted(providers):
+            if fits(groups[i], rp_uuid, left):
+                rest = assign(i + 1, take(left, rp_uuid, groups[i]))
                 if rest is not None:
                     return [rp_uuid] + rest
         return None
 
-    # Groups per server are capped ([nova_acc] max_groups_per_server), so
-    # this search stays small.
-    chosen = assign(0, frozenset())
+    # Groups per server are capped ([nova_acc] max_groups_per_server), and
+    # a node has few pools, so this search stays small.
+    chosen = assign(0, {rp: res for rp, (res, _t) in providers.items()})
     if chosen is None:
         raise exception.PrebindFailed(
-            'the allocation of the server on node %s does not hold a device '
-            'for every device group' % nodename)
+            'the allocation of the server on node %s does not match its '
+            'device groups' % nodename)
     for rg, rp_uuid in zip(groups, chosen):
         rg.provider_uuids = [rp_uuid]
 
 
-def _device_address(report_client, context, nodename: str,
-                    rp_uuid: str) -> str | None:
+def _is_pool_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
     name = _get(report_client, context,
                 '/resource_providers/%s' % rp_uuid)['name']
-    return inventory.device_address(nodename, name, rp_uuid)
+    return inventory.is_pool_provider(nodename, name, rp_uuid)
 
 
 def _cell_of(context, instance):
@@ -352,7 +380,13 @@ def prebind(report_client, context, instance, nodename: str,
                           instance=instance)
         return []
     for b in bindings:
-        LOG.info('Bound device group %s to device %s (provider %s) on node '
-                 '%s', b.requester_id, b.address, b.rp_uuid, nodename,
-                 instance=instance)
+        if b.is_pool:
+            # The host picks which devices of the pool when it claims them.
+            LOG.info('Bound device group %s to %d device(s) of pool %s on '
+                     'node %s', b.requester_id, b.amount, b.rp_uuid,
+                     nodename, instance=instance)
+        else:
+            LOG.info('Bound device group %s to device context %s (provider '
+                     '%s) on node %s', b.requester_id, b.context_id,
+                     b.rp_uuid, nodename, instance=instance)
     return bindings

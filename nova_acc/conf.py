@@ -58,6 +58,20 @@ device-context grammar, for example::
              'driver and on each device provider it reports. Device-context '
              'requests require it, so servers only land on hosts and devices '
              'that nova-acc manages.'),
+    cfg.BoolOpt(
+        'pool_by_numa',
+        default=False,
+        help='Split device pools by NUMA node as well. Devices with the same '
+             'resource class and traits (and, for VFs, the same PF) form one '
+             'pool, one resource provider whose inventory is the number of '
+             'devices; a request group gets all its devices from one pool. '
+             'By default a pool spans the host\'s NUMA nodes, so a server can '
+             'have all 8 GPUs of a two-socket host in one group. With this '
+             'set, each NUMA node\'s devices are a pool of their own: a '
+             'group\'s devices then share a NUMA node, and a server asking '
+             'for more devices than one node has needs several groups. '
+             'Changing it on a host whose devices are in use keeps the used '
+             'devices in their old pool until they are released.'),
     cfg.IntOpt(
         'max_groups_per_server',
         default=4,

@@ -14,8 +14,14 @@
 The compute side of nova-acc for one libvirt host (``HostDevices``, used by
 the driver seam ``nova_acc.seams.libvirt``): before a build it waits for
 the backend's attach handles (ID-based contexts), checks the bindings and
-claims the devices in the host's ledger (``nova_acc.ledger``); every guest
-definition then gets an ``os_acc`` hostdev per device the server holds.
+claims the devices in the host's ledger (``nova_acc.ledger``). For a group
+bound to a pool, this is where the concrete devices are chosen: under the
+ledger lock, which every build, move, delete and reconcile on this host
+takes, the host picks as many free devices of the pool as placement
+allocated (as Nova's PCI tracker picks VFs under the resource tracker's
+lock), never a device held, out of service or blocked by its PF or VFs,
+and records them before the guest is defined. Every guest definition then
+gets an ``os_acc`` hostdev per device the server holds.
 It also runs the reconcile (``nova_acc.reconcile``) with the release of
 step 5 (``nova_acc.release``), and tells inventory which devices placement
 must not offer.
@@ -196,34 +202,54 @@ class HostDevices:
             return self.ledger.records()
 
     @staticmethod
-    def held_without_allocation(records) -> set[str]:
-        """Devices a server holds here that placement says it does not.
+    def held_without_allocation(records) -> dict[str, int]:
+        """pool UUID -> devices servers hold there beyond their allocation.
 
-        Placement would offer such a device to the next server, whose claim
-        the ledger then refuses; reserving it keeps placement from trying
-        until the holder leaves.
+        Placement would offer such devices to the next server, whose claim
+        the ledger then refuses; reserving them keeps placement from trying
+        until the holder leaves. One placement read per pool in use, not
+        per device.
         """
-        result = set()
+        held: dict[str, dict[str, int]] = {}
+        for rec in records.values():
+            if (rec.state in (ledger.CLAIMED, ledger.ATTACHED) and
+                    not rec.backend_owned and rec.rp_uuid):
+                per_server = held.setdefault(rec.rp_uuid, {})
+                per_server[rec.instance_uuid] = per_server.get(
+                    rec.instance_uuid, 0) + 1
+        result = {}
         client = report.report_client_singleton()
         ctxt = nova_context.get_admin_context()
-        for address, rec in records.items():
-            if (rec.state not in (ledger.CLAIMED, ledger.ATTACHED) or
-                    rec.backend_owned or not rec.rp_uuid):
-                continue
+        for rp_uuid, per_server in sorted(held.items()):
             try:
                 consumers = client.get_allocations_for_resource_provider(
-                    ctxt, rec.rp_uuid).allocations
+                    ctxt, rp_uuid).allocations
             except nova_exc.NovaException as e:
-                LOG.warning('Cannot check the allocations of device %s: %s',
-                            address, e)
+                LOG.warning('Cannot check the allocations of device pool '
+                            '%s: %s', rp_uuid, e)
                 continue
-            if rec.instance_uuid not in consumers:
-                LOG.warning('Device %s is held by server %s on this host, '
-                            'but placement has no allocation of it for that '
-                            'server; reserving it until the server leaves.',
-                            address, rec.instance_uuid)
-                result.add(address)
+            excess = 0
+            for server, count in sorted(per_server.items()):
+                allocated = sum(consumers.get(server, {}).get(
+                    'resources', {}).values())
+                if count > allocated:
+                    LOG.warning('Server %s holds %d device(s) of pool %s on '
+                                'this host but placement allocated it %d; '
+                                'reserving the difference until the server '
+                                'leaves.', server, count, rp_uuid, allocated)
+                    excess += count - allocated
+            if excess:
+                result[rp_uuid] = excess
         return result
+
+    def repoint(self, moved: dict[str, str]) -> None:
+        """After a reshape: records of per-device providers -> their pool."""
+        if not moved or not self.ledger.exists():
+            return
+        with self.ledger.transaction() as records:
+            for rec in records.values():
+                if rec.rp_uuid in moved:
+                    rec.rp_uuid = moved[rec.rp_uuid]
 
     @staticmethod
     def provider_has_allocations(rp_uuid: str) -> bool:
@@ -234,38 +260,59 @@ class HostDevices:
 
     # ---- claims -------------------------------------------------------------
 
-    @staticmethod
-    def _wanted(instance, managed) -> list[dict]:
-        """What the instance's bindings on this node ask the ledger for."""
-        wanted = []
+    def _claim_request(self, instance, managed
+                       ) -> tuple[list[dict], list[ledger.PoolRequest]]:
+        """What the instance's bindings on this node ask the ledger for.
+
+        :returns: (specific devices, pool requests) as ``ledger.claim``
+            takes them.
+        """
+        pools = inventory.pools_of(self.nodename, managed.values())
+        wanted, requests = [], []
         for b in binding.load(instance):
-            if b.nodename != instance.node or b.address is None:
+            if b.nodename != instance.node:
                 continue
-            dev = managed.get(b.address)
-            wanted.append({
-                'address': b.address, 'rp_uuid': b.rp_uuid,
-                'resource_class': dev.resource_class if dev else None,
-                'traits': dev.traits if dev else (),
-                'context_id': b.context_id})
-        return wanted
+            if b.is_pool:
+                pool = pools.get(b.rp_uuid)
+                requests.append(ledger.PoolRequest(
+                    requester_id=b.requester_id, rp_uuid=b.rp_uuid,
+                    count=b.amount,
+                    candidates=tuple(pool.addresses) if pool else (),
+                    resource_class=pool.key.resource_class if pool else None,
+                    traits=pool.key.traits if pool else ()))
+            elif b.address is not None:
+                dev = managed.get(b.address)
+                wanted.append({
+                    'address': b.address, 'rp_uuid': b.rp_uuid,
+                    'resource_class': dev.resource_class if dev else None,
+                    'traits': dev.traits if dev else (),
+                    'context_id': b.context_id,
+                    'requester_id': b.requester_id})
+        return wanted, requests
 
     def claim(self, instance) -> None:
-        """Claim the instance's bound devices in the ledger, all or nothing.
+        """Claim the instance's devices in the ledger, all or nothing.
 
-        :raises DeviceNotUsable: a device is not free on this host; nothing
-            was claimed.
+        Devices of pools are picked here. Idempotent: what the instance
+        already holds for a group counts towards it.
+
+        :raises DeviceNotUsable: a device is not free on this host, or a
+            pool has fewer free devices than the group was allocated;
+            nothing was claimed.
         """
         managed = self.managed_devices()
-        wanted = self._wanted(instance, managed)
-        if not wanted:
+        wanted, requests = self._claim_request(instance, managed)
+        if not wanted and not requests:
             return
         with self.ledger.transaction() as records:
             # A device still recorded for a server that is gone is released
             # (and reset) now rather than at the next periodic run.
-            self._reconcile_locked(records, managed,
-                                   only=[w['address'] for w in wanted])
+            self._reconcile_locked(records, managed)
             try:
-                claimed = ledger.claim(records, instance.uuid, wanted)
+                claimed = ledger.claim(
+                    records, instance.uuid, wanted, requests,
+                    blocked=inventory.blocked(managed, records),
+                    relatives=inventory.relatives(managed))
             except exception.DeviceNotFree as e:
                 raise exception.DeviceNotUsable(
                     '%s on node %s' % (e, instance.node))
@@ -287,13 +334,31 @@ class HostDevices:
 
     # ---- hostdevs -------------------------------------------------------
 
+    @staticmethod
+    def _holds_all(instance, bindings, records) -> bool:
+        """Does the ledger give the instance everything it is bound to?"""
+        for b in bindings:
+            if b.is_pool:
+                held = sum(1 for r in records.values()
+                           if r.instance_uuid == instance.uuid and
+                           r.requester_id == b.requester_id and
+                           r.state in (ledger.CLAIMED, ledger.ATTACHED))
+                if held < b.amount:
+                    return False
+            else:
+                rec = records.get(b.address)
+                if rec is None or rec.instance_uuid != instance.uuid:
+                    return False
+        return True
+
     def accelerators(self, instance) -> list[os_acc.Accelerator]:
         """The devices the instance holds on this host, as Accelerators.
 
         Every binding on this node must be held by the instance in the
         ledger; a device the ledger does not give it never reaches its
-        guest (a server booted before the ledger existed claims a free
-        device here).
+        guest. Where the ledger does not give it all yet (the first spawn;
+        a server bound before the ledger existed) the devices are claimed
+        here.
 
         :raises DeviceNotUsable: a bound device is not usable here.
         """
@@ -310,26 +375,39 @@ class HostDevices:
                 raise exception.DeviceNotUsable(
                     'device group %s is bound to node %s, not %s' % (
                         b.requester_id, b.nodename, instance.node))
-            if b.address is None:
+            if b.context_id and b.address is None:
                 raise exception.DeviceNotUsable(
                     'device context %s has no attach handle yet' %
                     b.context_id)
             # Devices of ID-based contexts belong to their backend (Cyborg),
             # not to [nova_acc] device_spec.
-            if not b.context_id and b.address not in managed:
+            if not b.context_id and not b.is_pool and \
+                    b.address not in managed:
                 raise exception.DeviceNotUsable(
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename))
         records = self.ledger.records()
-        if any(records.get(b.address) is None or
-               records[b.address].instance_uuid != instance.uuid
-               for b in bindings):
+        if not self._holds_all(instance, bindings, records):
             self.claim(instance)
+            records = self.ledger.records()
+        pool_groups = {b.requester_id for b in bindings if b.is_pool}
+        addresses = [b.address for b in bindings if not b.is_pool]
+        for address, rec in sorted(records.items(),
+                                   key=lambda i: (i[1].requester_id or '',
+                                                  i[0])):
+            if (rec.instance_uuid == instance.uuid and
+                    rec.requester_id in pool_groups and
+                    rec.state in (ledger.CLAIMED, ledger.ATTACHED)):
+                if address not in managed:
+                    raise exception.DeviceNotUsable(
+                        'device %s of group %s is not present on node %s'
+                        % (address, rec.requester_id, instance.node))
+                addresses.append(address)
         accelerators = []
-        for b in bindings:
+        for address in addresses:
             try:
                 acc = os_acc.Accelerator(interface_type='pci',
-                                         address=b.address)
+                                         address=address)
                 os_acc.get_config(acc)
             except acc_exc.InvalidAccelerator as e:
                 raise exception.DeviceNotUsable(str(e))

@@ -9,13 +9,37 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Step 0 of the flow, inventory: a host's accelerators as resource providers.
+"""Step 0 of the flow, inventory: a host's accelerators as device pools.
 
-Called from the compute driver's ``update_provider_tree``. Each device is a
-child of the compute node named ``<nodename>_<pci address>`` with a UUID
-derived from that name (``provider_uuid``), inventory 1 of its resource
-class, its traits, ``OWNER_NOVA`` and the capability trait. This module is
-the one home of that naming: ``device_address`` reads it back.
+Called from the compute driver's ``update_provider_tree``. Interchangeable
+devices - the same resource class and traits, and for VFs the same PF
+(``PoolKey``) - form one *pool*: one child provider of the compute node
+with an inventory of as many units as the pool has devices, its traits,
+``OWNER_NOVA`` and the capability trait. Placement counts; the host picks
+the concrete devices when it claims them (``nova_acc.hostdev``, recorded
+in the device ledger). That is how Nova treats the VFs of a PF in
+placement, and it keeps ``GET /allocation_candidates`` small: a server
+asking for 8 devices of one pool is one group and one candidate per host,
+not 8! permutations of 8 single-device providers.
+
+A pool's provider is named ``<nodename>_<label>_<digest>`` (``pool_name``;
+the label is the resource class, prefixed by the PF's address for VFs and
+followed by ``numaN`` when ``[nova_acc] pool_by_numa`` is set; the digest
+is of the whole key, traits included) and its UUID is derived from that
+name (``pool_uuid``), so both are stable across restarts and can be
+checked by anyone holding the name (``is_pool_provider``). This module is
+the one home of that naming, and of the per-device naming nova-acc used
+before pools (``legacy_device_address``), which the upgrade reshape reads.
+
+What a pool reports (``pool_inventory``):
+
+* ``total``: its devices present on the host, plus devices a server still
+  holds that vanished from the host or moved to another pool by a changed
+  ``device_spec`` (their allocation stays valid until the server lets go);
+* ``reserved``: devices the ledger keeps out of service (dirty, orphaned,
+  foreign), free devices blocked by their PF or VFs being in use (a PF and
+  its VFs are never in two guests), and devices held without a placement
+  allocation.
 
 Only changes are written: ProviderTree compares with what placement has,
 and the report client sends nothing for an unchanged tree.
@@ -31,9 +55,12 @@ tests. Parsing the XML and applying the specs is
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
+import dataclasses
+import hashlib
 import typing as ty
 import uuid as uuid_lib
 
+from nova import exception as nova_exc
 from nova.virt.libvirt import host as libvirt_host
 import os_acc
 import os_traits
@@ -48,57 +75,231 @@ CONF = conf.CONF
 
 LOG = logging.getLogger(__name__)
 
-# Fixed namespace so a device's provider UUID is the same after every
-# restart of nova-compute and can be recomputed from its name.
+# Fixed namespaces so a provider's UUID is the same after every restart of
+# nova-compute and can be recomputed from its name. Pools and the
+# per-device providers of nova-acc before pools use different ones, so a
+# name can never be mistaken for the other kind.
 _PROVIDER_NAMESPACE = uuid_lib.UUID('a7f4b0b2-3c1e-4f6e-9a55-6f1d2b9c0e11')
+_POOL_NAMESPACE = uuid_lib.UUID('0d9d5f36-4f0e-4a8e-8d0b-3b6f7e2a51c4')
 
 
-def provider_name(nodename: str, address: str) -> str:
-    """The name of the provider of device ``address`` of ``nodename``."""
+@dataclasses.dataclass(frozen=True, order=True)
+class PoolKey:
+    """What makes devices interchangeable: they serve the same groups.
+
+    :ivar parent: the PF's PCI address for VFs (each PF's VFs are a pool of
+        their own, as in Nova), None otherwise.
+    :ivar numa_node: set only with ``[nova_acc] pool_by_numa``.
+    """
+
+    resource_class: str
+    traits: tuple[str, ...]
+    parent: str | None = None
+    numa_node: int | None = None
+
+    @classmethod
+    def of(cls, dev: os_acc.Device) -> PoolKey:
+        return cls(resource_class=str(dev.resource_class),
+                   traits=tuple(sorted(dev.traits)),
+                   parent=dev.physfn,
+                   numa_node=dev.numa_node if CONF.nova_acc.pool_by_numa
+                   else None)
+
+    def digest(self) -> str:
+        text = jsonutils.dumps(dataclasses.astuple(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def label(self) -> str:
+        parts = [self.parent, self.resource_class] if self.parent else [
+            self.resource_class]
+        if self.numa_node is not None:
+            parts.append('numa%d' % self.numa_node)
+        return '_'.join(parts)
+
+
+def pool_name(nodename: str, key: PoolKey) -> str:
+    """The name of the provider of pool ``key`` of ``nodename``."""
+    return '%s_%s_%s' % (nodename, key.label(), key.digest())
+
+
+def pool_uuid(nodename: str, key: PoolKey) -> str:
+    """The UUID of that provider: stable, and derived from its name."""
+    return str(uuid_lib.uuid5(_POOL_NAMESPACE, pool_name(nodename, key)))
+
+
+def is_pool_provider(nodename: str, name: str, rp_uuid: str) -> bool:
+    """Is this provider one of nova-acc's pools of ``nodename``?
+
+    False for a look-alike provider someone else made: its UUID is not the
+    one derived from its name.
+    """
+    return (name.startswith(nodename + '_') and
+            str(uuid_lib.uuid5(_POOL_NAMESPACE, name)) == rp_uuid)
+
+
+@dataclasses.dataclass
+class Pool:
+    """One pool of a node: its provider and the addresses of its devices."""
+
+    key: PoolKey
+    name: str
+    uuid: str
+    addresses: list[str] = dataclasses.field(default_factory=list)
+
+
+def pools_of(nodename: str, devices: Iterable[os_acc.Device]
+             ) -> dict[str, Pool]:
+    """The pools ``devices`` form on ``nodename``: pool UUID -> Pool.
+
+    Each pool's addresses are sorted, so a claim picks devices in a stable
+    order (the lowest free address first).
+    """
+    result: dict[str, Pool] = {}
+    for dev in devices:
+        key = PoolKey.of(dev)
+        uuid = pool_uuid(nodename, key)
+        pool = result.setdefault(uuid, Pool(key, pool_name(nodename, key),
+                                            uuid))
+        pool.addresses.append(dev.address)
+    for pool in result.values():
+        pool.addresses.sort()
+    return result
+
+
+def pool_of_address(nodename: str, devices: Iterable[os_acc.Device]
+                    ) -> dict[str, str]:
+    """address -> the UUID of the pool the device belongs to now."""
+    return {a: p.uuid for p in pools_of(nodename, devices).values()
+            for a in p.addresses}
+
+
+def blocked(managed: Mapping[str, os_acc.Device],
+            records: Mapping[str, ledger.DeviceRecord]) -> set[str]:
+    """Free devices that must not be handed out because of a relative.
+
+    A PF and its VFs are never used at once: a PF is blocked while any of
+    its VFs is not free, and each VF while its PF is not free.
+    """
+    busy = {a for a, rec in records.items() if rec.state != ledger.FREE}
+    if not busy:
+        return set()
+    pfs_with_busy_vfs = {managed[a].physfn for a in busy
+                         if a in managed and managed[a].physfn}
+    return {address for address, dev in managed.items()
+            if address not in busy and
+            ((dev.physfn is not None and dev.physfn in busy) or
+             address in pfs_with_busy_vfs)}
+
+
+def relatives(managed: Mapping[str, os_acc.Device]) -> dict[str, set[str]]:
+    """address -> the devices that must not be in use with it (PF <-> VFs)."""
+    result: dict[str, set[str]] = {}
+    for address, dev in managed.items():
+        if dev.physfn and dev.physfn in managed:
+            result.setdefault(address, set()).add(dev.physfn)
+            result.setdefault(dev.physfn, set()).add(address)
+    return result
+
+
+# ---- the per-device providers of nova-acc before pools ----------------------
+
+
+def legacy_provider_name(nodename: str, address: str) -> str:
     return '%s_%s' % (nodename, address)
 
 
-def provider_uuid(nodename: str, address: str) -> str:
-    """The UUID of that provider: stable, and derived from its name."""
+def legacy_provider_uuid(nodename: str, address: str) -> str:
     return str(uuid_lib.uuid5(_PROVIDER_NAMESPACE,
-                              provider_name(nodename, address)))
+                              legacy_provider_name(nodename, address)))
 
 
-def device_address(nodename: str, name: str, rp_uuid: str) -> str | None:
-    """The PCI address of a provider nova-acc made for ``nodename``.
+def legacy_device_address(nodename: str, name: str, rp_uuid: str
+                          ) -> str | None:
+    """The PCI address of a per-device provider of nova-acc before pools.
 
-    None when the provider is not one of nova-acc's devices of that node:
-    the name does not start with the node's, or the UUID was not derived
-    from the name (someone else made a look-alike provider).
+    None when the provider is not one (another name, or a UUID that was
+    not derived from the name).
     """
     prefix = nodename + '_'
     if not name.startswith(prefix):
         return None
     address = name[len(prefix):]
-    if provider_uuid(nodename, address) != rp_uuid:
+    if legacy_provider_uuid(nodename, address) != rp_uuid:
         return None
     return address
 
 
-def _inventory(resource_class: str, reserved: int = 0) -> dict:
+# ---- the provider tree ------------------------------------------------------
+
+
+def _inventory(resource_class: str, total: int, reserved: int) -> dict:
     return {resource_class: {
-        'total': 1, 'reserved': reserved, 'min_unit': 1, 'max_unit': 1,
-        'step_size': 1, 'allocation_ratio': 1.0}}
-
-
-def _our_children(provider_tree, nodename: str) -> dict[str, str]:
-    """Device providers nova-acc made under ``nodename``: name -> uuid."""
-    result = {}
-    for uuid in provider_tree.get_provider_uuids_in_tree(nodename):
-        data = provider_tree.data(uuid)
-        if device_address(nodename, data.name, uuid) is not None:
-            result[data.name] = uuid
-    return result
+        'total': total, 'reserved': min(reserved, total), 'min_unit': 1,
+        'max_unit': total, 'step_size': 1, 'allocation_ratio': 1.0}}
 
 
 def _fully_reserved(inventory: dict) -> dict:
     return {rc: dict(record, reserved=record['total'])
             for rc, record in inventory.items()}
+
+
+def _children(provider_tree, nodename: str, owned: Callable[[str, str], bool]
+              ) -> dict[str, str]:
+    """Children of ``nodename`` for which ``owned(name, uuid)``: uuid->name."""
+    result = {}
+    for uuid in provider_tree.get_provider_uuids_in_tree(nodename):
+        name = provider_tree.data(uuid).name
+        if uuid != provider_tree.data(nodename).uuid and owned(name, uuid):
+            result[uuid] = name
+    return result
+
+
+@dataclasses.dataclass
+class _Member:
+    address: str
+    present: bool
+    record: ledger.DeviceRecord | None
+
+
+def _members(nodename: str, managed: Mapping[str, os_acc.Device],
+             records: Mapping[str, ledger.DeviceRecord],
+             known_pools: set[str], legacy_left: Set[str] = frozenset()
+             ) -> dict[str, list[_Member]]:
+    """pool UUID -> the devices it counts.
+
+    A device a server holds counts in the pool it was allocated from
+    (``record.rp_uuid``) even when it vanished or ``device_spec`` now puts
+    it elsewhere: the server's allocation is there.
+    """
+    current = pool_of_address(nodename, managed.values())
+    members: dict[str, list[_Member]] = {}
+    for address in sorted(set(managed) | set(records)):
+        rec = records.get(address)
+        pool = current.get(address)
+        if rec is not None and rec.state in ledger.HELD:
+            if rec.rp_uuid in legacy_left:
+                continue  # its allocation is on its per-device provider
+            if rec.rp_uuid in known_pools | set(current.values()):
+                pool = rec.rp_uuid
+        if pool is None:
+            continue  # gone and not held: nothing to count
+        members.setdefault(pool, []).append(
+            _Member(address, address in managed, rec))
+    return members
+
+
+def pool_inventory(members: list[_Member], blocked_addresses: set[str],
+                   held_without_allocation: int) -> tuple[int, int]:
+    """(total, reserved) of one pool."""
+    total = reserved = 0
+    for m in members:
+        state = m.record.state if m.record else ledger.FREE
+        if not m.present and state not in (ledger.CLAIMED, ledger.ATTACHED):
+            continue  # vanished and released (or never held)
+        total += 1
+        if state in ledger.OUT_OF_SERVICE or m.address in blocked_addresses:
+            reserved += 1
+    return total, min(total, reserved + held_without_allocation)
 
 
 def update_provider_tree(
@@ -108,91 +309,166 @@ def update_provider_tree(
     capability_trait: str,
     has_allocations: Callable[[str], bool],
     records: Mapping[str, ledger.DeviceRecord] | None = None,
-    unallocated: Set[str] = frozenset(),
-) -> None:
-    """Make ``nodename``'s device children match ``devices``.
+    held_without_allocation: Mapping[str, int] | None = None,
+    allocations: dict | None = None,
+    may_reshape: bool = True,
+) -> dict[str, str]:
+    """Make ``nodename``'s pool children match ``devices`` and the ledger.
 
     :param has_allocations: tells whether a provider (by UUID) has
-        allocations; only asked about providers whose device vanished or
-        whose resource class or traits changed.
-    :param records: the device ledger: devices it keeps out of service
-        (dirty, orphaned, foreign) are reserved, and a device a server holds
-        keeps the provider it was allocated from.
-    :param unallocated: addresses of devices a server holds although
-        placement has no allocation of them for it: reserved too.
+        allocations; only asked about providers that would be removed.
+    :param records: the device ledger.
+    :param held_without_allocation: pool UUID -> devices servers hold there
+        beyond what placement allocated them: reserved.
+    :param allocations: Nova's reshape: every consumer's allocations in the
+        node's tree, changed in place when per-device providers of nova-acc
+        before pools are folded into pools.
+    :param may_reshape: whether Nova would reshape now: it does only when
+        nova-compute starts. Otherwise per-device providers with
+        allocations stay, fully reserved, until the next start.
+    :raises nova.exception.ReshapeNeeded: per-device providers with
+        allocations exist, ``allocations`` was not given and
+        ``may_reshape``.
+    :returns: per-device provider UUID -> the pool UUID its allocations
+        moved to (for the ledger), when a reshape happened.
     """
     records = records or {}
+    held_without_allocation = held_without_allocation or {}
+    managed = {d.address: d for d in devices}
+    pools = pools_of(nodename, managed.values())
     provider_tree.add_traits(nodename, capability_trait)
-    present = {}
-    for dev in devices:
-        name = provider_name(nodename, dev.address)
-        present[name] = dev
-        uuid = provider_uuid(nodename, dev.address)
-        rec = records.get(dev.address)
-        out_of_service = (rec is not None and
-                          rec.state in ledger.OUT_OF_SERVICE) or \
-            dev.address in unallocated
-        inventory = _inventory(dev.resource_class,
-                               reserved=1 if out_of_service else 0)
-        traits = set(dev.traits) | {os_traits.OWNER_NOVA, capability_trait}
-        if not provider_tree.exists(uuid):
-            provider_tree.new_child(name, nodename, uuid=uuid)
-            LOG.info('Reporting device %s (%s) as resource provider %s',
-                     dev.address, dev.resource_class, uuid)
-        else:
-            data = provider_tree.data(uuid)
-            old_rcs = set(data.inventory)
-            changed = (old_rcs and old_rcs != {dev.resource_class}) or (
-                data.traits and set(data.traits) != traits)
-            if changed and ((rec is not None and rec.state in ledger.HELD) or
-                            has_allocations(uuid)):
-                # Placement refuses to change the resource class of an
-                # allocated provider, and the server was given the device
-                # for the old class and traits: keep them, fully reserved,
-                # until the device is free; then it moves.
-                kept = _fully_reserved(data.inventory)
-                if kept != data.inventory:
-                    LOG.warning(
-                        'Device %s changed in [nova_acc] device_spec (now %s '
-                        'with traits %s) while a server holds it; its '
-                        'provider %s keeps %s and its traits, fully '
-                        'reserved, until the device is released.',
-                        dev.address, dev.resource_class,
-                        ','.join(sorted(dev.traits)) or '-', uuid,
-                        ','.join(sorted(old_rcs)))
-                    provider_tree.update_inventory(uuid, kept)
-                continue
-        if out_of_service and provider_tree.data(uuid).inventory != inventory:
-            LOG.warning('Device %s is %s (%s): reserved in placement until '
-                        'it can be handed out again.', dev.address,
-                        rec.state if rec else '-',
-                        (rec.reason if rec else None) or '-')
-        provider_tree.update_inventory(uuid, inventory)
-        provider_tree.update_traits(uuid, traits)
 
-    for name, uuid in _our_children(provider_tree, nodename).items():
-        if name in present:
+    moved = _fold_legacy_providers(provider_tree, nodename, managed, pools,
+                                   has_allocations, allocations, may_reshape)
+
+    ours = _children(provider_tree, nodename,
+                     lambda name, uuid: is_pool_provider(nodename, name,
+                                                         uuid))
+    # Per-device providers still allocated (until Nova can reshape them):
+    # their devices count there, not in a pool.
+    legacy_left = set(_children(
+        provider_tree, nodename, lambda name, uuid: legacy_device_address(
+            nodename, name, uuid) is not None))
+    members = _members(nodename, managed, records, set(ours), legacy_left)
+    blocked_addresses = blocked(managed, records)
+    kept = set()
+    for uuid in sorted(set(pools) | set(members)):
+        pool = pools.get(uuid)
+        total, reserved = pool_inventory(
+            members.get(uuid, []), blocked_addresses,
+            held_without_allocation.get(uuid, 0))
+        if total == 0 or (pool is None and not provider_tree.exists(uuid)):
+            continue  # no devices: handled below with the stale pools
+        kept.add(uuid)
+        if pool is not None:
+            resource_class = pool.key.resource_class
+            if not provider_tree.exists(uuid):
+                provider_tree.new_child(pool.name, nodename, uuid=uuid)
+                LOG.info('Reporting device pool %s (%d x %s) as resource '
+                         'provider %s', pool.name, total, resource_class,
+                         uuid)
+            provider_tree.update_traits(uuid, set(pool.key.traits) | {
+                os_traits.OWNER_NOVA, capability_trait})
+        else:
+            # Devices still held from a pool that device_spec no longer
+            # makes: it keeps its class and traits until they are released.
+            resource_class = next(iter(provider_tree.data(uuid).inventory))
+        inventory = _inventory(resource_class, total, reserved)
+        old = provider_tree.data(uuid).inventory.get(resource_class)
+        if old is not None and (old['total'], old['reserved']) != (
+                total, inventory[resource_class]['reserved']):
+            LOG.info('Device pool %s: %d device(s), %d reserved (was %d, '
+                     '%d).', provider_tree.data(uuid).name, total,
+                     inventory[resource_class]['reserved'], old['total'],
+                     old['reserved'])
+        provider_tree.update_inventory(uuid, inventory)
+
+    for uuid, name in ours.items():
+        if uuid in kept:
             continue
-        address = name[len(nodename) + 1:]
-        rec = records.get(address)
-        if (rec is not None and rec.state in ledger.HELD) or \
-                has_allocations(uuid):
+        if has_allocations(uuid):
             # Deleting a provider with allocations fails in placement and
             # would stop every later inventory update of this host. Keep it,
             # fully reserved so nothing new lands on it, until it is freed.
             inv = provider_tree.data(uuid).inventory
-            reserved = _fully_reserved(inv)
-            if reserved != inv:
+            if inv and _fully_reserved(inv) != inv:
                 LOG.warning(
-                    'Device provider %s (%s) is allocated but its device is '
-                    'gone from the host or from [nova_acc] device_spec; '
-                    'keeping it fully reserved until its servers are '
-                    'deleted.', name, uuid)
-                provider_tree.update_inventory(uuid, reserved)
+                    'Device pool %s (%s) is allocated but none of its '
+                    'devices is on the host or in [nova_acc] device_spec '
+                    'any more; keeping it fully reserved until its servers '
+                    'are deleted.', name, uuid)
+                provider_tree.update_inventory(uuid, _fully_reserved(inv))
         else:
-            LOG.info('Device of resource provider %s (%s) is gone; removing '
-                     'the provider.', name, uuid)
+            LOG.info('Device pool %s (%s) has no devices any more; removing '
+                     'its provider.', name, uuid)
             provider_tree.remove(uuid)
+    return moved
+
+
+def _fold_legacy_providers(provider_tree, nodename: str,
+                           managed: Mapping[str, os_acc.Device],
+                           pools: Mapping[str, Pool],
+                           has_allocations: Callable[[str], bool],
+                           allocations: dict | None,
+                           may_reshape: bool = True) -> dict[str, str]:
+    """Remove the per-device providers of before pools; reshape if needed.
+
+    A provider whose device is not on the host any more cannot be mapped
+    to a pool: if allocated it stays, fully reserved, until it is freed.
+    """
+    legacy = _children(
+        provider_tree, nodename, lambda name, uuid: legacy_device_address(
+            nodename, name, uuid) is not None)
+    if not legacy:
+        return {}
+    target = {}
+    for uuid, name in legacy.items():
+        address = legacy_device_address(nodename, name, uuid)
+        dev = managed.get(address or '')
+        if dev is not None:
+            target[uuid] = pool_uuid(nodename, PoolKey.of(dev))
+    allocated = {u for u in legacy if has_allocations(u)}
+    if allocated & set(target) and allocations is None:
+        if may_reshape:
+            LOG.info('Per-device providers of node %s have allocations: '
+                     'asking Nova to reshape them into device pools.',
+                     nodename)
+            raise nova_exc.ReshapeNeeded()
+        # Nova reshapes only at startup: until then, nothing new may land
+        # on them, and their devices are kept out of the pools.
+        LOG.warning('Per-device providers of node %s have allocations; they '
+                    'are moved into device pools when nova-compute next '
+                    'starts.', nodename)
+        target = {}
+    for pool_id in set(target.values()):
+        pool = pools[pool_id]
+        if not provider_tree.exists(pool_id):
+            provider_tree.new_child(pool.name, nodename, uuid=pool_id)
+    moved = {}
+    for consumer in (allocations or {}).values():
+        allocs = consumer['allocations']
+        for uuid in [u for u in allocs if u in target]:
+            resources = allocs.pop(uuid)['resources']
+            into = allocs.setdefault(target[uuid], {'resources': {}})[
+                'resources']
+            for rc, amount in resources.items():
+                into[rc] = into.get(rc, 0) + amount
+            moved[uuid] = target[uuid]
+    for uuid, name in legacy.items():
+        if uuid in target and (uuid in moved or uuid not in allocated):
+            LOG.info('Replacing per-device provider %s by device pool %s.',
+                     name, pools[target[uuid]].name)
+            provider_tree.remove(uuid)
+        elif uuid in allocated:
+            inv = provider_tree.data(uuid).inventory
+            if _fully_reserved(inv) != inv:
+                LOG.warning('Per-device provider %s is allocated but its '
+                            'device is gone; keeping it fully reserved '
+                            'until its servers are deleted.', name)
+                provider_tree.update_inventory(uuid, _fully_reserved(inv))
+        else:
+            provider_tree.remove(uuid)
+    return moved
 
 
 # ---- which devices the host has -------------------------------------------

@@ -59,7 +59,7 @@ import datetime
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Set
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
@@ -99,10 +99,12 @@ class DeviceRecord:
         orphaned).
     :ivar guest: UUID of the libvirt domain holding it when that is not a
         server bound to it (``foreign``).
-    :ivar rp_uuid, resource_class, traits: the provider, resource class and
-        traits the device was allocated from, kept while it is held so a
-        changed ``[nova_acc] device_spec`` does not move a device from under
-        its server.
+    :ivar rp_uuid, resource_class, traits: the provider (the device's pool),
+        resource class and traits the device was allocated from, kept while
+        it is held so a changed ``[nova_acc] device_spec`` does not move a
+        device from under its server.
+    :ivar requester_id: the request group of the server the device serves
+        (a group asking for 4 devices of a pool is served by 4 records).
     :ivar context_id: for devices of ID-based contexts (a Cyborg ARQ): the
         context; its backend owns the device and resets it, nova-acc only
         records who holds it.
@@ -116,6 +118,7 @@ class DeviceRecord:
     instance_uuid: str | None = None
     guest: str | None = None
     rp_uuid: str | None = None
+    requester_id: str | None = None
     resource_class: str | None = None
     traits: list[str] = dataclasses.field(default_factory=list)
     context_id: str | None = None
@@ -153,11 +156,12 @@ class DeviceRecord:
         self.changed_at = now()
 
     def claim(self, instance_uuid: str, rp_uuid: str | None,
-              resource_class: str | None, traits, context_id: str | None
-              ) -> None:
+              resource_class: str | None, traits, context_id: str | None,
+              requester_id: str | None = None) -> None:
         self._set(CLAIMED, instance_uuid=instance_uuid, guest=None,
                   rp_uuid=rp_uuid, resource_class=resource_class,
-                  traits=sorted(traits or ()), context_id=context_id)
+                  traits=sorted(traits or ()), context_id=context_id,
+                  requester_id=requester_id)
 
     def attach(self) -> None:
         self._set(ATTACHED, reason=None)
@@ -167,18 +171,18 @@ class DeviceRecord:
 
     def held_by_guest(self, guest: str, reason: str) -> None:
         self._set(FOREIGN, reason=reason, guest=guest, instance_uuid=None,
-                  context_id=None)
+                  context_id=None, requester_id=None)
 
     def free(self, reset: bool, reason: str | None = None) -> None:
         if reset:
             self.last_reset = now()
         self._set(FREE, reason=reason, instance_uuid=None, guest=None,
                   rp_uuid=None, resource_class=None, traits=[],
-                  context_id=None)
+                  context_id=None, requester_id=None)
 
     def dirty(self, reason: str) -> None:
         self._set(DIRTY, reason=reason, instance_uuid=None, guest=None,
-                  context_id=None)
+                  context_id=None, requester_id=None)
 
 
 def default_dir() -> str:
@@ -331,23 +335,95 @@ class DeviceLedger:
                 self._write(records)
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolRequest:
+    """``count`` devices of pool ``rp_uuid`` for group ``requester_id``.
+
+    :ivar candidates: the addresses of the pool's devices on the host now,
+        in the order to try them.
+    """
+
+    requester_id: str
+    rp_uuid: str
+    count: int
+    candidates: tuple[str, ...]
+    resource_class: str | None = None
+    traits: tuple[str, ...] = ()
+
+
 def claim(records: dict[str, DeviceRecord], instance_uuid: str,
-          wanted: list[dict]) -> list[DeviceRecord]:
+          wanted: list[dict], pools: list[PoolRequest] = (),
+          blocked: frozenset[str] | set[str] = frozenset(),
+          relatives: Mapping[str, Set[str]] | None = None,
+          ) -> list[DeviceRecord]:
     """Claim devices for a server, all or nothing.
 
-    :param wanted: one dict per device: ``address`` and optionally
-        ``rp_uuid``, ``resource_class``, ``traits``, ``context_id``.
-    :raises DeviceNotFree: a device is held by someone else, dirty or
-        out of service; nothing was claimed.
+    :param wanted: specific devices, one dict each: ``address`` and
+        optionally ``rp_uuid``, ``resource_class``, ``traits``,
+        ``context_id``, ``requester_id`` (the devices of backend contexts,
+        whose backend chose them, and bindings made before pools).
+    :param pools: devices for the host to pick: for each request, the
+        devices the server already holds for that group count first (a
+        rebuild or a retried spawn claims nothing twice), then free devices
+        of the pool that no other claim of this call took and that are not
+        ``blocked`` (a PF whose VFs are in use, or the reverse).
+    :param relatives: address -> the devices that must not be in use at the
+        same time (a PF's VFs, a VF's PF): a device picked here blocks its
+        relatives for the rest of this claim too, so one server never gets
+        a PF and one of its VFs.
+    :raises DeviceNotFree: a specific device is held by someone else, dirty
+        or out of service, or a pool has fewer free devices than asked;
+        nothing was claimed.
     """
     for want in wanted:
         rec = records.get(want['address'])
-        if rec is None or rec.state == FREE:
+        if (rec is None or rec.state == FREE) and \
+                want['address'] not in blocked:
             continue
-        if rec.state in (CLAIMED, ATTACHED) and \
+        if rec is not None and rec.state in (CLAIMED, ATTACHED) and \
                 rec.instance_uuid == instance_uuid:
             continue  # idempotent: a rebuild or a retried spawn
+        if rec is None or rec.state == FREE:
+            raise exception.DeviceNotFree(
+                'device %s is blocked: its PF or one of its VFs is in use'
+                % want['address'])
         raise exception.DeviceNotFree(describe_unavailable(rec))
+    relatives = relatives or {}
+    taken = {w['address'] for w in wanted}
+    blocked = set(blocked)
+    for address in taken:
+        blocked |= set(relatives.get(address, ()))
+    for want in wanted:
+        clash = set(relatives.get(want['address'], ())) & taken
+        if clash:
+            raise exception.DeviceNotFree(
+                'device %s cannot be claimed together with its PF or VF %s'
+                % (want['address'], ', '.join(sorted(clash))))
+    picks: list[tuple[PoolRequest, list[str]]] = []
+    for req in pools:
+        mine = [a for a, r in sorted(records.items())
+                if r.instance_uuid == instance_uuid and
+                r.state in (CLAIMED, ATTACHED) and
+                r.requester_id == req.requester_id][:req.count]
+        chosen = list(mine)
+        for address in mine:
+            blocked |= set(relatives.get(address, ()))
+        for address in req.candidates:
+            if len(chosen) == req.count:
+                break
+            rec = records.get(address)
+            if address in taken or address in blocked or address in chosen \
+                    or (rec is not None and rec.state != FREE):
+                continue
+            chosen.append(address)
+            blocked |= set(relatives.get(address, ()))
+        if len(chosen) < req.count:
+            raise exception.DeviceNotFree(
+                'device group %s needs %d device(s) of pool %s, only %d '
+                'free' % (req.requester_id, req.count, req.rp_uuid,
+                          len(chosen)))
+        taken.update(chosen)
+        picks.append((req, chosen))
     claimed = []
     for want in wanted:
         rec = records.setdefault(want['address'],
@@ -355,8 +431,15 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         if rec.state == FREE:
             rec.claim(instance_uuid, want.get('rp_uuid'),
                       want.get('resource_class'), want.get('traits'),
-                      want.get('context_id'))
+                      want.get('context_id'), want.get('requester_id'))
         claimed.append(rec)
+    for req, chosen in picks:
+        for address in chosen:
+            rec = records.setdefault(address, DeviceRecord(address=address))
+            if rec.state == FREE:
+                rec.claim(instance_uuid, req.rp_uuid, req.resource_class,
+                          req.traits, None, req.requester_id)
+            claimed.append(rec)
     return claimed
 
 

@@ -16,13 +16,16 @@ ones Nova makes after a server was deleted, shelved offloaded or failed to
 build), after every guest teardown, and for the devices a build claims. It
 compares each device's record with three facts:
 
-* the servers Nova has on this node, and the devices each is bound to (the
-  binding in its system metadata, written at pre-bind);
+* the servers Nova has on this node, and what each is bound to (the
+  binding in its system metadata, written at pre-bind): device pools, of
+  which the ledger records the devices the host picked, or specific
+  devices (those of backend contexts, and bindings from before pools);
 * the libvirt guests defined on the host and the PCI devices in each;
 * the devices ``[nova_acc] device_spec`` selects on the host now.
 
-A server holds a device while it is on this node and bound to it; that is
-the whole rule, whatever the server's task state. When a server stops
+A server holds a device while it is on this node and bound to it (to the
+device, or to the pool the ledger recorded the device for); that is the
+whole rule, whatever the server's task state. When a server stops
 holding a device (deleted, reclaimed, shelved offloaded, rescheduled,
 moved, deleted while this host was down) its device is released
 (``nova_acc.release``: reset, or dirty) - but only once no guest uses it:
@@ -58,18 +61,52 @@ class HostFacts:
     :ivar bound: server UUID -> addresses it is bound to on this node, for
         each server of interest that is on this node. A server that is not
         on this node (deleted, moved, offloaded) is absent.
+    :ivar bound_pools: server UUID -> {pool provider UUID: {requester id:
+        number of devices}} of the groups it has bound to pools of this node
+        (same servers; several groups may share a pool).
+    :ivar pool_of: address -> the UUID of the pool a managed device is in.
     """
 
     managed: dict
     guests: dict[str, set[str]]
     bound: dict[str, set[str]]
+    bound_pools: dict[str, dict[str, dict[str, int]]] = dataclasses.field(
+        default_factory=dict)
+    pool_of: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def guests_using(self, address: str) -> list[str]:
         return sorted(g for g, addrs in self.guests.items()
                       if address in addrs)
 
-    def holds(self, instance_uuid: str | None, address: str) -> bool:
-        return address in self.bound.get(instance_uuid, ())
+    def holds(self, instance_uuid: str | None, address: str,
+              rp_uuid: str | None = None) -> bool:
+        """Is the server bound to the device, or to the pool it was from?"""
+        return (address in self.bound.get(instance_uuid, ()) or
+                rp_uuid is not None and
+                rp_uuid in self.bound_pools.get(instance_uuid, {}))
+
+    def adopter(self, users: list[str], address: str,
+                records: dict[str, ledger.DeviceRecord]
+                ) -> tuple[str, str | None, str | None] | None:
+        """(server, pool, requester id) of a guest entitled to the device.
+
+        A guest is entitled when it is a server bound to this device, or to
+        the pool the device is in now with a group that the ledger does not
+        give all its devices yet.
+        """
+        pool = self.pool_of.get(address)
+        for g in users:
+            if address in self.bound.get(g, ()):
+                return g, None, None
+            groups = self.bound_pools.get(g, {}).get(pool or '', {})
+            for requester, amount in sorted(groups.items()):
+                held = sum(1 for r in records.values()
+                           if r.instance_uuid == g and
+                           r.requester_id == requester and
+                           r.state in ledger.HELD)
+                if held < amount:
+                    return g, pool, requester
+        return None
 
 
 # release(records, record, why) -> None: resets/unbinds and frees or dirties.
@@ -120,7 +157,7 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
     users = facts.guests_using(address)
     if rec.state in ledger.HELD:
         server = rec.instance_uuid
-        if facts.holds(server, address):
+        if facts.holds(server, address, rec.rp_uuid):
             others = [g for g in users if g != server]
             if others:
                 # Only possible if something outside Nova attached it.
@@ -131,7 +168,7 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
                 return 'attached to server %s' % server
             if rec.state == ledger.ORPHANED:
                 rec.claim(server, rec.rp_uuid, rec.resource_class,
-                          rec.traits, rec.context_id)
+                          rec.traits, rec.context_id, rec.requester_id)
                 return 'held by server %s again' % server
             return None
         # The server no longer holds the device on this node.
@@ -151,11 +188,12 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
                 % server)
         return 'released from server %s' % server
     if rec.state == ledger.FOREIGN:
-        adopter = next((g for g in users if facts.holds(g, address)), None)
+        adopter = facts.adopter(users, address, records)
         if adopter:
-            rec.claim(adopter, None, None, (), None)
+            server, pool, requester = adopter
+            rec.claim(server, pool, None, (), None, requester)
             rec.attach()
-            return 'attached to server %s' % adopter
+            return 'attached to server %s' % server
         if users:
             if rec.guest not in users:
                 rec.held_by_guest(users[0], 'guest %s uses it' % users[0])
@@ -167,15 +205,16 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
         return None
     # FREE
     if users:
-        adopter = next((g for g in users if facts.holds(g, address)), None)
+        adopter = facts.adopter(users, address, records)
         if adopter:
             # A server booted before this ledger existed (upgrade), or a
             # ledger rebuilt after it was lost.
+            server, pool, requester = adopter
             dev = facts.managed.get(address)
-            rec.claim(adopter, None, getattr(dev, 'resource_class', None),
-                      getattr(dev, 'traits', ()), None)
+            rec.claim(server, pool, getattr(dev, 'resource_class', None),
+                      getattr(dev, 'traits', ()), None, requester)
             rec.attach()
-            return 'adopted by server %s, whose guest uses it' % adopter
+            return 'adopted by server %s, whose guest uses it' % server
         rec.held_by_guest(users[0], 'guest %s uses it and is not a server '
                           'bound to it' % users[0])
         return 'foreign: guest %s uses it' % users[0]
@@ -198,6 +237,7 @@ def gather_facts(host, nodename: str, managed: dict,
 
     from nova_acc import binding
     from nova_acc import hostdev
+    from nova_acc import inventory
 
     guests = {}
     for guest in host.list_guests(only_running=False):
@@ -206,7 +246,8 @@ def gather_facts(host, nodename: str, managed: dict,
         except Exception as e:  # a guest vanishing under us
             LOG.debug('Skipping guest %s: %s', guest.uuid, e)
     wanted = interesting_servers(records, guests)
-    bound = {}
+    bound: dict[str, set[str]] = {}
+    bound_pools: dict[str, dict[str, str]] = {}
     if wanted:
         ctxt = nova_context.get_admin_context()
         instances = objects.InstanceList.get_by_filters(
@@ -221,6 +262,15 @@ def gather_facts(host, nodename: str, managed: dict,
             if inst.node != nodename or vm_states.allow_resource_removal(
                     inst.vm_state, inst.task_state):
                 continue
-            bound[inst.uuid] = {b.address for b in binding.load(inst)
-                                if b.nodename == nodename and b.address}
-    return HostFacts(managed=managed, guests=guests, bound=bound)
+            here = [b for b in binding.load(inst) if b.nodename == nodename]
+            bound[inst.uuid] = {b.address for b in here if b.address}
+            pools: dict[str, dict[str, int]] = {}
+            for b in here:
+                if b.is_pool:
+                    pools.setdefault(b.rp_uuid, {})[b.requester_id] = \
+                        b.amount
+            bound_pools[inst.uuid] = pools
+    return HostFacts(managed=managed, guests=guests, bound=bound,
+                     bound_pools=bound_pools,
+                     pool_of=inventory.pool_of_address(nodename,
+                                                       managed.values()))

@@ -17,10 +17,12 @@ override is a few lines calling ``nova_acc.hostdev.HostDevices``:
 
 * ``init_host``: refuse devices that ``[pci] device_spec`` also selects;
 * ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
-  resource update): the devices as child providers
-  (``nova_acc.inventory``), those the ledger keeps out of service reserved;
-* ``spawn`` (step 4): wait for the backend, check the bindings, claim the
-  devices in the ledger; a device that is not free reschedules the server;
+  resource update): the device pools as child providers
+  (``nova_acc.inventory``), the devices the ledger keeps out of service
+  reserved; per-device providers of before pools are reshaped into pools;
+* ``spawn`` (step 4): wait for the backend, check the bindings, pick and
+  claim the devices in the ledger; a pool without enough free devices
+  reschedules the server;
 * ``_guest_add_pci_devices`` (step 4; private, see the pinned Nova range and
   tests/unit/nova_acc/test_nova_seams.py): a hostdev for each device the
   server holds, in every guest definition Nova generates;
@@ -61,6 +63,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         super().__init__(virtapi, read_only=read_only)
         self.acc_devices = hostdev.HostDevices(
             self._host, inventory.configured_device_specs())
+        # Nodes whose provider tree this process has updated once.
+        self._acc_nodes_reported: set[str] = set()
         os_acc.initialize()
 
     def init_host(self, host):
@@ -72,12 +76,21 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                                      allocations=allocations)
         managed = self.acc_devices.managed_devices()
         records = self.acc_devices.inventory_records(managed)
-        inventory.update_provider_tree(
+        # Raises ReshapeNeeded (at startup, after an upgrade from per-device
+        # providers); Nova then calls again with the allocations to move.
+        moved = inventory.update_provider_tree(
             provider_tree, nodename, managed.values(),
             CONF.nova_acc.capability_trait,
             has_allocations=self.acc_devices.provider_has_allocations,
             records=records,
-            unallocated=self.acc_devices.held_without_allocation(records))
+            held_without_allocation=self.acc_devices.held_without_allocation(
+                records),
+            allocations=allocations,
+            # Nova reshapes only on the first update after nova-compute
+            # starts; ReshapeNeeded on a later one would stop every update.
+            may_reshape=nodename not in self._acc_nodes_reported)
+        self.acc_devices.repoint(moved)
+        self._acc_nodes_reported.add(nodename)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,

@@ -17,9 +17,7 @@ scheduler that happens to import nova_acc. Instead this manager runs the
 device-context request filter right before Nova's own request filters
 inside ``select_destinations`` (step 1, ``nova_acc.request_groups``), and
 adds nova-acc's part of claiming (step 2, ``nova_acc.allocation``): a retry
-with fresh candidates, and ``_consume_selected_host`` (private; see
-tests/unit/nova_acc/test_nova_seams.py), which drops the candidates that use
-a device just claimed.
+with fresh candidates, and a fault that names the device contexts.
 """
 
 from nova import exception as nova_exc
@@ -98,11 +96,3 @@ class SchedulerManager(manager.SchedulerManager):
                 raise nova_exc.NoValidHost(
                     reason=allocation.no_valid_host_reason(
                         context, spec_obj, reason))
-
-    @staticmethod
-    def _consume_selected_host(selected_host, spec_obj, instance_uuid=None):
-        manager.SchedulerManager._consume_selected_host(
-            selected_host, spec_obj, instance_uuid=instance_uuid)
-        selected_host.allocation_candidates = allocation.prune_candidates(
-            selected_host.allocation_candidates,
-            allocation.claimed_devices(spec_obj))

@@ -164,5 +164,8 @@ class ShelveTest(base.DeviceContextTestBase):
 
         self.assertEqual(fpgas, self.domain_hostdevs('compute1', server))
         self.assertEqual([rp], self.allocated_device_rps(server))
-        self.assertEqual([fpgas[0]],
-                         [b.address for b in self.server_bindings(server)])
+        # Bound to the pool again; the host picked the device.
+        self.assertEqual([(rp, 1, None)],
+                         [(b.rp_uuid, b.amount, b.address)
+                          for b in self.server_bindings(server)])
+        self.assertEqual(fpgas, self.held_devices('compute1', server))

@@ -18,6 +18,8 @@ import sys
 
 import testtools
 
+from nova_acc.tests.demo import plan
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -28,12 +30,25 @@ def run_demo(*args, timeout=180):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def run_json(test, *args):
+    """Run the demo with --json; (result, detail) once it exited 0."""
+    proc = run_demo('--json', *args)
+    detail = 'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr)
+    test.assertEqual(0, proc.returncode, detail)
+    result = json.loads(proc.stdout)
+    test.assertEqual([], result['problems'], detail)
+    test.assertIs(True, result['devices_free_after_delete'], detail)
+    return result, detail
+
+
 class DemoCommandTest(testtools.TestCase):
 
-    def assert_two_active_one_failed(self, servers, detail):
+    def assert_two_active_one_failed(self, servers, detail, providers):
         """3 servers on 1 host x 2 devices: 2 ACTIVE on distinct devices,
         1 ERROR with the scheduler's fault and nothing attached.
 
+        :param providers: how many providers the two devices are in (one
+            pool of nova-acc, or a provider per Cyborg device).
         :returns: the ACTIVE servers' devices and the failed server.
         """
         self.assertEqual(3, len(servers), detail)
@@ -47,7 +62,9 @@ class DemoCommandTest(testtools.TestCase):
             self.assertIsNone(server['fault'])
             self.assertEqual(1, len(server['devices']), detail)
             devices.extend(server['devices'])
-        self.assertEqual(2, len({d['resource_provider'] for d in devices}),
+        self.assertEqual(2, len({d['address'] for d in devices}), detail)
+        self.assertEqual(providers,
+                         len({d['resource_provider'] for d in devices}),
                          detail)
         failed = error[0]
         self.assertIsNone(failed['host'])
@@ -67,8 +84,16 @@ class DemoCommandTest(testtools.TestCase):
 
         servers = result['servers']
         self.assertEqual(3, len({s['id'] for s in servers}), detail)
-        devices, failed = self.assert_two_active_one_failed(servers, detail)
-        self.assertEqual(2, len({d['address'] for d in devices}), detail)
+        devices, failed = self.assert_two_active_one_failed(servers, detail,
+                                                            providers=1)
+        # The host's two FPGAs are one pool.
+        pool, = result['pools']
+        self.assertEqual(
+            ('compute1', 'FPGA', 2, ['CUSTOM_GZIP']),
+            (pool['host'], pool['resource_class'], pool['devices'],
+             pool['traits']), detail)
+        self.assertEqual({pool['resource_provider']},
+                         {d['resource_provider'] for d in devices}, detail)
         self.assertIn('resources:FPGA=1,trait:CUSTOM_GZIP=required',
                       failed['fault'])
 
@@ -86,7 +111,8 @@ class DemoCommandTest(testtools.TestCase):
         self.assertEqual([], result['problems'], detail)
 
         servers = result['servers']
-        devices, failed = self.assert_two_active_one_failed(servers, detail)
+        devices, failed = self.assert_two_active_one_failed(servers, detail,
+                                                            providers=2)
         # Each server booted with its own ARQ.
         self.assertEqual(3, len({s['context'] for s in servers}), detail)
         # The Cyborg-managed FPGAs the demo gives compute1.
@@ -115,9 +141,158 @@ class DemoCommandTest(testtools.TestCase):
         self.assertIn('--context', proc.stderr)
         self.assertIn('--backend cyborg', proc.stderr)
 
+    def assert_failed_for_devices(self, server, spec, detail):
+        self.assertEqual('ERROR', server['status'], detail)
+        self.assertIsNone(server['host'], detail)
+        self.assertEqual([], server['devices'], detail)
+        self.assertIn('No valid host was found', server['fault'])
+        self.assertIn('device context', server['fault'])
+        self.assertIn(spec, server['fault'])
+
+    def test_one_group_gets_all_eight_devices_of_a_host(self):
+        spec = 'resources:FPGA=8,trait:CUSTOM_GZIP=required'
+        result, detail = run_json(self, '--hosts', '1', '--devices-per-host',
+                                  '8', '--servers', '2', '--context', spec)
+        first, second = result['servers']
+        self.assertEqual('ACTIVE', first['status'], detail)
+        self.assertEqual('compute1', first['host'])
+        addresses = [d['address'] for d in first['devices']]
+        self.assertEqual(8, len(set(addresses)), detail)
+        # All from the host's one pool, which has all 8.
+        pool, = result['pools']
+        self.assertEqual(('FPGA', 8), (pool['resource_class'],
+                                       pool['devices']), detail)
+        self.assertEqual({(pool['resource_provider'], pool['name'])},
+                         {(d['resource_provider'], d['resource_provider_name'])
+                          for d in first['devices']}, detail)
+        # The pool is empty now: the next server of 8 cannot be had.
+        self.assert_failed_for_devices(second, spec, detail)
+
+    def test_vf_pool(self):
+        spec = 'resources:%s=4' % plan.VF_RESOURCE_CLASS
+        result, detail = run_json(self, '--hosts', '1', '--devices-per-host',
+                                  '1', '--vfs-per-host', '6', '--servers',
+                                  '2', '--context', spec)
+        pools = {p['resource_class']: p for p in result['pools']}
+        self.assertEqual({'FPGA', plan.VF_RESOURCE_CLASS}, set(pools))
+        vf_pool = pools[plan.VF_RESOURCE_CLASS]
+        self.assertEqual(6, vf_pool['devices'], detail)
+        self.assertEqual([], vf_pool['traits'], detail)
+        first, second = result['servers']
+        self.assertEqual('ACTIVE', first['status'], detail)
+        self.assertEqual(4, len({d['address'] for d in first['devices']}),
+                         detail)
+        self.assertEqual({vf_pool['resource_provider']},
+                         {d['resource_provider'] for d in first['devices']},
+                         detail)
+        # Each PF's VFs are a pool of their own, named after the PF; the
+        # VFs are functions of the PF's slots.
+        pf = vf_pool['name'].split('_')[1]
+        self.assertTrue(pf.endswith('.0'), vf_pool['name'])
+        # 2 VFs left: not enough for a second server.
+        self.assert_failed_for_devices(second, spec, detail)
+
+    def test_request_no_pool_can_hold(self):
+        spec = 'resources:%s=5' % plan.VF_RESOURCE_CLASS
+        proc = run_demo('--hosts', '1', '--vfs-per-host', '4', '--servers',
+                        '1', '--context', spec)
+        detail = 'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr)
+        self.assertEqual(0, proc.returncode, detail)
+        self.assertIn('expected: 5 devices per server (CUSTOM_NIC_VF=5), 0 '
+                      'ACTIVE, 1 ERROR (device group 1 asks for 5 '
+                      'CUSTOM_NIC_VF devices from one provider; the largest '
+                      'CUSTOM_NIC_VF pool of a host has 4)', proc.stdout)
+        self.assertIn('demo-1', proc.stdout)
+        self.assertIn('0 servers ACTIVE, 1 ERROR; devices free after delete: '
+                      'yes', proc.stdout)
+        self.assertNotIn('INCONSISTENT', proc.stdout + proc.stderr)
+
+    def test_vfs_per_host_is_checked(self):
+        for value, message in (('-1', 'must be 0 or more, got -1'),
+                               ('65', 'must be at most 64, got 65'),
+                               ('x', "'x' is not a whole number")):
+            proc = run_demo('--vfs-per-host', value, timeout=60)
+            self.assertEqual(2, proc.returncode, proc.stderr)
+            self.assertEqual('', proc.stdout)
+            self.assertIn('--vfs-per-host', proc.stderr)
+            self.assertIn(message, proc.stderr)
+        proc = run_demo('--backend', 'cyborg', '--vfs-per-host', '2',
+                        timeout=60)
+        self.assertEqual(2, proc.returncode, proc.stderr)
+        self.assertIn('--vfs-per-host', proc.stderr)
+        self.assertIn('--backend cyborg', proc.stderr)
+
     def test_hosts_must_be_positive(self):
         proc = run_demo('--hosts', '0', timeout=60)
         self.assertEqual(2, proc.returncode, proc.stderr)
         self.assertEqual('', proc.stdout)
         self.assertIn('--hosts', proc.stderr)
         self.assertIn('at least 1', proc.stderr)
+
+
+class ExpectTest(testtools.TestCase):
+    """plan.expect: how many servers the pools of the hosts take."""
+
+    FPGAS = plan.PoolKind('FPGA', 8, frozenset({'CUSTOM_GZIP', 'OWNER_NOVA',
+                                               'CUSTOM_NOVA_ACC'}), 8)
+    VFS = plan.PoolKind(plan.VF_RESOURCE_CLASS, 6,
+                        frozenset({'OWNER_NOVA', 'CUSTOM_NOVA_ACC'}), 6)
+
+    def expect(self, hosts, servers, *contexts):
+        return plan.expect(plan.Options(hosts=len(hosts), servers=servers,
+                                        contexts=contexts), hosts)
+
+    def test_a_group_takes_a_number_of_devices_of_one_pool(self):
+        exp = self.expect([(self.FPGAS,)] * 2, 5, 'resources:FPGA=3')
+        self.assertEqual((3, 4, (2, 2), None), (
+            exp.devices_per_server, exp.active, exp.per_host,
+            exp.unsatisfiable))
+
+    def test_groups_share_a_pool(self):
+        exp = self.expect([(self.FPGAS,)], 3,
+                          'resources:FPGA=2;resources:FPGA=1',
+                          'resources:FPGA=1')
+        self.assertEqual((4, 2, {'FPGA': 4}), (
+            exp.devices_per_server, exp.active, exp.per_class))
+
+    def test_each_class_from_its_own_pool(self):
+        exp = self.expect([(self.FPGAS, self.VFS)] * 2, 9,
+                          'resources:FPGA=1',
+                          'resources:%s=2' % plan.VF_RESOURCE_CLASS)
+        # 6 VFs / 2 per server run out before 8 FPGAs / 1.
+        self.assertEqual((3, 3), exp.per_host)
+        self.assertEqual(6, exp.active)
+
+    def test_cyborg_providers_of_one_device_each(self):
+        device = plan.PoolKind('FPGA', 1, frozenset({'CUSTOM_FPGA_GZIP'}),
+                               2147483647)
+        exp = self.expect([(device,) * 3], 5, 'resources:FPGA=1')
+        self.assertEqual(3, exp.active)
+        exp = self.expect([(device,) * 3], 1, 'resources:FPGA=2')
+        self.assertEqual(0, exp.active)
+        self.assertIn('providers of one device each', exp.unsatisfiable)
+
+    def test_unsatisfiable(self):
+        host = [(self.FPGAS,)]
+        for contexts, reason in (
+                (('resources:FPGA=9',),
+                 'device group 1 asks for 9 FPGA devices from one provider; '
+                 'the largest FPGA pool of a host has 8'),
+                (('resources:FPGA=5', 'resources:FPGA=4'),
+                 'a server needs 9 x FPGA on one host; a host has 8 x FPGA'),
+                (('resources:FPGA=1,trait:CUSTOM_GZIP=forbidden',),
+                 'device group 1 forbids trait(s) CUSTOM_GZIP, which the '
+                 'FPGA devices have'),
+                (('resources:FPGA=1,trait:CUSTOM_X=required',),
+                 'device group 1 requires trait(s) CUSTOM_X, which the FPGA '
+                 'devices lack'),
+                (('resources:%s=1' % plan.VF_RESOURCE_CLASS,),
+                 'device group 1 asks for CUSTOM_NIC_VF, which no demo '
+                 'device has (they have FPGA)'),
+                (('resources:FPGA=1,resources:%s=1'
+                  % plan.VF_RESOURCE_CLASS,),
+                 'device group 1 asks for CUSTOM_NIC_VF and FPGA from one '
+                 'provider')):
+            exp = self.expect(host, 2, *contexts)
+            self.assertEqual(0, exp.active, contexts)
+            self.assertIn(reason, exp.unsatisfiable or '', contexts)

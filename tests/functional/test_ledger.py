@@ -45,8 +45,12 @@ class LedgerTestMixin:
         """Free everywhere a user or operator looks, reset ``resets`` times."""
         self.assertEqual(('free', None), self.ledger_state(hostname, address))
         self.assertNotIn(address, self.all_domain_hostdevs())
+        # Placement counts exactly the devices of the pool servers hold.
         rp = self.device_rp(hostname, address)
-        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        held = sum(1 for r in self.ledger(hostname).values()
+                   if r.rp_uuid == rp and
+                   r.state in (ledger.CLAIMED, ledger.ATTACHED))
+        self.assertEqual({'FPGA': held}, self.provider_usage(rp))
         self.assertEqual(resets, self.reset_count(address))
 
     def assert_next_server_gets(self, hostname, address, resets):
@@ -357,15 +361,21 @@ class DeviceSpecChangeTest(LedgerTestMixin, base.DeviceContextTestBase):
             base.FPGA_SPEC, resource_class='CUSTOM_ACCEL'))],
             group='nova_acc')
 
-        # nova-compute starts, keeping the old class for the server.
+        # nova-compute starts, keeping the device in its old pool (class
+        # and traits) for the server: its allocation is there.
         self.restart_compute_service('compute1')
         self._run_periodics()
 
-        self.assertEqual({'total': 1, 'reserved': 1},
+        self.assertEqual({'total': 1, 'reserved': 0},
                          {k: self.provider_inventory(rp)['FPGA'][k]
                           for k in ('total', 'reserved')})
         self.assertNotIn('CUSTOM_ACCEL', self.provider_inventory(rp))
         self.assertEqual({'FPGA': 1}, self.provider_usage(rp))
+        # The new class is not offered while the device is held.
+        refused = self.boot('resources:CUSTOM_ACCEL=1',
+                            expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(refused))
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
         self._reboot_server(server, hard=True)
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
@@ -373,14 +383,17 @@ class DeviceSpecChangeTest(LedgerTestMixin, base.DeviceContextTestBase):
         self._delete_server(server)
         self._run_periodics()
 
-        self.assertEqual(['CUSTOM_ACCEL'], list(self.provider_inventory(rp)))
-        self.assertEqual(0, self.provider_inventory(rp)['CUSTOM_ACCEL'][
+        self.assertNotIn(rp, self.pool_rps())
+        new_rp = self.device_rp('compute1', fpga)
+        self.assertEqual(['CUSTOM_ACCEL'],
+                         list(self.provider_inventory(new_rp)))
+        self.assertEqual(0, self.provider_inventory(new_rp)['CUSTOM_ACCEL'][
             'reserved'])
         again = self.boot('resources:CUSTOM_ACCEL=1')
         self.assertEqual([fpga], self.domain_hostdevs('compute1', again))
         self.assertEqual(1, self.reset_count(fpga))
 
-    def test_removed_device_spec_keeps_the_held_device_reserved(self):
+    def test_removed_device_spec_keeps_the_held_device_in_its_pool(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot(CONTEXT)
         rp = self.device_rp('compute1', fpga)
@@ -390,7 +403,15 @@ class DeviceSpecChangeTest(LedgerTestMixin, base.DeviceContextTestBase):
         self.restart_compute_service('compute1')
         self._run_periodics()
 
-        self.assertEqual(1, self.provider_inventory(rp)['FPGA']['reserved'])
+        # Still counted in its pool for the server's allocation; nothing
+        # else can land on it.
+        self.assertEqual((1, 0), (
+            self.provider_inventory(rp)['FPGA']['total'],
+            self.provider_inventory(rp)['FPGA']['reserved']))
+        self.assertEqual({'FPGA': 1}, self.provider_usage(rp))
+        refused = self.boot(CONTEXT, expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(refused))
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
         self._delete_server(server)
         self._run_periodics()

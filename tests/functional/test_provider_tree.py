@@ -18,23 +18,24 @@ from tests.functional import base
 
 class ProviderTreeTest(base.DeviceContextTestBase):
 
-    def test_each_device_is_a_child_provider(self):
+    def test_interchangeable_devices_are_one_pool_provider(self):
         fpgas = self.start_fpga_host('compute1', num_fpgas=2, extra_nics=2)
 
         providers = self.host_device_providers('compute1')
-        self.assertEqual(sorted('compute1_%s' % a for a in fpgas),
-                         sorted(providers))
+        self.assertEqual(1, len(providers))
+        (name, rp), = providers.items()
+        self.assertTrue(name.startswith('compute1_FPGA_'), name)
+        self.assertEqual(self.compute_rp_uuids['compute1'],
+                         rp['parent_provider_uuid'])
         for address in fpgas:
-            rp = providers['compute1_%s' % address]
-            self.assertEqual(self.compute_rp_uuids['compute1'],
-                             rp['parent_provider_uuid'])
             self.assertEqual(self.device_rp('compute1', address), rp['uuid'])
-            inv = self.provider_inventory(rp['uuid'])
-            self.assertEqual({'FPGA'}, set(inv))
-            self.assertEqual(1, inv['FPGA']['total'])
-            self.assertEqual(0, inv['FPGA']['reserved'])
-            self.assertEqual({'CUSTOM_GZIP', 'OWNER_NOVA', 'CUSTOM_NOVA_ACC'},
-                             self.provider_traits(rp['uuid']))
+        inv = self.provider_inventory(rp['uuid'])
+        self.assertEqual({'FPGA'}, set(inv))
+        self.assertEqual((2, 0, 2), (inv['FPGA']['total'],
+                                     inv['FPGA']['reserved'],
+                                     inv['FPGA']['max_unit']))
+        self.assertEqual({'CUSTOM_GZIP', 'OWNER_NOVA', 'CUSTOM_NOVA_ACC'},
+                         self.provider_traits(rp['uuid']))
         self.assertIn('CUSTOM_NOVA_ACC', self.provider_traits(
             self.compute_rp_uuids['compute1']))
 
@@ -58,16 +59,19 @@ class ProviderTreeTest(base.DeviceContextTestBase):
         self.assertEqual(before, after)
         self.assertEqual(2, len(fpgas))
 
-    def test_vanished_free_device_loses_its_provider(self):
+    def test_vanished_free_device_leaves_its_pool(self):
         fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+        rp = self.device_rp('compute1', fpgas[1])
 
         self.remove_host_device('compute1', fpgas[0])
         self._run_periodics()
 
-        self.assertEqual(['compute1_%s' % fpgas[1]],
-                         list(self.host_device_providers('compute1')))
+        self.assertEqual([rp], [p['uuid'] for p in
+                                self.host_device_providers(
+                                    'compute1').values()])
+        self.assertEqual(1, self.provider_inventory(rp)['FPGA']['total'])
 
-    def test_vanished_allocated_device_stays_reserved_until_freed(self):
+    def test_vanished_allocated_device_stays_counted_until_freed(self):
         fpga = self.start_fpga_host('compute1', num_fpgas=1)[0]
         server = self.boot('resources:FPGA=1')
         rp = self.device_rp('compute1', fpga)
@@ -76,9 +80,11 @@ class ProviderTreeTest(base.DeviceContextTestBase):
         self._run_periodics()
 
         # Still there, allocation intact, nothing new can land on it.
-        self.assertIn('compute1_%s' % fpga,
-                      self.host_device_providers('compute1'))
-        self.assertEqual(1, self.provider_inventory(rp)['FPGA']['reserved'])
+        self.assertIn(rp, self.pool_rps())
+        self.assertEqual((1, 0), (
+            self.provider_inventory(rp)['FPGA']['total'],
+            self.provider_inventory(rp)['FPGA']['reserved']))
+        self.assertEqual({'FPGA': 1}, self.provider_usage(rp))
         self.assertEqual([rp], self.allocated_device_rps(server))
         other = self.boot('resources:FPGA=1', expected_state='ERROR')
         self.assertIn('No host has enough free accelerators',
@@ -114,13 +120,14 @@ class RestartTest(base.DeviceContextTestBase):
         allocations = self._get_allocations_by_server_uuid(server['id'])
         hostdevs = self.domain_hostdevs('compute1', server)
         self.assertEqual(1, len(bindings))
-        self.assertEqual(hostdevs, [bindings[0].address])
+        self.assertEqual(hostdevs, self.held_devices('compute1', server))
 
         self.restart_compute_service('compute1')
         self._run_periodics()
 
         self.assertEqual(providers, self.host_device_providers('compute1'))
         self.assertEqual(bindings, self.server_bindings(server))
+        self.assertEqual(hostdevs, self.held_devices('compute1', server))
         self.assertEqual(allocations,
                          self._get_allocations_by_server_uuid(server['id']))
         self.assertEqual(hostdevs, self.domain_hostdevs('compute1', server))

@@ -48,9 +48,13 @@ class ContentionTest(base.DeviceContextTestBase):
         for address, domains in owners.items():
             self.assertEqual(1, len(domains), 'device %s in %s' % (
                 address, domains))
+        # Placement counts the 4 devices in use, one per ACTIVE server.
         self.assertEqual(
-            4, len({rp for s in active
-                    for rp in self.allocated_device_rps(s)}))
+            4, len([rp for s in active
+                    for rp in self.allocated_device_rps(s)]))
+        for host in ('compute1', 'compute2'):
+            pool = self.device_rp(host, self.host_devices[host][0])
+            self.assertEqual({'FPGA': 2}, self.provider_usage(pool))
 
     def test_multi_create_fills_every_device(self):
         fpgas = (self.start_fpga_host('compute1', num_fpgas=2) +

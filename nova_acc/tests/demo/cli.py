@@ -13,11 +13,11 @@
 
 ``nova-acc demo`` starts an all-in-one cloud in this process (real Nova
 services with nova-acc's managers and compute driver, placement on sqlite,
-fake libvirt hosts with fake FPGAs), boots servers with device contexts one
-at a time, shows what each got, deletes them and checks that every device
-is free again. It exits 0 when everything it saw is consistent (servers
-that find no free device failing with a fault is expected), 1 when
-something is not, 2 for bad arguments.
+fake libvirt hosts with fake FPGAs, and VFs with --vfs-per-host), boots
+servers with device contexts one at a time, shows what each got, deletes
+them and checks that every device is free again. It exits 0 when
+everything it saw is consistent (servers that find no free device failing
+with a fault is expected), 1 when something is not, 2 for bad arguments.
 """
 
 # As Nova's commands and its functional tests do: choose the concurrency
@@ -95,20 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
             'Start an all-in-one cloud in this process (Nova services with '
             "nova-acc's managers, placement on sqlite, fake libvirt hosts "
             'with fake FPGAs), boot servers with device contexts one at a '
-            'time, show each server\'s status, host, bound device and the '
-            'hostdev of its domain, then delete them and check that every '
-            'device is free again. Exit status: 0 when all is consistent '
-            '(servers beyond the number of devices fail with a fault that '
-            'says why; that is expected), 1 when something is not, 2 for '
-            'bad arguments.'))
+            "time, show each server's status, host, devices (each with its "
+            'device pool) and the hostdevs of its domain, then delete them '
+            'and check that every device is free again. The FPGAs of a host '
+            'are one device pool, its VFs (--vfs-per-host) another; a '
+            'group asks for a number of devices of one pool. Exit status: 0 '
+            'when all is consistent (servers beyond what the pools hold fail '
+            'with a fault that says why; that is expected), 1 when '
+            'something is not, 2 for bad arguments.'))
     lim = plan.LIMITS
     demo.add_argument(
         '--hosts', metavar='N', type=_count('hosts'), default=2,
         help='compute hosts to start (%d-%d, default 2)' % lim['hosts'][:2])
     demo.add_argument(
         '--devices-per-host', metavar='M', type=_count('devices_per_host'),
-        default=2, help='FPGAs on each host (%d-%d, default 2)'
-                        % lim['devices_per_host'][:2])
+        default=2, help='FPGAs on each host, one device pool of resource '
+                        'class FPGA with trait CUSTOM_GZIP (%d-%d, default '
+                        '2)' % lim['devices_per_host'][:2])
+    demo.add_argument(
+        '--vfs-per-host', metavar='N', type=_count('vfs_per_host'),
+        default=0, help='also give each host a PF with N VFs, a device pool '
+                        'of resource class %s (ask for them with --context '
+                        'resources:%s=4, say; %d-%d, default 0; not with '
+                        '--backend cyborg)' % (
+                            plan.VF_RESOURCE_CLASS, plan.VF_RESOURCE_CLASS,
+                            *lim['vfs_per_host'][:2]))
     demo.add_argument(
         '--servers', metavar='K', type=_count('servers'), default=3,
         help='servers to boot, one at a time (%d-%d, default 3)'
@@ -182,7 +193,7 @@ def _serve(args) -> int:
     out = _isolate_stdout()
     try:
         return serve.serve(args.hosts, args.devices_per_host, out,
-                           port=args.port,
+                           port=args.port, vfs_per_host=args.vfs_per_host,
                            progress=None if args.quiet else _progress,
                            log_file=args.log_file)
     except KeyboardInterrupt:
@@ -219,6 +230,10 @@ def _demo(args) -> int:
         return _serve(args)
     if args.port:
         args.parser.error('--port only applies with --serve')
+    if cyborg and args.vfs_per_host:
+        args.parser.error(
+            'argument --vfs-per-host: not allowed with --backend cyborg: '
+            'the VFs are devices of nova-acc, the local backend')
     if cyborg and args.contexts:
         args.parser.error(
             'argument --context: not allowed with --backend cyborg: each '
@@ -234,7 +249,8 @@ def _demo(args) -> int:
     options = plan.Options(hosts=args.hosts,
                            devices_per_host=args.devices_per_host,
                            servers=args.servers, contexts=contexts,
-                           backend=args.backend)
+                           backend=args.backend,
+                           vfs_per_host=args.vfs_per_host)
     out = _isolate_stdout()
     try:
         result = scenario.run(options,

@@ -19,6 +19,11 @@ used and cleaned up, the way testtools would run a single test.
 
 Nova's logging fixture keeps the services' logs in memory.
 
+The demo's hosts (:meth:`DemoCloud.start_demo_host`) have FPGAs, an
+unrelated NIC and, with ``--vfs-per-host``, a PF whose VFs nova-acc's
+``device_spec`` selects as ``CUSTOM_NIC_VF``: the FPGAs are one device pool
+of the host, the VFs another.
+
 ``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
 the real Cyborg (API and conductor) in a child process as the backend of
 device contexts, wired as nova-acc's Cyborg functional tests wire it
@@ -32,8 +37,10 @@ import os
 import time
 import typing as ty
 
+from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 
+from nova_acc.tests.demo import plan
 from nova_acc.tests.fixtures import cloud
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 
@@ -42,8 +49,17 @@ from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 _RUNNER_ENV = ('OS_TEST_TIMEOUT', 'OS_STDOUT_CAPTURE', 'OS_STDERR_CAPTURE')
 
 
+# The demo's VFs, by the IDs Nova's fake libvirt gives VFs; its PFs are not
+# selected (nova-acc would block a PF while its VFs are in use).
+VF_SPEC = {'vendor_id': fakelibvirt.PCI_VEND_ID,
+           'product_id': fakelibvirt.VF_PROD_ID,
+           'resource_class': plan.VF_RESOURCE_CLASS}
+
+
 class DemoCloud(cloud.DeviceContextTestBase):
     """One demo run; ``demo`` is the "test" testtools would run."""
+
+    device_spec = [cloud.FPGA_SPEC, VF_SPEC]
 
     def demo(self):
         """Never run: the demo drives the cloud from the outside."""
@@ -53,6 +69,48 @@ class DemoCloud(cloud.DeviceContextTestBase):
         # Up to 64 servers of one project: Nova's default quotas (10
         # instances, 20 cores) would refuse them before nova-acc is asked.
         self.flags(instances=-1, cores=-1, ram=-1, group='quota')
+
+    def start_demo_host(self, hostname, num_fpgas, num_vfs=0
+                        ) -> tuple[list[str], list[str]]:
+        """Start a compute with FPGAs, a NIC and a PF with ``num_vfs`` VFs.
+
+        Two PCI buses of its own: the FPGAs in the slots of the first, the
+        NIC (no device_spec selects it) at slot 0 of the second and the PF
+        (with ``num_vfs``) at slot 1, its VFs in the slots after it.
+
+        :returns: (FPGA addresses, VF addresses), each sorted.
+        """
+        fpga_bus, nic_bus = self._next_bus, self._next_bus + 1
+        self._next_bus += 2
+        pci_info = fakelibvirt.HostPCIDevicesInfo(
+            num_pci=0, num_pfs=0, num_vfs=0)
+        fpgas = [pci_info.add_device(
+            dev_type='PCI', bus=fpga_bus, slot=slot, function=0,
+            iommu_group=40 + slot, numa_node=0, vend_id=cloud.FPGA_VENDOR,
+            prod_id=cloud.FPGA_PRODUCT).address
+            for slot in range(num_fpgas)]
+        pci_info.add_device(dev_type='PCI', bus=nic_bus, slot=0, function=0,
+                            iommu_group=80, numa_node=0)
+        vfs = []
+        if num_vfs:
+            pf_slot = 1
+            pci_info.add_device(dev_type='PF', bus=nic_bus, slot=pf_slot,
+                                function=0, iommu_group=81, numa_node=0,
+                                vf_ratio=num_vfs)
+            for x in range(1, num_vfs + 1):
+                # As the PF lists them: VF x at slot + x // 8, function
+                # x % 8. Nova's fake libvirt derives a VF's PF as slot -
+                # (vf_ratio + 1) // 8; this vf_ratio makes that the PF's.
+                vfs.append(pci_info.add_device(
+                    dev_type='VF', bus=nic_bus, slot=pf_slot + x // 8,
+                    function=x % 8, iommu_group=100 + x, numa_node=0,
+                    vf_ratio=8 * (x // 8),
+                    parent=(nic_bus, pf_slot, 0)).address)
+        for address in fpgas + vfs:
+            self._make_sysfs_device(address)
+        self.host_devices[hostname] = fpgas + vfs
+        self.start_compute(hostname, pci_info=pci_info)
+        return sorted(fpgas), sorted(vfs)
 
     def wait_for_final_state(self, server, timeout=60.0):
         """Poll until the server is ACTIVE or ERROR (with its fault).

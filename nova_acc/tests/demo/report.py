@@ -23,9 +23,27 @@ from nova_acc.tests.demo import plan
 @dataclasses.dataclass
 class Device:
     address: str
+    # The provider the device is counted in: its pool (--backend local),
+    # or the device's own provider (Cyborg).
     resource_provider: str
     # The <hostdev> element of the domain XML, pretty-printed.
     hostdev_xml: str = ''
+    # The provider's name in placement.
+    resource_provider_name: str = ''
+
+
+@dataclasses.dataclass
+class Pool:
+    """--backend local: one device pool of a host, before the first boot."""
+
+    host: str
+    name: str
+    resource_provider: str
+    resource_class: str
+    devices: int
+    # The devices' traits (not OWNER_NOVA and nova-acc's capability trait,
+    # which every pool has).
+    traits: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -58,6 +76,8 @@ class Result:
     expectation: plan.Expectation | None = None
     servers: list[Server] = dataclasses.field(default_factory=list)
     device_providers: int = 0
+    # --backend local: the device pools placement has.
+    pools: list[Pool] = dataclasses.field(default_factory=list)
     devices_free_after_delete: bool = False
     problems: list[str] = dataclasses.field(default_factory=list)
     # --backend cyborg: the device profile of the ARQs (name, spec) and the
@@ -90,13 +110,16 @@ def to_json(result: Result) -> str:
             'host': s.host,
             'fault': s.fault,
             'devices': [{'address': d.address,
-                         'resource_provider': d.resource_provider}
+                         'resource_provider': d.resource_provider,
+                         'resource_provider_name': d.resource_provider_name}
                         for d in s.devices],
         }
         if _cyborg(result):
             server['context'] = s.context
         servers.append(server)
-    data = {'servers': servers}
+    data: dict = {'servers': servers}
+    if not _cyborg(result):
+        data['pools'] = [dataclasses.asdict(p) for p in result.pools]
     if _cyborg(result):
         data['contexts'] = [{'id': c.id, 'server': c.server.id,
                              'state_after_delete': c.state_after_delete}
@@ -130,10 +153,23 @@ def summary(result: Result) -> str:
 def _header(result: Result) -> list[str]:
     o = result.options
     if not _cyborg(result):
-        return ['nova-acc demo: %s x %s, %s, device context%s %s' % (
-            _plural(o.hosts, 'host'), _plural(o.devices_per_host, 'FPGA'),
+        devices = _plural(o.devices_per_host, 'FPGA')
+        if o.vfs_per_host:
+            devices = '(%s + a PF with %s)' % (devices,
+                                               _plural(o.vfs_per_host, 'VF'))
+        lines = ['nova-acc demo: %s x %s, %s, device context%s %s' % (
+            _plural(o.hosts, 'host'), devices,
             _plural(o.servers, 'server'), '' if len(o.contexts) == 1
             else 's', ' + '.join(o.contexts))]
+        if result.pools:
+            lines.append('device pools (each one resource provider, its '
+                         'inventory the number of devices):')
+        for p in result.pools:
+            lines.append('  %s  %d x %s%s' % (
+                p.name, p.devices, p.resource_class,
+                ', traits %s' % ','.join(p.traits) if p.traits else ''))
+            lines.append('    resource provider %s' % p.resource_provider)
+        return lines
     lines = ['nova-acc demo (--backend cyborg): %s x %s managed by Cyborg, '
              '%s, each with its own ARQ' % (
                  _plural(o.hosts, 'host'),
@@ -158,9 +194,16 @@ def to_text(result: Result) -> str:
     exp = result.expectation
     if exp is not None:
         why = ' (%s)' % exp.unsatisfiable if exp.unsatisfiable else ''
-        lines.append('expected: %s per server, %d ACTIVE, %d ERROR%s' % (
-            _plural(exp.devices_per_server, 'device'), exp.active,
-            o.servers - exp.active, why))
+        per_class = ' (%s)' % ', '.join(
+            '%s=%d' % item for item in sorted(exp.per_class.items())
+        ) if exp.per_class else ''
+        per_host = ''
+        if exp.per_host and not exp.unsatisfiable and len(
+                set(exp.per_host)) == 1:
+            per_host = ', %s per host' % _plural(exp.per_host[0], 'server')
+        lines.append('expected: %s per server%s%s, %d ACTIVE, %d ERROR%s' % (
+            _plural(exp.devices_per_server, 'device'), per_class, per_host,
+            exp.active, o.servers - exp.active, why))
     for s in result.servers:
         lines.append('')
         where = 'on %s' % s.host if s.host else 'not scheduled'
@@ -169,8 +212,12 @@ def to_text(result: Result) -> str:
         if s.context:
             lines.append('  device context %s (Cyborg ARQ)' % s.context)
         for d in s.devices:
-            lines.append('  device %s  resource provider %s' % (
-                d.address, d.resource_provider))
+            if _cyborg(result) or not d.resource_provider_name:
+                lines.append('  device %s  resource provider %s' % (
+                    d.address, d.resource_provider))
+            else:
+                lines.append('  device %s  pool %s' % (
+                    d.address, d.resource_provider_name))
             if d.hostdev_xml:
                 lines.append(textwrap.indent(d.hostdev_xml, '    '))
         if s.fault:
@@ -180,11 +227,18 @@ def to_text(result: Result) -> str:
     lines.append('')
     if result.devices_free_after_delete:
         n = result.device_providers
-        lines.append('after delete: usage 0 on %s; no hostdev left in any '
-                     'domain%s' % ('the device provider' if n == 1 else
-                                   'all %d device providers' % n,
-                                   '; no ARQ bound' if _cyborg(result)
-                                   else ''))
+        if _cyborg(result):
+            lines.append('after delete: usage 0 on %s; no hostdev left in '
+                         'any domain; no ARQ bound' % (
+                             'the device provider' if n == 1 else
+                             'all %d device providers' % n))
+        else:
+            lines.append(textwrap.fill(
+                'after delete: usage 0 on %s; every used device reset and '
+                "free in its host's ledger; no hostdev left in any domain" % (
+                    'the device pool' if n == 1 else
+                    'all %d device pools' % n),
+                width=79, subsequent_indent='  '))
     else:
         lines.append('after delete: devices are NOT all free (see below)')
     for c in result.contexts:

@@ -13,28 +13,34 @@
 
 Each server is looked at the way a user and an operator would: the API
 (status, host, fault), placement (allocations and usages of the device
-providers), the cell database (the bindings nova-acc recorded) and libvirt
-(the hostdevs in the domain XML). Whatever does not agree is recorded as a
-problem; the run itself only stops early for errors of the demo machinery.
+pools), the cell database (the bindings nova-acc recorded: a pool and a
+number of devices per group), the host's device ledger (which devices of
+the pool the host picked for which group) and libvirt (the hostdevs in the
+domain XML). Whatever does not agree is recorded as a problem; the run
+itself only stops early for errors of the demo machinery.
 
 With ``--backend cyborg`` the devices are Cyborg's (reported to placement
 and to Cyborg as cyborg-agent would), each server boots with its own ARQ,
 and Cyborg is looked at too: each ARQ must be Bound to its server with the
 device placement allocated and an attach handle equal to the hostdev in
-the domain, and no ARQ may stay bound once the servers are deleted.
+the domain, and no ARQ may stay bound once the servers are deleted. Cyborg
+reports one provider per device, so there each provider has one device.
 """
 
 from __future__ import annotations
 
 import collections
+import collections.abc
 import dataclasses
 import time
 import traceback
 import typing as ty
 
 import os_acc
+import os_traits
 
-from nova_acc import inventory
+from nova_acc import conf
+from nova_acc import ledger
 from nova_acc.tests.demo import plan
 from nova_acc.tests.demo import report
 
@@ -52,6 +58,10 @@ FAULT_MARK = 'device context'
 CYBORG_FIRST_BUS = 0x90
 # ARQ states in which no server holds the device: never bound, unbound.
 FREE_ARQ_STATES = ('Initial', 'Unbound')
+
+# Traits every nova-acc pool has besides its devices' own.
+_PROVIDER_TRAITS = frozenset({os_traits.OWNER_NOVA,
+                              conf.CONF.nova_acc.capability_trait})
 
 Progress = ty.Callable[[int, int, str], None]
 
@@ -107,6 +117,17 @@ def run(options: plan.Options, progress: Progress | None = None,
     return result
 
 
+@dataclasses.dataclass
+class _Provider:
+    """A device provider as the hosts have it: a pool, or one Cyborg device.
+    """
+
+    host: str
+    addresses: list[str] = dataclasses.field(default_factory=list)
+    # Its name in placement (read before the first boot).
+    name: str = ''
+
+
 class _Run:
     def __init__(self, case: cloud.DemoCloud, options: plan.Options,
                  result: report.Result, steps: _Steps):
@@ -114,8 +135,10 @@ class _Run:
         self.options = options
         self.result = result
         self.steps = steps
-        # Device provider uuid -> (host, address), as the hosts have them.
-        self.devices: dict[str, tuple[str, str]] = {}
+        # Device provider uuid -> its host and devices; (host, address) ->
+        # the provider of that device.
+        self.providers: dict[str, _Provider] = {}
+        self.device_rp: dict[tuple[str, str], str] = {}
         self.booted: list[dict] = []
         # --backend cyborg: one ARQ per server, in boot order.
         self.cyborg = options.backend == 'cyborg'
@@ -129,17 +152,11 @@ class _Run:
         if self.cyborg:
             self._start_cyborg_hosts()
         else:
-            self.steps.next('starting %d compute host(s) with %d FPGA(s) '
-                            'each' % (o.hosts, o.devices_per_host))
-            for i in range(o.hosts):
-                host = HOST_NAME % (i + 1)
-                for address in self.case.start_fpga_host(
-                        host, num_fpgas=o.devices_per_host):
-                    self.devices[inventory.provider_uuid(host, address)] = (
-                        host, address)
+            self._start_hosts()
         self._check_providers()
+        self._check_room()
         self.result.expectation = plan.expect(self._asked(),
-                                              self._device_kind())
+                                              self._host_pools())
         if self.cyborg:
             self._create_arqs()
 
@@ -162,6 +179,29 @@ class _Run:
             self.result.devices_free_after_delete = (
                 self._check_free() and deleted)
 
+    def _add_device(self, host: str, address: str, rp: str | None) -> None:
+        if rp is None:
+            self.problem('%s does not manage its device %s: nova-acc has no '
+                         'device pool for it' % (host, address))
+            return
+        self.device_rp[(host, address)] = rp
+        self.providers.setdefault(rp, _Provider(host)).addresses.append(
+            address)
+
+    def _start_hosts(self) -> None:
+        o = self.options
+        vfs = (' and a PF with %d VF(s)' % o.vfs_per_host
+               if o.vfs_per_host else '')
+        self.steps.next('starting %d compute host(s) with %d FPGA(s)%s each'
+                        % (o.hosts, o.devices_per_host, vfs))
+        for i in range(o.hosts):
+            host = HOST_NAME % (i + 1)
+            fpgas, vfs = self.case.start_demo_host(
+                host, o.devices_per_host, o.vfs_per_host)
+            for address in fpgas + vfs:
+                self._add_device(host, address,
+                                 self.case.device_rp(host, address))
+
     # ---- --backend cyborg: hosts, profile, ARQs ----------------------------
 
     def _start_cyborg_hosts(self) -> None:
@@ -174,8 +214,8 @@ class _Run:
             for slot in range(o.devices_per_host):
                 address = str(os_acc.PciAddress(
                     0, CYBORG_FIRST_BUS + i, slot, 0))
-                rp = self.case.add_cyborg_device(host, address)
-                self.devices[rp] = (host, address)
+                self._add_device(host, address,
+                                 self.case.add_cyborg_device(host, address))
 
     def _asked(self) -> plan.Options:
         """The options with what each server asks for as device contexts.
@@ -229,6 +269,9 @@ class _Run:
     def _check_providers(self) -> None:
         providers = self._placement_devices()
         self.result.device_providers = len(providers)
+        for rp, name in providers.items():
+            if rp in self.providers:
+                self.providers[rp].name = name
         if self.cyborg:
             ours = self.case.device_providers()
             if ours:
@@ -237,30 +280,69 @@ class _Run:
                     'device_spec is empty and Cyborg owns the devices' %
                     ', '.join('%s (%s)' % item for item in sorted(
                         ours.items())))
-        missing = sorted(set(self.devices) - set(providers))
-        extra = sorted(set(providers) - set(self.devices))
+        missing = sorted(set(self.providers) - set(providers))
+        extra = sorted(set(providers) - set(self.providers))
         if missing:
             self.problem(
                 'placement has no resource provider for device(s) %s' %
-                ', '.join('%s on %s' % self.devices[rp][::-1]
-                          for rp in missing))
+                ', '.join('%s on %s' % (a, self.providers[rp].host)
+                          for rp in missing
+                          for a in self.providers[rp].addresses))
         if extra:
             self.problem(
                 'placement has device provider(s) no host reported: %s' %
                 ', '.join('%s (%s)' % (rp, providers[rp]) for rp in extra))
 
-    def _device_kind(self) -> plan.DeviceKind:
-        if not self.devices:
-            return plan.DeviceKind({}, frozenset())
-        rp = sorted(self.devices)[0]
-        inventories = self.case.placement.get(
-            '/resource_providers/%s/inventories' % rp).body['inventories']
-        traits = self.case.placement.get(
-            '/resource_providers/%s/traits' % rp, version='1.6').body[
-            'traits']
-        return plan.DeviceKind(
-            {rc: inv['total'] - inv['reserved']
-             for rc, inv in inventories.items()}, frozenset(traits))
+    def _check_room(self) -> None:
+        """Each host has room for plan.HOST_ROOM servers of the flavor.
+
+        plan.expect counts devices only: that is right while no host runs
+        out of VCPUs, RAM or disk first.
+        """
+        flavor = self.case.api.get_flavors()[0]
+        need = {'VCPU': flavor['vcpus'], 'MEMORY_MB': flavor['ram'],
+                'DISK_GB': flavor['disk']}
+        for host in sorted(self.case.computes):
+            inventories = self.case.provider_inventory(
+                self.case.compute_rp_uuids[host])
+            room = min(
+                int((inv['total'] - inv['reserved']) *
+                    inv['allocation_ratio']) // need[rc]
+                for rc, inv in inventories.items() if need.get(rc))
+            if room < plan.HOST_ROOM:
+                self.problem('%s has room for %d servers of flavor %s; the '
+                             'demo expects room for %d, so that devices run '
+                             'out first' % (host, room, flavor['name'],
+                                            plan.HOST_ROOM))
+
+    def _host_pools(self) -> list[plan.Host]:
+        """The providers of each host as placement has them, and the
+        report's list of pools; a provider whose inventory does not count
+        its devices is a problem."""
+        hosts: dict[str, list[plan.PoolKind]] = {
+            HOST_NAME % (i + 1): [] for i in range(self.options.hosts)}
+        for rp, prov in sorted(self.providers.items(),
+                               key=lambda item: (item[1].host, item[1].name,
+                                                 item[0])):
+            if not prov.name:
+                continue  # not in placement: a problem already
+            inventories = self.case.provider_inventory(rp)
+            traits = frozenset(self.case.provider_traits(rp))
+            for rc, inv in sorted(inventories.items()):
+                if (inv['total'], inv['reserved']) != (len(prov.addresses), 0):
+                    self.problem(
+                        'device provider %s has inventory %s=%d (%d reserved) '
+                        'before any boot; %s has %s for it' % (
+                            prov.name, rc, inv['total'], inv['reserved'],
+                            prov.host, _devices(len(prov.addresses))))
+                kind = plan.PoolKind(rc, inv['total'] - inv['reserved'],
+                                     traits, inv.get('max_unit'), prov.name)
+                hosts.setdefault(prov.host, []).append(kind)
+                if not self.cyborg:
+                    self.result.pools.append(report.Pool(
+                        prov.host, prov.name, rp, rc, inv['total'],
+                        sorted(traits - _PROVIDER_TRAITS)))
+        return [tuple(pools) for pools in hosts.values()]
 
     # ---- one server ------------------------------------------------------
 
@@ -298,9 +380,12 @@ class _Run:
                                                         server['status']))
         return entry
 
-    def _allocated_devices(self, server) -> set[str]:
+    def _allocated(self, server) -> collections.Counter:
+        """Device provider -> units placement allocated the server there."""
         allocs = self.case._get_allocations_by_server_uuid(server['id'])
-        return {rp for rp in allocs if rp in self.devices}
+        return collections.Counter({
+            rp: sum(alloc['resources'].values())
+            for rp, alloc in allocs.items() if rp in self.providers})
 
     def _domains_elsewhere(self, server, host) -> list[str]:
         return [h for h in self.case.computes if h != host and
@@ -318,44 +403,40 @@ class _Run:
         if host not in self.case.computes:
             self.problem('%s is ACTIVE on unknown host %r' % (name, host))
             return
-        if self.cyborg:
-            # Cyborg's provider UUIDs are random, not derived from the
-            # address: look the device up in what the hosts were given.
-            at = {dev: rp for rp, dev in self.devices.items()}
-            entry.devices = [
-                report.Device(address, at.get((node, address), '-'), xml)
-                for address, xml in self.case.domain_hostdev_xml(host,
-                                                                 server)]
-        else:
-            entry.devices = [
-                report.Device(address, inventory.provider_uuid(node, address),
-                              xml)
-                for address, xml in self.case.domain_hostdev_xml(host,
-                                                                 server)]
-        in_domain = {d.resource_provider for d in entry.devices}
+        # The provider of each hostdev, from what the hosts were given
+        # (Cyborg's provider UUIDs are random, not derived from anything).
+        for address, xml in self.case.domain_hostdev_xml(host, server):
+            rp = self.device_rp.get((node, address))
+            entry.devices.append(report.Device(
+                address, rp or '-', xml,
+                self.providers[rp].name if rp else ''))
         if len(entry.devices) != exp.devices_per_server:
             self.problem(
                 'the domain of %s on %s has %d PCI hostdev(s); its device '
                 'context(s) ask for %d device(s)' % (
                     name, host, len(entry.devices), exp.devices_per_server))
         for d in entry.devices:
-            if self.devices.get(d.resource_provider) != (node, d.address):
+            if (node, d.address) not in self.device_rp:
                 self.problem('%s has hostdev %s, which is not a %s device '
                              'of %s' % (name, d.address, 'Cyborg-managed'
                                         if self.cyborg else 'nova-acc',
                                         node))
-        allocated = self._allocated_devices(server)
+        in_domain = collections.Counter(
+            d.resource_provider for d in entry.devices
+            if d.resource_provider in self.providers)
+        allocated = self._allocated(server)
         if allocated != in_domain:
             self.problem(
-                'the domain of %s has device(s) %s but placement allocated '
-                '%s to it' % (name, self._names(in_domain),
-                              self._names(allocated)))
+                'the domain of %s has %s but placement allocated %s to it'
+                % (name, self._names(in_domain), self._names(allocated)))
         bindings = self.case.bindings(server)
-        bound = {b.rp_uuid for b in bindings}
+        bound: collections.Counter = collections.Counter()
+        for b in bindings:
+            bound[b.rp_uuid] += b.amount
         if bound != in_domain:
             self.problem(
-                'the domain of %s has device(s) %s but nova-acc bound %s to '
-                'it' % (name, self._names(in_domain), self._names(bound)))
+                'the domain of %s has %s but nova-acc bound %s to it' % (
+                    name, self._names(in_domain), self._names(bound)))
         for other in self._domains_elsewhere(server, host):
             self.problem('%s is ACTIVE on %s but %s also has a domain with '
                          'hostdevs for it' % (name, host, other))
@@ -367,7 +448,52 @@ class _Run:
                     '%s, not for its ARQ %s' % (
                         name, ', '.join(sorted(map(str, bound_contexts)))
                         or 'none', entry.context))
-            self._check_bound_arq(server, entry, allocated)
+            self._check_bound_arq(server, entry, set(allocated))
+        else:
+            self._check_ledger(server, entry, node, bindings)
+
+    def _check_ledger(self, server, entry: report.Server, node: str,
+                      bindings) -> None:
+        """The host's ledger must give the server the devices in its
+        domain, each from the pool its group is bound to, as many per
+        group as the binding says."""
+        name = entry.name
+        held = {a: r for a, r in self.case.ledger(node).items()
+                if r.instance_uuid == server['id'] and
+                r.state in (ledger.CLAIMED, ledger.ATTACHED)}
+        in_domain = sorted(d.address for d in entry.devices)
+        if sorted(held) != in_domain:
+            self.problem('the ledger of %s gives %s device(s) %s; its domain '
+                         'has %s' % (node, name, ', '.join(sorted(held))
+                                     or 'none',
+                                     ', '.join(in_domain) or 'none'))
+        by_group = {b.requester_id: b for b in bindings}
+        taken: collections.Counter = collections.Counter()
+        for address, rec in sorted(held.items()):
+            b = by_group.get(rec.requester_id)
+            if b is None:
+                self.problem('the ledger of %s gives device %s to %s for '
+                             'group %s, which nova-acc did not bind' % (
+                                 node, address, name, rec.requester_id))
+                continue
+            taken[b.requester_id] += 1
+            pool = self.device_rp.get((node, address))
+            if not (rec.rp_uuid == b.rp_uuid == pool):
+                self.problem(
+                    'device %s of %s serves its group %s, which is bound to '
+                    '%s, but the device is %s (the ledger records %s)' % (
+                        address, name, b.requester_id,
+                        self._name(b.rp_uuid),
+                        'in ' + self._name(pool) if pool
+                        else 'in no pool', self._name(rec.rp_uuid)))
+        for b in bindings:
+            if taken[b.requester_id] != b.amount:
+                self.problem(
+                    'group %s of %s is bound to %s of %s; the ledger of %s '
+                    'gives it %d' % (b.requester_id, name,
+                                     _devices(b.amount),
+                                     self._name(b.rp_uuid), node,
+                                     taken[b.requester_id]))
 
     def _check_bound_arq(self, server, entry: report.Server,
                          allocated: set[str]) -> None:
@@ -419,7 +545,7 @@ class _Run:
             self.problem(
                 'the fault of %s does not say that no host had free devices '
                 'for its device context: %s' % (name, entry.fault))
-        allocated = self._allocated_devices(server)
+        allocated = self._allocated(server)
         if allocated:
             self.problem('%s is ERROR but holds an allocation of %s' % (
                 name, self._names(allocated)))
@@ -453,18 +579,29 @@ class _Run:
             if len(uuids) > 1:
                 self.problem('device %s on %s is in the domains of %s' % (
                     address, host, ', '.join(names.get(u, u) for u in uuids)))
-        for rp, (host, address) in sorted(self.devices.items()):
+        # Every server is ACTIVE or ERROR now: the devices in domains are
+        # exactly what placement counts as used.
+        in_domains = collections.Counter(
+            self.device_rp[key] for key in self._hostdev_owners()
+            if key in self.device_rp)
+        for rp, prov in sorted(self.providers.items()):
             used = sum(self.case.provider_usage(rp).values())
-            if used > 1:
-                self.problem('placement counts %d allocations of device %s on '
-                             '%s, which has one' % (used, address, host))
+            if used > len(prov.addresses):
+                self.problem('placement counts %d devices of %s in use; it '
+                             'has %d' % (used, self._name(rp),
+                                         len(prov.addresses)))
+            elif used != in_domains[rp]:
+                self.problem('placement counts %d devices of %s in use, but '
+                             'the domains on %s have %d of them' % (
+                                 used, self._name(rp), prov.host,
+                                 in_domains[rp]))
         exp = self.result.expectation
         active = self.result.count('ACTIVE')
-        if active * exp.devices_per_server > len(self.devices):
+        if active * exp.devices_per_server > len(self.device_rp):
             self.problem('%d servers are ACTIVE although each needs %s and '
                          'the cloud has only %d' % (
                              active, _devices(exp.devices_per_server),
-                             len(self.devices)))
+                             len(self.device_rp)))
 
     def _delete_all(self) -> bool:
         ok = True
@@ -532,10 +669,9 @@ class _Run:
         if self.cyborg:
             # Cyborg owns its devices; nova-acc does not reset them.
             return free
-        used = {(d.resource_provider, d.address)
+        used = {(s.host, d.address)
                 for s in self.result.servers for d in s.devices}
-        for rp, address in sorted(used):
-            host = self.devices.get(rp, ('?',))[0]
+        for host, address in sorted(used):
             try:
                 resets = self.case.reset_count(address)
             except OSError:
@@ -544,14 +680,39 @@ class _Run:
                 self.problem('device %s on %s was not reset after its server '
                              'was deleted ([nova_acc] reset_on_release)' % (
                                  address, host))
+        for host in sorted(self.case.computes):
+            for address, rec in sorted(self.case.ledger(host).items()):
+                if rec.state != ledger.FREE:
+                    free = False
+                    self.problem(
+                        'the ledger of %s has device %s %s%s after every '
+                        'server was deleted' % (
+                            host, address, rec.state,
+                            ' (%s)' % rec.holder if rec.holder else ''))
         return free
 
-    def _names(self, rps: set[str]) -> str:
-        if not rps:
-            return 'none'
-        return ', '.join(
-            '%s on %s' % self.devices[rp][::-1] if rp in self.devices
-            else rp for rp in sorted(rps))
+    def _name(self, rp: str | None) -> str:
+        """A device provider for messages: its pool, or Cyborg's device."""
+        prov = self.providers.get(rp or '')
+        if prov is None:
+            return 'provider %s' % rp
+        if self.cyborg:
+            return '%s on %s' % (prov.addresses[0], prov.host)
+        return 'pool %s' % (prov.name or rp)
+
+    def _names(self, counts: ty.Mapping[str, int] | ty.Iterable[str]
+               ) -> str:
+        """``{provider: devices}`` (or providers of a device each) for
+        messages."""
+        if not isinstance(counts, collections.abc.Mapping):
+            counts = collections.Counter(counts)
+        if not counts:
+            return 'no device'
+        if self.cyborg:
+            return ', '.join(self._name(rp) + ('' if n == 1 else ' x%d' % n)
+                             for rp, n in sorted(counts.items()))
+        return ', '.join('%s of %s' % (_devices(n), self._name(rp))
+                         for rp, n in sorted(counts.items()))
 
 
 def _attach_handle_address(arq: dict) -> str | None:
@@ -576,6 +737,10 @@ def _devices(n: int) -> str:
 
 
 def _plural_hosts(options: plan.Options) -> str:
-    return '%d host%s with %d device%s each' % (
+    vfs = (' and %d VF%s' % (options.vfs_per_host,
+                             '' if options.vfs_per_host == 1 else 's')
+           if options.vfs_per_host else '')
+    return '%d host%s with %d FPGA%s%s each' % (
         options.hosts, '' if options.hosts == 1 else 's',
-        options.devices_per_host, '' if options.devices_per_host == 1 else 's')
+        options.devices_per_host,
+        '' if options.devices_per_host == 1 else 's', vfs)

@@ -317,7 +317,8 @@ class BindError(Exception):
 def serve(hosts: int, devices_per_host: int, out: ty.TextIO,
           port: int = 0, progress: Progress | None = None,
           log_file: str | None = None,
-          ready: ty.Callable[[str], None] | None = None) -> int:
+          ready: ty.Callable[[str], None] | None = None,
+          vfs_per_host: int = 0) -> int:
     """Start the demo cloud and serve its API until SIGINT or SIGTERM.
 
     Writes ``SERVING <url>`` as the first line of ``out`` once the API
@@ -349,12 +350,15 @@ def serve(hosts: int, devices_per_host: int, out: ty.TextIO,
             try:
                 if progress and not stop.requested:
                     progress(2, total, 'starting %d compute host(s) with %d '
-                             'FPGA(s) each' % (hosts, devices_per_host))
+                             'FPGA(s)%s each' % (
+                                 hosts, devices_per_host,
+                                 ' and a PF with %d VF(s)' % vfs_per_host
+                                 if vfs_per_host else ''))
                 for i in range(hosts):
                     if stop.requested:
                         break
-                    case.start_fpga_host('compute%d' % (i + 1),
-                                         num_fpgas=devices_per_host)
+                    case.start_demo_host('compute%d' % (i + 1),
+                                         devices_per_host, vfs_per_host)
                 if not stop.requested:
                     _serve_api(case, httpd, out, stop, progress, total,
                                ready)

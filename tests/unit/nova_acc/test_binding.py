@@ -51,18 +51,36 @@ class BindingStoreTest(base.BaseTestCase):
         binding.replace(instance, [])
         self.assertIsNone(binding.load_error(instance))
 
-    def test_provider_uuid_is_stable_per_node_and_address(self):
-        a = inventory.provider_uuid('n1', '0000:81:00.0')
-        self.assertEqual(a, inventory.provider_uuid('n1', '0000:81:00.0'))
-        self.assertNotEqual(a, inventory.provider_uuid('n2', '0000:81:00.0'))
+    def test_pool_binding_round_trips_with_its_amount(self):
+        instance = objects.Instance(system_metadata={})
+        bound = [binding.Binding('nova_acc_0_0', 'pool-1', None, 'n1',
+                                 amount=8),
+                 # Made before pools: one device, honoured as it is.
+                 binding.Binding('nova_acc_1_0', 'rp-2', '0000:81:01.0',
+                                 'n1')]
+        binding.replace(instance, bound)
+        loaded = binding.load(instance)
+        self.assertEqual(bound, loaded)
+        self.assertEqual([True, False], [b.is_pool for b in loaded])
+        self.assertEqual([8, 1], [b.amount for b in loaded])
+
+
+def pool_rp(node, traits=()):
+    return inventory.pool_uuid(node, inventory.PoolKey('FPGA',
+                                                       tuple(traits)))
+
+
+def pool_name(node, traits=()):
+    return inventory.pool_name(node, inventory.PoolKey('FPGA',
+                                                       tuple(traits)))
 
 
 class ComputeBindingsTest(base.BaseTestCase):
     """The conductor's checks on what placement allocated."""
 
-    def groups(self, provider_uuids):
+    def groups(self, provider_uuids, spec='resources:FPGA=1'):
         spec = objects.RequestSpec(
-            scheduler_hints={'device_context': ['resources:FPGA=1']})
+            scheduler_hints={'device_context': [spec]})
         rg = request_groups.to_request_group(
             request_groups.context_groups(spec)[0])
         rg.provider_uuids = provider_uuids
@@ -76,29 +94,38 @@ class ComputeBindingsTest(base.BaseTestCase):
         client.get.return_value = resp
         return client
 
-    def test_binds_the_device_of_the_node(self):
-        rp = inventory.provider_uuid('n1', '0000:81:00.0')
+    def test_binds_the_pool_of_the_node_with_the_amount(self):
+        rp = pool_rp('n1')
         result = binding.compute_bindings(
-            self.placement('n1_0000:81:00.0'), mock.Mock(),
-            self.groups([rp]), 'n1')
-        self.assertEqual([binding.Binding('nova_acc_0_0', rp, '0000:81:00.0',
-                                          'n1')], result)
+            self.placement(pool_name('n1')), mock.Mock(),
+            self.groups([rp], 'resources:FPGA=4'), 'n1')
+        # The host picks the 4 devices when it claims them.
+        self.assertEqual([binding.Binding('nova_acc_0_0', rp, None, 'n1',
+                                          amount=4)], result)
 
     def test_refuses_a_provider_of_another_node(self):
-        rp = inventory.provider_uuid('n2', '0000:81:00.0')
+        rp = pool_rp('n2')
         e = self.assertRaises(
             exception.PrebindFailed, binding.compute_bindings,
-            self.placement('n2_0000:81:00.0'), mock.Mock(), self.groups([rp]),
+            self.placement(pool_name('n2')), mock.Mock(), self.groups([rp]),
             'n1')
-        self.assertIn('is not a nova-acc device of node n1', str(e))
+        self.assertIn('is not a nova-acc device pool of node n1', str(e))
 
     def test_refuses_a_look_alike_provider(self):
         # Right name, but not a provider nova-acc's compute created.
         e = self.assertRaises(
             exception.PrebindFailed, binding.compute_bindings,
-            self.placement('n1_0000:81:00.0'), mock.Mock(),
+            self.placement(pool_name('n1')), mock.Mock(),
             self.groups(['0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77']), 'n1')
         self.assertIn('0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77', str(e))
+
+    def test_refuses_a_per_device_provider_of_before_pools(self):
+        rp = inventory.legacy_provider_uuid('n1', '0000:81:00.0')
+        e = self.assertRaises(
+            exception.PrebindFailed, binding.compute_bindings,
+            self.placement('n1_0000:81:00.0'), mock.Mock(),
+            self.groups([rp]), 'n1')
+        self.assertIn('not a nova-acc device pool', str(e))
 
     def test_refuses_unmapped_group(self):
         e = self.assertRaises(
@@ -108,16 +135,16 @@ class ComputeBindingsTest(base.BaseTestCase):
 
 
 class MapFromAllocationTest(base.BaseTestCase):
-    """Unshelve/evacuate: which allocated device serves which group."""
+    """Unshelve/evacuate: which allocated pool serves which group."""
 
     def setUp(self):
         super().setUp()
-        self.rp_gzip = inventory.provider_uuid('n1', '0000:81:00.0')
-        self.rp_plain = inventory.provider_uuid('n1', '0000:81:01.0')
-        self.rp_other_node = inventory.provider_uuid('n0', '0000:81:00.0')
-        names = {self.rp_gzip: 'n1_0000:81:00.0',
-                 self.rp_plain: 'n1_0000:81:01.0',
-                 self.rp_other_node: 'n0_0000:81:00.0',
+        self.rp_gzip = pool_rp('n1', ['CUSTOM_GZIP'])
+        self.rp_plain = pool_rp('n1')
+        self.rp_other_node = pool_rp('n0')
+        names = {self.rp_gzip: pool_name('n1', ['CUSTOM_GZIP']),
+                 self.rp_plain: pool_name('n1'),
+                 self.rp_other_node: pool_name('n0'),
                  'root': 'n1'}
         ours = {'CUSTOM_NOVA_ACC', 'OWNER_NOVA'}
         traits = {self.rp_gzip: {'CUSTOM_GZIP'} | ours, self.rp_plain: ours}
@@ -145,7 +172,7 @@ class MapFromAllocationTest(base.BaseTestCase):
             # Evacuate keeps the source node's allocation: ignored.
             self.rp_other_node: {'resources': {'FPGA': 1}},
             'root': {'resources': {'VCPU': 1}},
-            self.rp_plain: {'resources': {'FPGA': 1}},
+            self.rp_plain: {'resources': {'FPGA': 3}},
             self.rp_gzip: {'resources': {'FPGA': 1}},
         }}
 
@@ -155,12 +182,16 @@ class MapFromAllocationTest(base.BaseTestCase):
         return [request_groups.to_request_group(cg)
                 for cg in request_groups.context_groups(spec)]
 
-    def test_traits_decide_which_device_serves_which_group(self):
-        groups = self.groups('resources:FPGA=1,trait:CUSTOM_GZIP=forbidden',
+    def test_traits_and_amounts_decide_which_pool_serves_which_group(self):
+        groups = self.groups('resources:FPGA=2,trait:CUSTOM_GZIP=forbidden',
+                             'resources:FPGA=1',
                              'resources:FPGA=1,trait:CUSTOM_GZIP=required')
         binding.map_from_allocation(self.client, mock.Mock(), 'inst', 'n1',
                                     groups)
-        self.assertEqual([[self.rp_plain], [self.rp_gzip]],
+        # Two groups share the plain pool (2 + 1 of its 3 units); the
+        # second group could also fit the GZIP pool, but then the third
+        # would have none.
+        self.assertEqual([[self.rp_plain], [self.rp_plain], [self.rp_gzip]],
                          [rg.provider_uuids for rg in groups])
 
     def test_no_consistent_assignment(self):
@@ -169,8 +200,13 @@ class MapFromAllocationTest(base.BaseTestCase):
         e = self.assertRaises(exception.PrebindFailed,
                               binding.map_from_allocation, self.client,
                               mock.Mock(), 'inst', 'n1', groups)
-        self.assertIn('does not hold a device for every device group',
-                      str(e))
+        self.assertIn('does not match its device groups', str(e))
+
+    def test_amount_beyond_the_allocation_is_refused(self):
+        groups = self.groups('resources:FPGA=4')
+        self.assertRaises(exception.PrebindFailed,
+                          binding.map_from_allocation, self.client,
+                          mock.Mock(), 'inst', 'n1', groups)
 
 
 class PrebindIsolationTest(base.BaseTestCase):

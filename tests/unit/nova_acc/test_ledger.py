@@ -24,6 +24,7 @@ from nova_acc import ledger
 NODE = 'compute1'
 A = '0000:81:00.0'
 B = '0000:81:01.0'
+ADDR_FMT = '0000:82:%02x.0'
 SERVER = '11111111-1111-4111-8111-111111111111'
 OTHER = '22222222-2222-4222-8222-222222222222'
 
@@ -182,6 +183,89 @@ class ClaimTest(base.BaseTestCase):
                                           reason='no reset method')}
         self.assertRaises(exception.DeviceNotFree, ledger.claim, records,
                           SERVER, [want(A)])
+
+
+class PoolClaimTest(base.BaseTestCase):
+    """The host picks the devices of a pool."""
+
+    POOL = [ADDR_FMT % i for i in range(4)]
+
+    def request(self, count, group='nova_acc_0_0'):
+        return ledger.PoolRequest(group, 'pool', count, tuple(self.POOL),
+                                  'FPGA', ('CUSTOM_GZIP',))
+
+    def test_picks_free_devices_and_records_pool_and_group(self):
+        records = {self.POOL[0]: ledger.DeviceRecord(
+            address=self.POOL[0], state=ledger.DIRTY)}
+        claimed = ledger.claim(records, 'a', [], [self.request(2)])
+        self.assertEqual(self.POOL[1:3], [r.address for r in claimed])
+        for rec in claimed:
+            self.assertEqual((ledger.CLAIMED, 'a', 'pool', 'nova_acc_0_0',
+                              'FPGA', ['CUSTOM_GZIP']),
+                             (rec.state, rec.instance_uuid, rec.rp_uuid,
+                              rec.requester_id, rec.resource_class,
+                              rec.traits))
+
+    def test_never_picks_a_device_twice(self):
+        records = {}
+        first = ledger.claim(records, 'a', [], [self.request(1, 'g1'),
+                                                self.request(2, 'g2')])
+        second = ledger.claim(records, 'b', [], [self.request(1)])
+        addresses = [r.address for r in first + second]
+        self.assertEqual(sorted(set(addresses)), sorted(addresses))
+        self.assertEqual(4, len(addresses))
+        e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
+                              records, 'c', [], [self.request(1)])
+        self.assertIn('needs 1 device(s) of pool pool, only 0 free', str(e))
+
+    def test_a_retried_claim_picks_nothing_new(self):
+        records = {}
+        first = [r.address for r in ledger.claim(records, 'a', [],
+                                                 [self.request(2)])]
+        again = [r.address for r in ledger.claim(records, 'a', [],
+                                                 [self.request(2)])]
+        self.assertEqual(first, again)
+        self.assertEqual(2, sum(1 for r in records.values()
+                                if r.state == ledger.CLAIMED))
+
+    def test_not_enough_free_claims_nothing(self):
+        records = {a: ledger.DeviceRecord(address=a) for a in self.POOL}
+        records[self.POOL[0]].claim('x', 'pool', 'FPGA', (), None)
+        self.assertRaises(exception.DeviceNotFree, ledger.claim, records,
+                          'a', [{'address': '0000:99:00.0'}],
+                          [self.request(4)])
+        self.assertEqual(1, sum(1 for r in records.values()
+                                if r.state != ledger.FREE))
+        self.assertNotIn('0000:99:00.0', records)
+
+    def test_blocked_devices_are_not_picked(self):
+        records = {}
+        claimed = ledger.claim(records, 'a', [], [self.request(2)],
+                               blocked={self.POOL[0], self.POOL[2]})
+        self.assertEqual([self.POOL[1], self.POOL[3]],
+                         [r.address for r in claimed])
+        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
+                              'a', [{'address': self.POOL[0]}],
+                              blocked={self.POOL[0]})
+        self.assertIn('its PF or one of its VFs is in use', str(e))
+
+    def test_a_pf_and_its_vf_never_go_together(self):
+        pf, vfs = '0000:83:00.0', ['0000:83:00.1', '0000:83:00.2']
+        relatives = {pf: set(vfs), vfs[0]: {pf}, vfs[1]: {pf}}
+        pf_pool = ledger.PoolRequest('g1', 'pf-pool', 1, (pf,))
+        vf_pool = ledger.PoolRequest('g2', 'vf-pool', 1, tuple(vfs))
+        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
+                              'a', [], [pf_pool, vf_pool],
+                              relatives=relatives)
+        self.assertIn('needs 1 device(s) of pool vf-pool, only 0', str(e))
+        # Two VFs of one PF are fine together.
+        claimed = ledger.claim({}, 'a', [], [ledger.PoolRequest(
+            'g', 'vf-pool', 2, tuple(vfs))], relatives=relatives)
+        self.assertEqual(vfs, [r.address for r in claimed])
+        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
+                              'a', [{'address': pf}, {'address': vfs[0]}],
+                              relatives=relatives)
+        self.assertIn('together with its PF or VF', str(e))
 
 
 class TransitionTest(base.BaseTestCase):

@@ -110,16 +110,11 @@ class NovaSeamTest(base.BaseTestCase):
              'return_alternates'],
             source_params(scheduler_manager.SchedulerManager,
                           'select_destinations'))
-        self.assertEqual(
-            ['selected_host', 'spec_obj', 'instance_uuid'],
-            params(scheduler_manager.SchedulerManager._consume_selected_host))
         schedule = inspect.getsource(scheduler_manager.SchedulerManager
                                      ._schedule)
-        # nova-acc prunes host.allocation_candidates after each claim and
-        # reads the provider mapping Nova puts on the spec right before.
-        self.assertIn('alloc_req = host.allocation_candidates[0]', schedule)
+        # Pre-bind reads the provider mapping Nova puts on the spec from
+        # the candidate it claimed.
         self.assertIn('request_group.provider_uuids = alloc_req[', schedule)
-        self.assertIn('self._consume_selected_host(', schedule)
 
     def test_libvirt_driver_seams(self):
         self.assertEqual(
@@ -191,3 +186,19 @@ class NovaSeamTest(base.BaseTestCase):
                         offload.index('self._update_resource_tracker('))
         self.assertLess(offload.index('self._update_resource_tracker('),
                         offload.index('_nil_out_instance_obj_host_and_node'))
+
+    def test_reshape_seam(self):
+        # The upgrade from per-device providers to pools relies on Nova's
+        # reshape: update_provider_tree(provider_tree, nodename,
+        # allocations=None) raising ReshapeNeeded at startup makes the
+        # resource tracker call it again with every consumer's allocations
+        # in the tree and send them to placement's /reshaper.
+        from nova.compute import resource_tracker
+        self.assertEqual(
+            ['self', 'provider_tree', 'nodename', 'allocations'],
+            params(libvirt_driver.LibvirtDriver.update_provider_tree))
+        update = inspect.getsource(resource_tracker.ResourceTracker
+                                   ._update_to_placement)
+        self.assertIn('except exception.ReshapeNeeded:', update)
+        self.assertIn('prov_tree, nodename, allocations=allocs)', update)
+        self.assertIn('allocations=allocs if driver_reshaped', update)

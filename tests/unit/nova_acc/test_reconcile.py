@@ -19,6 +19,7 @@ from nova_acc import reconcile
 
 A = '0000:81:00.0'
 B = '0000:81:01.0'
+C = '0000:81:02.0'
 SERVER = '11111111-1111-4111-8111-111111111111'
 OTHER = '22222222-2222-4222-8222-222222222222'
 GUEST = '33333333-3333-4333-8333-333333333333'
@@ -30,9 +31,12 @@ def device(address):
                          traits={'CUSTOM_GZIP'})
 
 
-def held(address, server, state=ledger.ATTACHED):
+POOL = 'pool-uuid'
+
+
+def held(address, server, state=ledger.ATTACHED, pool='rp'):
     rec = ledger.DeviceRecord(address=address)
-    rec.claim(server, 'rp', 'FPGA', [], None)
+    rec.claim(server, pool, 'FPGA', [], None)
     rec.state = state
     return rec
 
@@ -48,11 +52,52 @@ class ReconcileTest(base.BaseTestCase):
         rec.free(reset=True)
 
     def run_reconcile(self, records, managed=(A,), guests=None, bound=None,
-                      **kw):
+                      bound_pools=None, **kw):
         facts = reconcile.HostFacts(
             managed={a: device(a) for a in managed}, guests=guests or {},
-            bound=bound or {})
+            bound=bound or {}, bound_pools=bound_pools or {},
+            pool_of={a: POOL for a in managed})
         return reconcile.reconcile(records, facts, self.release, **kw)
+
+    # ---- servers bound to a pool: the ledger names their devices ----------
+
+    def test_server_bound_to_the_pool_keeps_the_devices_it_was_given(self):
+        records = {A: held(A, SERVER, pool=POOL), B: held(B, SERVER,
+                                                          pool=POOL)}
+        notes = self.run_reconcile(records, managed=(A, B),
+                                   guests={SERVER: {A, B}},
+                                   bound_pools={SERVER: {POOL: {'g': 2}}})
+        self.assertEqual([], notes)
+        self.assertEqual([], self.released)
+
+    def test_server_no_longer_bound_to_the_pool_releases_its_devices(self):
+        records = {A: held(A, SERVER, pool=POOL), B: held(B, SERVER,
+                                                          pool=POOL)}
+        # Moved to another node, or bound to another pool: either way not
+        # to the pool these devices came from.
+        self.run_reconcile(records, managed=(A, B),
+                           bound_pools={SERVER: {'other-pool': {'g': 2}}})
+        self.assertEqual([A, B], self.released)
+
+    def test_guest_of_a_server_bound_to_the_pool_adopts_a_free_device(self):
+        records = {}
+        self.run_reconcile(records, guests={SERVER: {A}},
+                           bound_pools={SERVER: {POOL: {'nova_acc_0_0': 1}}})
+        self.assertEqual((ledger.ATTACHED, SERVER, POOL, 'nova_acc_0_0'),
+                         (records[A].state, records[A].instance_uuid,
+                          records[A].rp_uuid, records[A].requester_id))
+
+    def test_adopted_devices_are_shared_out_over_the_groups_of_a_pool(self):
+        # A ledger rebuilt after it was lost: a guest holds 3 devices of a
+        # pool its server's two groups (2 + 1) are bound to.
+        records = {}
+        self.run_reconcile(records, managed=(A, B, C),
+                           guests={SERVER: {A, B, C}},
+                           bound_pools={SERVER: {POOL: {'g1': 2, 'g2': 1}}})
+        self.assertEqual(['g1', 'g1', 'g2'],
+                         sorted(r.requester_id for r in records.values()))
+        self.assertEqual({ledger.ATTACHED},
+                         {r.state for r in records.values()})
 
     def test_server_that_still_holds_its_device_keeps_it(self):
         records = {A: held(A, SERVER)}

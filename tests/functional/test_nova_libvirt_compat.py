@@ -11,14 +11,6 @@
 #    under the License.
 """Nova's own libvirt functional tests, run with nova-acc's services.
 
-NOT RUN BY CI YET (the file name does not match stestr's ``test*.py``): 24
-of Nova 34's 463 libvirt functional tests still fail with nova-acc's
-driver and managers (SR-IOV and VDPA attach/detach/migrate/evacuate in
-test_pci_sriov_servers, one NUMAServersWithNetworksTest); see issue 8.
-Run it by hand with
-``stestr --test-path ./tests run --load-list <(echo ...)`` or by renaming
-it to ``test_nova_libvirt_compat.py``.
-
 Operators replace nova-scheduler, nova-conductor and the compute driver
 with nova-acc's. Servers without device contexts must behave exactly as
 with a stock Nova - PCI passthrough and SR-IOV, NUMA, vGPU, reshapes,
@@ -67,57 +59,17 @@ LibvirtAccDriver = importutils.import_class('nova.virt.' + NOVA_ACC_DRIVER)
 STOCK_FAILURES = {
 }
 
-# Nova tests that fail, stock as well, when oslo.db was imported before
-# Nova's eventlet monkey patching - as it is here while
-# tests/functional/__init__.py does not patch first the way Nova's own
-# nova/tests/functional/__init__.py does: oslo.db's transaction context is
-# then one real thread-local shared by the greenthreads of all in-process
-# services, and servers lose their network info cache and port bindings.
-# Skipped only while that is so.
-_LOST_NETWORK_INFO = 'the server loses its network info cache'
-_LOST_PORT = 'the server loses its port: "Port ... is not attached"'
-_LOST_BINDING = 'the port binding is lost: migration in error'
-LATE_MONKEY_PATCH_FAILURES = {
-    'LibvirtDeviceBusMigration.test_machine_type_and_bus_and_model_migration':
-        _LOST_NETWORK_INFO + ' (no <interface> after power on)',
-    'NUMAServersWithNetworksTest.test_cold_migrate_with_physnet':
-        _LOST_NETWORK_INFO,
-    'RemoteManagedServersTest.test_detach_interface': _LOST_PORT,
-    'RemoteManagedServersTest.test_live_migrate_server_with_neutron':
-        _LOST_BINDING,
-    'RemoteManagedServersTest.test_shelve': _LOST_NETWORK_INFO,
-    'SRIOVAttachDetachTest.test_detach_attach_direct': _LOST_PORT,
-    'SRIOVAttachDetachTest.test_detach_direct_physical': _LOST_PORT,
-    'SRIOVAttachDetachTest.test_detach_macvtap': _LOST_PORT,
-    'SRIOVServersTest.test_change_bound_port_vnic_type_kills_compute_at_'
-    'restart': _LOST_NETWORK_INFO,
-    'SRIOVServersTest.test_cold_migrate_and_rever_server_with_neutron':
-        _LOST_BINDING,
-    'SRIOVServersTest.test_cold_migrate_server_with_neutron': _LOST_BINDING,
-    'SRIOVServersTest.test_evacuate_server_with_neutron': _LOST_BINDING,
-    'SRIOVServersTest.test_live_migrate_VF_mixed_mode_and_pip_success':
-        _LOST_BINDING,
-    'SRIOVServersTest.test_live_migrate_VF_mixed_mode_success':
-        _LOST_BINDING,
-    'SRIOVServersTest.test_live_migrate_server_with_neutron': _LOST_BINDING,
-    'SRIOVServersTest.test_unshelve_server_with_neutron': _LOST_BINDING,
-    'VDPAServersTest.test_attach_interface_service_version_61': _LOST_PORT,
-    'VDPAServersTest.test_detach_interface': _LOST_PORT,
-    'VDPAServersTest.test_detach_interface_service_version_61': _LOST_PORT,
-    'VDPAServersTest.test_live_migrate': _LOST_BINDING,
-    'VDPAServersTest.test_live_migrate_service_version_62': _LOST_BINDING,
-    'VDPAServersTest.test_shelve_offload': _LOST_BINDING,
-    'VDPAServersTest.test_suspend_and_resume_service_version_62':
-        _LOST_NETWORK_INFO,
-    'VDPAServersTest.test_unshelve_to_different_host': _LOST_BINDING,
-    'VDPAServersTest.test_unshelve_to_same_host': _LOST_BINDING,
-}
-
 
 def _patched_after_oslo_db():
-    """Whether oslo.db's thread-locals predate the monkey patching."""
+    """Whether oslo.db's thread-locals predate the monkey patching.
+
+    Then oslo.db's transaction context is one real thread-local shared by
+    the greenthreads of all in-process services, and 24 of these tests fail
+    with a stock Nova too (servers lose their network info cache and port
+    bindings). tests/__init__.py patches first, as Nova's test packages do.
+    """
     tlocal = getattr(enginefacade, '_TransactionContextTLocal', None)
-    return (monkey_patch.is_patched() and tlocal is not None and
+    return (not monkey_patch.is_patched() or tlocal is None or
             not issubclass(tlocal, threading.local))
 
 
@@ -187,18 +139,8 @@ def _nova_test_classes():
                 yield info.name, obj
 
 
-def _skips():
-    """'<class>.<test>' -> why it is skipped."""
-    skips = dict(STOCK_FAILURES)
-    if _patched_after_oslo_db():
-        skips.update({k: 'oslo.db imported before eventlet monkey patching: '
-                         '%s' % r
-                      for k, r in LATE_MONKEY_PATCH_FAILURES.items()})
-    return skips
-
-
 def _make_test_classes():
-    skips = _skips()
+    skips = dict(STOCK_FAILURES)
     loader = unittest.TestLoader()
     classes = {}
     for module_name, nova_cls in _nova_test_classes():
@@ -224,6 +166,15 @@ def _make_test_classes():
 # Module-level classes, for stestr's discovery.
 TEST_CLASSES = _make_test_classes()
 globals().update(TEST_CLASSES)
+
+
+class EventletPatchedFirstTest(unittest.TestCase):
+    """Nova's harness runs its services as greenthreads of one process."""
+
+    def test_oslo_db_context_is_greenthread_local(self):
+        self.assertFalse(_patched_after_oslo_db(),
+                         'eventlet monkey patching must come before oslo.db '
+                         'is imported: see tests/__init__.py')
 
 
 class NovaAccServicesInUseTest(unittest.TestCase):
