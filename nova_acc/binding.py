@@ -50,6 +50,7 @@ from oslo_serialization import jsonutils
 from nova_acc import backends
 from nova_acc import exception
 from nova_acc import inventory
+from nova_acc import ledger
 from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class Binding:
     nodename: str
     context_id: str | None = None
     amount: int = 1
+    #: The resource class of a pool group, so that a move can find the
+    #: group's pool among the destination's allocations.
+    resource_class: str | None = None
 
     @property
     def is_pool(self) -> bool:
@@ -91,6 +95,8 @@ class Binding:
             data['ctx'] = self.context_id
         if self.is_pool:
             data['n'] = self.amount
+            if self.resource_class:
+                data['rc'] = self.resource_class
         return jsonutils.dumps(data)
 
 
@@ -109,7 +115,8 @@ def load(instance) -> list[Binding]:
                               rp_uuid=data['rp'], address=data['address'],
                               nodename=data['node'],
                               context_id=data.get('ctx'),
-                              amount=data.get('n', 1)))
+                              amount=data.get('n', 1),
+                              resource_class=data.get('rc')))
     return result
 
 
@@ -133,6 +140,77 @@ def replace(instance, bindings: list[Binding],
         # The column holds 255 characters.
         sysmeta[ERROR_KEY] = error[:255]
     instance.system_metadata = sysmeta
+
+
+# ---- moves (resize, cold migration) --------------------------------------
+
+
+def for_move(bindings: list[Binding], allocations: dict,
+             pool_classes: dict[str, str], nodename: str) -> list[Binding]:
+    """The bindings of a server on the destination of a move.
+
+    :param bindings: the server's bindings before the move (source node).
+    :param allocations: the server's allocations, as Nova passes them to
+        ``finish_migration``: provider UUID -> {'resources': ...}; those of
+        ``pool_classes`` are on this node.
+    :param pool_classes: this node's pool UUID -> resource class.
+    :raises PrebindFailed: the allocation has no pool for some group, or a
+        binding cannot move (an ID-based context, or one device).
+
+    Placement chose, for each group, a pool that satisfies it; which group
+    lands in which pool of the same class does not change which devices the
+    server gets, so groups are matched to pools by class and amount.
+    """
+    left = {rp: dict(alloc['resources']) for rp, alloc in
+            allocations.items() if rp in pool_classes}
+    groups = sorted(bindings, key=lambda b: (-b.amount, b.requester_id))
+    for b in groups:
+        if not b.is_pool:
+            raise exception.PrebindFailed(
+                'device group %s is bound to %s, which cannot move' % (
+                    b.requester_id, b.context_id or b.address))
+
+    def assign(i, left):
+        if i == len(groups):
+            return []
+        b = groups[i]
+        for rp in sorted(left):
+            rc = pool_classes[rp]
+            if (b.resource_class in (None, rc) and
+                    left[rp].get(rc, 0) >= b.amount):
+                taken = dict(left, **{rp: dict(left[rp], **{
+                    rc: left[rp][rc] - b.amount})})
+                rest = assign(i + 1, taken)
+                if rest is not None:
+                    return [(b, rp, rc)] + rest
+        return None
+
+    chosen = assign(0, left)
+    if chosen is None:
+        raise exception.PrebindFailed(
+            'the allocation of the server on node %s has no device pool '
+            'for every device group' % nodename)
+    return sorted((Binding(b.requester_id, rp, None, nodename,
+                           amount=b.amount, resource_class=rc)
+                   for b, rp, rc in chosen), key=lambda b: b.requester_id)
+
+
+def from_records(records, instance_uuid: str, nodename: str
+                 ) -> list[Binding]:
+    """Pool bindings of a server rebuilt from the device ledger of a node.
+
+    A reverted move gives the server back the devices it kept on the
+    source, and with them the bindings it had there.
+    """
+    groups: dict[tuple, int] = {}
+    for rec in records.values():
+        if (rec.instance_uuid == instance_uuid and rec.requester_id and
+                rec.migration_id is None and not rec.backend_owned and
+                rec.state in ledger.HELD):
+            key = (rec.requester_id, rec.rp_uuid, rec.resource_class)
+            groups[key] = groups.get(key, 0) + 1
+    return [Binding(req, rp, None, nodename, amount=n, resource_class=rc)
+            for (req, rp, rc), n in sorted(groups.items())]
 
 
 # ---- the conductor's part ------------------------------------------------
@@ -173,10 +251,12 @@ def compute_bindings(report_client, context, groups, nodename: str,
                     'resource provider %s allocated for device group %s is '
                     'not a nova-acc device pool of node %s' % (
                         rp_uuid, rg.requester_id, nodename))
-        result.append(Binding(requester_id=rg.requester_id,
-                              rp_uuid=rp_uuid, address=address,
-                              nodename=nodename, context_id=context_id,
-                              amount=sum(rg.resources.values())))
+        result.append(Binding(
+            requester_id=rg.requester_id, rp_uuid=rp_uuid, address=address,
+            nodename=nodename, context_id=context_id,
+            amount=sum(rg.resources.values()),
+            resource_class=(next(iter(rg.resources)) if len(rg.resources) == 1
+                            and not context_id else None)))
     return result
 
 

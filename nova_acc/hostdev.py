@@ -270,7 +270,7 @@ class HostDevices:
         pools = inventory.pools_of(self.nodename, managed.values())
         wanted, requests = [], []
         for b in binding.load(instance):
-            if b.nodename != instance.node:
+            if b.nodename != self.nodename:
                 continue
             if b.is_pool:
                 pool = pools.get(b.rp_uuid)
@@ -290,11 +290,15 @@ class HostDevices:
                     'requester_id': b.requester_id})
         return wanted, requests
 
-    def claim(self, instance) -> None:
+    def claim(self, instance, migration_id: int | None = None,
+              held_tags: set | None = None) -> None:
         """Claim the instance's devices in the ledger, all or nothing.
 
         Devices of pools are picked here. Idempotent: what the instance
         already holds for a group counts towards it.
+
+        :param migration_id: on the destination of a move, the move (the
+            server keeps its source devices until it is confirmed).
 
         :raises DeviceNotUsable: a device is not free on this host, or a
             pool has fewer free devices than the group was allocated;
@@ -312,10 +316,11 @@ class HostDevices:
                 claimed = ledger.claim(
                     records, instance.uuid, wanted, requests,
                     blocked=inventory.blocked(managed, records),
-                    relatives=inventory.relatives(managed))
+                    relatives=inventory.relatives(managed),
+                    migration_id=migration_id, held_tags=held_tags)
             except exception.DeviceNotFree as e:
                 raise exception.DeviceNotUsable(
-                    '%s on node %s' % (e, instance.node))
+                    '%s on node %s' % (e, self.nodename))
         LOG.info('Claimed devices %s in the device ledger',
                  ', '.join(r.address for r in claimed), instance=instance)
 
@@ -335,14 +340,61 @@ class HostDevices:
     # ---- hostdevs -------------------------------------------------------
 
     @staticmethod
-    def _holds_all(instance, bindings, records) -> bool:
+    def _move_here(instance, nodename: str) -> int | None:
+        """The move under way whose destination is this node, if any.
+
+        From the server's migration context; a move that was reverted or
+        failed is not one (its devices here are being released).
+        """
+        mc = instance.migration_context
+        if mc is None:
+            return None
+        try:
+            migration = objects.Migration.get_by_id(
+                nova_context.get_admin_context(), mc.migration_id)
+        except nova_exc.MigrationNotFound:
+            return None
+        if migration.dest_node != nodename or \
+                migration.status in reconcile.UNDONE:
+            return None
+        return migration.id
+
+    @staticmethod
+    def _current_tags(records, instance, move: int | None) -> set:
+        """``migration_id`` values of the devices the guest gets now.
+
+        During a move to this node, those claimed for the move; otherwise
+        the others (on the same host the source devices stay recorded
+        until the move is confirmed or reverted), except those of a move
+        that was undone.
+        """
+        if move is not None:
+            return {move}
+        tags = {None}
+        ctxt = nova_context.get_admin_context()
+        for tag in {r.migration_id for r in records.values()
+                    if r.instance_uuid == instance.uuid} - {None}:
+            try:
+                status = objects.Migration.get_by_id(ctxt, tag).status
+            except nova_exc.MigrationNotFound:
+                continue
+            if status not in reconcile.UNDONE:
+                tags.add(tag)
+        return tags
+
+    @staticmethod
+    def _current(rec, instance, tags: set) -> bool:
+        return (rec.instance_uuid == instance.uuid and
+                rec.state in (ledger.CLAIMED, ledger.ATTACHED) and
+                rec.migration_id in tags)
+
+    def _holds_all(self, instance, bindings, records, tags: set) -> bool:
         """Does the ledger give the instance everything it is bound to?"""
         for b in bindings:
             if b.is_pool:
                 held = sum(1 for r in records.values()
-                           if r.instance_uuid == instance.uuid and
-                           r.requester_id == b.requester_id and
-                           r.state in (ledger.CLAIMED, ledger.ATTACHED))
+                           if self._current(r, instance, tags) and
+                           r.requester_id == b.requester_id)
                 if held < b.amount:
                     return False
             else:
@@ -371,10 +423,10 @@ class HostDevices:
         managed = self.managed_devices() if any(
             not b.context_id for b in bindings) else {}
         for b in bindings:
-            if b.nodename != instance.node:
+            if b.nodename != self.nodename:
                 raise exception.DeviceNotUsable(
                     'device group %s is bound to node %s, not %s' % (
-                        b.requester_id, b.nodename, instance.node))
+                        b.requester_id, b.nodename, self.nodename))
             if b.context_id and b.address is None:
                 raise exception.DeviceNotUsable(
                     'device context %s has no attach handle yet' %
@@ -387,21 +439,23 @@ class HostDevices:
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename))
         records = self.ledger.records()
-        if not self._holds_all(instance, bindings, records):
-            self.claim(instance)
+        move = self._move_here(instance, self.nodename) if any(
+            b.is_pool for b in bindings) else None
+        tags = self._current_tags(records, instance, move)
+        if not self._holds_all(instance, bindings, records, tags):
+            self.claim(instance, migration_id=move, held_tags=tags)
             records = self.ledger.records()
         pool_groups = {b.requester_id for b in bindings if b.is_pool}
         addresses = [b.address for b in bindings if not b.is_pool]
         for address, rec in sorted(records.items(),
                                    key=lambda i: (i[1].requester_id or '',
                                                   i[0])):
-            if (rec.instance_uuid == instance.uuid and
-                    rec.requester_id in pool_groups and
-                    rec.state in (ledger.CLAIMED, ledger.ATTACHED)):
+            if (self._current(rec, instance, tags) and
+                    rec.requester_id in pool_groups):
                 if address not in managed:
                     raise exception.DeviceNotUsable(
                         'device %s of group %s is not present on node %s'
-                        % (address, rec.requester_id, instance.node))
+                        % (address, rec.requester_id, self.nodename))
                 addresses.append(address)
         accelerators = []
         for address in addresses:
@@ -413,6 +467,83 @@ class HostDevices:
                 raise exception.DeviceNotUsable(str(e))
             accelerators.append(acc)
         return accelerators
+
+    # ---- moves ----------------------------------------------------------
+
+    def rebind_for_evacuation(self, instance, allocations
+                              ) -> list[binding.Binding] | None:
+        """Destination of an evacuation: bind the groups to pools here.
+
+        Nova's conductor binds nothing on evacuate for servers without
+        Cyborg device profiles, and Nova moves the server's node here only
+        once its guest runs: the groups are bound here from the allocation
+        of the move, and the devices claimed for it when the guest is
+        defined (tagged with the move, so a failed evacuation releases
+        them).
+
+        :returns: the bindings before, for ``restore_bindings`` when the
+            evacuation fails here (the server then stays on its source);
+            None when nothing was rebound.
+        :raises DeviceNotUsable: a group has no pool in the allocation, or
+            a binding cannot move.
+        """
+        bindings = binding.load(instance)
+        if not bindings or all(b.nodename == self.nodename
+                               for b in bindings):
+            return None
+        if self._move_here(instance, self.nodename) is None:
+            return None  # not a move to here: accelerators() says why
+        self._rebind(instance, bindings, allocations)
+        return bindings
+
+    @staticmethod
+    def restore_bindings(instance, bindings: list[binding.Binding]) -> None:
+        """Put back the bindings a failed evacuation replaced."""
+        try:
+            binding.replace(instance, bindings)
+            instance.save()
+        except Exception:  # the evacuation's own error is what matters
+            LOG.exception('Could not restore the device bindings of the '
+                          'server after its evacuation failed.',
+                          instance=instance)
+
+    def _rebind(self, instance, bindings, allocations) -> None:
+        managed = self.managed_devices()
+        pools = inventory.pools_of(self.nodename, managed.values())
+        try:
+            moved = binding.for_move(
+                bindings, allocations,
+                {u: p.key.resource_class for u, p in pools.items()},
+                self.nodename)
+        except exception.PrebindFailed as e:
+            raise exception.DeviceNotUsable(str(e))
+        binding.replace(instance, moved)
+        instance.save()
+
+    def claim_for_move(self, instance, migration, allocations) -> None:
+        """Destination of a resize or cold migration: bind and claim.
+
+        The server's groups are bound to this node's pools that placement
+        allocated to it for the move, and the devices picked and claimed
+        for that move. The source keeps its devices until the move is
+        confirmed (``nova_acc.reconcile``).
+
+        :raises DeviceNotUsable: a group has no pool in the allocation, a
+            binding cannot move, or a pool has too few free devices.
+        """
+        bindings = binding.load(instance)
+        if not bindings:
+            return
+        self._rebind(instance, bindings, allocations)
+        self.claim(instance, migration_id=migration.id)
+
+    def restore_after_revert(self, instance) -> None:
+        """Source of a reverted move: the bindings of the devices it kept."""
+        restored = binding.from_records(self.ledger.records(), instance.uuid,
+                                        self.nodename)
+        if restored:
+            binding.replace(instance, restored)
+            instance.save()
 
     def wait_for_backend(self, context, instance, virtapi) -> None:
         """ID-based contexts: wait for the backend; record attach handles.

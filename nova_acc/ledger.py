@@ -105,6 +105,11 @@ class DeviceRecord:
         device from under its server.
     :ivar requester_id: the request group of the server the device serves
         (a group asking for 4 devices of a pool is served by 4 records).
+    :ivar migration_id: set on the destination of a resize or cold
+        migration: the move (Nova's migration ID) the device was claimed
+        for. Until the move is confirmed the server holds its source devices
+        too (on the same host: untagged records), and a reverted move
+        releases exactly the devices tagged with it.
     :ivar context_id: for devices of ID-based contexts (a Cyborg ARQ): the
         context; its backend owns the device and resets it, nova-acc only
         records who holds it.
@@ -119,6 +124,7 @@ class DeviceRecord:
     guest: str | None = None
     rp_uuid: str | None = None
     requester_id: str | None = None
+    migration_id: int | None = None
     resource_class: str | None = None
     traits: list[str] = dataclasses.field(default_factory=list)
     context_id: str | None = None
@@ -157,11 +163,12 @@ class DeviceRecord:
 
     def claim(self, instance_uuid: str, rp_uuid: str | None,
               resource_class: str | None, traits, context_id: str | None,
-              requester_id: str | None = None) -> None:
+              requester_id: str | None = None,
+              migration_id: int | None = None) -> None:
         self._set(CLAIMED, instance_uuid=instance_uuid, guest=None,
                   rp_uuid=rp_uuid, resource_class=resource_class,
                   traits=sorted(traits or ()), context_id=context_id,
-                  requester_id=requester_id)
+                  requester_id=requester_id, migration_id=migration_id)
 
     def attach(self) -> None:
         self._set(ATTACHED, reason=None)
@@ -171,18 +178,18 @@ class DeviceRecord:
 
     def held_by_guest(self, guest: str, reason: str) -> None:
         self._set(FOREIGN, reason=reason, guest=guest, instance_uuid=None,
-                  context_id=None, requester_id=None)
+                  context_id=None, requester_id=None, migration_id=None)
 
     def free(self, reset: bool, reason: str | None = None) -> None:
         if reset:
             self.last_reset = now()
         self._set(FREE, reason=reason, instance_uuid=None, guest=None,
                   rp_uuid=None, resource_class=None, traits=[],
-                  context_id=None, requester_id=None)
+                  context_id=None, requester_id=None, migration_id=None)
 
     def dirty(self, reason: str) -> None:
         self._set(DIRTY, reason=reason, instance_uuid=None, guest=None,
-                  context_id=None, requester_id=None)
+                  context_id=None, requester_id=None, migration_id=None)
 
 
 def default_dir() -> str:
@@ -355,6 +362,8 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
           wanted: list[dict], pools: list[PoolRequest] = (),
           blocked: frozenset[str] | set[str] = frozenset(),
           relatives: Mapping[str, Set[str]] | None = None,
+          migration_id: int | None = None,
+          held_tags: Set[int | None] | None = None,
           ) -> list[DeviceRecord]:
     """Claim devices for a server, all or nothing.
 
@@ -371,6 +380,12 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         same time (a PF's VFs, a VF's PF): a device picked here blocks its
         relatives for the rest of this claim too, so one server never gets
         a PF and one of its VFs.
+    :param migration_id: the move (resize, cold migration) the devices are
+        claimed for on its destination: recorded with them, and only what
+        the server holds for the same move counts as already held (on the
+        same host the server keeps its source devices meanwhile).
+    :param held_tags: the ``migration_id`` values of the records that count
+        as already held by the server (default: ``migration_id`` alone).
     :raises DeviceNotFree: a specific device is held by someone else, dirty
         or out of service, or a pool has fewer free devices than asked;
         nothing was claimed.
@@ -389,6 +404,8 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
                 % want['address'])
         raise exception.DeviceNotFree(describe_unavailable(rec))
     relatives = relatives or {}
+    if held_tags is None:
+        held_tags = {migration_id}
     taken = {w['address'] for w in wanted}
     blocked = set(blocked)
     for address in taken:
@@ -404,7 +421,8 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         mine = [a for a, r in sorted(records.items())
                 if r.instance_uuid == instance_uuid and
                 r.state in (CLAIMED, ATTACHED) and
-                r.requester_id == req.requester_id][:req.count]
+                r.requester_id == req.requester_id and
+                r.migration_id in held_tags][:req.count]
         chosen = list(mine)
         for address in mine:
             blocked |= set(relatives.get(address, ()))
@@ -431,14 +449,16 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         if rec.state == FREE:
             rec.claim(instance_uuid, want.get('rp_uuid'),
                       want.get('resource_class'), want.get('traits'),
-                      want.get('context_id'), want.get('requester_id'))
+                      want.get('context_id'), want.get('requester_id'),
+                      migration_id)
         claimed.append(rec)
     for req, chosen in picks:
         for address in chosen:
             rec = records.setdefault(address, DeviceRecord(address=address))
             if rec.state == FREE:
                 rec.claim(instance_uuid, req.rp_uuid, req.resource_class,
-                          req.traits, None, req.requester_id)
+                          req.traits, None, req.requester_id,
+                          migration_id)
             claimed.append(rec)
     return claimed
 

@@ -24,8 +24,14 @@ compares each device's record with three facts:
 * the devices ``[nova_acc] device_spec`` selects on the host now.
 
 A server holds a device while it is on this node and bound to it (to the
-device, or to the pool the ledger recorded the device for); that is the
-whole rule, whatever the server's task state. When a server stops
+device, or to the pool the ledger recorded the device for), whatever the
+server's task state. Moves (resize, cold migration) add two rules, read
+from Nova's migration record as its resource tracker does: while a move
+from this node is under way (until it is confirmed), the server keeps its
+source devices here; and devices claimed on the destination for a move
+(``DeviceRecord.migration_id``) are released when that move is reverted or
+failed, while after a confirmed move the server's older devices on the
+same host are. When a server stops
 holding a device (deleted, reclaimed, shelved offloaded, rescheduled,
 moved, deleted while this host was down) its device is released
 (``nova_acc.release``: reset, or dirty) - but only once no guest uses it:
@@ -48,6 +54,25 @@ from oslo_log import log as logging
 from nova_acc import ledger
 
 LOG = logging.getLogger(__name__)
+
+
+#: Migration statuses of a move that was undone: what its destination
+#: claimed is released.
+UNDONE = frozenset({'reverted', 'error', 'failed', 'cancelled'})
+#: Migration statuses of a move that is over and succeeded.
+SUCCEEDED = frozenset({'confirmed', 'done', 'completed'})
+#: Migration statuses after which the source no longer keeps the devices.
+SOURCE_RELEASED = SUCCEEDED | {'error', 'failed', 'cancelled'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """A server's move under way, as its migration record says."""
+
+    migration_id: int
+    status: str
+    source_node: str | None
+    dest_node: str | None
 
 
 @dataclasses.dataclass
@@ -73,6 +98,17 @@ class HostFacts:
     bound_pools: dict[str, dict[str, dict[str, int]]] = dataclasses.field(
         default_factory=dict)
     pool_of: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: This node's name.
+    nodename: str | None = None
+    #: server UUID -> its move under way (Nova's migration context).
+    moves: dict[str, Move] = dataclasses.field(default_factory=dict)
+    #: migration ID -> the move, for the moves devices were claimed for
+    #: (None: Nova has no such migration).
+    migrations: dict[int, Move | None] = dataclasses.field(
+        default_factory=dict)
+    #: Servers holding devices here that were claimed for a move not undone
+    #: (set by ``reconcile``, from the records, before it changes any).
+    live_tags: set[str] = dataclasses.field(default_factory=set)
 
     def guests_using(self, address: str) -> list[str]:
         return sorted(g for g, addrs in self.guests.items()
@@ -84,6 +120,27 @@ class HostFacts:
         return (address in self.bound.get(instance_uuid, ()) or
                 rp_uuid is not None and
                 rp_uuid in self.bound_pools.get(instance_uuid, {}))
+
+    def server_holds(self, rec: ledger.DeviceRecord) -> bool:
+        """Does the record's server still hold its device on this node?"""
+        server = rec.instance_uuid
+        if rec.migration_id is not None:
+            tagged = self.migrations.get(rec.migration_id)
+            if tagged is None or tagged.status in UNDONE:
+                return False  # the move it was claimed for was undone
+            if tagged.dest_node == self.nodename and \
+                    tagged.status not in SUCCEEDED:
+                # A move to here under way: Nova moves the server's node
+                # here only once its guest runs (evacuate).
+                return True
+            return self.holds(server, rec.address, rec.rp_uuid)
+        move = self.moves.get(server or '')
+        if (move is not None and move.source_node == self.nodename and
+                move.status not in SOURCE_RELEASED):
+            return True  # a move from here is under way, or being reverted
+        if server in self.live_tags:
+            return False  # replaced by devices claimed for a confirmed move
+        return self.holds(server, rec.address, rec.rp_uuid)
 
     def adopter(self, users: list[str], address: str,
                 records: dict[str, ledger.DeviceRecord]
@@ -131,6 +188,11 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
     """
     addresses = set(only) if only is not None else (
         set(records) | set(facts.managed))
+    facts.live_tags = {
+        r.instance_uuid for r in records.values()
+        if r.migration_id is not None and r.instance_uuid and
+        facts.migrations.get(r.migration_id) is not None and
+        facts.migrations[r.migration_id].status not in UNDONE}
     notes = []
     for address in sorted(addresses):
         rec = records.get(address)
@@ -146,6 +208,14 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
         note = _reconcile_one(records, rec, facts, release)
         if note:
             notes.append('%s: %s' % (address, note))
+    # A move that is over: its devices are the server's like any.
+    for address in sorted(addresses):
+        rec = records.get(address)
+        move = facts.migrations.get(rec.migration_id) if (
+            rec is not None and rec.migration_id is not None) else None
+        if (move is not None and rec.state in ledger.HELD and
+                move.status in SUCCEEDED):
+            rec.migration_id = None
     for note in notes:
         LOG.info('Device ledger: %s', note)
     return notes
@@ -157,7 +227,7 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
     users = facts.guests_using(address)
     if rec.state in ledger.HELD:
         server = rec.instance_uuid
-        if facts.holds(server, address, rec.rp_uuid):
+        if facts.server_holds(rec):
             others = [g for g in users if g != server]
             if others:
                 # Only possible if something outside Nova attached it.
@@ -168,7 +238,8 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
                 return 'attached to server %s' % server
             if rec.state == ledger.ORPHANED:
                 rec.claim(server, rec.rp_uuid, rec.resource_class,
-                          rec.traits, rec.context_id, rec.requester_id)
+                          rec.traits, rec.context_id, rec.requester_id,
+                          rec.migration_id)
                 return 'held by server %s again' % server
             return None
         # The server no longer holds the device on this node.
@@ -247,7 +318,9 @@ def gather_facts(host, nodename: str, managed: dict,
             LOG.debug('Skipping guest %s: %s', guest.uuid, e)
     wanted = interesting_servers(records, guests)
     bound: dict[str, set[str]] = {}
-    bound_pools: dict[str, dict[str, str]] = {}
+    bound_pools: dict[str, dict[str, dict[str, int]]] = {}
+    moves: dict[str, Move] = {}
+    migrations: dict[int, Move | None] = {}
     if wanted:
         ctxt = nova_context.get_admin_context()
         instances = objects.InstanceList.get_by_filters(
@@ -255,8 +328,13 @@ def gather_facts(host, nodename: str, managed: dict,
                    # Soft-deleted servers can be restored: they keep
                    # their devices until reclaimed.
                    'soft_deleted': True},
-            expected_attrs=['system_metadata'])
+            expected_attrs=['system_metadata', 'migration_context'])
         for inst in instances:
+            if inst.migration_context is not None:
+                move = _move_of(ctxt, inst.migration_context.migration_id)
+                if move is not None:
+                    moves[inst.uuid] = move
+                    migrations[move.migration_id] = move
             # Nova's resource tracker frees a server's resources by the
             # same rule (deleted, or shelved offloaded and not unshelving).
             if inst.node != nodename or vm_states.allow_resource_removal(
@@ -270,7 +348,26 @@ def gather_facts(host, nodename: str, managed: dict,
                     pools.setdefault(b.rp_uuid, {})[b.requester_id] = \
                         b.amount
             bound_pools[inst.uuid] = pools
+    for rec in records.values():
+        if rec.migration_id is not None and \
+                rec.migration_id not in migrations:
+            migrations[rec.migration_id] = _move_of(
+                nova_context.get_admin_context(), rec.migration_id)
     return HostFacts(managed=managed, guests=guests, bound=bound,
                      bound_pools=bound_pools,
                      pool_of=inventory.pool_of_address(nodename,
-                                                       managed.values()))
+                                                       managed.values()),
+                     nodename=nodename, moves=moves,
+                     migrations=migrations)
+
+
+def _move_of(ctxt, migration_id: int) -> Move | None:
+    from nova import exception as nova_exc
+    from nova import objects
+
+    try:
+        migration = objects.Migration.get_by_id(ctxt, migration_id)
+    except nova_exc.MigrationNotFound:
+        return None
+    return Move(migration.id, migration.status, migration.source_node,
+                migration.dest_node)

@@ -23,13 +23,20 @@ Started by the ``nova-acc-conductor`` console script. Two seams:
   ARQs): binds our groups too (step 3, ``nova_acc.binding.prebind``).
   Private, hence the pinned Nova range in requirements.txt and
   tests/unit/nova_acc/test_nova_seams.py.
+* ``_build_live_migrate_task`` and ``_build_cold_migrate_task`` (private):
+  the task of a move ``nova_acc.moves`` refuses raises
+  ``MigrationPreCheckError`` before anything moves; Nova's own handling of
+  a failed pre-check then keeps the server as it was, marks the migration
+  failed and records the reason as the action's fault.
 """
 
 from nova.conductor import manager
+from nova import exception as nova_exc
 from oslo_log import log as logging
 
 from nova_acc import binding
 from nova_acc import exception
+from nova_acc import moves
 from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +70,37 @@ class ComputeTaskManager(manager.ComputeTaskManager):
         return super()._create_and_bind_arq_for_instance(
             context, instance, hostname, request_spec,
             requested_networks=requested_networks)
+
+    def _build_live_migrate_task(self, context, instance, destination,
+                                 block_migration, disk_over_commit, migration,
+                                 request_spec=None):
+        reason = moves.live_migration_refusal(instance)
+        if reason:
+            return _Refused(reason, instance)
+        return super()._build_live_migrate_task(
+            context, instance, destination, block_migration,
+            disk_over_commit, migration, request_spec=request_spec)
+
+    def _build_cold_migrate_task(self, context, instance, flavor,
+                                 request_spec, clean_shutdown, host_list):
+        reason = moves.cold_migration_refusal(instance)
+        if reason:
+            return _Refused(reason, instance)
+        return super()._build_cold_migrate_task(
+            context, instance, flavor, request_spec, clean_shutdown,
+            host_list)
+
+
+class _Refused:
+    """A conductor task that refuses its operation before anything moves."""
+
+    def __init__(self, reason: str, instance):
+        self.reason = reason
+        self.instance = instance
+
+    def execute(self):
+        LOG.info('Refused: %s', self.reason, instance=self.instance)
+        raise nova_exc.MigrationPreCheckError(reason=self.reason)
 
 
 class ConductorManager(manager.ConductorManager):

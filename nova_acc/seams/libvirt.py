@@ -27,10 +27,21 @@ override is a few lines calling ``nova_acc.hostdev.HostDevices``:
   tests/unit/nova_acc/test_nova_seams.py): a hostdev for each device the
   server holds, in every guest definition Nova generates;
 * ``destroy`` (step 5): after the guest is gone, release what the server no
-  longer holds.
+  longer holds;
+* ``finish_migration`` (resize and cold migration, destination): bind the
+  server's groups to the pools of its new allocation here and pick and
+  claim their devices, before the guest is defined; the source keeps its
+  devices until the move is confirmed;
+* ``finish_revert_migration`` (source of a reverted move): the bindings of
+  the devices the server kept here;
+* ``suspend``: refused for servers with device contexts (their devices'
+  state cannot be saved with the guest's memory): the server stays ACTIVE
+  and the action's event says why.
 
-``DeviceNotUsable`` becomes Nova's ``ComputeResourcesUnavailable`` here, so
-nova-compute reschedules the server instead of failing it.
+``DeviceNotUsable`` becomes Nova's ``ComputeResourcesUnavailable`` here: on a
+build nova-compute then reschedules the server instead of failing it; on
+the destination of a move Nova fails the move as it fails any (the server
+in ERROR there, recovered by a hard reboot once devices are free).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from nova import exception as nova_exc
 from nova.virt.libvirt import driver as libvirt_driver
 import os_acc
 
+from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
 from nova_acc import hostdev
@@ -95,16 +107,26 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        # Before any disk or network work so a reschedule is cheap.
-        with _reschedule_on_unusable_device():
-            self.acc_devices.wait_for_backend(context, instance, self.virtapi)
-            # Checks the bindings and claims the devices in the ledger.
-            self.acc_devices.accelerators(instance)
-        result = super().spawn(
-            context, instance, image_meta, injected_files, admin_password,
-            allocations, network_info=network_info,
-            block_device_info=block_device_info, power_on=power_on,
-            accel_info=accel_info)
+        # Evacuate rebuilds the server here through spawn: its groups are
+        # bound here first, and bound back if it fails here.
+        evacuated_from = self.acc_devices.rebind_for_evacuation(
+            instance, allocations)
+        try:
+            # Before any disk or network work so a reschedule is cheap.
+            with _reschedule_on_unusable_device():
+                self.acc_devices.wait_for_backend(context, instance,
+                                                  self.virtapi)
+                # Checks the bindings and claims the devices in the ledger.
+                self.acc_devices.accelerators(instance)
+            result = super().spawn(
+                context, instance, image_meta, injected_files,
+                admin_password, allocations, network_info=network_info,
+                block_device_info=block_device_info, power_on=power_on,
+                accel_info=accel_info)
+        except Exception:
+            if evacuated_from is not None:
+                self.acc_devices.restore_bindings(instance, evacuated_from)
+            raise
         self.acc_devices.mark_attached(instance)
         return result
 
@@ -123,6 +145,39 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         with _reschedule_on_unusable_device():
             for acc in self.acc_devices.accelerators(instance):
                 guest.add_device(os_acc.get_config(acc))
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        with _reschedule_on_unusable_device():
+            self.acc_devices.claim_for_move(instance, migration, allocations)
+        super().finish_migration(
+            context, migration, instance, disk_info, network_info,
+            image_meta, resize_instance, allocations,
+            block_device_info=block_device_info, power_on=power_on,
+            share_info=share_info)
+        self.acc_devices.mark_attached(instance)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        self.acc_devices.restore_after_revert(instance)
+        super().finish_revert_migration(
+            context, instance, network_info, migration,
+            block_device_info=block_device_info, power_on=power_on,
+            share_info=share_info)
+
+    def suspend(self, context, instance):
+        if binding.load(instance):
+            # Nova puts the server back to ACTIVE, unchanged, and records
+            # the inner exception as the fault of the action.
+            raise nova_exc.InstanceFaultRollback(
+                inner_exception=nova_exc.Invalid(
+                    'suspend of servers with device contexts is not '
+                    'supported: their devices cannot be saved with the '
+                    'guest; stop or shelve the server instead'))
+        super().suspend(context, instance)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):

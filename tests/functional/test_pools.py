@@ -80,7 +80,8 @@ class WideRequestTest(PoolTestMixin, base.DeviceContextTestBase):
             self.assertEqual((ledger.ATTACHED, pool, 'nova_acc_0_0'),
                              (rec.state, rec.rp_uuid, rec.requester_id))
         self.assertEqual([binding.Binding('nova_acc_0_0', pool, None,
-                                          'compute1', amount=8)],
+                                          'compute1', amount=8,
+                                          resource_class='FPGA')],
                          self.server_bindings(server))
 
         self._delete_server(server)

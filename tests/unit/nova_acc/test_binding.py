@@ -75,6 +75,42 @@ def pool_name(node, traits=()):
                                                        tuple(traits)))
 
 
+class ForMoveTest(base.BaseTestCase):
+    """The destination of a move binds the groups to its own pools."""
+
+    def test_groups_go_to_the_pools_of_the_allocation(self):
+        before = [binding.Binding('nova_acc_0_0', 'src-a', None, 'n1',
+                                  amount=2, resource_class='FPGA'),
+                  binding.Binding('nova_acc_0_1', 'src-b', None, 'n1',
+                                  amount=1, resource_class='PGPU')]
+        allocations = {'root': {'resources': {'VCPU': 2}},
+                       'dst-fpga': {'resources': {'FPGA': 2}},
+                       'dst-gpu': {'resources': {'PGPU': 1}},
+                       'src-a': {'resources': {'FPGA': 2}}}
+        moved = binding.for_move(before, allocations,
+                                 {'dst-fpga': 'FPGA', 'dst-gpu': 'PGPU'},
+                                 'n2')
+        self.assertEqual(
+            [binding.Binding('nova_acc_0_0', 'dst-fpga', None, 'n2',
+                             amount=2, resource_class='FPGA'),
+             binding.Binding('nova_acc_0_1', 'dst-gpu', None, 'n2',
+                             amount=1, resource_class='PGPU')], moved)
+
+    def test_an_allocation_without_room_for_a_group_is_refused(self):
+        before = [binding.Binding('nova_acc_0_0', 'src', None, 'n1',
+                                  amount=3, resource_class='FPGA')]
+        self.assertRaises(exception.PrebindFailed, binding.for_move, before,
+                          {'dst': {'resources': {'FPGA': 2}}},
+                          {'dst': 'FPGA'}, 'n2')
+
+    def test_backend_contexts_do_not_move(self):
+        before = [binding.Binding('nova_acc_0_0', 'rp', None, 'n1',
+                                  context_id='arq')]
+        e = self.assertRaises(exception.PrebindFailed, binding.for_move,
+                              before, {}, {}, 'n2')
+        self.assertIn('arq, which cannot move', str(e))
+
+
 class ComputeBindingsTest(base.BaseTestCase):
     """The conductor's checks on what placement allocated."""
 
@@ -101,7 +137,8 @@ class ComputeBindingsTest(base.BaseTestCase):
             self.groups([rp], 'resources:FPGA=4'), 'n1')
         # The host picks the 4 devices when it claims them.
         self.assertEqual([binding.Binding('nova_acc_0_0', rp, None, 'n1',
-                                          amount=4)], result)
+                                          amount=4, resource_class='FPGA')],
+                         result)
 
     def test_refuses_a_provider_of_another_node(self):
         rp = pool_rp('n2')

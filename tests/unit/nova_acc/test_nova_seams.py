@@ -202,3 +202,72 @@ class NovaSeamTest(base.BaseTestCase):
         self.assertIn('except exception.ReshapeNeeded:', update)
         self.assertIn('prov_tree, nodename, allocations=allocs)', update)
         self.assertIn('allocations=allocs if driver_reshaped', update)
+
+    def test_move_seams(self):
+        # Resize and cold migration: the destination binds and claims in
+        # finish_migration (Nova moved the server's node there before, and
+        # passes the server's allocations); the source of a revert
+        # restores its bindings in finish_revert_migration (Nova moved the
+        # server's node back before).
+        self.assertEqual(
+            ['self', 'context', 'migration', 'instance', 'disk_info',
+             'network_info', 'image_meta', 'resize_instance', 'allocations',
+             'block_device_info', 'power_on', 'share_info'],
+            params(libvirt_driver.LibvirtDriver.finish_migration))
+        self.assertEqual(
+            ['self', 'context', 'instance', 'network_info', 'migration',
+             'block_device_info', 'power_on', 'share_info'],
+            params(libvirt_driver.LibvirtDriver.finish_revert_migration))
+        self.assertEqual(['self', 'context', 'instance'],
+                         params(libvirt_driver.LibvirtDriver.suspend))
+        finish = inspect.getsource(compute_manager.ComputeManager
+                                   ._finish_resize)
+        self.assertLess(finish.index('instance.apply_migration_context()'),
+                        finish.index('self.driver.finish_migration('))
+        resize = inspect.getsource(compute_manager.ComputeManager
+                                   ._resize_instance)
+        self.assertIn('instance.node = migration.dest_node', resize)
+        revert = inspect.getsource(compute_manager.ComputeManager
+                                   ._finish_revert_resize)
+        self.assertLess(
+            revert.index('self._revert_instance_flavor_host_node('),
+            revert.index('self.driver.finish_revert_migration('))
+        self.assertIn('instance.node = cn.hypervisor_hostname',
+                      inspect.getsource(
+                          compute_manager.ComputeManager
+                          ._revert_instance_flavor_host_node))
+        # The reconcile reads the migration's status as the resource
+        # tracker sets it before it updates (so calls update_provider_tree).
+        from nova.compute import resource_tracker
+        rt = resource_tracker.ResourceTracker
+        for method, status in (('drop_move_claim_at_source', 'confirmed'),
+                               ('drop_move_claim_at_dest', 'reverted')):
+            source = inspect.getsource(getattr(rt, method))
+            self.assertLess(source.index("migration.status = '%s'" % status),
+                            source.index('self._drop_move_claim('), method)
+        # Evacuate rebuilds through the driver's spawn, with the migration
+        # context of the move, and moves the node only after it.
+        rebuild = inspect.getsource(compute_manager.ComputeManager
+                                    ._rebuild_default_impl)
+        self.assertIn('self.driver.spawn(', rebuild)
+        do_rebuild = inspect.getsource(compute_manager.ComputeManager
+                                       ._do_rebuild_instance)
+        self.assertLess(do_rebuild.index('mutated_migration_context()'),
+                        do_rebuild.index(
+                            'self._update_instance_after_spawn(instance)'))
+        # Refused moves: the conductor's task builders, whose pre-check
+        # errors Nova turns into a failed migration and the action's fault.
+        self.assertEqual(
+            ['self', 'context', 'instance', 'destination', 'block_migration',
+             'disk_over_commit', 'migration', 'request_spec'],
+            params(conductor_manager.ComputeTaskManager
+                   ._build_live_migrate_task))
+        self.assertEqual(
+            ['self', 'context', 'instance', 'flavor', 'request_spec',
+             'clean_shutdown', 'host_list'],
+            params(conductor_manager.ComputeTaskManager
+                   ._build_cold_migrate_task))
+        live = inspect.getsource(conductor_manager.ComputeTaskManager
+                                 ._live_migrate)
+        self.assertIn('exception.MigrationPreCheckError,', live)
+        self.assertIn("migration.status = 'error'", live)

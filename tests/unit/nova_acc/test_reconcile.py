@@ -87,6 +87,66 @@ class ReconcileTest(base.BaseTestCase):
                          (records[A].state, records[A].instance_uuid,
                           records[A].rp_uuid, records[A].requester_id))
 
+    # ---- moves ------------------------------------------------------------
+
+    def move_facts(self, records, status, source='n1', dest='n2',
+                   node='n1', on_node=False, tagged=None, **kw):
+        move = reconcile.Move(7, status, source, dest)
+        facts = reconcile.HostFacts(
+            managed={a: device(a) for a in (A, B)}, guests={},
+            bound={SERVER: set()} if on_node else {},
+            bound_pools={SERVER: {POOL: {'g': 1}}} if on_node else {},
+            pool_of={A: POOL, B: POOL}, nodename=node,
+            moves={SERVER: move}, migrations={7: move})
+        return reconcile.reconcile(records, facts, self.release, **kw)
+
+    def tagged(self, address):
+        rec = held(address, SERVER, pool=POOL)
+        rec.requester_id = 'g'
+        rec.migration_id = 7
+        return rec
+
+    def test_source_keeps_its_devices_while_the_move_is_under_way(self):
+        for status in ('migrating', 'post-migrating', 'finished',
+                       'reverting', 'reverted'):
+            records = {A: held(A, SERVER, pool=POOL)}
+            self.move_facts(records, status)
+            self.assertEqual([], self.released, status)
+
+    def test_source_releases_once_the_move_is_confirmed_or_failed(self):
+        for status in ('confirmed', 'error', 'failed'):
+            self.released = []
+            records = {A: held(A, SERVER, pool=POOL)}
+            self.move_facts(records, status)
+            self.assertEqual([A], self.released, status)
+
+    def test_destination_keeps_what_it_claimed_until_the_move_is_undone(self):
+        records = {B: self.tagged(B)}
+        # Evacuate: the server's node is still the source, the move is
+        # under way to here.
+        self.move_facts(records, 'pre-migrating', node='n2')
+        self.assertEqual([], self.released)
+        for status in ('reverted', 'error', 'failed'):
+            records = {B: self.tagged(B)}
+            self.move_facts(records, status, node='n2', on_node=True)
+            self.assertEqual([B], self.released[-1:], status)
+
+    def test_a_confirmed_move_on_one_host_releases_the_old_devices(self):
+        records = {A: held(A, SERVER, pool=POOL), B: self.tagged(B)}
+        records[A].requester_id = 'g'
+        self.move_facts(records, 'confirmed', source='n1', dest='n1',
+                        on_node=True)
+        self.assertEqual([A], self.released)
+        # ... and the move's devices are the server's like any now.
+        self.assertEqual((ledger.ATTACHED, None),
+                         (records[B].state, records[B].migration_id))
+
+    def test_during_a_move_on_one_host_both_sets_are_held(self):
+        records = {A: held(A, SERVER, pool=POOL), B: self.tagged(B)}
+        self.move_facts(records, 'finished', source='n1', dest='n1',
+                        on_node=True)
+        self.assertEqual([], self.released)
+
     def test_adopted_devices_are_shared_out_over_the_groups_of_a_pool(self):
         # A ledger rebuilt after it was lost: a guest holds 3 devices of a
         # pool its server's two groups (2 + 1) are bound to.

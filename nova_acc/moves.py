@@ -1,0 +1,74 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Moves of servers with device contexts: which are done, which refused.
+
+What each operation does (the support matrix of the user guide):
+
+* resize and cold migration, to another host or the same one: the
+  scheduler asks placement for the server's groups again; the destination
+  binds them to the pools of the new allocation and picks their devices
+  (``nova_acc.hostdev.HostDevices.claim_for_move``); the source keeps its
+  devices until the move is confirmed, and a revert gives them back and
+  releases the destination's (``nova_acc.reconcile``);
+* evacuate: Nova's conductor binds nothing for such servers; the new
+  host binds the groups to its pools in the evacuation's allocation when
+  Nova rebuilds the server there through the driver's ``spawn``
+  (``HostDevices.rebind_for_evacuation``), claims their devices tagged with
+  the evacuation, and binds them back if it fails; the old host releases
+  and resets its devices when Nova cleans up the evacuated guest there;
+* live migration: refused before anything moves. A passed-through device
+  cannot follow a running guest (its state lives in the device, not in
+  guest memory), and the destination's device would be another one;
+* suspend: refused (the driver seam): a suspended guest's memory is saved
+  but not its devices' state.
+
+Servers whose contexts are IDs of a backend's objects (Cyborg ARQs) are not
+moved by resize or cold migration yet: the backend's binding would have to
+move with them, and revert restore it. Those are refused as well, with a
+message that says so.
+"""
+
+from __future__ import annotations
+
+from nova_acc import binding
+
+LIVE_MIGRATION_REFUSED = (
+    'live migration of servers with device contexts is not supported: a '
+    'passed-through device cannot move with a running guest; cold migrate '
+    'the server instead')
+
+COLD_MIGRATION_OF_BACKEND_CONTEXTS_REFUSED = (
+    'resize and cold migration of servers with device contexts of a '
+    'backend (%s) are not supported yet; shelve and unshelve the server '
+    'instead')
+
+COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED = (
+    'this server was bound to single devices before device pools (%s); '
+    'resize and cold migration need pool bindings: shelve and unshelve the '
+    'server once instead')
+
+
+def live_migration_refusal(instance) -> str | None:
+    """Why a live migration of the server is refused, or None."""
+    return LIVE_MIGRATION_REFUSED if binding.load(instance) else None
+
+
+def cold_migration_refusal(instance) -> str | None:
+    """Why a resize or cold migration of the server is refused, or None."""
+    bindings = binding.load(instance)
+    backend = sorted(b.context_id for b in bindings if b.context_id)
+    if backend:
+        return COLD_MIGRATION_OF_BACKEND_CONTEXTS_REFUSED % ', '.join(backend)
+    single = sorted(b.requester_id for b in bindings if not b.is_pool)
+    if single:
+        return COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED % ', '.join(single)
+    return None
