@@ -74,18 +74,30 @@ device-context grammar, for example::
              'devices in their old pool until they are released.'),
     cfg.IntOpt(
         'max_groups_per_server',
-        default=4,
+        default=8,
         min=1,
         max=16,
         help='Largest number of request groups (summed over all device '
-             'contexts) one server may ask for. Each group is one granular '
-             'request group in the placement query, and placement searches '
-             'the combinations of groups and same-class devices: measured '
-             'here with 8 FPGAs per host, one boot takes about 1 s with 4 '
-             'groups, 35 s with 6, and longer with 8 (see benchmarks/). '
-             'Raise it only together with placement\'s '
-             '[placement] allocation_candidates_generation_strategy = '
-             'breadth-first and max_allocation_candidates.'),
+             'contexts; each Cyborg ARQ is one group) one server may ask '
+             'for. Each group is one granular request group in the '
+             'placement query, and asks for a count of devices of one pool: '
+             '``resources:FPGA=8`` is one group. Placement combines each '
+             'group with each pool of a host that can serve it. Where one '
+             'pool of a host matches the groups (devices of one resource '
+             'class and traits are one pool), a host has one candidate '
+             'whatever the number of groups: measured with 16 FPGAs, 16 '
+             'groups cost about 1.3 times a one-group boot. Where identical '
+             'groups match two pools of a host (``pool_by_numa``, or the VFs '
+             'of two PFs), a host has up to 2^G candidates: measured with two '
+             'pools of 8 FPGAs, 8 groups cost about 1.2 times what one costs, '
+             '12 groups 7.5 times, 14 groups took 36 s a boot and 16 did not '
+             'finish (see benchmarks/README.md). 8 is the most that stays '
+             'cheap with any pool layout. Raise it (at most 16) only where '
+             'each group matches one pool per host, or together with '
+             'placement\'s ``[placement] '
+             'allocation_candidates_generation_strategy = breadth-first`` '
+             'and ``max_allocation_candidates = 1000`` (operator guide, '
+             '"Wide requests").'),
     cfg.IntOpt(
         'schedule_attempts',
         default=3,

@@ -436,10 +436,19 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
             chosen.append(address)
             blocked |= set(relatives.get(address, ()))
         if len(chosen) < req.count:
+            # Say why the others are not free: what an operator acts on.
+            why = [describe_unavailable(records[a]) for a in req.candidates
+                   if a in records and records[a].state != FREE and
+                   records[a].instance_uuid != instance_uuid][:3]
+            why += ['device %s is blocked: its PF or one of its VFs is in '
+                    'use' % a for a in req.candidates
+                    if a in blocked and a not in chosen and
+                    (a not in records or records[a].state == FREE)][:1]
             raise exception.DeviceNotFree(
                 'device group %s needs %d device(s) of pool %s, only %d '
-                'free' % (req.requester_id, req.count, req.rp_uuid,
-                          len(chosen)))
+                'free%s' % (req.requester_id, req.count, req.rp_uuid,
+                            len(chosen),
+                            ' (%s)' % '; '.join(why) if why else ''))
         taken.update(chosen)
         picks.append((req, chosen))
     claimed = []

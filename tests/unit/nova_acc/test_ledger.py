@@ -218,6 +218,17 @@ class PoolClaimTest(base.BaseTestCase):
                               records, 'c', [], [self.request(1)])
         self.assertIn('needs 1 device(s) of pool pool, only 0 free', str(e))
 
+    def test_a_short_pool_says_why_its_devices_are_not_free(self):
+        records = {a: ledger.DeviceRecord(address=a) for a in self.POOL}
+        records[self.POOL[0]].dirty('reset failed')
+        for a in self.POOL[1:]:
+            records[a].claim('other', 'pool', 'FPGA', (), None)
+        e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
+                              records, 'a', [], [self.request(1)])
+        self.assertIn('device %s is dirty (reset failed)' % self.POOL[0],
+                      str(e))
+        self.assertIn('claimed by server other', str(e))
+
     def test_a_retried_claim_picks_nothing_new(self):
         records = {}
         first = [r.address for r in ledger.claim(records, 'a', [],
