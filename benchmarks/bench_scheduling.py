@@ -154,8 +154,8 @@ def vf_host_pci_info(case, num_vfs, num_gpus):
     The PF is at <bus>:00.0, its VFs follow it, 256 functions to a bus (as
     with ARI), the GPUs are on the next bus. Nova's fake libvirt writes a
     VF's phys_function and a PF's virt_functions as if all were on one
-    bus with at most a few VFs (see ``VFPoolTest._pf_with_vfs`` in
-    tests/functional/test_pools.py); both are rewritten here to name the
+    bus with at most a few VFs (see ``add_pf_with_vfs`` in
+    nova_acc/tests/fixtures/cloud.py); both are rewritten here to name the
     real parent and children.
     """
     buses = (num_vfs + 1 + 255) // 256 + 1

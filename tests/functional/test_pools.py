@@ -238,22 +238,11 @@ class VFPoolTest(PoolTestMixin, base.DeviceContextTestBase):
 
     @staticmethod
     def _pf_with_vfs(bus, num_vfs):
-        """One PF at <bus>:00.0 and its VFs at <bus>:<x // 8>.<x % 8>.
-
-        Nova's HostPCIDevicesInfo(num_vfs=N) gives VFs beyond the first 7
-        a wrong phys_function (slot - (N + 1) // 8): each VF here gets the
-        vf_ratio that makes that formula name slot 0, its PF's.
-        """
+        """One PF at <bus>:00.0 and its VFs (``add_pf_with_vfs``)."""
         pci_info = fakelibvirt.HostPCIDevicesInfo(
             num_pci=0, num_pfs=0, num_vfs=0)
-        pci_info.add_device(dev_type='PF', bus=bus, slot=0, function=0,
-                            iommu_group=100, numa_node=0, vf_ratio=num_vfs)
-        for x in range(1, num_vfs + 1):
-            slot = x // 8
-            pci_info.add_device(dev_type='VF', bus=bus, slot=slot,
-                                function=x % 8, iommu_group=100 + x,
-                                numa_node=0, vf_ratio=8 * slot,
-                                parent=(bus, 0, 0))
+        base.add_pf_with_vfs(pci_info, bus, pf_slot=0, num_vfs=num_vfs,
+                             iommu_group=100)
         return pci_info
 
     @staticmethod

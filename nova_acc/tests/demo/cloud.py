@@ -93,19 +93,8 @@ class DemoCloud(cloud.DeviceContextTestBase):
                             iommu_group=80, numa_node=0)
         vfs = []
         if num_vfs:
-            pf_slot = 1
-            pci_info.add_device(dev_type='PF', bus=nic_bus, slot=pf_slot,
-                                function=0, iommu_group=81, numa_node=0,
-                                vf_ratio=num_vfs)
-            for x in range(1, num_vfs + 1):
-                # As the PF lists them: VF x at slot + x // 8, function
-                # x % 8. Nova's fake libvirt derives a VF's PF as slot -
-                # (vf_ratio + 1) // 8; this vf_ratio makes that the PF's.
-                vfs.append(pci_info.add_device(
-                    dev_type='VF', bus=nic_bus, slot=pf_slot + x // 8,
-                    function=x % 8, iommu_group=100 + x, numa_node=0,
-                    vf_ratio=8 * (x // 8),
-                    parent=(nic_bus, pf_slot, 0)).address)
+            vfs = cloud.add_pf_with_vfs(pci_info, nic_bus, pf_slot=1,
+                                        num_vfs=num_vfs, iommu_group=100)
         for address in fpgas + vfs:
             self._make_sysfs_device(address)
         self.host_devices[hostname] = fpgas + vfs
