@@ -42,9 +42,12 @@ if ((${#missing[@]})); then
         sudo=(sudo)
     fi
     log "installing Debian packages: ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
+    # Wait for another apt (the real cloud's set-up may run one) instead
+    # of failing on its lock.
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" \
         >/dev/null
 fi
 
