@@ -57,6 +57,8 @@ LOG = logging.getLogger(__name__)
 
 KEY_PREFIX = 'nova_acc_binding_'
 ERROR_KEY = 'nova_acc_binding_error'
+#: Not under KEY_PREFIX: these are not bindings of the server now.
+BEFORE_MOVE_PREFIX = 'nova_acc_before_move_'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +82,9 @@ class Binding:
     nodename: str
     context_id: str | None = None
     amount: int = 1
-    #: The resource class of a pool group, so that a move can find the
-    #: group's pool among the destination's allocations.
+    #: The resource class of the group (a pool's, or what the backend's
+    #: object asks for), so that a move can find the group's provider among
+    #: the destination's allocations.
     resource_class: str | None = None
 
     @property
@@ -95,8 +98,8 @@ class Binding:
             data['ctx'] = self.context_id
         if self.is_pool:
             data['n'] = self.amount
-            if self.resource_class:
-                data['rc'] = self.resource_class
+        if self.resource_class:
+            data['rc'] = self.resource_class
         return jsonutils.dumps(data)
 
 
@@ -104,20 +107,51 @@ def _key(requester_id: str) -> str:
     return KEY_PREFIX + requester_id
 
 
+def _from_json(requester_id: str, value: str) -> Binding:
+    data = jsonutils.loads(value)
+    return Binding(requester_id=requester_id, rp_uuid=data['rp'],
+                   address=data['address'], nodename=data['node'],
+                   context_id=data.get('ctx'), amount=data.get('n', 1),
+                   resource_class=data.get('rc'))
+
+
 def load(instance) -> list[Binding]:
     """The bindings recorded on the instance, ordered by requester id."""
-    result = []
-    for key, value in sorted(instance.system_metadata.items()):
-        if not key.startswith(KEY_PREFIX) or key == ERROR_KEY:
-            continue
-        data = jsonutils.loads(value)
-        result.append(Binding(requester_id=key[len(KEY_PREFIX):],
-                              rp_uuid=data['rp'], address=data['address'],
-                              nodename=data['node'],
-                              context_id=data.get('ctx'),
-                              amount=data.get('n', 1),
-                              resource_class=data.get('rc')))
-    return result
+    return [_from_json(key[len(KEY_PREFIX):], value)
+            for key, value in sorted(instance.system_metadata.items())
+            if key.startswith(KEY_PREFIX) and key != ERROR_KEY]
+
+
+def keep_for_revert(instance, bindings: list[Binding]) -> None:
+    """Record the backend bindings a move replaces (in memory).
+
+    The source gets them back if the move is reverted; the devices of
+    nova-acc's own pools need no record here: the source's ledger keeps
+    them for the server until the move is confirmed. One key per group, as
+    for the bindings (a value holds 255 characters).
+    """
+    forget_kept(instance)
+    sysmeta = instance.system_metadata
+    for b in bindings:
+        if b.context_id:
+            sysmeta[BEFORE_MOVE_PREFIX + b.requester_id] = b.to_json()
+    instance.system_metadata = sysmeta
+
+
+def kept_for_revert(instance, nodename: str) -> list[Binding]:
+    """The backend bindings ``keep_for_revert`` recorded for ``nodename``."""
+    kept = [_from_json(key[len(BEFORE_MOVE_PREFIX):], value)
+            for key, value in sorted(instance.system_metadata.items())
+            if key.startswith(BEFORE_MOVE_PREFIX)]
+    return [b for b in kept if b.nodename == nodename]
+
+
+def forget_kept(instance) -> None:
+    """Drop the record of ``keep_for_revert`` (in memory)."""
+    sysmeta = instance.system_metadata
+    for key in [k for k in sysmeta if k.startswith(BEFORE_MOVE_PREFIX)]:
+        del sysmeta[key]
+    instance.system_metadata = sysmeta
 
 
 def load_error(instance) -> str | None:
@@ -145,53 +179,89 @@ def replace(instance, bindings: list[Binding],
 # ---- moves (resize, cold migration) --------------------------------------
 
 
+#: Resource classes of a compute node's own provider, never of a device.
+_NODE_CLASSES = frozenset({'VCPU', 'PCPU', 'MEMORY_MB', 'DISK_GB'})
+
+
+def _backend_classes(allocations: dict, exclude: set) -> dict[str, set]:
+    """Providers of the allocation that may be a backend's: UUID -> classes.
+
+    Neither nova-acc's pools (``exclude``) nor a compute node's root, nor
+    Neutron's bandwidth providers.
+    """
+    result = {}
+    for rp, alloc in allocations.items():
+        classes = set(alloc['resources'])
+        if rp in exclude or classes & _NODE_CLASSES or any(
+                c.startswith('NET_') for c in classes):
+            continue
+        result[rp] = classes
+    return result
+
+
 def for_move(bindings: list[Binding], allocations: dict,
              pool_classes: dict[str, str], nodename: str) -> list[Binding]:
     """The bindings of a server on the destination of a move.
 
     :param bindings: the server's bindings before the move (source node).
     :param allocations: the server's allocations, as Nova passes them to
-        ``finish_migration``: provider UUID -> {'resources': ...}; those of
-        ``pool_classes`` are on this node.
+        ``finish_migration`` (this node's) or to ``spawn`` on evacuation
+        (this node's and the source's): provider UUID -> {'resources': ...}.
     :param pool_classes: this node's pool UUID -> resource class.
-    :raises PrebindFailed: the allocation has no pool for some group, or a
-        binding cannot move (an ID-based context, or one device).
+    :raises PrebindFailed: the allocation has no provider for some group,
+        or a binding cannot move (one device, bound before pools).
 
-    Placement chose, for each group, a pool that satisfies it; which group
-    lands in which pool of the same class does not change which devices the
-    server gets, so groups are matched to pools by class and amount.
+    Placement chose, for each group, a provider that satisfies it; which
+    group lands in which pool of the same class does not change which
+    devices the server gets, so groups are matched to pools by class and
+    amount. A group of a backend's object (a Cyborg ARQ) gets a provider of
+    the allocation that is neither a pool, nor a node, nor one it is bound
+    to now (on evacuation those are the source's), of its class; the backend
+    is asked to bind it there (``HostDevices``).
     """
-    left = {rp: dict(alloc['resources']) for rp, alloc in
-            allocations.items() if rp in pool_classes}
-    groups = sorted(bindings, key=lambda b: (-b.amount, b.requester_id))
-    for b in groups:
-        if not b.is_pool:
+    for b in bindings:
+        if not b.is_pool and not b.context_id:
             raise exception.PrebindFailed(
                 'device group %s is bound to %s, which cannot move' % (
-                    b.requester_id, b.context_id or b.address))
+                    b.requester_id, b.address))
+    current = {b.rp_uuid for b in bindings}
+    backend = _backend_classes(allocations, set(pool_classes) | current)
+    left = {rp: dict(alloc['resources']) for rp, alloc in
+            allocations.items() if rp in pool_classes or rp in backend}
+    groups = sorted(bindings, key=lambda b: (-b.amount, b.requester_id))
+
+    def classes_for(b, rp):
+        if b.is_pool:
+            return [pool_classes[rp]] if rp in pool_classes else []
+        if rp not in backend:
+            return []
+        if b.resource_class:
+            return [b.resource_class]
+        return sorted(backend[rp])  # recorded before classes were
 
     def assign(i, left):
         if i == len(groups):
             return []
         b = groups[i]
         for rp in sorted(left):
-            rc = pool_classes[rp]
-            if (b.resource_class in (None, rc) and
-                    left[rp].get(rc, 0) >= b.amount):
-                taken = dict(left, **{rp: dict(left[rp], **{
-                    rc: left[rp][rc] - b.amount})})
-                rest = assign(i + 1, taken)
-                if rest is not None:
-                    return [(b, rp, rc)] + rest
+            for rc in classes_for(b, rp):
+                if (b.resource_class in (None, rc) and
+                        left[rp].get(rc, 0) >= b.amount):
+                    taken = dict(left, **{rp: dict(left[rp], **{
+                        rc: left[rp][rc] - b.amount})})
+                    rest = assign(i + 1, taken)
+                    if rest is not None:
+                        return [(b, rp, rc)] + rest
         return None
 
     chosen = assign(0, left)
     if chosen is None:
         raise exception.PrebindFailed(
-            'the allocation of the server on node %s has no device pool '
+            'the allocation of the server on node %s has no device provider '
             'for every device group' % nodename)
     return sorted((Binding(b.requester_id, rp, None, nodename,
-                           amount=b.amount, resource_class=rc)
+                           context_id=b.context_id, amount=b.amount,
+                           resource_class=rc)
                    for b, rp, rc in chosen), key=lambda b: b.requester_id)
 
 
@@ -256,7 +326,7 @@ def compute_bindings(report_client, context, groups, nodename: str,
             nodename=nodename, context_id=context_id,
             amount=sum(rg.resources.values()),
             resource_class=(next(iter(rg.resources)) if len(rg.resources) == 1
-                            and not context_id else None)))
+                            else None)))
     return result
 
 

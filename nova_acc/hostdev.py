@@ -470,22 +470,22 @@ class HostDevices:
 
     # ---- moves ----------------------------------------------------------
 
-    def rebind_for_evacuation(self, instance, allocations
+    def rebind_for_evacuation(self, context, instance, allocations
                               ) -> list[binding.Binding] | None:
         """Destination of an evacuation: bind the groups to pools here.
 
         Nova's conductor binds nothing on evacuate for servers without
         Cyborg device profiles, and Nova moves the server's node here only
         once its guest runs: the groups are bound here from the allocation
-        of the move, and the devices claimed for it when the guest is
-        defined (tagged with the move, so a failed evacuation releases
-        them).
+        of the move (the backend's objects too, by the backend), and the
+        devices claimed for it when the guest is defined (tagged with the
+        move, so a failed evacuation releases them).
 
         :returns: the bindings before, for ``restore_bindings`` when the
             evacuation fails here (the server then stays on its source);
             None when nothing was rebound.
         :raises DeviceNotUsable: a group has no pool in the allocation, or
-            a binding cannot move.
+            a binding cannot move, or the backend did not bind it here.
         """
         bindings = binding.load(instance)
         if not bindings or all(b.nodename == self.nodename
@@ -493,13 +493,25 @@ class HostDevices:
             return None
         if self._move_here(instance, self.nodename) is None:
             return None  # not a move to here: accelerators() says why
-        self._rebind(instance, bindings, allocations)
+        try:
+            self._rebind(context, instance, bindings, allocations)
+        except Exception:
+            self.restore_bindings(context, instance, bindings)
+            raise
         return bindings
 
-    @staticmethod
-    def restore_bindings(instance, bindings: list[binding.Binding]) -> None:
-        """Put back the bindings a failed evacuation replaced."""
+    def restore_bindings(self, context, instance,
+                         bindings: list[binding.Binding]) -> None:
+        """Put back the bindings a failed evacuation replaced.
+
+        The backend's objects are bound back to the source's providers,
+        which the source allocation still holds for the server: what the
+        backend records then matches placement and the server's record.
+        """
         try:
+            # The backend unbinds them here first.
+            self._bind_backend(context, instance, [
+                b for b in bindings if b.context_id])
             binding.replace(instance, bindings)
             instance.save()
         except Exception:  # the evacuation's own error is what matters
@@ -507,7 +519,7 @@ class HostDevices:
                           'server after its evacuation failed.',
                           instance=instance)
 
-    def _rebind(self, instance, bindings, allocations) -> None:
+    def _rebind(self, context, instance, bindings, allocations) -> None:
         managed = self.managed_devices()
         pools = inventory.pools_of(self.nodename, managed.values())
         try:
@@ -517,33 +529,85 @@ class HostDevices:
                 self.nodename)
         except exception.PrebindFailed as e:
             raise exception.DeviceNotUsable(str(e))
+        binding.keep_for_revert(instance, bindings)
         binding.replace(instance, moved)
         instance.save()
+        self._bind_backend(context, instance, [
+            b for b in moved if b.context_id])
 
-    def claim_for_move(self, instance, migration, allocations) -> None:
+    @staticmethod
+    def _bind_backend(context, instance, bindings) -> None:
+        """Have the backend bind its objects as ``bindings`` say.
+
+        The backend first unbinds what is still bound to this server
+        elsewhere (the source of the move); a failed bind leaves nothing
+        bound to the server.
+
+        :raises DeviceNotUsable: the backend did not bind them.
+        """
+        if not bindings:
+            return
+        by_node: dict[str, dict[str, str]] = {}
+        for b in bindings:
+            by_node.setdefault(b.nodename, {})[b.context_id] = b.rp_uuid
+        for nodename, device_rps in sorted(by_node.items()):
+            try:
+                backends.get_backend().bind(context, instance, nodename,
+                                            device_rps)
+            except exception.BackendUnavailable as e:
+                raise exception.DeviceNotUsable(
+                    'device contexts %s could not be bound on node %s: %s'
+                    % (', '.join(sorted(device_rps)), nodename, e))
+            LOG.info('Bound device contexts %s to providers %s on node %s '
+                     'for the move of the server',
+                     ', '.join(sorted(device_rps)),
+                     ', '.join(device_rps[c] for c in sorted(device_rps)),
+                     nodename, instance=instance)
+
+    def claim_for_move(self, context, instance, migration, allocations,
+                       virtapi) -> None:
         """Destination of a resize or cold migration: bind and claim.
 
         The server's groups are bound to this node's pools that placement
         allocated to it for the move, and the devices picked and claimed
-        for that move. The source keeps its devices until the move is
-        confirmed (``nova_acc.reconcile``).
+        for that move; the backend's objects are bound to the providers of
+        the allocation here (the source's guest is shut off by now). The
+        source keeps its own devices until the move is confirmed
+        (``nova_acc.reconcile``).
 
         :raises DeviceNotUsable: a group has no pool in the allocation, a
-            binding cannot move, or a pool has too few free devices.
+            binding cannot move, a pool has too few free devices, or the
+            backend did not bind here.
         """
         bindings = binding.load(instance)
         if not bindings:
             return
-        self._rebind(instance, bindings, allocations)
+        self._rebind(context, instance, bindings, allocations)
+        self.wait_for_backend(context, instance, virtapi)
         self.claim(instance, migration_id=migration.id)
 
-    def restore_after_revert(self, instance) -> None:
-        """Source of a reverted move: the bindings of the devices it kept."""
+    def restore_after_revert(self, context, instance, virtapi) -> None:
+        """Source of a reverted move: the bindings of the devices it kept.
+
+        Those of the pools from this node's ledger; the backend's objects
+        are bound back to the providers they had here, which the source
+        allocation held for the server during the move (the destination
+        unbound them when it destroyed its guest).
+
+        :raises DeviceNotUsable: the backend did not bind them back.
+        """
         restored = binding.from_records(self.ledger.records(), instance.uuid,
                                         self.nodename)
-        if restored:
-            binding.replace(instance, restored)
-            instance.save()
+        kept = binding.kept_for_revert(instance, self.nodename)
+        restored += [dataclasses.replace(b, address=None) for b in kept]
+        if not restored:
+            return
+        binding.replace(instance, sorted(restored,
+                                         key=lambda b: b.requester_id))
+        binding.forget_kept(instance)
+        instance.save()
+        self._bind_backend(context, instance, kept)
+        self.wait_for_backend(context, instance, virtapi)
 
     def wait_for_backend(self, context, instance, virtapi) -> None:
         """ID-based contexts: wait for the backend; record attach handles.
@@ -559,7 +623,8 @@ class HostDevices:
         try:
             handles = backends.get_backend().wait_bound(
                 context, instance, virtapi,
-                {b.context_id: b.rp_uuid for b in pending})
+                {b.context_id: b.rp_uuid for b in pending},
+                hostname=self.nodename)
         except (exception.BackendUnavailable,
                 nova_exc.InstanceEventTimeout) as e:
             raise exception.DeviceNotUsable(

@@ -31,10 +31,13 @@ What each operation does (the support matrix of the user guide):
 * suspend: refused (the driver seam): a suspended guest's memory is saved
   but not its devices' state.
 
-Servers whose contexts are IDs of a backend's objects (Cyborg ARQs) are not
-moved by resize or cold migration yet: the backend's binding would have to
-move with them, and revert restore it. Those are refused as well, with a
-message that says so.
+Contexts that are IDs of a backend's objects (Cyborg ARQs) move with
+their server: the destination has the backend bind them to the providers
+of the move's allocation there (the backend unbinds them from the source
+first), and a revert binds them back to the source's providers, which the
+source allocation held for the server meanwhile. Servers bound to single
+devices before device pools existed are refused resize and cold migration
+with a message that says how to rebind them (shelve and unshelve).
 """
 
 from __future__ import annotations
@@ -45,11 +48,6 @@ LIVE_MIGRATION_REFUSED = (
     'live migration of servers with device contexts is not supported: a '
     'passed-through device cannot move with a running guest; cold migrate '
     'the server instead')
-
-COLD_MIGRATION_OF_BACKEND_CONTEXTS_REFUSED = (
-    'resize and cold migration of servers with device contexts of a '
-    'backend (%s) are not supported yet; shelve and unshelve the server '
-    'instead')
 
 COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED = (
     'this server was bound to single devices before device pools (%s); '
@@ -65,10 +63,8 @@ def live_migration_refusal(instance) -> str | None:
 def cold_migration_refusal(instance) -> str | None:
     """Why a resize or cold migration of the server is refused, or None."""
     bindings = binding.load(instance)
-    backend = sorted(b.context_id for b in bindings if b.context_id)
-    if backend:
-        return COLD_MIGRATION_OF_BACKEND_CONTEXTS_REFUSED % ', '.join(backend)
-    single = sorted(b.requester_id for b in bindings if not b.is_pool)
+    single = sorted(b.requester_id for b in bindings
+                    if not b.is_pool and not b.context_id)
     if single:
         return COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED % ', '.join(single)
     return None

@@ -60,13 +60,15 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def wait_bound(self, context, instance, virtapi,
-                   device_rps: dict[str, str]
+                   device_rps: dict[str, str], hostname: str | None = None
                    ) -> dict[str, os_acc.Accelerator]:
         """On the compute: wait until bound; what to attach for each id.
 
         :param device_rps: context id -> the device provider UUID it was
             bound to at pre-bind. A context bound elsewhere (another host,
             provider or server) is refused, never attached.
+        :param hostname: the node the server is built on (default: its
+            ``node``; on evacuation Nova changes that only afterwards).
         :raises BackendUnavailable: with what is wrong.
         """
 

@@ -162,7 +162,12 @@ class CyborgBackend(base.Backend):
         state = arq.get('state')
         bound_to = arq.get('instance_uuid')
         own = bound_to in (None, '', request_spec.instance_uuid)
-        if not (state in BINDABLE or (state in RECOVERABLE and own)):
+        # Bound to this very server: it is being moved (resize, cold
+        # migration, evacuate); the destination binds it there.
+        moving = state == BOUND and bound_to and \
+            bound_to == request_spec.instance_uuid
+        if not (state in BINDABLE or (state in RECOVERABLE and own) or
+                moving):
             raise exception.ContextRefused(
                 'device context %s is %s%s; it can boot a server when it is '
                 'Initial or Unbound' % (
@@ -203,9 +208,10 @@ class CyborgBackend(base.Backend):
 
     # ---- step 3: bind -----------------------------------------------------
 
-    def _patch(self, context, patch, what, admin=False):
+    def _patch(self, context, patch, what, admin=False, microversion=None):
+        kwargs = {'microversion': microversion} if microversion else {}
         resp = self._call(context, 'patch', ARQ_URL, what, json=patch,
-                          expected=(200, 202), admin=admin)
+                          expected=(200, 202), admin=admin, **kwargs)
         if resp.status_code == 404:
             raise exception.BackendUnavailable(
                 'Cyborg refused to %s: %s' % (what, resp.text[:200]))
@@ -244,16 +250,13 @@ class CyborgBackend(base.Backend):
 
     def bind(self, context, instance, hostname, device_rps):
         what = 'bind device contexts %s' % ', '.join(sorted(device_rps))
-        patch = {arq_uuid: [
-            {'path': '/hostname', 'op': 'add', 'value': hostname},
-            {'path': '/device_rp_uuid', 'op': 'add', 'value': rp_uuid},
-            {'path': '/instance_uuid', 'op': 'add', 'value': instance.uuid},
-        ] for arq_uuid, rp_uuid in device_rps.items()}
         for attempt in (1, 2):
-            self._prepare_bind(context, instance, device_rps)
+            before = self._prepare_bind(context, instance, device_rps)
+            patch, microversion = _bind_patch(context, instance, hostname,
+                                              device_rps, before)
             error = None
             try:
-                self._patch(context, patch, what)
+                self._patch(context, patch, what, microversion=microversion)
             except exception.BackendUnavailable as e:
                 error = e
             try:
@@ -299,8 +302,11 @@ class CyborgBackend(base.Backend):
                     'device context %s is %s' % (u, _describe(a, where=True))
                     for u, a in sorted(wrong.items())))
 
-    def _prepare_bind(self, context, instance, device_rps):
+    def _prepare_bind(self, context, instance, device_rps
+                      ) -> dict[str, dict]:
         """Refuse ARQs another server holds; unbind this server's leftovers.
+
+        :returns: the ARQs as they were read before.
 
         :raises BackendUnavailable: an ARQ is gone or in use by another
             server; nothing was changed.
@@ -321,9 +327,11 @@ class CyborgBackend(base.Backend):
         stale = self._undoable(arqs, instance.uuid)
         if stale:
             LOG.info('Unbinding device contexts %s left (half-)bound to this '
-                     'server before binding them again.', ', '.join(stale),
+                     'server before binding them again, or bound to it on '
+                     'the host it moves from.', ', '.join(stale),
                      instance=instance)
             self._unbind_now(context, stale)
+        return arqs
 
     def _undo(self, context, instance, arqs) -> list[str]:
         """Unbind what a failed bind left bound to this server."""
@@ -388,9 +396,11 @@ class CyborgBackend(base.Backend):
 
     # ---- step 4: attach -----------------------------------------------------
 
-    def wait_bound(self, context, instance, virtapi, device_rps):
+    def wait_bound(self, context, instance, virtapi, device_rps,
+                   hostname=None):
         try:
-            return self._wait_bound(context, instance, virtapi, device_rps)
+            return self._wait_bound(context, instance, virtapi, device_rps,
+                                    hostname or instance.node)
         except (exception.BackendUnavailable, nova_exc.InstanceEventTimeout):
             # The server will not run here with these: whatever of them is
             # bound to it is released now. The ledger does not know them
@@ -404,7 +414,7 @@ class CyborgBackend(base.Backend):
                           instance=instance)
             raise
 
-    def _wait_bound(self, context, instance, virtapi, device_rps):
+    def _wait_bound(self, context, instance, virtapi, device_rps, hostname):
         events = [(BOUND_EVENT, arq_uuid) for arq_uuid in device_rps]
 
         def failed(event_name, instance):
@@ -424,14 +434,15 @@ class CyborgBackend(base.Backend):
                        if arq and arq.get('state') == BINDING and
                        _holder(arq) == instance.uuid}
             done = [e for e in events if e[1] not in waiting]
-            if any(_binding_problem(u, arqs[u], instance, device_rps[u])
+            if any(_binding_problem(u, arqs[u], instance, device_rps[u],
+                                    hostname)
                    for u in arqs if u not in waiting):
                 done = events
             if done:
                 virtapi.exit_wait_early(done)
         arqs = self._read_all(context, device_rps)
         problems = [p for p in (
-            _binding_problem(u, arqs[u], instance, device_rps[u])
+            _binding_problem(u, arqs[u], instance, device_rps[u], hostname)
             for u in sorted(device_rps)) if p]
         if problems:
             raise exception.BackendUnavailable('; '.join(problems))
@@ -450,21 +461,51 @@ def _describe(arq: dict | None, where=False) -> str:
     return text
 
 
-def _binding_problem(arq_uuid, arq, instance, rp_uuid) -> str | None:
-    """What is wrong with an ARQ the pre-bind bound to ``rp_uuid``, if any.
+#: The first Cyborg API version whose ARQ patch takes a project_id.
+PROJECT_ID_VERSION = '2.1'
 
-    The compute attaches only what the pre-bind bound: this server, this
-    node (the pre-bind binds with the node name) and the provider placement
-    allocated to the server.
+
+def _bind_patch(context, instance, hostname: str, device_rps: dict,
+                arqs: dict) -> tuple[dict, str | None]:
+    """The JSON patch that binds the ARQs, and the API version it needs.
+
+    Cyborg 17 gives a bound ARQ to the project of the token that binds it.
+    An admin who boots or moves another project's server (cold migration
+    and evacuate are admin operations) would take the user's ARQ into the
+    admin's project: the admin's bind names the ARQ's own project instead,
+    which Cyborg allows admins from API 2.1 on.
+    """
+    patch, microversion = {}, None
+    for arq_uuid, rp_uuid in device_rps.items():
+        ops = [
+            {'path': '/hostname', 'op': 'add', 'value': hostname},
+            {'path': '/device_rp_uuid', 'op': 'add', 'value': rp_uuid},
+            {'path': '/instance_uuid', 'op': 'add', 'value': instance.uuid},
+        ]
+        owner = (arqs.get(arq_uuid) or {}).get('project_id')
+        if context.is_admin and owner and owner != context.project_id:
+            ops.append({'path': '/project_id', 'op': 'add', 'value': owner})
+            microversion = PROJECT_ID_VERSION
+        patch[arq_uuid] = ops
+    return patch, microversion
+
+
+def _binding_problem(arq_uuid, arq, instance, rp_uuid, hostname
+                     ) -> str | None:
+    """What is wrong with an ARQ bound to ``rp_uuid`` on ``hostname``, if any.
+
+    The compute attaches only what the pre-bind (or the destination of a
+    move) bound: this server, this node (binds name the node) and the
+    provider placement allocated to the server.
     """
     if arq is None or arq.get('state') != BOUND or \
             _holder(arq) != instance.uuid:
         return 'device context %s is %s, not Bound to this server' % (
             arq_uuid, _describe(arq))
-    if arq.get('hostname') != instance.node:
+    if arq.get('hostname') != hostname:
         return ('device context %s is bound on host %s, not on %s where '
                 'this server is built' % (arq_uuid, arq.get('hostname'),
-                                          instance.node))
+                                          hostname))
     if arq.get('device_rp_uuid') != rp_uuid:
         return ('device context %s is bound to resource provider %s, not '
                 'to %s allocated to this server' % (

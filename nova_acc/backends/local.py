@@ -26,7 +26,8 @@ class LocalBackend(base.Backend):
     def bind(self, context, instance, hostname, device_rps):
         raise AssertionError('the local backend has no ID-based contexts')
 
-    def wait_bound(self, context, instance, virtapi, device_rps):
+    def wait_bound(self, context, instance, virtapi, device_rps,
+                   hostname=None):
         raise AssertionError('the local backend has no ID-based contexts')
 
     def unbind(self, context, instance, context_ids, hostname=None):

@@ -109,8 +109,9 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
               block_device_info=None, power_on=True, accel_info=None):
         # Evacuate rebuilds the server here through spawn: its groups are
         # bound here first, and bound back if it fails here.
-        evacuated_from = self.acc_devices.rebind_for_evacuation(
-            instance, allocations)
+        with _reschedule_on_unusable_device():
+            evacuated_from = self.acc_devices.rebind_for_evacuation(
+                context, instance, allocations)
         try:
             # Before any disk or network work so a reschedule is cheap.
             with _reschedule_on_unusable_device():
@@ -125,7 +126,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                 accel_info=accel_info)
         except Exception:
             if evacuated_from is not None:
-                self.acc_devices.restore_bindings(instance, evacuated_from)
+                self.acc_devices.restore_bindings(context, instance,
+                                                  evacuated_from)
             raise
         self.acc_devices.mark_attached(instance)
         return result
@@ -151,7 +153,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                          allocations, block_device_info=None, power_on=True,
                          share_info=None):
         with _reschedule_on_unusable_device():
-            self.acc_devices.claim_for_move(instance, migration, allocations)
+            self.acc_devices.claim_for_move(context, instance, migration,
+                                            allocations, self.virtapi)
         super().finish_migration(
             context, migration, instance, disk_info, network_info,
             image_meta, resize_instance, allocations,
@@ -162,7 +165,9 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
                                 power_on=True, share_info=None):
-        self.acc_devices.restore_after_revert(instance)
+        with _reschedule_on_unusable_device():
+            self.acc_devices.restore_after_revert(context, instance,
+                                                  self.virtapi)
         super().finish_revert_migration(
             context, instance, network_info, migration,
             block_device_info=block_device_info, power_on=power_on,

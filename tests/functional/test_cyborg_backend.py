@@ -189,13 +189,15 @@ class CyborgBackendTest(cyborg_cloud.CyborgCloudMixin,
         real = cyborg_backend.CyborgBackend.wait_bound
         moved = []
 
-        def rebind_first(backend, context, instance, virtapi, device_rps):
+        def rebind_first(backend, context, instance, virtapi, device_rps,
+                         **kwargs):
             if not moved:
                 host, rp = target(instance.node, device_rps[ctx])
                 nova_view.unbind(ctx)
                 nova_view.bind(ctx, host, rp, instance.uuid)
                 moved.append(instance.node)
-            return real(backend, context, instance, virtapi, device_rps)
+            return real(backend, context, instance, virtapi, device_rps,
+                        **kwargs)
 
         self.useFixture(fixtures.MonkeyPatch(
             'nova_acc.backends.cyborg.CyborgBackend.wait_bound',

@@ -103,12 +103,71 @@ class ForMoveTest(base.BaseTestCase):
                           {'dst': {'resources': {'FPGA': 2}}},
                           {'dst': 'FPGA'}, 'n2')
 
-    def test_backend_contexts_do_not_move(self):
-        before = [binding.Binding('nova_acc_0_0', 'rp', None, 'n1',
-                                  context_id='arq')]
+    def test_single_devices_do_not_move(self):
+        before = [binding.Binding('nova_acc_0_0', 'rp', '0000:81:00.0',
+                                  'n1')]
         e = self.assertRaises(exception.PrebindFailed, binding.for_move,
                               before, {}, {}, 'n2')
-        self.assertIn('arq, which cannot move', str(e))
+        self.assertIn('0000:81:00.0, which cannot move', str(e))
+
+    def test_backend_contexts_move_to_a_provider_of_their_class(self):
+        before = [
+            binding.Binding('nova_acc_0_0', 'src-arq', '0000:90:00.0', 'n1',
+                            context_id='arq1', resource_class='FPGA'),
+            binding.Binding('nova_acc_1_0', 'src-pool', None, 'n1',
+                            amount=1, resource_class='FPGA')]
+        # Evacuation: the allocation holds the source's providers too; the
+        # node roots and a bandwidth provider are never a device's.
+        allocations = {
+            'src-root': {'resources': {'VCPU': 1, 'MEMORY_MB': 512}},
+            'src-arq': {'resources': {'FPGA': 1}},
+            'src-pool': {'resources': {'FPGA': 1}},
+            'dst-root': {'resources': {'VCPU': 1, 'MEMORY_MB': 512}},
+            'dst-bw': {'resources': {'NET_BW_EGR_KILOBIT_PER_SEC': 10}},
+            'dst-arq': {'resources': {'FPGA': 1}},
+            'dst-pool': {'resources': {'FPGA': 1}}}
+        moved = binding.for_move(before, allocations, {'dst-pool': 'FPGA'},
+                                 'n2')
+        self.assertEqual(
+            [binding.Binding('nova_acc_0_0', 'dst-arq', None, 'n2',
+                             context_id='arq1', resource_class='FPGA'),
+             binding.Binding('nova_acc_1_0', 'dst-pool', None, 'n2',
+                             amount=1, resource_class='FPGA')], moved)
+
+    def test_a_backend_context_without_a_recorded_class(self):
+        # Bound before nova-acc recorded the class of backend groups.
+        before = [binding.Binding('nova_acc_0_0', 'src', '0000:90:00.0',
+                                  'n1', context_id='arq1')]
+        moved = binding.for_move(
+            before, {'dst-root': {'resources': {'DISK_GB': 1}},
+                     'dst': {'resources': {'PGPU': 1}}}, {}, 'n2')
+        self.assertEqual([binding.Binding(
+            'nova_acc_0_0', 'dst', None, 'n2', context_id='arq1',
+            resource_class='PGPU')], moved)
+
+    def test_a_backend_context_without_a_provider_is_refused(self):
+        before = [binding.Binding('nova_acc_0_0', 'src', '0000:90:00.0',
+                                  'n1', context_id='arq1',
+                                  resource_class='FPGA')]
+        e = self.assertRaises(
+            exception.PrebindFailed, binding.for_move, before,
+            {'src': {'resources': {'FPGA': 1}},
+             'dst': {'resources': {'PGPU': 1}}}, {}, 'n2')
+        self.assertIn('no device provider for every device group', str(e))
+
+    def test_kept_for_revert_round_trip(self):
+        inst = objects.Instance(system_metadata={})
+        arq = binding.Binding('nova_acc_0_0', 'src', '0000:90:00.0', 'n1',
+                              context_id='arq1', resource_class='FPGA')
+        pool = binding.Binding('nova_acc_1_0', 'pool', None, 'n1')
+        binding.keep_for_revert(inst, [arq, pool])
+        binding.replace(inst, [])
+        # Only the backend's: the ledger keeps the pools' devices.
+        self.assertEqual([arq], binding.kept_for_revert(inst, 'n1'))
+        self.assertEqual([], binding.kept_for_revert(inst, 'n2'))
+        self.assertEqual([], binding.load(inst))
+        binding.forget_kept(inst)
+        self.assertEqual({}, inst.system_metadata)
 
 
 class ComputeBindingsTest(base.BaseTestCase):

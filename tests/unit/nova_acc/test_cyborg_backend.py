@@ -132,6 +132,13 @@ class ResolveTest(base.BaseTestCase):
         e = self.assertRaises(exception.ContextRefused, self.resolve)
         self.assertIn('is Bound to server other-server', str(e))
 
+    def test_bound_to_this_server_is_a_move(self):
+        # Resize, cold migration and evacuate schedule the server again
+        # with the ARQ it holds; the destination binds it there.
+        self.arq.update(state='Bound', instance_uuid=INSTANCE)
+        self.assertEqual({'FPGA': 1},
+                         self.resolve().device_context.groups[0].resources)
+
     def test_half_bound_by_a_failed_bind_is_recoverable(self):
         for owner in (None, INSTANCE):
             self.arq.update(state='BindStarted', instance_uuid=owner)
@@ -296,6 +303,36 @@ class BindTest(CyborgFlowTestBase):
         self.assertEqual(('Bound', INSTANCE), self.state(ARQ))
         self.assertEqual(OTHER_RP,
                          self.cyborg.arqs[second]['device_rp_uuid'])
+
+    def test_a_move_unbinds_from_the_source_then_binds_here(self):
+        self.cyborg.add(ARQ)
+        self.cyborg.bind(ARQ, INSTANCE, hostname='compute0', rp=OTHER_RP)
+        self.bind()
+        self.assertEqual([{ARQ: 'remove'}, {ARQ: 'add'}],
+                         self.cyborg.patches)
+        arq = self.cyborg.arqs[ARQ]
+        self.assertEqual(('Bound', INSTANCE, NODE, RP),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['hostname'], arq['device_rp_uuid']))
+
+    def test_an_admin_bind_keeps_the_project_of_the_context(self):
+        # Cold migration and evacuate are admin operations: Cyborg would
+        # give the ARQ to the admin's project unless the bind names its own.
+        sent = []
+        self.cyborg.on_patch = lambda patch: sent.append(patch)
+        self.cyborg.add(ARQ)
+        self.cyborg.arqs[ARQ]['project_id'] = PROJECT
+        admin = nova_context.RequestContext('admin', 'c' * 32, is_admin=True,
+                                            auth_token='token')
+        self.backend.bind(admin, self.instance, NODE, {ARQ: RP})
+        self.assertIn({'path': '/project_id', 'op': 'add', 'value': PROJECT},
+                      sent[0][ARQ])
+        # The owner's own bind sends no project: Cyborg would refuse it.
+        sent.clear()
+        self.cyborg.arqs[ARQ].update(state='Unbound', instance_uuid=None)
+        self.bind()
+        self.assertEqual(['/hostname', '/device_rp_uuid', '/instance_uuid'],
+                         [op['path'] for op in sent[0][ARQ]])
 
     def test_context_of_another_server_is_refused_untouched(self):
         self.cyborg.add(ARQ)
