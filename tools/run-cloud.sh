@@ -278,7 +278,7 @@ region_name = RegionOne
 EOT
 }
 
-db_url() { echo "mysql+pymysql://nova_acc:$DB_PASSWORD@$HOST/$1?charset=utf8"; }
+db_url() { echo "mysql+pymysql://nova_acc:$DB_PASSWORD@$HOST:$DB_PORT/$1?charset=utf8"; }
 rabbit_url() { echo "rabbit://$RABBIT_USER:$PASSWORD@$HOST:5672/"; }
 
 write_configs() {
@@ -433,29 +433,32 @@ EOT
 # Infrastructure: MariaDB, RabbitMQ, libvirt (Debian's, started by hand: no
 # systemd here). A marker in $RUN says this script started them.
 
-mysql_up() { mysqladmin --protocol=socket -u root ping; }
+# MariaDB: an instance of its own, its data in $DATA/mysql, on port
+# $DB_PORT of $HOST and a socket in $RUN (not Debian's instance).
+DB_PORT=13306
+mysql_up() { mysqladmin --socket="$RUN/mysqld.sock" -u root ping; }
 
 start_mariadb() {
-    cat > /etc/mysql/mariadb.conf.d/99-nova-acc-cloud.cnf <<EOT
-[mysqld]
-bind-address = $HOST
-max_connections = 1000
-EOT
-    if mysql_up >/dev/null 2>&1; then
-        log "MariaDB is up"
-    else
-        log "starting MariaDB (log $LOGS/mariadb.log)"
-        /etc/init.d/mariadb start >>"$LOGS/mariadb.log" 2>&1 \
-            || die "MariaDB did not start; see $LOGS/mariadb.log and /var/log/mysql"
-        touch "$RUN/mariadb.started"
+    if [[ ! -d $DATA/mysql/mysql ]]; then
+        log "creating MariaDB's data directory $DATA/mysql (log $LOGS/mariadb.log)"
+        rm -rf "$DATA/mysql"
+        mariadb-install-db --user=root --datadir="$DATA/mysql" \
+            --auth-root-authentication-method=socket --skip-test-db \
+            >>"$LOGS/mariadb.log" 2>&1 \
+            || die "mariadb-install-db failed; see $LOGS/mariadb.log"
     fi
+    start mariadb mariadbd --no-defaults --user=root --datadir="$DATA/mysql" \
+        --socket="$RUN/mysqld.sock" --pid-file="$RUN/mysqld-own.pid" \
+        --bind-address="$HOST" --port="$DB_PORT" --max-connections=1000 \
+        --log-error="$LOGS/mariadb.log" --skip-name-resolve
     wait_for mariadb "$LOGS/mariadb.log" 60 mysql_up
     local db sql="CREATE USER IF NOT EXISTS 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
     for db in keystone placement glance neutron nova_api nova nova_cell0; do
         sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8mb4;"
         sql+="GRANT ALL PRIVILEGES ON $db.* TO 'nova_acc'@'127.0.0.1';"
     done
-    mysql --protocol=socket -u root -e "$sql" || die "creating the databases failed"
+    mysql --socket="$RUN/mysqld.sock" -u root -e "$sql" \
+        || die "creating the databases failed; see $LOGS/mariadb.log"
 }
 
 rabbit_up() { rabbitmqctl -q status; }
@@ -774,12 +777,15 @@ cmd_status() {
 
 cmd_stop() {
     local i s dom
-    for ((i = ${#NOVA_SERVICES[@]} - 1; i >= 0; i--)); do
-        stop_service "${NOVA_SERVICES[$i]}"
+    # The OpenStack services all at once (nova-compute may take its 20 s).
+    local pids=()
+    for s in "${NOVA_SERVICES[@]}"; do
+        stop_service "$s" & pids+=($!)
     done
-    for ((i = ${#API_SERVICES[@]} - 1; i >= 0; i--)); do
-        stop_service "${API_SERVICES[$i]%% *}"
+    for i in "${!API_SERVICES[@]}"; do
+        stop_service "${API_SERVICES[$i]%% *}" & pids+=($!)
     done
+    wait "${pids[@]}"
     if libvirt_up >/dev/null 2>&1; then
         # Guests of this cloud left behind (Nova names them instance-*).
         for dom in $(virsh -c qemu:///system list --name | grep '^instance-' || true); do
@@ -798,11 +804,7 @@ cmd_stop() {
         /etc/init.d/rabbitmq-server stop >>"$LOGS/rabbitmq.log" 2>&1 || true
         rm -f "$RUN/rabbitmq.started"
     fi
-    if [[ -e $RUN/mariadb.started ]]; then
-        log "stopping MariaDB"
-        /etc/init.d/mariadb stop >>"$LOGS/mariadb.log" 2>&1 || true
-        rm -f "$RUN/mariadb.started"
-    fi
+    stop_service mariadb
     log "stopped ($(elapsed) s)"
 }
 

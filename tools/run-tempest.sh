@@ -40,7 +40,8 @@ image=$("$OPENSTACK" image show nova-acc-guest -f value -c id)
 [[ -n $image ]] || die "no image nova-acc-guest"
 
 if [[ ! -d $WORKSPACE/etc ]]; then
-    (cd "$DIR" && "$TEMPEST" init --name nova-acc-cloud "$WORKSPACE") \
+    (cd "$DIR" && "$TEMPEST" init --workspace-path "$DIR/tempest-workspaces.yaml" \
+        --name nova-acc-cloud "$WORKSPACE") \
         >>"$DIR/logs/tempest-init.log" 2>&1 \
         || die "tempest init failed; see $DIR/logs/tempest-init.log"
 fi
