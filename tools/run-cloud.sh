@@ -60,6 +60,7 @@ API_SERVICES=(
 )
 
 START_TIME=$(date +%s)
+STARTED=0  # set to 1 when this run starts anything
 
 log() { printf '%s run-cloud: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -86,6 +87,7 @@ start() {
         return 0
     fi
     log "starting $name (log $LOGS/$name.log)"
+    STARTED=1
     setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
     echo $! > "$RUN/$name.pid"
 }
@@ -480,6 +482,7 @@ EOT
         /etc/init.d/rabbitmq-server start >>"$LOGS/rabbitmq.log" 2>&1 \
             || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
         touch "$RUN/rabbitmq.started"
+        STARTED=1
         rabbitmqctl await_startup >>"$LOGS/rabbitmq.log" 2>&1 \
             || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
     fi
@@ -513,6 +516,7 @@ start_libvirt() {
         "$d" -d -f "$ETC/libvirt/$d.conf" >>"$LOGS/$d.log" 2>&1 \
             || die "$d did not start; see $LOGS/$d.log"
         touch "$RUN/$d.started"
+        STARTED=1
     done
     wait_for libvirtd "$LOGS/libvirtd.log" 60 libvirt_up
 }
@@ -734,7 +738,11 @@ cmd_up() {
     start_nova_services
     log "nova services up ($(elapsed) s)"
     create_resources
-    log "the cloud is up ($(elapsed) s)"
+    if ((STARTED)); then
+        log "the cloud is up ($(elapsed) s)"
+    else
+        log "the cloud was already up: nothing started ($(elapsed) s)"
+    fi
     cat <<EOT
 
 nova-acc cloud in $DIR (logs in $LOGS):
@@ -802,6 +810,8 @@ cmd_stop() {
     if [[ -e $RUN/rabbitmq.started ]]; then
         log "stopping RabbitMQ"
         /etc/init.d/rabbitmq-server stop >>"$LOGS/rabbitmq.log" 2>&1 || true
+        # ... and the Erlang port mapper it started.
+        epmd -kill >>"$LOGS/rabbitmq.log" 2>&1 || true
         rm -f "$RUN/rabbitmq.started"
     fi
     stop_service mariadb

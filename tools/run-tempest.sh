@@ -11,6 +11,10 @@
 # NOVA_ACC_TEMPEST_DEVICE_CONTEXT: a device context a host of the cloud can
 # satisfy (e.g. resources:CUSTOM_EDU=1); unset here, where no host has a
 # device, so the tests that need one are skipped.
+# NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE=true: a host has a device for the
+# profile "edu" (then profile:edu must boot, not fail with NoValidHost).
+# NOVA_ACC_TEMPEST_LIBVIRT_URI: libvirt of the compute host, for the domain
+# XML checks (default qemu:///system, this machine's).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +24,8 @@ WORKSPACE=$DIR/tempest
 TEMPEST=$DIR/venv/tempest/bin/tempest
 OPENSTACK=$DIR/venv/nova/bin/openstack
 DEVICE_CONTEXT=${NOVA_ACC_TEMPEST_DEVICE_CONTEXT:-}
+PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
+LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
 
 log() { printf '%s run-tempest: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -92,8 +98,8 @@ nova_acc = true
 [nova_acc]
 unsatisfiable_context = resources:FPGA=1
 profile = edu
-profile_satisfiable = false
-libvirt_uri = qemu:///system
+profile_satisfiable = $PROFILE_SATISFIABLE
+libvirt_uri = $LIBVIRT_URI
 openstack_command = $OPENSTACK
 EOT
 if [[ -n $DEVICE_CONTEXT ]]; then
