@@ -418,6 +418,9 @@ helper_command = $helper
 helper_command = $helper
 [vif_plug_linux_bridge_privileged]
 helper_command = $helper
+# nova-acc's own privsep daemon (device resets): no sudo/rootwrap here.
+[nova_acc_sys_admin]
+helper_command = $helper
 [nova_acc]
 # Selects no device of this machine (see tools/run-cloud.sh).
 device_spec = $DEVICE_SPEC
