@@ -6,9 +6,16 @@
 #   ./tools/run-tests.sh                  # everything; this is what CI runs
 #   ./tools/run-tests.sh tests.unit       # stestr filter regexes, passed on
 #
-# The last line is "N passed, N failed, N skipped", counted from the run's
-# subunit stream; the exit status is non-zero when mypy found an error, a
-# test failed or none passed.
+# Without arguments (the README's test command, and CI) the suite is
+# followed by the real cloud: tools/run-cloud.sh brings a multi-process
+# OpenStack with nova-acc up on this machine, tools/run-tempest.sh runs
+# nova-acc's tempest plugin against it, and tools/run-cloud.sh --stop stops
+# it again (also when something failed). NOVA_ACC_CLOUD=0 skips that part;
+# with filter arguments it is skipped too.
+#
+# The last line is "N passed, N failed, N skipped", counted from the
+# subunit streams of both runs; the exit status is non-zero when mypy found
+# an error, a test failed, none passed or the cloud did not come up.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +46,8 @@ fi
 echo "$mypy_status"
 
 results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tests.XXXXXX.subunit")
-trap 'rm -f "$results"' EXIT
+tempest_results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tempest.XXXXXX.subunit")
+trap 'rm -f "$results" "$tempest_results"' EXIT
 
 # The stream goes to a file (for the count) and through stestr's own
 # pretty-printer (for the log; its exit status is ignored: the count below
@@ -52,8 +60,46 @@ statuses=("${PIPESTATUS[@]}")
 set -e
 stestr_rc=${statuses[0]}
 
+# The real cloud and tempest. A cloud that does not come up fails the run
+# (with the end of the logs that say why); it is stopped in every case.
+cloud_status="real cloud: skipped"
+cloud_rc=0
+if [ $# -eq 0 ] && [ "${NOVA_ACC_CLOUD:-1}" != 0 ]; then
+    cloud_dir=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
+    echo
+    echo "== The real cloud: tools/run-cloud.sh, tools/run-tempest.sh =="
+    set +e
+    cloud_start=$(date +%s)
+    ./tools/run-cloud.sh
+    up_rc=$?
+    tempest_rc=0
+    if [ "$up_rc" -eq 0 ]; then
+        NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results ./tools/run-tempest.sh
+        tempest_rc=$?
+    else
+        for f in "$cloud_dir"/logs/*.log; do
+            [ -f "$f" ] || continue
+            echo "--- last lines of $f"
+            tail -n 15 "$f"
+        done
+    fi
+    ./tools/run-cloud.sh --stop
+    set -e
+    cloud_time=$(($(date +%s) - cloud_start))
+    if [ "$up_rc" -ne 0 ]; then
+        cloud_rc=1
+        cloud_status="real cloud: did NOT come up (exit status $up_rc; logs above and in $cloud_dir/logs)"
+    elif [ ! -s "$tempest_results" ]; then
+        cloud_rc=1
+        cloud_status="real cloud: tempest produced no results (exit status $tempest_rc; $cloud_dir/logs/tempest.log)"
+    else
+        cloud_status="real cloud: up, tempest run and stopped in $cloud_time s (tempest exit status $tempest_rc)"
+    fi
+fi
+
 set +e
-summary=$("$PY" "$ROOT/tools/subunit_summary.py" "$results")
+summary=$(cat "$results" "$tempest_results" \
+          | "$PY" "$ROOT/tools/subunit_summary.py")
 summary_rc=$?
 set -e
 
@@ -62,8 +108,9 @@ if [ "$stestr_rc" -ne 0 ]; then
     echo "stestr exited with status $stestr_rc" >&2
 fi
 echo "$mypy_status"
+echo "$cloud_status"
 echo "$summary"
 if [ "$mypy_rc" -ne 0 ] || [ "$stestr_rc" -ne 0 ] ||
-        [ "$summary_rc" -ne 0 ]; then
+        [ "$cloud_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
     exit 1
 fi

@@ -34,14 +34,20 @@ import nova_acc.conf  # noqa: F401 - registers [nova_acc]
 
 CONF = nova.conf.CONF
 
-# Services nova-acc extends: binary -> (RPC topic, manager, workers option).
+# Services nova-acc extends: binary -> manager.
 MANAGERS = {
     'nova-scheduler': 'nova_acc.seams.scheduler.SchedulerManager',
     'nova-conductor': 'nova_acc.seams.conductor.ConductorManager',
 }
 
 
-def serve(binary: str, topic: str, workers: int | None) -> None:
+def serve(binary: str, topic: str, workers_group: str) -> None:
+    """Run ``binary`` with ``[<workers_group>] workers`` worker processes.
+
+    The group is passed rather than ``CONF.<group>.workers`` itself: that
+    value is only right after parse_args below has read the config files;
+    read before, it is always the default (None, one worker per CPU).
+    """
     config.parse_args(sys.argv)
     logging.setup(CONF, 'nova')
     objects.register_all()
@@ -53,7 +59,8 @@ def serve(binary: str, topic: str, workers: int | None) -> None:
              MANAGERS[binary])
     server = service.Service.create(binary=binary, topic=topic,
                                     manager=MANAGERS[binary])
-    workers = workers or processutils.get_worker_count()
+    # As nova.cmd does: unset, one worker per CPU.
+    workers = CONF[workers_group].workers or processutils.get_worker_count()
     # As nova.cmd does: executors must not be inherited by forked workers.
     thread_pool_factory.reset_all_executors()
     service.serve(server, workers=workers)

@@ -19,5 +19,4 @@ from nova_acc.cmd import _service  # noqa: E402
 
 
 def main():
-    _service.serve('nova-conductor', rpcapi.RPC_TOPIC,
-                   _service.CONF.conductor.workers)
+    _service.serve('nova-conductor', rpcapi.RPC_TOPIC, 'conductor')

@@ -19,5 +19,4 @@ from nova_acc.cmd import _service  # noqa: E402
 
 
 def main():
-    _service.serve('nova-scheduler', rpcapi.RPC_TOPIC,
-                   _service.CONF.scheduler.workers)
+    _service.serve('nova-scheduler', rpcapi.RPC_TOPIC, 'scheduler')

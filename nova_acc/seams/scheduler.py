@@ -67,7 +67,9 @@ class SchedulerManager(manager.SchedulerManager):
             try:
                 uses_contexts = device_context_filter(context, spec_obj)
             except nova_exc.RequestFilterFailed as e:
-                raise nova_exc.NoValidHost(reason=e.message)
+                # "from None": the reason is the whole story; the filter's
+                # exception would only double the traceback callers log.
+                raise nova_exc.NoValidHost(reason=e.message) from None
         attempt = 0
         while True:
             attempt += 1
@@ -93,6 +95,12 @@ class SchedulerManager(manager.SchedulerManager):
                              request_groups.hint_values(spec_obj), attempt,
                              allocation.attempts(uses_contexts))
                     continue
+                # "from None": this replaces Nova's NoValidHost (and the
+                # RPC wrapper around it) with one that names the device
+                # contexts and keeps Nova's reason. Chained to them, it
+                # went to the conductor as three tracebacks, "During
+                # handling of the above exception" twice, logged at every
+                # unsatisfiable boot.
                 raise nova_exc.NoValidHost(
                     reason=allocation.no_valid_host_reason(
-                        context, spec_obj, reason))
+                        context, spec_obj, reason)) from None

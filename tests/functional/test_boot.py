@@ -113,10 +113,21 @@ class InvalidContextTest(base.DeviceContextTestBase):
         self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
         return fault
 
+    def assert_no_chained_traceback(self):
+        # The NoValidHost the scheduler raises while handling Nova's own
+        # (or the filter's error) says everything in its message; the
+        # conductor's log must not show the exceptions it replaced.
+        output = self.stdlog.logger.output
+        at = output.find('During handling of the above exception')
+        if at != -1:
+            self.fail('chained traceback in the log:\n%s'
+                      % output[max(0, at - 1500):at + 1500])
+
     def test_invalid_spec(self):
         self.assert_fails_cleanly(
             'resources:FPGA=0', "device_context 'resources:FPGA=0' is "
             "invalid", 'must be at least 1')
+        self.assert_no_chained_traceback()
 
     def test_unknown_key_prefix(self):
         self.assert_fails_cleanly('resource:FPGA=1', 'resource:FPGA')
@@ -130,6 +141,7 @@ class InvalidContextTest(base.DeviceContextTestBase):
             'resources:FPGA=1,trait:CUSTOM_MISSING=required',
             'No host has enough free accelerators',
             'CUSTOM_MISSING')
+        self.assert_no_chained_traceback()
 
     def test_too_many_groups(self):
         self.flags(max_groups_per_server=2, group='nova_acc')

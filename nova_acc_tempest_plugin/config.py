@@ -1,0 +1,74 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Configuration options of nova-acc's tempest plugin.
+
+``[service_available] nova_acc`` turns the tests on; ``[nova_acc]`` says
+what the cloud under test has.
+"""
+
+from oslo_config import cfg
+
+service_available_opts = [
+    cfg.BoolOpt('nova_acc',
+                default=False,
+                help='Whether the cloud runs nova-acc (nova-acc-scheduler, '
+                     'nova-acc-conductor and nova_acc.LibvirtAccDriver); '
+                     'the tests of this plugin run only then.'),
+]
+
+nova_acc_group = cfg.OptGroup(
+    name='nova_acc',
+    title='nova-acc device contexts',
+    help='What the cloud under test offers for device contexts.')
+
+nova_acc_opts = [
+    cfg.StrOpt('unsatisfiable_context',
+               default='resources:FPGA=1',
+               help='A valid inline device context that no host of the '
+                    'cloud can satisfy: a boot with it must fail with '
+                    'NoValidHost and leave no allocation.'),
+    cfg.StrOpt('profile',
+               help='The name of a profile the cloud defines ([nova_acc] '
+                    'profile of its scheduler and conductors). Unset: the '
+                    'profile:NAME tests of a known profile are skipped.'),
+    cfg.BoolOpt('profile_satisfiable',
+                default=False,
+                help='Whether a host has a free device for the profile '
+                     "named by 'profile'. False: profile:NAME must fail "
+                     'with NoValidHost. True: it must boot ACTIVE.'),
+    cfg.StrOpt('device_context',
+               help='A device context that a host of the cloud CAN '
+                    'satisfy, e.g. resources:CUSTOM_EDU=1 or profile:edu. '
+                    'Unset: the tests that need a matching device are '
+                    'skipped.'),
+    cfg.StrOpt('device_resource_class',
+               help='The resource class of the devices device_context '
+                    'asks for, for the placement usage checks. Default: '
+                    'taken from device_context when it is an inline spec.'),
+    cfg.StrOpt('libvirt_uri',
+               help='libvirt URI of the compute host (e.g. qemu:///system '
+                    'or qemu+ssh://root@compute/system), to read the '
+                    "domain XML of a server with 'virsh dumpxml' as "
+                    'whitebox-tempest-plugin does. Unset: the domain XML '
+                    'is not checked.'),
+    cfg.StrOpt('virsh_command',
+               default='virsh',
+               help='The virsh command used with libvirt_uri.'),
+    cfg.StrOpt('openstack_command',
+               default='openstack',
+               help="The 'openstack' command of an environment with "
+                    "'nova-acc[cli]' installed (it has the server create "
+                    '--device-context option), for the CLI tests.'),
+    cfg.IntOpt('cli_timeout',
+               default=120,
+               help='Seconds one openstack command may take.'),
+]

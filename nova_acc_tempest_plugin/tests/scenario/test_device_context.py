@@ -1,0 +1,330 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Scenario tests of nova-acc's device contexts against a real cloud.
+
+A device context is the ``device_context`` scheduler hint
+(``os:scheduler_hints`` in ``POST /servers``); see nova-acc's user guide.
+The faults checked here are the ones the user guide documents under *When
+it fails*. Tests that need a host with a matching free device run only
+when ``[nova_acc] device_context`` names a context the cloud can satisfy.
+"""
+
+import json
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+from tempest.api.compute import base
+from tempest.common import waiters
+from tempest import config
+from tempest.lib.common.utils import data_utils
+from tempest.lib.common.utils import test_utils
+from tempest.lib import decorators
+
+CONF = config.CONF
+
+NO_VALID_HOST = 'No valid host was found.'
+NO_DEVICES = ("No host has enough free accelerators for the device "
+              "context(s) '%s'")
+
+
+class DeviceContextBase(base.BaseV2ComputeTest):
+    """Boots servers with device contexts, checks faults and placement."""
+
+    credentials = ['primary', 'admin']
+    # 'networks': 'none' (2.37): the guests of these tests need no network.
+    min_microversion = '2.37'
+
+    @classmethod
+    def skip_checks(cls):
+        super().skip_checks()
+        if not CONF.service_available.nova_acc:
+            raise cls.skipException(
+                'nova-acc is not enabled ([service_available] nova_acc)')
+
+    @classmethod
+    def setup_clients(cls):
+        super().setup_clients()
+        cls.admin_servers = cls.os_admin.servers_client
+        cls.placement = cls.os_admin.placement_client
+        cls.providers = cls.os_admin.resource_providers_client
+
+    # -- helpers ----------------------------------------------------------
+
+    def boot(self, contexts=None, wait_until='ERROR', **kwargs):
+        """Creates a server (deleted at cleanup) and waits for wait_until."""
+        if contexts is not None:
+            kwargs['scheduler_hints'] = {'device_context': contexts}
+        kwargs.setdefault('name', data_utils.rand_name(
+            prefix=CONF.resource_name_prefix, name='nova-acc'))
+        body = self.servers_client.create_server(
+            imageRef=CONF.compute.image_ref,
+            flavorRef=CONF.compute.flavor_ref,
+            networks='none', **kwargs)['server']
+        self.addCleanup(self.delete_server, body['id'])
+        if wait_until:
+            waiters.wait_for_server_status(
+                self.servers_client, body['id'], wait_until,
+                raise_on_error=(wait_until != 'ERROR'))
+        return self.admin_servers.show_server(body['id'])['server']
+
+    def delete_server(self, server_id):
+        test_utils.call_and_ignore_notfound_exc(
+            self.servers_client.delete_server, server_id)
+        waiters.wait_for_server_termination(
+            self.servers_client, server_id, ignore_error=True)
+
+    def fault(self, server):
+        self.assertEqual('ERROR', server['status'])
+        self.assertIn('fault', server, 'server in ERROR without a fault')
+        return server['fault']['message']
+
+    def allocations(self, server_id):
+        return self.placement.list_allocations(server_id)['allocations']
+
+    def assert_no_allocation(self, server_id):
+        self.assertEqual({}, self.allocations(server_id),
+                         'placement has allocations for server %s' %
+                         server_id)
+
+    def usage(self, resource_class):
+        """Sum of the usages of resource_class over all providers."""
+        total = 0
+        for rp in self.providers.list_resource_providers()[
+                'resource_providers']:
+            usages = self.providers.list_resource_provider_usages(
+                rp['uuid'])['usages']
+            total += usages.get(resource_class, 0)
+        return total
+
+    def domain_xml(self, server):
+        """The libvirt domain XML of server, or None without libvirt_uri."""
+        uri = CONF.nova_acc.libvirt_uri
+        if not uri:
+            return None
+        name = server['OS-EXT-SRV-ATTR:instance_name']
+        out = subprocess.run(
+            [CONF.nova_acc.virsh_command, '-c', uri, 'dumpxml', name],
+            check=True, capture_output=True, text=True, timeout=60).stdout
+        return ET.fromstring(out)
+
+    @staticmethod
+    def pci_hostdevs(domain):
+        return domain.findall("./devices/hostdev[@type='pci']")
+
+
+class DeviceContextFaultsTest(DeviceContextBase):
+    """What users get when a device context cannot be served."""
+
+    @decorators.idempotent_id('0b1f3c1e-6c84-4a62-9a0e-6a0d3c7f5a01')
+    def test_unsatisfiable_context_no_valid_host(self):
+        """No host has the devices: ERROR, NoValidHost, no allocation."""
+        context = CONF.nova_acc.unsatisfiable_context
+        server = self.boot(context)
+        message = self.fault(server)
+        self.assertIn(NO_VALID_HOST, message)
+        self.assertIn(NO_DEVICES % context, message)
+        self.assert_no_allocation(server['id'])
+
+    @decorators.idempotent_id('4c3d8a52-0f0e-4b5e-8d3a-2b7b1c9e5a02')
+    def test_invalid_amount_names_token(self):
+        """A bad amount: the fault names the context and the token."""
+        server = self.boot('resources:FPGA=0')
+        message = self.fault(server)
+        self.assertIn("device_context 'resources:FPGA=0' is invalid", message)
+        self.assertIn("Invalid amount in 'resources:FPGA=0': must be at "
+                      "least 1", message)
+        self.assert_no_allocation(server['id'])
+
+    @decorators.idempotent_id('a9e2b8e4-1d6f-4c0c-9f7e-3c8d2e1f5a03')
+    def test_unknown_key_names_token(self):
+        """A token that is no key of the grammar is named in the fault."""
+        context = 'resources:FPGA=1,bogus:thing=1'
+        server = self.boot(context)
+        message = self.fault(server)
+        self.assertIn("device_context '%s' is invalid" % context, message)
+        self.assertIn('bogus:thing=1', message)
+        self.assert_no_allocation(server['id'])
+
+    @decorators.idempotent_id('e3f4a5b6-2c7d-4e8f-9a0b-1c2d3e4f5a04')
+    def test_unknown_profile(self):
+        """profile:NAME of no profile: the fault lists the known ones."""
+        server = self.boot('profile:no-such-profile')
+        message = self.fault(server)
+        self.assertIn("names an unknown profile 'no-such-profile'", message)
+        self.assertIn('(known profiles:', message)
+        if CONF.nova_acc.profile:
+            known = re.search(r'\(known profiles: ([^)]*)\)', message)
+            self.assertIn(CONF.nova_acc.profile,
+                          [p.strip() for p in known.group(1).split(',')])
+        self.assert_no_allocation(server['id'])
+
+    @decorators.idempotent_id('5d6e7f80-3a4b-4c5d-8e9f-0a1b2c3d5a05')
+    def test_profile_without_free_device(self):
+        """profile:NAME of a profile no host can serve: NoValidHost."""
+        if not CONF.nova_acc.profile:
+            raise self.skipException('[nova_acc] profile is not set')
+        if CONF.nova_acc.profile_satisfiable:
+            raise self.skipException('[nova_acc] profile_satisfiable: a '
+                                     'host has a device for the profile')
+        context = 'profile:%s' % CONF.nova_acc.profile
+        server = self.boot(context)
+        message = self.fault(server)
+        self.assertIn(NO_VALID_HOST, message)
+        self.assertIn(NO_DEVICES % context, message)
+        self.assert_no_allocation(server['id'])
+
+    @decorators.idempotent_id('6e7f8091-4b5c-4d6e-9f0a-1b2c3d4e5a06')
+    def test_delete_of_failed_server(self):
+        """A server that failed on its context is deleted cleanly."""
+        server = self.boot([CONF.nova_acc.unsatisfiable_context])
+        self.fault(server)
+        self.delete_server(server['id'])
+        self.assert_no_allocation(server['id'])
+
+
+class PlainServerTest(DeviceContextBase):
+    """nova-acc does not get in the way of servers without contexts."""
+
+    @decorators.idempotent_id('7f8091a2-5c6d-4e7f-8a1b-2c3d4e5f5a07')
+    def test_plain_server_boots_and_deletes(self):
+        server = self.boot(wait_until='ACTIVE')
+        allocations = self.allocations(server['id'])
+        self.assertEqual(1, len(allocations), allocations)
+        resources = list(allocations.values())[0]['resources']
+        self.assertIn('VCPU', resources)
+        self.assertIn('MEMORY_MB', resources)
+        domain = self.domain_xml(server)
+        if domain is not None:
+            self.assertEqual([], self.pci_hostdevs(domain))
+        self.delete_server(server['id'])
+        self.assert_no_allocation(server['id'])
+
+
+class DeviceContextCliTest(DeviceContextBase):
+    """``openstack server create --device-context`` (nova-acc[cli])."""
+
+    def openstack(self, *args):
+        creds = self.os_primary.credentials
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith('OS_')}
+        env.update({
+            'OS_AUTH_URL': CONF.identity.uri_v3,
+            'OS_IDENTITY_API_VERSION': '3',
+            'OS_USERNAME': creds.username,
+            'OS_PASSWORD': creds.password,
+            'OS_PROJECT_NAME': creds.project_name,
+            'OS_USER_DOMAIN_NAME': creds.user_domain_name or 'Default',
+            'OS_PROJECT_DOMAIN_NAME': creds.project_domain_name or 'Default',
+            'OS_REGION_NAME': CONF.identity.region,
+            'OS_COMPUTE_API_VERSION': '2.37',
+        })
+        return subprocess.run(
+            [CONF.nova_acc.openstack_command] + list(args), env=env,
+            capture_output=True, text=True,
+            timeout=CONF.nova_acc.cli_timeout)
+
+    def server_create(self, name, *options):
+        return self.openstack(
+            'server', 'create', '--flavor', CONF.compute.flavor_ref,
+            '--image', CONF.compute.image_ref, '--nic', 'none',
+            *options, '-f', 'json', name)
+
+    @decorators.idempotent_id('8091a2b3-6d7e-4f80-9b2c-3d4e5f605a08')
+    def test_cli_device_context_reaches_the_cloud(self):
+        context = CONF.nova_acc.unsatisfiable_context
+        name = data_utils.rand_name(prefix=CONF.resource_name_prefix,
+                                    name='nova-acc-cli')
+        result = self.server_create(name, '--device-context', context)
+        self.assertEqual(0, result.returncode, result.stderr)
+        server_id = json.loads(result.stdout)['id']
+        self.addCleanup(self.delete_server, server_id)
+        waiters.wait_for_server_status(self.servers_client, server_id,
+                                       'ERROR', raise_on_error=False)
+        server = self.admin_servers.show_server(server_id)['server']
+        message = self.fault(server)
+        self.assertIn(NO_DEVICES % context, message)
+        self.assert_no_allocation(server_id)
+
+    @decorators.idempotent_id('91a2b3c4-7e8f-4091-8c3d-4e5f60715a09')
+    def test_cli_refuses_invalid_context(self):
+        """The client checks the value: nothing is created."""
+        name = data_utils.rand_name(prefix=CONF.resource_name_prefix,
+                                    name='nova-acc-cli-bad')
+        result = self.server_create(name, '--device-context',
+                                    'resources:FPGA=0')
+        self.assertNotEqual(0, result.returncode, result.stdout)
+        self.assertIn("Invalid amount in 'resources:FPGA=0'", result.stderr)
+        servers = self.servers_client.list_servers(name=name)['servers']
+        self.assertEqual([], servers)
+
+
+class DeviceBootTest(DeviceContextBase):
+    """A context a host can serve: the device is passed through."""
+
+    @classmethod
+    def skip_checks(cls):
+        super().skip_checks()
+        if not CONF.nova_acc.device_context:
+            raise cls.skipException(
+                '[nova_acc] device_context is not set: the cloud has no '
+                'host with a matching device to test with')
+
+    @classmethod
+    def resource_class(cls):
+        if CONF.nova_acc.device_resource_class:
+            return CONF.nova_acc.device_resource_class, None
+        match = re.match(r'resources:([A-Z0-9_]+)=(\d+)$',
+                         CONF.nova_acc.device_context)
+        if not match:
+            return None, None
+        return match.group(1), int(match.group(2))
+
+    @decorators.idempotent_id('a2b3c4d5-8f90-41a2-9d4e-5f6071825a10')
+    def test_boot_with_device(self):
+        rc, amount = self.resource_class()
+        before = self.usage(rc) if rc else None
+        server = self.boot(CONF.nova_acc.device_context,
+                           wait_until='ACTIVE')
+        if rc:
+            during = self.usage(rc)
+            self.assertEqual(before + (amount or 1), during)
+            resources = {}
+            for alloc in self.allocations(server['id']).values():
+                for k, v in alloc['resources'].items():
+                    resources[k] = resources.get(k, 0) + v
+            self.assertEqual(amount or 1, resources.get(rc))
+        domain = self.domain_xml(server)
+        if domain is not None:
+            hostdevs = self.pci_hostdevs(domain)
+            self.assertEqual(amount or 1, len(hostdevs),
+                             ET.tostring(domain, encoding='unicode'))
+            for hostdev in hostdevs:
+                self.assertIsNotNone(hostdev.find('./source/address'))
+        self.delete_server(server['id'])
+        self.assert_no_allocation(server['id'])
+        if rc:
+            self.assertEqual(before, self.usage(rc))
+
+    @decorators.idempotent_id('b3c4d5e6-9012-42b3-8e5f-607182935a11')
+    def test_profile_with_device(self):
+        if not (CONF.nova_acc.profile and CONF.nova_acc.profile_satisfiable):
+            raise self.skipException('[nova_acc] profile is not set or not '
+                                     'profile_satisfiable')
+        server = self.boot('profile:%s' % CONF.nova_acc.profile,
+                           wait_until='ACTIVE')
+        domain = self.domain_xml(server)
+        if domain is not None:
+            self.assertNotEqual([], self.pci_hostdevs(domain))
+        self.delete_server(server['id'])
+        self.assert_no_allocation(server['id'])

@@ -1,0 +1,835 @@
+#!/usr/bin/env bash
+# A real multi-process OpenStack cloud on this one machine, with nova-acc.
+#
+#   tools/run-cloud.sh            install what is missing, start what is not
+#                                 running, create images/flavors/users; a
+#                                 second run with the cloud up only checks it
+#   tools/run-cloud.sh --status   which services run, which answer
+#   tools/run-cloud.sh --stop     stop everything this script started
+#                                 (SIGTERM, wait, then SIGKILL)
+#
+# Everything lives under NOVA_ACC_CLOUD_DIR (default /var/tmp/nova-acc-cloud):
+# venvs in venv/, configuration in etc/, pidfiles in run/, data in data/,
+# every log in logs/. Everything listens on 127.0.0.1 only.
+#
+# Services: MariaDB, RabbitMQ, Keystone (:5000), Placement (:8778), Glance
+# (:9292), a Neutron API server without agents (:9696), nova-api (:8774),
+# nova-acc-scheduler, nova-acc-conductor, virtlogd, virtlockd, libvirtd and
+# nova-compute with nova_acc.LibvirtAccDriver (QEMU TCG).
+#
+# See "A real cloud on one machine" in doc/source/operator-guide.rst.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
+LOGS=$DIR/logs
+RUN=$DIR/run
+ETC=$DIR/etc
+DATA=$DIR/data
+VENVS=$DIR/venv
+PYTHON=${PYTHON:-python3}
+HOST=127.0.0.1
+PASSWORD=${NOVA_ACC_CLOUD_PASSWORD:-nova-acc-secret}
+DB_PASSWORD=$PASSWORD
+RABBIT_USER=nova_acc
+NOVA_VERSION=34.0.0
+TEMPEST_VERSION=47.0.0
+# The profile a profile:NAME context can name, and the device_spec of the
+# compute. 1234:11e8 is QEMU's "edu" PCI device: no device of this machine
+# has it (they are its disk and network), so here nova-acc reports no
+# devices; a compute VM with "-device edu" reports one CUSTOM_EDU device.
+DEVICE_SPEC='{"vendor_id": "1234", "product_id": "11e8", "resource_class": "CUSTOM_EDU"}'
+PROFILE_NAME=edu
+PROFILE_SPEC='resources:CUSTOM_EDU=1'
+
+APT_PACKAGES=(
+    mariadb-server rabbitmq-server
+    libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    qemu-system-x86 qemu-utils busybox-static cpio
+    libvirt-dev pkg-config build-essential python3-dev python3-venv
+    curl shellcheck
+)
+
+# name port wsgi-module venv
+API_SERVICES=(
+    "keystone 5000 keystone.wsgi.api:application keystone"
+    "placement 8778 placement.wsgi.api:application placement"
+    "glance 9292 glance.wsgi.api:application glance"
+    "neutron 9696 neutron.wsgi.api:application neutron"
+    "nova-api 8774 nova.wsgi.osapi_compute:application nova"
+)
+
+START_TIME=$(date +%s)
+STARTED=0  # set to 1 when this run starts anything
+
+log() { printf '%s run-cloud: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+elapsed() { echo $(($(date +%s) - START_TIME)); }
+
+# ---------------------------------------------------------------------------
+# Processes: pidfiles in $RUN, logs in $LOGS.
+
+# Is the process of pidfile $RUN/$1.pid alive?
+running() {
+    local pidfile=$RUN/$1.pid pid
+    [[ -s $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start NAME CMD...: runs CMD in the background with its output in
+# $LOGS/NAME.log and its pid in $RUN/NAME.pid, unless already running.
+start() {
+    local name=$1
+    shift
+    if running "$name"; then
+        log "$name is already running (pid $(<"$RUN/$name.pid"))"
+        return 0
+    fi
+    log "starting $name (log $LOGS/$name.log)"
+    STARTED=1
+    setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+    echo $! > "$RUN/$name.pid"
+}
+
+# stop_pid NAME PID: SIGTERM, wait up to 20 s, then SIGKILL.
+stop_pid() {
+    local name=$1 pid=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    log "stopping $name (pid $pid)"
+    # start() made each service the leader of its own process group: its
+    # workers and privsep daemons go with it.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 40; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    log "WARNING: $name (pid $pid) is still there after SIGKILL"
+}
+
+stop_service() {
+    local name=$1 pidfile=$RUN/$1.pid
+    [[ -s $pidfile ]] || return 0
+    stop_pid "$name" "$(<"$pidfile")"
+    rm -f "$pidfile"
+}
+
+# wait_for NAME LOG SECONDS CMD...: waits until CMD succeeds; fails naming
+# the log when the time is up or the service's process died.
+wait_for() {
+    local name=$1 logfile=$2 timeout=$3 i
+    shift 3
+    for ((i = 0; i < timeout * 2; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if [[ -e $RUN/$name.pid ]] && ! running "$name"; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$name exited during start-up; see $logfile"
+        fi
+        sleep 0.5
+    done
+    tail -n 20 "$logfile" >&2 || true
+    die "$name did not answer within $timeout s; see $logfile"
+}
+
+http_up() { curl -sf -o /dev/null --max-time 5 "$1"; }
+
+# ---------------------------------------------------------------------------
+# Installation: Debian packages, venvs (each only when missing or changed).
+
+install_debian_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null \
+                | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing Debian packages: ${missing[*]} (log $LOGS/apt.log)"
+    # Another user of this machine may be running apt: wait for its lock.
+    apt-get -o DPkg::Lock::Timeout=600 update >>"$LOGS/apt.log" 2>&1 \
+        || die "apt-get update failed; see $LOGS/apt.log"
+    # policy-rc.d: the packages' scripts must not start their daemons; this
+    # script starts them itself, bound to 127.0.0.1.
+    local policy=/usr/sbin/policy-rc.d had_policy=
+    if [[ -e $policy ]]; then
+        had_policy=1
+    else
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+        install -y --no-install-recommends "${missing[@]}" \
+        >>"$LOGS/apt.log" 2>&1 || {
+        [[ -n $had_policy ]] || rm -f "$policy"
+        die "apt-get install failed; see $LOGS/apt.log"
+    }
+    [[ -n $had_policy ]] || rm -f "$policy"
+}
+
+# Hash of the nova-acc source this script installs.
+source_hash() {
+    local paths=() p
+    for p in setup.cfg setup.py requirements.txt nova_acc os_acc nova \
+            nova_acc_tempest_plugin etc; do
+        [[ -e $ROOT/$p ]] && paths+=("$p")
+    done
+    (cd "$ROOT" && find "${paths[@]}" -type f ! -name '*.pyc' -print0 \
+        | sort -z | xargs -0 md5sum | md5sum | cut -d' ' -f1)
+}
+
+# make_venv NAME PACKAGE...: creates $VENVS/NAME with PACKAGEs (pip, with
+# the repository's constraints), unless its stamp says it has them already.
+make_venv() {
+    local name=$1
+    shift
+    local venv=$VENVS/$name want
+    want=$(printf '%s\n' "$@" | cat - "$ROOT/constraints.txt" | md5sum | cut -d' ' -f1)
+    if [[ -x $venv/bin/python && "$(cat "$venv/.stamp" 2>/dev/null)" == "$want" ]]; then
+        return 0
+    fi
+    log "creating venv $venv (log $LOGS/pip-$name.log)"
+    rm -rf "$venv"
+    {
+        "$PYTHON" -m venv "$venv" &&
+        "$venv/bin/pip" install -U pip wheel &&
+        "$venv/bin/pip" install --find-links "$DIR/wheels" \
+            -c "$ROOT/constraints.txt" "$@"
+    } >"$LOGS/pip-$name.log" 2>&1 || return 1
+    echo "$want" > "$venv/.stamp"
+}
+
+# install_nova_acc VENV: nova-acc from this checkout, without dependencies
+# (not editable: it ships nova/virt/nova_acc into Nova's package).
+install_nova_acc() {
+    local venv=$VENVS/$1 want
+    want=$(source_hash)
+    if [[ "$(cat "$venv/.nova-acc-stamp" 2>/dev/null)" == "$want" ]]; then
+        return 0
+    fi
+    log "installing nova-acc from $ROOT into $venv"
+    if [[ -n ${2:-} ]]; then
+        log "WARNING: nova-acc changed while the cloud runs; restart it" \
+            "(--stop, then run again) to use the new code"
+    fi
+    "$venv/bin/pip" install --no-deps --force-reinstall "$ROOT" \
+        >>"$LOGS/pip-$1.log" 2>&1 \
+        || die "pip install of nova-acc failed; see $LOGS/pip-$1.log"
+    echo "$want" > "$venv/.nova-acc-stamp"
+}
+
+install_venvs() {
+    mkdir -p "$VENVS" "$DIR/wheels"
+    # uwsgi builds from source: once, as a wheel the venvs share.
+    if ! ls "$DIR"/wheels/uwsgi-*.whl >/dev/null 2>&1; then
+        log "building a uwsgi wheel (log $LOGS/pip-uwsgi.log)"
+        "$PYTHON" -m pip wheel --no-deps -w "$DIR/wheels" uwsgi \
+            >"$LOGS/pip-uwsgi.log" 2>&1 \
+            || die "building uwsgi failed; see $LOGS/pip-uwsgi.log"
+    fi
+    local pids=() names=() i failed=
+    make_venv keystone keystone==30.0.0 PyMySQL uwsgi & pids+=($!); names+=(keystone)
+    make_venv placement openstack-placement==16.0.0 PyMySQL uwsgi & pids+=($!); names+=(placement)
+    make_venv glance glance==33.0.0 PyMySQL uwsgi & pids+=($!); names+=(glance)
+    make_venv neutron neutron==29.0.0 PyMySQL uwsgi & pids+=($!); names+=(neutron)
+    make_venv nova "nova==$NOVA_VERSION" PyMySQL uwsgi libvirt-python \
+        python-openstackclient osc-placement & pids+=($!); names+=(nova)
+    make_venv tempest "tempest==$TEMPEST_VERSION" & pids+=($!); names+=(tempest)
+    for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then
+            log "ERROR: venv ${names[$i]} failed; see $LOGS/pip-${names[$i]}.log"
+            tail -n 5 "$LOGS/pip-${names[$i]}.log" >&2 || true
+            failed=1
+        fi
+    done
+    [[ -z $failed ]] || die "installing the venvs failed"
+    local up=
+    if running nova-compute || running nova-acc-scheduler; then
+        up=1
+    fi
+    install_nova_acc nova "$up"
+    install_nova_acc tempest
+}
+
+# ---------------------------------------------------------------------------
+# Configuration files (rewritten on every run; they only depend on $DIR).
+
+auth_section() {  # auth_section SECTION USER: keystoneauth password options
+    cat <<EOT
+[$1]
+auth_type = password
+auth_url = http://$HOST:5000/v3
+www_authenticate_uri = http://$HOST:5000/v3
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $2
+password = $PASSWORD
+region_name = RegionOne
+
+EOT
+}
+
+db_url() { echo "mysql+pymysql://nova_acc:$DB_PASSWORD@$HOST:$DB_PORT/$1?charset=utf8"; }
+rabbit_url() { echo "rabbit://$RABBIT_USER:$PASSWORD@$HOST:5672/"; }
+
+write_configs() {
+    local nova_venv=$VENVS/nova helper
+    mkdir -p "$ETC"/{keystone,placement,glance,neutron,nova} \
+        "$DATA"/{keystone-fernet,keystone-credential,glance-images,neutron} \
+        "$DATA/nova/instances"
+
+    # Keystone.
+    cat > "$ETC/keystone/keystone.conf" <<EOT
+[DEFAULT]
+use_stderr = true
+[database]
+connection = $(db_url keystone)
+[fernet_tokens]
+key_repository = $DATA/keystone-fernet
+[credential]
+key_repository = $DATA/keystone-credential
+[token]
+provider = fernet
+EOT
+
+    # Placement.
+    {
+        cat <<EOT
+[DEFAULT]
+use_stderr = true
+[api]
+auth_strategy = keystone
+[placement_database]
+connection = $(db_url placement)
+EOT
+        auth_section keystone_authtoken placement
+    } > "$ETC/placement/placement.conf"
+
+    # Glance: file store, served by uwsgi (no glance-api server in 33).
+    {
+        cat <<EOT
+[DEFAULT]
+use_stderr = true
+bind_host = $HOST
+enabled_backends = file:file
+[database]
+connection = $(db_url glance)
+[glance_store]
+default_backend = file
+[file]
+filesystem_store_datadir = $DATA/glance-images
+[os_glance_tasks_store]
+filesystem_store_datadir = $DATA/glance-tasks
+[os_glance_staging_store]
+filesystem_store_datadir = $DATA/glance-staging
+[paste_deploy]
+flavor = keystone
+[oslo_concurrency]
+lock_path = $DATA/glance-lock
+EOT
+        auth_section keystone_authtoken glance
+    } > "$ETC/glance/glance-api.conf"
+    cp "$VENVS/glance/etc/glance/glance-api-paste.ini" "$ETC/glance/"
+
+    # Neutron: API only (ML2, no mechanism drivers, no agents).
+    {
+        cat <<EOT
+[DEFAULT]
+use_stderr = true
+bind_host = $HOST
+core_plugin = ml2
+service_plugins = router,port_forwarding
+auth_strategy = keystone
+transport_url = $(rabbit_url)
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+api_paste_config = $ETC/neutron/api-paste.ini
+state_path = $DATA/neutron
+[database]
+connection = $(db_url neutron)
+[oslo_concurrency]
+lock_path = $DATA/neutron/lock
+[ml2]
+type_drivers = local,flat
+tenant_network_types = local
+mechanism_drivers =
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = *
+EOT
+        auth_section keystone_authtoken neutron
+        auth_section nova neutron
+    } > "$ETC/neutron/neutron.conf"
+    cp "$VENVS/neutron/etc/neutron/api-paste.ini" "$ETC/neutron/"
+
+    # Nova: one file for every Nova service (single cell).
+    helper="$nova_venv/bin/privsep-helper --config-file $ETC/nova/nova.conf"
+    {
+        cat <<EOT
+[DEFAULT]
+use_stderr = true
+my_ip = $HOST
+state_path = $DATA/nova
+transport_url = $(rabbit_url)
+compute_driver = nova_acc.LibvirtAccDriver
+# Busybox guests ignore ACPI shutdown.
+shutdown_timeout = 5
+enabled_apis = osapi_compute
+osapi_compute_listen = $HOST
+metadata_listen = $HOST
+[api]
+auth_strategy = keystone
+[wsgi]
+api_paste_config = $ETC/nova/api-paste.ini
+[api_database]
+connection = $(db_url nova_api)
+[database]
+connection = $(db_url nova)
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = 30
+[conductor]
+workers = 1
+[libvirt]
+virt_type = qemu
+cpu_mode = none
+[vnc]
+enabled = false
+[spice]
+enabled = false
+[oslo_concurrency]
+lock_path = $DATA/nova/lock
+[nova_sys_admin]
+helper_command = $helper
+[privsep_osbrick]
+helper_command = $helper
+[vif_plug_ovs_privileged]
+helper_command = $helper
+[vif_plug_linux_bridge_privileged]
+helper_command = $helper
+# nova-acc's own privsep daemon (device resets): no sudo/rootwrap here.
+[nova_acc_sys_admin]
+helper_command = $helper
+[nova_acc]
+# Selects no device of this machine (see tools/run-cloud.sh).
+device_spec = $DEVICE_SPEC
+profile = $PROFILE_NAME=$PROFILE_SPEC
+EOT
+        auth_section keystone_authtoken nova
+        auth_section placement nova
+        auth_section neutron nova
+        auth_section service_user nova
+    } > "$ETC/nova/nova.conf"
+    cp "$nova_venv/etc/nova/api-paste.ini" "$ETC/nova/"
+}
+
+# ---------------------------------------------------------------------------
+# Infrastructure: MariaDB, RabbitMQ, libvirt (Debian's, started by hand: no
+# systemd here). A marker in $RUN says this script started them.
+
+# MariaDB: an instance of its own, its data in $DATA/mysql, on port
+# $DB_PORT of $HOST and a socket in $RUN (not Debian's instance).
+DB_PORT=13306
+mysql_up() { mysqladmin --socket="$RUN/mysqld.sock" -u root ping; }
+
+start_mariadb() {
+    if [[ ! -d $DATA/mysql/mysql ]]; then
+        log "creating MariaDB's data directory $DATA/mysql (log $LOGS/mariadb.log)"
+        rm -rf "$DATA/mysql"
+        mariadb-install-db --user=root --datadir="$DATA/mysql" \
+            --auth-root-authentication-method=socket --skip-test-db \
+            >>"$LOGS/mariadb.log" 2>&1 \
+            || die "mariadb-install-db failed; see $LOGS/mariadb.log"
+    fi
+    start mariadb mariadbd --no-defaults --user=root --datadir="$DATA/mysql" \
+        --socket="$RUN/mysqld.sock" --pid-file="$RUN/mysqld-own.pid" \
+        --bind-address="$HOST" --port="$DB_PORT" --max-connections=1000 \
+        --log-error="$LOGS/mariadb.log" --skip-name-resolve
+    wait_for mariadb "$LOGS/mariadb.log" 60 mysql_up
+    local db sql="CREATE USER IF NOT EXISTS 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
+    for db in keystone placement glance neutron nova_api nova nova_cell0; do
+        sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8mb4;"
+        sql+="GRANT ALL PRIVILEGES ON $db.* TO 'nova_acc'@'127.0.0.1';"
+    done
+    mysql --socket="$RUN/mysqld.sock" -u root -e "$sql" \
+        || die "creating the databases failed; see $LOGS/mariadb.log"
+}
+
+rabbit_up() { rabbitmqctl -q status; }
+
+start_rabbitmq() {
+    mkdir -p /etc/rabbitmq
+    cat > /etc/rabbitmq/rabbitmq-env.conf <<EOT
+# Written by nova-acc's tools/run-cloud.sh: listen on $HOST only.
+NODENAME=rabbit@localhost
+NODE_IP_ADDRESS=$HOST
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+export ERL_EPMD_ADDRESS=$HOST
+EOT
+    export ERL_EPMD_ADDRESS=$HOST
+    if rabbit_up >/dev/null 2>&1; then
+        log "RabbitMQ is up"
+    else
+        log "starting RabbitMQ (log $LOGS/rabbitmq.log)"
+        /etc/init.d/rabbitmq-server start >>"$LOGS/rabbitmq.log" 2>&1 \
+            || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
+        touch "$RUN/rabbitmq.started"
+        STARTED=1
+        rabbitmqctl await_startup >>"$LOGS/rabbitmq.log" 2>&1 \
+            || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
+    fi
+    if ! rabbitmqctl -q list_users | grep -q "^$RABBIT_USER\b"; then
+        rabbitmqctl add_user "$RABBIT_USER" "$PASSWORD" >>"$LOGS/rabbitmq.log" 2>&1
+    fi
+    rabbitmqctl set_permissions "$RABBIT_USER" '.*' '.*' '.*' >>"$LOGS/rabbitmq.log" 2>&1 \
+        || die "RabbitMQ: set_permissions failed; see $LOGS/rabbitmq.log"
+}
+
+libvirt_up() { virsh -c qemu:///system version; }
+
+start_libvirt() {
+    # No udev: /dev/kvm is root:root 0600, and libvirt then re-probes QEMU
+    # on every domain define (about a minute per boot).
+    if [[ -e /dev/kvm ]]; then
+        chgrp kvm /dev/kvm 2>/dev/null || true
+        chmod 660 /dev/kvm
+    fi
+    local d
+    mkdir -p "$ETC/libvirt"
+    for d in virtlogd virtlockd libvirtd; do
+        # Debian's configuration, logging to $LOGS (no syslog here).
+        { cat "/etc/libvirt/$d.conf"
+          echo "log_outputs = \"3:file:$LOGS/$d.log\""
+        } > "$ETC/libvirt/$d.conf"
+        if [[ -s /run/$d.pid ]] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null; then
+            continue
+        fi
+        log "starting $d (log $LOGS/$d.log)"
+        "$d" -d -f "$ETC/libvirt/$d.conf" >>"$LOGS/$d.log" 2>&1 \
+            || die "$d did not start; see $LOGS/$d.log"
+        touch "$RUN/$d.started"
+        STARTED=1
+    done
+    wait_for libvirtd "$LOGS/libvirtd.log" 60 libvirt_up
+}
+
+# ---------------------------------------------------------------------------
+# OpenStack services.
+
+# sync_once NAME CMD...: runs a database sync (or any set-up step) once.
+sync_once() {
+    local name=$1
+    shift
+    [[ -e $DATA/.done-$name ]] && return 0
+    log "$name (log $LOGS/setup-$name.log)"
+    "$@" >>"$LOGS/setup-$name.log" 2>&1 || return 1
+    touch "$DATA/.done-$name"
+}
+
+sync_keystone() {
+    local k=$VENVS/keystone/bin/keystone-manage c=(--config-file "$ETC/keystone/keystone.conf")
+    "$k" "${c[@]}" db_sync &&
+    "$k" "${c[@]}" fernet_setup --keystone-user root --keystone-group root &&
+    "$k" "${c[@]}" credential_setup --keystone-user root --keystone-group root &&
+    "$k" "${c[@]}" bootstrap --bootstrap-password "$PASSWORD" \
+        --bootstrap-admin-url "http://$HOST:5000/v3/" \
+        --bootstrap-internal-url "http://$HOST:5000/v3/" \
+        --bootstrap-public-url "http://$HOST:5000/v3/" \
+        --bootstrap-region-id RegionOne
+}
+
+sync_nova() {
+    local m=$VENVS/nova/bin/nova-manage c=(--config-file "$ETC/nova/nova.conf")
+    "$m" "${c[@]}" api_db sync &&
+    "$m" "${c[@]}" cell_v2 map_cell0 --database_connection "$(db_url nova_cell0)" &&
+    { "$m" "${c[@]}" cell_v2 list_cells | grep -q ' cell1 ' ||
+      "$m" "${c[@]}" cell_v2 create_cell --name cell1; } &&
+    "$m" "${c[@]}" db sync
+}
+
+sync_databases() {
+    local pids=() names=() i failed=
+    sync_once keystone-db sync_keystone & pids+=($!); names+=(keystone-db)
+    sync_once placement-db "$VENVS/placement/bin/placement-manage" \
+        --config-file "$ETC/placement/placement.conf" db sync & pids+=($!); names+=(placement-db)
+    sync_once glance-db "$VENVS/glance/bin/glance-manage" \
+        --config-file "$ETC/glance/glance-api.conf" db_sync & pids+=($!); names+=(glance-db)
+    sync_once neutron-db "$VENVS/neutron/bin/neutron-db-manage" \
+        --config-file "$ETC/neutron/neutron.conf" upgrade heads & pids+=($!); names+=(neutron-db)
+    sync_once nova-db sync_nova & pids+=($!); names+=(nova-db)
+    for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then
+            tail -n 10 "$LOGS/setup-${names[$i]}.log" >&2 || true
+            log "ERROR: ${names[$i]} failed; see $LOGS/setup-${names[$i]}.log"
+            failed=1
+        fi
+    done
+    [[ -z $failed ]] || die "setting up the databases failed"
+}
+
+# start_api NAME PORT MODULE VENV: the service's WSGI app under uwsgi.
+start_api() {
+    local name=$1 port=$2 module=$3 venv=$VENVS/$4 processes=1
+    [[ $name == nova-api || $name == keystone ]] && processes=2
+    # Keep a stale pidfile from hiding a dead service.
+    start "$name" env \
+        OS_KEYSTONE_CONFIG_DIR="$ETC/keystone" \
+        OS_PLACEMENT_CONFIG_DIR="$ETC/placement" \
+        OS_GLANCE_CONFIG_DIR="$ETC/glance" \
+        OS_NEUTRON_CONFIG_DIR="$ETC/neutron" OS_NEUTRON_CONFIG_FILES=neutron.conf \
+        OS_NOVA_CONFIG_DIR="$ETC/nova" \
+        "$venv/bin/uwsgi" --http-socket "$HOST:$port" --module "$module" \
+        --home "$venv" --master --processes "$processes" --threads 1 \
+        --enable-threads --lazy-apps --die-on-term --need-app \
+        --buffer-size 65535 \
+        --add-header "Connection: close" --procname-prefix "$name-"
+    wait_for "$name" "$LOGS/$name.log" 120 http_up "http://$HOST:$port/"
+}
+
+NOVA_SERVICES=(nova-acc-conductor nova-acc-scheduler nova-compute)
+
+start_nova_services() {
+    local s
+    for s in "${NOVA_SERVICES[@]}"; do
+        start "$s" "$VENVS/nova/bin/$s" --config-file "$ETC/nova/nova.conf"
+    done
+    # Up when the compute service reports to the API, host mapped to the cell.
+    wait_for nova-compute "$LOGS/nova-compute.log" 180 compute_up
+    "$VENVS/nova/bin/nova-manage" --config-file "$ETC/nova/nova.conf" \
+        cell_v2 discover_hosts >>"$LOGS/setup-discover-hosts.log" 2>&1 \
+        || die "nova-manage cell_v2 discover_hosts failed; see $LOGS/setup-discover-hosts.log"
+    # ... and its node is a resource provider with inventory.
+    wait_for nova-compute "$LOGS/nova-compute.log" 120 compute_node_up
+    local s2
+    for s2 in nova-acc-conductor nova-acc-scheduler; do
+        running "$s2" || die "$s2 exited; see $LOGS/$s2.log"
+    done
+}
+
+osc() { (source_openrc admin && "$VENVS/nova/bin/openstack" "$@"); }
+
+compute_up() {
+    osc compute service list --service nova-compute -f value -c State \
+        | grep -q '^up$' &&
+    osc compute service list --service nova-scheduler -f value -c State \
+        | grep -q '^up$' &&
+    osc compute service list --service nova-conductor -f value -c State \
+        | grep -q '^up$'
+}
+
+compute_node_up() {
+    osc resource provider list -f value -c name | grep -q . &&
+    osc hypervisor list -f value -c State | grep -q '^up$'
+}
+
+write_openrc() {
+    local who
+    for who in admin demo; do
+        cat > "$DIR/$who-openrc" <<EOT
+# source me: the $who user of the nova-acc cloud (tools/run-cloud.sh)
+export OS_AUTH_URL=http://$HOST:5000/v3
+export OS_IDENTITY_API_VERSION=3
+export OS_USERNAME=$who
+export OS_PASSWORD=$PASSWORD
+export OS_PROJECT_NAME=$who
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_REGION_NAME=RegionOne
+export OS_INTERFACE=public
+export PATH=$VENVS/nova/bin:\$PATH
+EOT
+    done
+}
+
+source_openrc() {
+    # shellcheck disable=SC1090
+    source "$DIR/$1-openrc"
+}
+
+# ---------------------------------------------------------------------------
+# The guest image, from Debian packages: the kernel of linux-image-*-amd64
+# and a busybox initramfs that prints the guest's PCI devices to its serial
+# console, then sleeps. Uploaded as aki/ari/ami (the ami is an empty disk).
+
+build_image() {
+    local d=$DATA/image pkg deb
+    if [[ -s $d/vmlinuz && -s $d/initrd && -e $d/disk ]]; then
+        return 0
+    fi
+    log "building the guest image in $d (log $LOGS/setup-image.log)"
+    rm -rf "$d"
+    mkdir -p "$d/deb" "$d/kernel" "$d/initramfs"/{bin,dev,proc,sys}
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+    [[ -n $pkg ]] || die "no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)"
+    (cd "$d/deb" && apt-get download "$pkg") >>"$LOGS/setup-image.log" 2>&1 \
+        || die "apt-get download $pkg failed; see $LOGS/setup-image.log"
+    deb=$(ls "$d"/deb/*.deb)
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$d/kernel" ./boot
+    cp "$d"/kernel/boot/vmlinuz-* "$d/vmlinuz"
+    cp /bin/busybox "$d/initramfs/bin/busybox"
+    cat > "$d/initramfs/init" <<'EOT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+{
+    echo "nova-acc guest: up"
+    for dev in /sys/bus/pci/devices/*; do
+        echo "nova-acc guest: pci ${dev##*/} $(cat "$dev/vendor"):$(cat "$dev/device")"
+    done
+} > /dev/ttyS0 2>&1
+while true; do sleep 3600; done
+EOT
+    chmod 755 "$d/initramfs/init"
+    (cd "$d/initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$d/initrd"
+    truncate -s 1M "$d/disk"
+    rm -rf "$d/deb" "$d/kernel"
+}
+
+create_resources() {
+    build_image
+    log "images and flavors (log $LOGS/setup-resources.log)"
+    "$VENVS/nova/bin/python" "$ROOT/tools/cloud_resources.py" compute \
+        "$HOST" "$PASSWORD" "$DATA/image" >>"$LOGS/setup-resources.log" 2>&1 \
+        || die "creating images and flavors failed; see $LOGS/setup-resources.log"
+}
+
+# ---------------------------------------------------------------------------
+# Commands.
+
+cmd_up() {
+    mkdir -p "$LOGS" "$RUN" "$ETC" "$DATA"
+    install_debian_packages
+    install_venvs
+    log "installed ($(elapsed) s)"
+    write_configs
+    write_openrc
+    start_mariadb
+    start_rabbitmq
+    sync_databases
+    log "databases ready ($(elapsed) s)"
+    local line name port module venv
+    for line in "${API_SERVICES[@]}"; do
+        read -r name port module venv <<< "$line"
+        start_api "$name" "$port" "$module" "$venv"
+        if [[ $name == keystone ]]; then
+            sync_once keystone-resources "$VENVS/nova/bin/python" \
+                "$ROOT/tools/cloud_resources.py" identity "$HOST" "$PASSWORD" \
+                || die "creating users and the catalog failed; see $LOGS/setup-keystone-resources.log"
+        fi
+        if [[ $name == neutron ]]; then
+            # Neutron 29 under uwsgi: list networks before the first port
+            # listing (ORM backrefs).
+            osc network list >/dev/null \
+                || die "neutron does not answer GET /v2.0/networks; see $LOGS/neutron.log"
+        fi
+    done
+    log "APIs up ($(elapsed) s)"
+    start_libvirt
+    start_nova_services
+    log "nova services up ($(elapsed) s)"
+    create_resources
+    if ((STARTED)); then
+        log "the cloud is up ($(elapsed) s)"
+    else
+        log "the cloud was already up: nothing started ($(elapsed) s)"
+    fi
+    cat <<EOT
+
+nova-acc cloud in $DIR (logs in $LOGS):
+  source $DIR/admin-openrc    # or demo-openrc
+  openstack server create --flavor m1.nano --image nova-acc-guest --nic none \\
+      --hint device_context=profile:$PROFILE_NAME vm1
+  openstack server show vm1 -c status -c fault
+  $ROOT/tools/run-cloud.sh --status | --stop
+Profile: $PROFILE_NAME=$PROFILE_SPEC; device_spec: $DEVICE_SPEC (no such device here)
+Tempest: $ROOT/tools/run-tempest.sh
+EOT
+}
+
+cmd_status() {
+    local line name port module venv s rc=0
+    for line in "${API_SERVICES[@]}"; do
+        read -r name port module venv <<< "$line"
+        if running "$name" && http_up "http://$HOST:$port/"; then
+            echo "$name: up (pid $(<"$RUN/$name.pid"), http://$HOST:$port)"
+        else
+            echo "$name: DOWN"; rc=1
+        fi
+    done
+    for s in "${NOVA_SERVICES[@]}"; do
+        if running "$s"; then
+            echo "$s: running (pid $(<"$RUN/$s.pid"))"
+        else
+            echo "$s: DOWN"; rc=1
+        fi
+    done
+    for s in mariadb:mysql_up rabbitmq:rabbit_up libvirtd:libvirt_up; do
+        if "${s#*:}" >/dev/null 2>&1; then
+            echo "${s%%:*}: up"
+        else
+            echo "${s%%:*}: DOWN"; rc=1
+        fi
+    done
+    return $rc
+}
+
+cmd_stop() {
+    local i s dom
+    # The OpenStack services all at once (nova-compute may take its 20 s).
+    local pids=()
+    for s in "${NOVA_SERVICES[@]}"; do
+        stop_service "$s" & pids+=($!)
+    done
+    for i in "${!API_SERVICES[@]}"; do
+        stop_service "${API_SERVICES[$i]%% *}" & pids+=($!)
+    done
+    wait "${pids[@]}"
+    if libvirt_up >/dev/null 2>&1; then
+        # Guests of this cloud left behind (Nova names them instance-*).
+        for dom in $(virsh -c qemu:///system list --name | grep '^instance-' || true); do
+            log "destroying leftover guest $dom"
+            virsh -c qemu:///system destroy "$dom" >/dev/null 2>&1 || true
+        done
+    fi
+    for s in libvirtd virtlockd virtlogd; do
+        if [[ -e $RUN/$s.started ]]; then
+            [[ -s /run/$s.pid ]] && stop_pid "$s" "$(cat "/run/$s.pid")"
+            rm -f "$RUN/$s.started"
+        fi
+    done
+    if [[ -e $RUN/rabbitmq.started ]]; then
+        log "stopping RabbitMQ"
+        /etc/init.d/rabbitmq-server stop >>"$LOGS/rabbitmq.log" 2>&1 || true
+        # ... and the Erlang port mapper it started.
+        epmd -kill >>"$LOGS/rabbitmq.log" 2>&1 || true
+        rm -f "$RUN/rabbitmq.started"
+    fi
+    stop_service mariadb
+    log "stopped ($(elapsed) s)"
+}
+
+# Sourcing this file (tests, debugging) defines the functions only.
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then
+    return 0
+fi
+
+case "${1:-}" in
+    "") cmd_up ;;
+    --status) cmd_status ;;
+    --stop) cmd_stop ;;
+    -h|--help) sed -n '2,19p' "$0" ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+esac

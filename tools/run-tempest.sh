@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs nova-acc's tempest plugin against the cloud of tools/run-cloud.sh.
+#
+#   tools/run-tempest.sh [REGEX]     default regex: nova_acc_tempest_plugin
+#
+# Creates the tempest workspace $NOVA_ACC_CLOUD_DIR/tempest (tempest init),
+# writes its etc/tempest.conf, runs 'tempest run --regex REGEX' and prints
+# the result; exits non-zero when a test failed. The log is
+# $NOVA_ACC_CLOUD_DIR/logs/tempest.log.
+#
+# NOVA_ACC_TEMPEST_DEVICE_CONTEXT: a device context a host of the cloud can
+# satisfy (e.g. resources:CUSTOM_EDU=1); unset here, where no host has a
+# device, so the tests that need one are skipped.
+# NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE=true: a host has a device for the
+# profile "edu" (then profile:edu must boot, not fail with NoValidHost).
+# NOVA_ACC_TEMPEST_LIBVIRT_URI: libvirt of the compute host, for the domain
+# XML checks (default qemu:///system, this machine's).
+# NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
+# (tools/run-tests.sh counts it with the unit and functional tests).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
+REGEX=${1:-nova_acc_tempest_plugin}
+WORKSPACE=$DIR/tempest
+TEMPEST=$DIR/venv/tempest/bin/tempest
+OPENSTACK=$DIR/venv/nova/bin/openstack
+DEVICE_CONTEXT=${NOVA_ACC_TEMPEST_DEVICE_CONTEXT:-}
+PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
+LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
+
+log() { printf '%s run-tempest: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[[ -x $TEMPEST && -f $DIR/admin-openrc ]] \
+    || die "no cloud in $DIR: run $ROOT/tools/run-cloud.sh first"
+# shellcheck disable=SC1091
+source "$DIR/admin-openrc"
+"$ROOT/tools/run-cloud.sh" --status >/dev/null \
+    || die "the cloud in $DIR is not up ($ROOT/tools/run-cloud.sh --status)"
+
+# The plugin from this checkout (run-cloud.sh installs it the same way).
+"$DIR/venv/tempest/bin/pip" install -q --no-deps --force-reinstall "$ROOT" \
+    >>"$DIR/logs/pip-tempest.log" 2>&1 \
+    || die "installing nova-acc into tempest's venv failed; see $DIR/logs/pip-tempest.log"
+
+image=$("$OPENSTACK" image show nova-acc-guest -f value -c id)
+[[ -n $image ]] || die "no image nova-acc-guest"
+
+if [[ ! -d $WORKSPACE/etc ]]; then
+    (cd "$DIR" && "$TEMPEST" init --workspace-path "$DIR/tempest-workspaces.yaml" \
+        --name nova-acc-cloud "$WORKSPACE") \
+        >>"$DIR/logs/tempest-init.log" 2>&1 \
+        || die "tempest init failed; see $DIR/logs/tempest-init.log"
+fi
+
+cat > "$WORKSPACE/etc/tempest.conf" <<EOT
+# Written by nova-acc's tools/run-tempest.sh for the cloud of run-cloud.sh.
+[DEFAULT]
+log_dir = $DIR/logs
+log_file = tempest.log
+
+[auth]
+use_dynamic_credentials = true
+create_isolated_networks = false
+admin_username = admin
+admin_password = $OS_PASSWORD
+admin_project_name = admin
+admin_domain_name = Default
+
+[identity]
+uri_v3 = $OS_AUTH_URL
+auth_version = v3
+region = RegionOne
+
+[identity-feature-enabled]
+api_v2 = false
+
+[compute]
+image_ref = $image
+image_ref_alt = $image
+flavor_ref = 42
+flavor_ref_alt = 84
+min_microversion = 2.1
+max_microversion = latest
+build_timeout = 180
+
+[validation]
+run_validation = false
+
+[service_available]
+nova = true
+glance = true
+neutron = true
+placement = true
+cinder = false
+swift = false
+nova_acc = true
+
+[nova_acc]
+unsatisfiable_context = resources:FPGA=1
+profile = edu
+profile_satisfiable = $PROFILE_SATISFIABLE
+libvirt_uri = $LIBVIRT_URI
+openstack_command = $OPENSTACK
+EOT
+if [[ -n $DEVICE_CONTEXT ]]; then
+    echo "device_context = $DEVICE_CONTEXT" >> "$WORKSPACE/etc/tempest.conf"
+fi
+
+log "tempest run --regex '$REGEX' in $WORKSPACE"
+start=$(date +%s)
+rc=0
+(cd "$WORKSPACE" && "$TEMPEST" run --regex "$REGEX" --concurrency 2) || rc=$?
+log "tempest run took $(($(date +%s) - start)) s; exit status $rc"
+if [[ -n ${NOVA_ACC_TEMPEST_SUBUNIT:-} ]]; then
+    # tempest run keeps the run in the workspace's stestr repository.
+    (cd "$WORKSPACE" && "$DIR/venv/tempest/bin/stestr" last --subunit) \
+        > "$NOVA_ACC_TEMPEST_SUBUNIT" || rc=1
+fi
+exit "$rc"
