@@ -347,7 +347,6 @@ mount -t devtmpfs devtmpfs /dev
     for dev in /sys/bus/pci/devices/*; do
         echo "nested guest: pci ${dev##*/} $(cat "$dev/vendor"):$(cat "$dev/device")"
     done
-    lspci
     echo "nested guest: done"
 } > /dev/ttyS0 2>&1
 while true; do sleep 3600; done
