@@ -16,6 +16,11 @@
 #   tools/run-vfio-host.sh --compute  stage 3: nova-compute with
 #                                     nova_acc.LibvirtAccDriver in the VM,
 #                                     joined to tools/run-cloud.sh's cloud
+#   tools/run-vfio-host.sh --demo     stage 3's check: boot a server with
+#                                     device_context=resources:CUSTOM_EDU=1,
+#                                     check it is ACTIVE on the VM with the
+#                                     edu hostdev and its console lists the
+#                                     device, delete it, check it is released
 #   tools/run-vfio-host.sh --compute-stop
 #   tools/run-vfio-host.sh --ssh [CMD...]  a shell (or CMD) in the VM
 #   tools/run-vfio-host.sh --status
@@ -471,7 +476,7 @@ status() {
     if vm_running; then
         echo "VM: running (pid $(cat "$PIDFILE")), ssh -p $SSH_PORT root@127.0.0.1 -i $KEY"
         vm_ssh 'lspci -nnk -d 1234:11e8; virsh -c qemu:///system list --all;
-                pgrep -a -f "bin/nova-compute" || echo "nova-compute: not running"' || true
+                pgrep -a -f "[b]in/nova-compute" || echo "nova-compute: not running"' || true
     else
         echo "VM: not running"
     fi
@@ -601,9 +606,16 @@ compute() {
             || die "the VM cannot reach 127.0.0.1:$p of this machine (is the cloud up?)"
     done
     compute_conf > "$DIR/nova-compute.conf"
-    vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/log/nova'
+    vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
     vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
-    if vm_ssh 'pgrep -f bin/nova-compute >/dev/null'; then
+    # A compute node UUID fixed by the host name: a VM built anew (new disk)
+    # is the same compute node and resource provider to the cloud, instead
+    # of a second node of the same name that Nova and placement refuse.
+    local node_uuid
+    node_uuid=$(python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "nova-acc-vfio:" + sys.argv[1]))' "$VM_HOST")
+    # shellcheck disable=SC2029  # expanded here on purpose
+    vm_ssh "test -s /var/lib/nova/compute_id || echo $node_uuid > /var/lib/nova/compute_id"
+    if vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null'; then
         log "nova-compute already runs in the VM"
     else
         log "starting nova-compute in the VM (log /var/log/nova/nova-compute.log in the VM)"
@@ -616,7 +628,7 @@ compute() {
     until (source "$CLOUD_DIR/admin-openrc" && openstack compute service list \
             --service nova-compute --host "$VM_HOST" -f value -c State 2>/dev/null | grep -q up); do
         i=$((i + 10)); [[ $i -gt 900 ]] && die "nova-compute in the VM did not report up after 900 s; see --ssh tail /var/log/nova/nova-compute.log"
-        vm_ssh 'pgrep -f bin/nova-compute >/dev/null' || { vm_ssh 'tail -30 /var/log/nova/nova-compute.log' >&2; die "nova-compute in the VM exited"; }
+        vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || { vm_ssh 'tail -30 /var/log/nova/nova-compute.log' >&2; die "nova-compute in the VM exited"; }
         sleep 10
     done
     log "nova-compute in the VM is up after $((SECONDS - t0)) s (host $VM_HOST)"
@@ -626,10 +638,76 @@ compute_stop() {
     vm_running || { log "VM not running"; return 0; }
     # SIGTERM, wait, then SIGKILL (nova-compute may ignore SIGTERM).
     # shellcheck disable=SC2016  # expanded in the VM
-    vm_ssh 'pkill -TERM -f bin/nova-compute || exit 0
-            for i in $(seq 60); do pgrep -f bin/nova-compute >/dev/null || exit 0; sleep 1; done
-            pkill -KILL -f bin/nova-compute; exit 0'
+    vm_ssh 'pkill -TERM -f "[b]in/nova-compute" || exit 0
+            for i in $(seq 60); do pgrep -f "[b]in/nova-compute" >/dev/null || exit 0; sleep 1; done
+            pkill -KILL -f "[b]in/nova-compute"; exit 0'
     log "nova-compute in the VM stopped"
+}
+
+# Stage 3's check: a server with a device context lands on the VM, its guest
+# gets the edu by VFIO and lists it; on delete the device is free again.
+demo() {
+    vm_running || start_vm
+    vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || compute
+    local t0=$SECONDS id name host pool addr i usage
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    pool=$(openstack resource provider list -f value -c uuid -c name \
+        | awk -v h="${VM_HOST}_CUSTOM_EDU_" 'index($2, h) == 1 {print $1}')
+    [[ -n $pool ]] || die "placement has no CUSTOM_EDU pool of $VM_HOST yet"
+    addr=$(vm_ssh "lspci -D -n -d 1234:11e8 | cut -d' ' -f1")
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/demo-openrc"
+    log "openstack server create --flavor m1.nano --image nova-acc-guest --nic none --hint device_context=resources:CUSTOM_EDU=1 edu-vfio"
+    id=$(openstack server create --flavor m1.nano --image nova-acc-guest --nic none \
+        --hint device_context=resources:CUSTOM_EDU=1 edu-vfio -f value -c id)
+    for ((i = 0; i < 120; i++)); do
+        [[ $(openstack server show "$id" -f value -c status) == BUILD ]] || break
+        sleep 5
+    done
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    openstack server show "$id" -f value -c status | grep -qx ACTIVE \
+        || die "server $id is not ACTIVE: $(openstack server show "$id" -f value -c status -c fault)"
+    host=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:host)
+    name=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:instance_name)
+    log "server $id ACTIVE after $((SECONDS - t0)) s on host $host ($name)"
+    [[ $host == "$VM_HOST" ]] || die "server $id is on $host, not on $VM_HOST"
+    usage=$(openstack resource provider usage show "$pool" -f value -c usage)
+    log "placement: pool $pool uses $usage CUSTOM_EDU"
+    vm_ssh "virsh dumpxml $name" > "$DIR/demo-domain.xml"
+    sed -n '/<hostdev/,/<\/hostdev>/p' "$DIR/demo-domain.xml" >&2
+    local b
+    b=$(echo "$addr" | awk -F'[:.]' '{printf "bus=.0x%s. slot=.0x%s. function=.0x%x.", $2, $3, $4}')
+    grep -A3 "<hostdev mode='subsystem' type='pci' managed='yes'>" "$DIR/demo-domain.xml" \
+        | grep -q "$b" || die "the domain XML has no hostdev for $addr; see $DIR/demo-domain.xml"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' >&2
+    log "waiting for the guest's console to list the device"
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/demo-openrc"
+    for ((i = 0; i < 90; i++)); do
+        openstack console log show "$id" > "$DIR/demo-console.log" 2>/dev/null || true
+        grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" && break
+        sleep 10
+    done
+    grep -a 'nova-acc guest:' "$DIR/demo-console.log" >&2 || true
+    grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" \
+        || die "the guest's console does not list 1234:11e8 after 900 s; see $DIR/demo-console.log"
+    log "the guest lists the edu device after $((SECONDS - t0)) s; deleting the server"
+    openstack server delete --wait "$id"
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    for ((i = 0; i < 30; i++)); do
+        usage=$(openstack resource provider usage show "$pool" -f value -c usage)
+        [[ $usage == 0 ]] && break
+        sleep 2
+    done
+    log "placement: pool $pool uses $usage CUSTOM_EDU after the delete"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list; virsh list --all' >&2
+    [[ $usage == 0 ]] || die "the pool's usage is $usage after the delete"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' \
+        | grep -q "$addr *| free" || die "device $addr is not free in the ledger after the delete"
+    log "stage 3 OK in $((SECONDS - t0)) s: ACTIVE on $VM_HOST with $addr by VFIO, listed by the guest, released on delete"
 }
 
 case ${1:---build} in
@@ -641,6 +719,7 @@ case ${1:---build} in
     --nested) nested ;;
     --compute) compute ;;
     --compute-stop) compute_stop ;;
+    --demo) demo ;;
     --ssh) shift; vm_ssh "$@" ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d' ;;
     *) die "unknown argument $1 (see --help)" ;;
