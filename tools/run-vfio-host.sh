@@ -608,13 +608,19 @@ compute() {
     compute_conf > "$DIR/nova-compute.conf"
     vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
     vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
-    # A compute node UUID fixed by the host name: a VM built anew (new disk)
-    # is the same compute node and resource provider to the cloud, instead
-    # of a second node of the same name that Nova and placement refuse.
+    # The compute node's UUID is kept in the state directory: a VM with a
+    # new disk (--rebuild-disk) is the same compute node and resource
+    # provider to the cloud, not a second node of the same name, which Nova
+    # and placement refuse. The first one is derived from the host name.
     local node_uuid
-    node_uuid=$(python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "nova-acc-vfio:" + sys.argv[1]))' "$VM_HOST")
+    if [[ -s $DIR/compute_id ]]; then
+        node_uuid=$(<"$DIR/compute_id")
+    else
+        node_uuid=$(python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "nova-acc-vfio:" + sys.argv[1]))' "$VM_HOST")
+    fi
     # shellcheck disable=SC2029  # expanded here on purpose
     vm_ssh "test -s /var/lib/nova/compute_id || echo $node_uuid > /var/lib/nova/compute_id"
+    vm_ssh 'cat /var/lib/nova/compute_id' > "$DIR/compute_id"
     if vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null'; then
         log "nova-compute already runs in the VM"
     else
@@ -685,9 +691,16 @@ demo() {
     log "waiting for the guest's console to list the device"
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/demo-openrc"
+    local failed=0
     for ((i = 0; i < 90; i++)); do
-        openstack console log show "$id" > "$DIR/demo-console.log" 2>/dev/null || true
-        grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" && break
+        if openstack console log show "$id" > "$DIR/demo-console.tmp" 2>"$LOGS/demo-console.err"; then
+            failed=0
+            mv "$DIR/demo-console.tmp" "$DIR/demo-console.log"
+            grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" && break
+        else
+            failed=$((failed + 1))
+            [[ $failed -lt 6 ]] || die "the cloud does not answer: $(tail -1 "$LOGS/demo-console.err"); server $id is left on $VM_HOST"
+        fi
         sleep 10
     done
     grep -a 'nova-acc guest:' "$DIR/demo-console.log" >&2 || true
