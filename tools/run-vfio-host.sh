@@ -75,6 +75,7 @@ PACKAGES=(
     openssh-server socat ca-certificates less
 )
 
+vm_running() { [[ -s $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -380,6 +381,10 @@ build_disk() {
 
 build() {
     mkdir -p "$DIR" "$LOGS"
+    if vm_running; then
+        log "the VM runs (pid $(cat "$PIDFILE")): not touching its rootfs or disk (--stop first)"
+        return 0
+    fi
     local t0=$SECONDS
     build_rootfs
     build_venv
@@ -390,7 +395,6 @@ build() {
 # ---------------------------------------------------------------------------
 # The VM.
 
-vm_running() { [[ -s $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 vm_ssh() {
     ssh -q -i "$KEY" -p "$SSH_PORT" -o StrictHostKeyChecking=no \
