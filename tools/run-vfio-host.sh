@@ -1,0 +1,743 @@
+#!/usr/bin/env bash
+# A compute host that is a VM, for a real VFIO passthrough without hardware.
+#
+#   tools/run-vfio-host.sh [--build]  build what is missing: a Debian 12
+#                                     rootfs with libvirt, QEMU, a kernel and
+#                                     a venv with nova 34 and this checkout,
+#                                     then its disk image (idempotent)
+#   tools/run-vfio-host.sh --start    build, then boot the VM (QEMU TCG with
+#                                     intel-iommu and the "edu" PCI device,
+#                                     1234:11e8) and wait until its edu is on
+#                                     vfio-pci and libvirtd answers
+#   tools/run-vfio-host.sh --nested   stage 2, no cloud needed: in the VM, a
+#                                     libvirt guest with the edu as a managed
+#                                     <hostdev>; waits for the guest's console
+#                                     to list 1234:11e8
+#   tools/run-vfio-host.sh --compute  stage 3: nova-compute with
+#                                     nova_acc.LibvirtAccDriver in the VM,
+#                                     joined to tools/run-cloud.sh's cloud
+#   tools/run-vfio-host.sh --demo     stage 3's check: boot a server with
+#                                     device_context=resources:CUSTOM_EDU=1,
+#                                     check it is ACTIVE on the VM with the
+#                                     edu hostdev and its console lists the
+#                                     device, delete it, check it is released
+#   tools/run-vfio-host.sh --compute-stop
+#   tools/run-vfio-host.sh --ssh [CMD...]  a shell (or CMD) in the VM
+#   tools/run-vfio-host.sh --status
+#   tools/run-vfio-host.sh --stop     stop the VM (clean poweroff, then kill)
+#   tools/run-vfio-host.sh --rebuild-disk  new disk image from the rootfs
+#                                     (forgets what the VM wrote to its disk)
+#
+# State under NOVA_ACC_VFIO_DIR (default /var/tmp/nova-acc-vfio): rootfs/,
+# disk.raw, vmlinuz + initrd.img (the VM's), serial.log (the VM's console),
+# nested-console.log, ssh key, logs/. The VM reaches nothing but 127.0.0.1
+# of this machine: QEMU user networking with restrict=on, ssh in through a
+# hostfwd on 127.0.0.1, and the cloud's ports (NOVA_ACC_VFIO_PORTS) out
+# through guestfwd to 10.0.2.100, which socat in the VM republishes on the
+# VM's own 127.0.0.1 (the keystone catalog says 127.0.0.1).
+#
+# Only the VM's emulated edu device is ever handed to nova-acc: nothing
+# here selects a PCI device of this machine, and no nova-compute runs here.
+#
+# See "A real VFIO passthrough on one machine" in
+# doc/source/operator-guide.rst (timings there).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${NOVA_ACC_VFIO_DIR:-/var/tmp/nova-acc-vfio}
+CLOUD_DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
+ROOTFS=$DIR/rootfs
+DISK=$DIR/disk.raw
+DISK_SIZE=${NOVA_ACC_VFIO_DISK_SIZE:-12G}
+SERIAL=$DIR/serial.log
+LOGS=$DIR/logs
+PIDFILE=$DIR/qemu.pid
+KEY=$DIR/id_ed25519
+SSH_PORT=${NOVA_ACC_VFIO_SSH_PORT:-10022}
+MIRROR=${NOVA_ACC_VFIO_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+NOVA_VERSION=34.0.0
+VM_HOST=${NOVA_ACC_VFIO_HOST:-nova-acc-vfio}
+VM_MEM=${NOVA_ACC_VFIO_MEM:-6G}
+# The control plane's ports on this machine's 127.0.0.1 (tools/run-cloud.sh):
+# keystone, rabbitmq, nova-api, placement, glance, neutron.
+PORTS=${NOVA_ACC_VFIO_PORTS:-"5000 5672 8774 8778 9292 9696"}
+GW=10.0.2.100
+VENV=/opt/nova-acc/venv
+SRC_IN_VM=/opt/nova-acc/src
+
+PACKAGES=(
+    linux-image-amd64 initramfs-tools
+    libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    qemu-system-x86 qemu-system-common qemu-utils
+    python3 python3-venv python3-libvirt
+    pciutils kmod busybox-static udev iproute2 procps
+    openssh-server socat ca-certificates less
+)
+
+vm_running() { [[ -s $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# The rootfs, built natively with debootstrap and chroot.
+
+mounted_under() { awk -v p="$1" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/mounts; }
+
+umount_under() {
+    local m
+    # Deepest first.
+    for m in $(mounted_under "$1" | sort -r); do
+        umount -l "$m" || true
+    done
+    [[ -z $(mounted_under "$1") ]] || die "still mounted under $1: $(mounted_under "$1")"
+}
+
+safe_rm() {
+    umount_under "$1"
+    rm -rf --one-file-system "$1"
+}
+
+chroot_mounts() {
+    local r=$1
+    umount_under "$r"
+    mount -t proc proc "$r/proc"
+    mount -t sysfs sysfs "$r/sys"
+    mount --bind /dev "$r/dev"
+    mount -t devpts devpts "$r/dev/pts" 2>/dev/null || true
+}
+
+in_chroot() {
+    local r=$1; shift
+    LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive chroot "$r" "$@"
+}
+
+build_rootfs() {
+    [[ -e $ROOTFS/.packages-done ]] && return 0
+    local t=$DIR/rootfs.tmp
+    command -v debootstrap >/dev/null || {
+        log "installing debootstrap"
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap >>"$LOGS/build.log" 2>&1 \
+            || die "apt-get install debootstrap failed; see $LOGS/build.log"
+    }
+    if [[ ! -e $t/.debootstrap-done ]]; then
+        safe_rm "$t"
+        log "debootstrap $SUITE from $MIRROR into $t (log $LOGS/build.log)"
+        debootstrap --variant=minbase "$SUITE" "$t" "$MIRROR" >>"$LOGS/build.log" 2>&1 \
+            || die "debootstrap failed; see $LOGS/build.log"
+        touch "$t/.debootstrap-done"
+    fi
+    log "installing ${PACKAGES[*]} in the rootfs (log $LOGS/build.log)"
+    cp /etc/resolv.conf "$t/etc/resolv.conf"
+    # No daemon starts in the chroot.
+    printf '#!/bin/sh\nexit 101\n' > "$t/usr/sbin/policy-rc.d"
+    chmod 755 "$t/usr/sbin/policy-rc.d"
+    echo "deb $MIRROR $SUITE main" > "$t/etc/apt/sources.list"
+    chroot_mounts "$t"
+    trap 'umount_under "$DIR/rootfs.tmp"' EXIT
+    in_chroot "$t" apt-get -o DPkg::Lock::Timeout=600 update -q >>"$LOGS/build.log" 2>&1 \
+        || die "apt-get update in the rootfs failed; see $LOGS/build.log"
+    in_chroot "$t" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
+        "${PACKAGES[@]}" >>"$LOGS/build.log" 2>&1 \
+        || die "apt-get install in the rootfs failed; see $LOGS/build.log"
+    in_chroot "$t" apt-get clean
+    umount_under "$t"
+    trap - EXIT
+    rm -f "$t/usr/sbin/policy-rc.d"
+    ls "$t"/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so >/dev/null \
+        || die "the rootfs has no QEMU TCG module (accel-tcg-x86_64.so)"
+    ls "$t"/boot/vmlinuz-* "$t"/boot/initrd.img-* >/dev/null \
+        || die "the rootfs has no kernel or initrd in /boot"
+    touch "$t/.packages-done"
+    mv "$t" "$ROOTFS"
+}
+
+# The venv: created and filled in the chroot, at native speed.
+src_stamp() {
+    (cd "$ROOT" && { git rev-parse HEAD 2>/dev/null; git status --porcelain 2>/dev/null; } | sha1sum | cut -c1-16)
+}
+
+build_venv() {
+    local stamp
+    stamp=$(src_stamp)
+    if [[ -e $ROOTFS/$VENV/.nova-done && $(cat "$ROOTFS/$SRC_IN_VM.stamp" 2>/dev/null) == "$stamp" ]]; then
+        return 0
+    fi
+    cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+    chroot_mounts "$ROOTFS"
+    trap 'umount_under "$ROOTFS"' EXIT
+    # This machine's pip configuration and local indexes, if any.
+    local d pipenv=()
+    for d in /opt/wheels /opt/pypi /opt/pypi-more; do
+        if [[ -d $d ]]; then
+            mkdir -p "$ROOTFS$d"
+            mount --bind -o ro "$d" "$ROOTFS$d"
+        fi
+    done
+    if [[ -f /etc/pip.conf ]]; then
+        cp /etc/pip.conf "$ROOTFS/tmp/host-pip.conf"
+        pipenv+=(PIP_CONFIG_FILE=/tmp/host-pip.conf)
+    fi
+    # This machine's CA bundle (its egress may need a CA of its own), only
+    # for the build: nothing of it stays in the rootfs.
+    if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+        mount --bind -o ro /etc/ssl/certs/ca-certificates.crt \
+            "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
+    fi
+    if [[ ! -e $ROOTFS/$VENV/.nova-done ]]; then
+        log "venv $VENV in the rootfs: nova==$NOVA_VERSION (log $LOGS/build.log)"
+        rm -rf "${ROOTFS:?}/$VENV"
+        # --system-site-packages: Debian's python3-libvirt, built for the
+        # rootfs's libvirt (no compiler in the VM).
+        in_chroot "$ROOTFS" python3 -m venv --system-site-packages "$VENV" >>"$LOGS/build.log" 2>&1 \
+            || die "venv creation failed; see $LOGS/build.log"
+        cp "$ROOT/constraints.txt" "$ROOTFS/tmp/constraints.txt"
+        in_chroot "$ROOTFS" env "${pipenv[@]}" "$VENV/bin/pip" install -q \
+            -c /tmp/constraints.txt "nova==$NOVA_VERSION" PyMySQL >>"$LOGS/build.log" 2>&1 \
+            || die "pip install nova failed; see $LOGS/build.log"
+        touch "$ROOTFS/$VENV/.nova-done"
+    fi
+    log "copying this checkout to $SRC_IN_VM and installing it in the venv"
+    rm -rf "${ROOTFS:?}/$SRC_IN_VM"
+    mkdir -p "$ROOTFS/$SRC_IN_VM"
+    # The working tree as it is, without its git metadata (a worktree's .git
+    # points outside the rootfs): pbr takes the version from PBR_VERSION.
+    tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.tox \
+        --exclude='*.pyc' --exclude=__pycache__ -cf - . | tar -C "$ROOTFS/$SRC_IN_VM" -xf -
+    local version
+    version=0.0.1.dev$(git -C "$ROOT" rev-list --count HEAD 2>/dev/null || echo 0)
+    in_chroot "$ROOTFS" env "${pipenv[@]}" PBR_VERSION="$version" \
+        "$VENV/bin/pip" install -q --no-deps --force-reinstall "$SRC_IN_VM" >>"$LOGS/build.log" 2>&1 \
+        || die "pip install of this checkout failed; see $LOGS/build.log"
+    in_chroot "$ROOTFS" "$VENV/bin/python" -c 'import nova.virt.nova_acc, nova_acc, os_acc, libvirt' \
+        >>"$LOGS/build.log" 2>&1 || die "nova-acc does not import in the venv; see $LOGS/build.log"
+    umount_under "$ROOTFS"
+    trap - EXIT
+    rm -f "$ROOTFS/tmp/host-pip.conf"
+    echo "$stamp" > "$ROOTFS/$SRC_IN_VM.stamp"
+    # A new disk image carries the new code.
+    rm -f "$DISK"
+}
+
+rootfs_kernel() { printf '%s\n' "$ROOTFS"/boot/vmlinuz-* | sort -V | tail -1; }
+
+# The VM's init (PID 1), its network, its ssh key, and the nested guest's
+# kernel and busybox initramfs.
+configure_rootfs() {
+    [[ -f $KEY ]] || ssh-keygen -q -t ed25519 -N '' -f "$KEY"
+    install -d -m 700 "$ROOTFS/root/.ssh"
+    install -m 600 "$KEY.pub" "$ROOTFS/root/.ssh/authorized_keys"
+    echo "$VM_HOST" > "$ROOTFS/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$VM_HOST" > "$ROOTFS/etc/hosts"
+    : > "$ROOTFS/etc/resolv.conf"
+    cat > "$ROOTFS/etc/fstab" <<'EOT'
+/dev/vda / ext4 rw,errors=remount-ro 0 1
+EOT
+    cat > "$ROOTFS/sbin/nova-acc-vm-init" <<EOT
+#!/bin/sh
+# PID 1 of the nova-acc VFIO VM (written by tools/run-vfio-host.sh).
+PORTS="$PORTS"
+GW=$GW
+EOT
+    cat >> "$ROOTFS/sbin/nova-acc-vm-init" <<'EOT'
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+say() { echo "nova-acc-vm: $*" > /dev/ttyS0; }
+
+if [ "$1" = shutdown ]; then
+    say "shutting down"
+    for p in nova-compute libvirtd virtlockd virtlogd sshd udevd socat; do
+        pkill -TERM -x "$p" 2>/dev/null
+    done
+    sleep 3
+    pkill -KILL -f nova-compute 2>/dev/null
+    sync
+    mount -o remount,ro / 2>/dev/null
+    sync
+    say "powering off"
+    busybox poweroff -f
+    exit 0
+fi
+
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
+mountpoint -q /dev/shm || mount -t tmpfs tmpfs /dev/shm
+mountpoint -q /run || mount -t tmpfs -o mode=755 tmpfs /run
+mountpoint -q /tmp || mount -t tmpfs tmpfs /tmp
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -o remount,rw /
+say "userspace up after $(cut -d' ' -f1 /proc/uptime) s"
+hostname -F /etc/hostname
+
+ip link set lo up
+ip addr add 10.0.2.15/24 dev eth0
+ip link set eth0 up
+ip route add default via 10.0.2.2
+
+# udev, so that libvirt's node devices are complete.
+if [ -x /lib/systemd/systemd-udevd ]; then
+    /lib/systemd/systemd-udevd --daemon
+    udevadm trigger --action=add
+    udevadm settle -t 120
+fi
+
+# The emulated edu device (1234:11e8) to vfio-pci.
+modprobe vfio-pci
+echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/vendor"):$(cat "$d/device")" = 0x1234:0x11e8 ]; then
+        [ -e "$d/driver" ] || echo "${d##*/}" > /sys/bus/pci/drivers/vfio-pci/bind
+        g=$(readlink "$d/iommu_group"); g=${g##*/}
+        say "edu ${d##*/} driver=$(basename "$(readlink "$d/driver")") iommu_group=$g members=$(ls /sys/kernel/iommu_groups/"$g"/devices | tr '\n' ' ')"
+    fi
+done
+say "vfio: $(ls /dev/vfio | tr '\n' ' ')"
+
+mkdir -p /run/sshd /var/log/libvirt
+/usr/sbin/sshd
+
+# The cloud's ports: 127.0.0.1:P in the VM -> $GW:P (QEMU guestfwd) ->
+# 127.0.0.1:P of the machine that runs the VM.
+for p in $PORTS; do
+    socat "TCP-LISTEN:$p,bind=127.0.0.1,fork,reuseaddr" "TCP:$GW:$p" \
+        >/dev/null 2>&1 &
+done
+
+for d in virtlogd virtlockd libvirtd; do
+    "$d" -d
+done
+i=0
+until virsh -c qemu:///system version >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 300 ] && break
+    sleep 1
+done
+say "libvirtd: $(virsh -c qemu:///system version 2>&1 | tr '\n' ' ')"
+say "READY after $(cut -d' ' -f1 /proc/uptime) s"
+
+# Reap orphans; SIGTERM (or SIGPWR) shuts the VM down.
+exec python3 -c '
+import os, signal, subprocess
+def down(*_):
+    subprocess.call(["/sbin/nova-acc-vm-init", "shutdown"])
+signal.signal(signal.SIGTERM, down)
+signal.signal(signal.SIGPWR, down)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        signal.pause()
+    except InterruptedError:
+        pass
+'
+EOT
+    chmod 755 "$ROOTFS/sbin/nova-acc-vm-init"
+
+    # The nested guest: the VM's own kernel and a busybox initramfs that
+    # lists its PCI devices on its serial console.
+    local n=$ROOTFS/var/lib/libvirt/images i
+    mkdir -p "$n"
+    cp "$(rootfs_kernel)" "$n/edu-probe.vmlinuz"
+    i=$(mktemp -d)
+    mkdir -p "$i"/{bin,dev,proc,sys}
+    cp "$ROOTFS/bin/busybox" "$i/bin/busybox"
+    cat > "$i/init" <<'EOT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+{
+    echo "nested guest: up after $(cut -d' ' -f1 /proc/uptime) s"
+    for dev in /sys/bus/pci/devices/*; do
+        echo "nested guest: pci ${dev##*/} $(cat "$dev/vendor"):$(cat "$dev/device")"
+    done
+    echo "nested guest: done"
+} > /dev/ttyS0 2>&1
+while true; do sleep 3600; done
+EOT
+    chmod 755 "$i/init"
+    (cd "$i" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$n/edu-probe.initrd"
+    rm -rf "$i"
+}
+
+build_disk() {
+    if [[ -s $DISK ]]; then
+        return 0
+    fi
+    configure_rootfs
+    local k
+    k=$(rootfs_kernel)
+    cp "$k" "$DIR/vmlinuz"
+    cp "$ROOTFS/boot/initrd.img-${k##*/vmlinuz-}" "$DIR/initrd.img"
+    log "disk image $DISK ($DISK_SIZE, ext4 from the rootfs)"
+    rm -f "$DISK.tmp"
+    truncate -s "$DISK_SIZE" "$DISK.tmp"
+    mkfs.ext4 -q -F -L nova-acc-vfio -d "$ROOTFS" "$DISK.tmp" >>"$LOGS/build.log" 2>&1 \
+        || die "mkfs.ext4 -d failed; see $LOGS/build.log"
+    mv "$DISK.tmp" "$DISK"
+}
+
+build() {
+    mkdir -p "$DIR" "$LOGS"
+    if vm_running; then
+        log "the VM runs (pid $(cat "$PIDFILE")): not touching its rootfs or disk (--stop first)"
+        return 0
+    fi
+    local t0=$SECONDS
+    build_rootfs
+    build_venv
+    build_disk
+    log "built in $((SECONDS - t0)) s: $DISK"
+}
+
+# ---------------------------------------------------------------------------
+# The VM.
+
+
+vm_ssh() {
+    ssh -q -i "$KEY" -p "$SSH_PORT" -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 \
+        -o ServerAliveInterval=30 -o BatchMode=yes root@127.0.0.1 "$@"
+}
+
+vm_scp_to() {
+    scp -q -i "$KEY" -P "$SSH_PORT" -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$1" "root@127.0.0.1:$2"
+}
+
+start_vm() {
+    build
+    if vm_running; then
+        log "VM already running (pid $(cat "$PIDFILE"))"
+        return 0
+    fi
+    local nic p t0=$SECONDS
+    # restrict=on: the VM reaches only the forwards below, all to 127.0.0.1.
+    nic="user,model=virtio-net-pci,restrict=on,net=10.0.2.0/24"
+    nic+=",hostfwd=tcp:127.0.0.1:$SSH_PORT-:22"
+    for p in $PORTS; do
+        # cmd: one socat per connection (a tcp: chardev would carry one).
+        nic+=",guestfwd=tcp:$GW:$p-cmd:socat - TCP:127.0.0.1:$p"
+    done
+    : > "$SERIAL"
+    log "booting the VM (TCG; console $SERIAL, log $LOGS/qemu.log)"
+    qemu-system-x86_64 -name nova-acc-vfio \
+        -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max \
+        -m "$VM_MEM" -smp 2 \
+        -device intel-iommu,intremap=on,caching-mode=on -device edu \
+        -drive "file=$DISK,if=virtio,format=raw,cache=writeback" \
+        -kernel "$DIR/vmlinuz" -initrd "$DIR/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 intel_iommu=on iommu=pt net.ifnames=0 init=/sbin/nova-acc-vm-init" \
+        -nic "$nic" \
+        -display none -serial "file:$SERIAL" \
+        -monitor "unix:$DIR/monitor.sock,server=on,wait=off" \
+        -pidfile "$PIDFILE" -daemonize >>"$LOGS/qemu.log" 2>&1 \
+        || die "QEMU did not start; see $LOGS/qemu.log"
+    local i=0
+    until grep -q 'nova-acc-vm: READY' "$SERIAL" 2>/dev/null; do
+        vm_running || die "QEMU exited; see $SERIAL and $LOGS/qemu.log"
+        i=$((i + 5)); [[ $i -gt 900 ]] && die "the VM was not ready after 900 s; see $SERIAL"
+        sleep 5
+    done
+    until vm_ssh true; do
+        i=$((i + 5)); [[ $i -gt 900 ]] && die "no ssh into the VM; see $SERIAL"
+        sleep 5
+    done
+    log "VM ready in $((SECONDS - t0)) s:"
+    grep 'nova-acc-vm:' "$SERIAL" >&2
+}
+
+stop_vm() {
+    if ! vm_running; then
+        log "VM not running"
+        rm -f "$PIDFILE"
+        return 0
+    fi
+    local pid i
+    pid=$(cat "$PIDFILE")
+    log "stopping the VM (pid $pid)"
+    vm_ssh 'nohup /sbin/nova-acc-vm-init shutdown >/dev/null 2>&1 &' || true
+    for ((i = 0; i < 90; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "no clean poweroff after 90 s; SIGTERM to QEMU"
+        kill -TERM "$pid"
+        for ((i = 0; i < 15; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    rm -f "$PIDFILE"
+    log "VM stopped"
+}
+
+status() {
+    if vm_running; then
+        echo "VM: running (pid $(cat "$PIDFILE")), ssh -p $SSH_PORT root@127.0.0.1 -i $KEY"
+        vm_ssh 'lspci -nnk -d 1234:11e8; virsh -c qemu:///system list --all;
+                pgrep -a -f "[b]in/nova-compute" || echo "nova-compute: not running"' || true
+    else
+        echo "VM: not running"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Stage 2: a libvirt guest in the VM with the edu as a managed hostdev.
+
+nested() {
+    vm_running || start_vm
+    local addr t0=$SECONDS
+    addr=$(vm_ssh "lspci -D -n -d 1234:11e8 | cut -d' ' -f1")
+    [[ -n $addr ]] || die "no edu device in the VM"
+    log "nested guest with hostdev $addr"
+    # shellcheck disable=SC2029  # $addr is expanded here on purpose
+    vm_ssh "set -e
+        virsh -q destroy edu-probe 2>/dev/null || true
+        virsh -q undefine edu-probe 2>/dev/null || true
+        rm -f /var/log/libvirt/edu-probe-console.log
+        b=\$(echo $addr | tr ':.' '  ')
+        set -- \$b
+        cat > /tmp/edu-probe.xml <<EOX
+<domain type='qemu'>
+  <name>edu-probe</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>/var/lib/libvirt/images/edu-probe.vmlinuz</kernel>
+    <initrd>/var/lib/libvirt/images/edu-probe.initrd</initrd>
+    <cmdline>console=ttyS0 quiet</cmdline>
+  </os>
+  <devices>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x\$1' bus='0x\$2' slot='0x\$3' function='0x\$4'/></source>
+    </hostdev>
+    <serial type='file'><source path='/var/log/libvirt/edu-probe-console.log'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOX
+        virsh -q define /tmp/edu-probe.xml
+        virsh -q start edu-probe
+        virsh dumpxml edu-probe | sed -n '/<hostdev/,/<\/hostdev>/p'" >&2
+    log "guest started after $((SECONDS - t0)) s; waiting for its console"
+    local i=0
+    until vm_ssh 'grep -q "nested guest: done" /var/log/libvirt/edu-probe-console.log 2>/dev/null'; do
+        i=$((i + 10)); [[ $i -gt 1200 ]] && { vm_ssh 'cat /var/log/libvirt/edu-probe-console.log' >&2 || true; die "no console output of the nested guest after 1200 s"; }
+        sleep 10
+    done
+    vm_ssh 'cat /var/log/libvirt/edu-probe-console.log' > "$DIR/nested-console.log"
+    log "nested guest's console after $((SECONDS - t0)) s ($DIR/nested-console.log):"
+    grep -a 'nested guest:\|^[0-9a-f]*:[0-9a-f]*\.[0-9]' "$DIR/nested-console.log" >&2 || true
+    vm_ssh 'virsh -q destroy edu-probe; virsh -q undefine edu-probe;
+            lspci -nnk -d 1234:11e8' >&2
+    grep -q 'nested guest: pci .* 0x1234:0x11e8' "$DIR/nested-console.log" \
+        || die "the nested guest does not list 1234:11e8"
+    log "stage 2 OK: the nested guest lists the edu device (1234:11e8) in $((SECONDS - t0)) s"
+}
+
+# ---------------------------------------------------------------------------
+# Stage 3: nova-compute in the VM, joined to tools/run-cloud.sh's cloud.
+
+compute_conf() {
+    local conf=$CLOUD_DIR/etc/nova/nova.conf
+    [[ -f $conf ]] || die "no cloud: $conf is missing (tools/run-cloud.sh)"
+    local helper="$VENV/bin/privsep-helper --config-file /etc/nova/nova.conf"
+    # The cloud's own nova.conf, minus what is this machine's: the VM has
+    # its own host name, state path, no database, and only the edu device.
+    python3 - "$conf" "$VM_HOST" "$VENV" "$helper" <<'EOT'
+import configparser, sys
+src, host, venv, helper = sys.argv[1:]
+cp = configparser.RawConfigParser(strict=False)
+cp.optionxform = str
+cp.read(src)
+out = configparser.RawConfigParser()
+out.optionxform = str
+keep = ['DEFAULT', 'keystone_authtoken', 'placement', 'neutron',
+        'service_user', 'glance', 'oslo_messaging_rabbit', 'libvirt']
+for s in keep:
+    if s != 'DEFAULT' and not cp.has_section(s):
+        continue
+    if s != 'DEFAULT':
+        out.add_section(s)
+    items = cp.defaults() if s == 'DEFAULT' else {
+        k: v for k, v in cp.items(s, raw=True) if k not in cp.defaults()}
+    for k, v in items.items():
+        out.set(s, k, v)
+d = out.defaults()
+for k in ('my_ip', 'osapi_compute_listen', 'metadata_listen', 'enabled_apis'):
+    d.pop(k, None)
+out.set('DEFAULT', 'host', host)
+out.set('DEFAULT', 'my_ip', '10.0.2.15')
+out.set('DEFAULT', 'state_path', '/var/lib/nova')
+out.set('DEFAULT', 'compute_driver', 'nova_acc.LibvirtAccDriver')
+out.set('DEFAULT', 'shutdown_timeout', '5')
+out.set('DEFAULT', 'use_stderr', 'true')
+if not out.has_section('libvirt'):
+    out.add_section('libvirt')
+out.set('libvirt', 'virt_type', 'qemu')
+out.set('libvirt', 'cpu_mode', 'none')
+for s in ('vnc', 'spice'):
+    out.add_section(s)
+    out.set(s, 'enabled', 'false')
+out.add_section('oslo_concurrency')
+out.set('oslo_concurrency', 'lock_path', '/var/lib/nova/lock')
+for s in ('nova_sys_admin', 'privsep_osbrick', 'vif_plug_ovs_privileged',
+          'vif_plug_linux_bridge_privileged', 'nova_acc_sys_admin'):
+    out.add_section(s)
+    out.set(s, 'helper_command', helper)
+out.add_section('nova_acc')
+# Only the VM's emulated edu device.
+out.set('nova_acc', 'device_spec',
+        '{"vendor_id": "1234", "product_id": "11e8", "resource_class": "CUSTOM_EDU"}')
+# edu has no reset method: with a reset on release it would become dirty.
+out.set('nova_acc', 'reset_on_release', 'false')
+out.write(sys.stdout)
+EOT
+}
+
+compute() {
+    vm_running || start_vm
+    [[ -s $CLOUD_DIR/admin-openrc ]] || die "no cloud: $CLOUD_DIR/admin-openrc is missing (tools/run-cloud.sh)"
+    local p
+    for p in $PORTS; do
+        vm_ssh "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $p), 10)'" \
+            || die "the VM cannot reach 127.0.0.1:$p of this machine (is the cloud up?)"
+    done
+    compute_conf > "$DIR/nova-compute.conf"
+    vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
+    vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
+    # The compute node's UUID is kept in the state directory: a VM with a
+    # new disk (--rebuild-disk) is the same compute node and resource
+    # provider to the cloud, not a second node of the same name, which Nova
+    # and placement refuse. The first one is derived from the host name.
+    local node_uuid
+    if [[ -s $DIR/compute_id ]]; then
+        node_uuid=$(<"$DIR/compute_id")
+    else
+        node_uuid=$(python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "nova-acc-vfio:" + sys.argv[1]))' "$VM_HOST")
+    fi
+    # shellcheck disable=SC2029  # expanded here on purpose
+    vm_ssh "test -s /var/lib/nova/compute_id || echo $node_uuid > /var/lib/nova/compute_id"
+    vm_ssh 'cat /var/lib/nova/compute_id' > "$DIR/compute_id"
+    if vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null'; then
+        log "nova-compute already runs in the VM"
+    else
+        log "starting nova-compute in the VM (log /var/log/nova/nova-compute.log in the VM)"
+        vm_ssh "nohup $VENV/bin/nova-compute --config-file /etc/nova/nova.conf \
+            >>/var/log/nova/nova-compute.log 2>&1 </dev/null & echo started"
+    fi
+    # Up when the cloud lists the VM's compute service.
+    local i=0 t0=$SECONDS
+    # shellcheck disable=SC1091
+    until (source "$CLOUD_DIR/admin-openrc" && openstack compute service list \
+            --service nova-compute --host "$VM_HOST" -f value -c State 2>/dev/null | grep -q up); do
+        i=$((i + 10)); [[ $i -gt 900 ]] && die "nova-compute in the VM did not report up after 900 s; see --ssh tail /var/log/nova/nova-compute.log"
+        vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || { vm_ssh 'tail -30 /var/log/nova/nova-compute.log' >&2; die "nova-compute in the VM exited"; }
+        sleep 10
+    done
+    log "nova-compute in the VM is up after $((SECONDS - t0)) s (host $VM_HOST)"
+}
+
+compute_stop() {
+    vm_running || { log "VM not running"; return 0; }
+    # SIGTERM, wait, then SIGKILL (nova-compute may ignore SIGTERM).
+    # shellcheck disable=SC2016  # expanded in the VM
+    vm_ssh 'pkill -TERM -f "[b]in/nova-compute" || exit 0
+            for i in $(seq 60); do pgrep -f "[b]in/nova-compute" >/dev/null || exit 0; sleep 1; done
+            pkill -KILL -f "[b]in/nova-compute"; exit 0'
+    log "nova-compute in the VM stopped"
+}
+
+# Stage 3's check: a server with a device context lands on the VM, its guest
+# gets the edu by VFIO and lists it; on delete the device is free again.
+demo() {
+    vm_running || start_vm
+    vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || compute
+    local t0=$SECONDS id name host pool addr i usage
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    pool=$(openstack resource provider list -f value -c uuid -c name \
+        | awk -v h="${VM_HOST}_CUSTOM_EDU_" 'index($2, h) == 1 {print $1}')
+    [[ -n $pool ]] || die "placement has no CUSTOM_EDU pool of $VM_HOST yet"
+    addr=$(vm_ssh "lspci -D -n -d 1234:11e8 | cut -d' ' -f1")
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/demo-openrc"
+    log "openstack server create --flavor m1.nano --image nova-acc-guest --nic none --hint device_context=resources:CUSTOM_EDU=1 edu-vfio"
+    id=$(openstack server create --flavor m1.nano --image nova-acc-guest --nic none \
+        --hint device_context=resources:CUSTOM_EDU=1 edu-vfio -f value -c id)
+    for ((i = 0; i < 120; i++)); do
+        [[ $(openstack server show "$id" -f value -c status) == BUILD ]] || break
+        sleep 5
+    done
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    openstack server show "$id" -f value -c status | grep -qx ACTIVE \
+        || die "server $id is not ACTIVE: $(openstack server show "$id" -f value -c status -c fault)"
+    host=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:host)
+    name=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:instance_name)
+    log "server $id ACTIVE after $((SECONDS - t0)) s on host $host ($name)"
+    [[ $host == "$VM_HOST" ]] || die "server $id is on $host, not on $VM_HOST"
+    usage=$(openstack resource provider usage show "$pool" -f value -c usage)
+    log "placement: pool $pool uses $usage CUSTOM_EDU"
+    vm_ssh "virsh dumpxml $name" > "$DIR/demo-domain.xml"
+    sed -n '/<hostdev/,/<\/hostdev>/p' "$DIR/demo-domain.xml" >&2
+    local b
+    b=$(echo "$addr" | awk -F'[:.]' '{printf "bus=.0x%s. slot=.0x%s. function=.0x%x.", $2, $3, $4}')
+    grep -A3 "<hostdev mode='subsystem' type='pci' managed='yes'>" "$DIR/demo-domain.xml" \
+        | grep -q "$b" || die "the domain XML has no hostdev for $addr; see $DIR/demo-domain.xml"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' >&2
+    log "waiting for the guest's console to list the device"
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/demo-openrc"
+    local failed=0
+    for ((i = 0; i < 90; i++)); do
+        if openstack console log show "$id" > "$DIR/demo-console.tmp" 2>"$LOGS/demo-console.err"; then
+            failed=0
+            mv "$DIR/demo-console.tmp" "$DIR/demo-console.log"
+            grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" && break
+        else
+            failed=$((failed + 1))
+            [[ $failed -lt 6 ]] || die "the cloud does not answer: $(tail -1 "$LOGS/demo-console.err"); server $id is left on $VM_HOST"
+        fi
+        sleep 10
+    done
+    grep -a 'nova-acc guest:' "$DIR/demo-console.log" >&2 || true
+    grep -aq 'pci .* 0x1234:0x11e8' "$DIR/demo-console.log" \
+        || die "the guest's console does not list 1234:11e8 after 900 s; see $DIR/demo-console.log"
+    log "the guest lists the edu device after $((SECONDS - t0)) s; deleting the server"
+    openstack server delete --wait "$id"
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    for ((i = 0; i < 30; i++)); do
+        usage=$(openstack resource provider usage show "$pool" -f value -c usage)
+        [[ $usage == 0 ]] && break
+        sleep 2
+    done
+    log "placement: pool $pool uses $usage CUSTOM_EDU after the delete"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list; virsh list --all' >&2
+    [[ $usage == 0 ]] || die "the pool's usage is $usage after the delete"
+    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' \
+        | grep -q "$addr *| free" || die "device $addr is not free in the ledger after the delete"
+    log "stage 3 OK in $((SECONDS - t0)) s: ACTIVE on $VM_HOST with $addr by VFIO, listed by the guest, released on delete"
+}
+
+case ${1:---build} in
+    --build) build ;;
+    --rebuild-disk) stop_vm; rm -f "$DISK"; build ;;
+    --start) start_vm ;;
+    --stop) stop_vm ;;
+    --status) status ;;
+    --nested) nested ;;
+    --compute) compute ;;
+    --compute-stop) compute_stop ;;
+    --demo) demo ;;
+    --ssh) shift; vm_ssh "$@" ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d' ;;
+    *) die "unknown argument $1 (see --help)" ;;
+esac
