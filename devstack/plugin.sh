@@ -2,37 +2,70 @@
 #
 # devstack/plugin.sh - devstack plugin of nova-acc.
 #
-# NOT TESTED in a devstack run yet: see README.rst next to this file.
+# NOT RUN in a devstack yet: checked with bash -n and shellcheck only; see
+# README.rst next to this file.
 #
 # Enable in local.conf:
 #
 #   [[local|localrc]]
 #   enable_plugin nova-acc <git url of nova-acc> [<branch>]
 #
-# What it does, by stack.sh phase:
+# What it does, by phase (devstack's doc/source/plugins.rst):
 #
-#   stack install      pip-installs nova-acc into Nova's environment: not
-#                      editable (it ships nova/virt/nova_acc into the nova
-#                      package) and without dependencies (all of them are
-#                      Nova's, and pip must not replace devstack's Nova).
-#   stack post-config  [DEFAULT] compute_driver (on compute nodes) and
+#   stack install      pip-installs nova-acc into Nova's Python environment
+#                      (not editable, no dependencies, with constraints) and
+#                      makes nova.virt.nova_acc importable next to devstack's
+#                      editable Nova.
+#   stack post-config  Nova is configured but not started yet (stack.sh
+#                      calls start_nova after this phase): [DEFAULT]
+#                      compute_driver, [nova_acc_sys_admin] helper_command,
+#                      nova-acc's rootwrap filter (compute hosts), and
 #                      [nova_acc] device_spec / profile in $NOVA_CONF and
-#                      $NOVA_CPU_CONF, from NOVA_ACC_DEVICE_SPEC and
-#                      NOVA_ACC_PROFILES (devstack/settings).
-#   stack extra        Nova is running by now. Restarts n-sch as
-#                      nova-acc-scheduler and n-cond / n-super-cond /
-#                      n-cond-cell<N> as nova-acc-conductor, with the
-#                      arguments devstack gave them, after writing the
-#                      [nova_acc] options into their config files; restarts
-#                      n-cpu if its configuration had to be changed.
+#                      every cell conductor's nova_cell<N>.conf.
+#   stack extra        Restarts n-sch as nova-acc-scheduler and n-cond /
+#                      n-super-cond / n-cond-cell<N> as nova-acc-conductor,
+#                      with the arguments lib/nova gives nova-scheduler and
+#                      nova-conductor; checks n-cpu's compute_driver.
+#   stack test-config  nova-acc into tempest's venv; [service_available]
+#                      nova_acc and the [nova_acc] group in tempest.conf.
+#   unstack            Stops the services it restarted.
+#   clean              Removes the rootwrap filter and the driver shim it
+#                      put into Nova's source tree.
 #
-# This file is sourced by stack.sh, so it only defines functions with a
-# nova_acc prefix and runs nothing outside the phase dispatch at the end.
+# This file is sourced by stack.sh / unstack.sh / clean.sh after lib/nova
+# and devstack/settings: the NOVA_* (lib/nova), TEMPEST_* (lib/tempest) and
+# NOVA_ACC_* (settings) variables and devstack's functions come from there.
+# It only defines functions with a nova_acc prefix and runs nothing outside
+# the dispatch at the end.
+
+# Why n-sch / n-cond are restarted in the extra phase, under their own
+# devstack names, rather than disabled in favour of new services:
+#
+# * lib/nova keys more than start-up on n-cond: create_nova_conf writes the
+#   cell conductors' nova_cell<N>.conf (used by init_nova for the cell
+#   databases) only if n-cond is enabled, and stack.sh waits for nova-compute
+#   to register (is_nova_ready, before the extra phase), which nova-compute
+#   only does once a conductor answers. A disabled n-cond with
+#   nova-acc-conductor started in the extra phase would fail stack.sh.
+# * lib/nova hard-codes $NOVA_BIN_DIR/nova-scheduler and nova-conductor in
+#   start_nova_rest / start_nova_conductor; devstack has no variable for
+#   another binary, and redefining lib/nova's functions from a plugin is
+#   outside the plugin contract (phases, run_process, stop_process).
+# * Keeping the names means unstack.sh's stop_nova stops nova-acc's
+#   services too, and a second stack.sh first starts the stock binaries
+#   again (start_nova rewrites the units) and this plugin swaps them again.
+#
+# Between start_nova and the extra phase the stock scheduler and conductors
+# run; stack.sh only creates flavors and discovers hosts then, it boots no
+# server, and no device context reaches them. The nova-acc binaries read the
+# same configuration files; the [nova_acc] options are in them from the
+# post-config phase on.
 
 # Writes the multi-valued option [nova_acc] OPTION of FILE from VALUES, a
 # newline-separated list (blank lines ignored), keeping the order: the first
 # matching device_spec entry wins. Nothing is written for an empty list, so
-# values set another way (e.g. a post-config section of local.conf) stay.
+# values set another way (e.g. a post-config section of local.conf, merged
+# after this phase) stay.
 function _nova_acc_set_multi {
     local file=$1
     local option=$2
@@ -62,6 +95,9 @@ function _nova_acc_set_multi {
 }
 
 # Writes the [nova_acc] options of devstack/settings into FILE, if it exists.
+# Both go into every file: the operator guide asks for identical values on
+# every service (device_spec is read by nova-compute, profile by the
+# scheduler and the conductors).
 function _nova_acc_write_options {
     local file=$1
     if [[ -z "$file" || ! -f "$file" ]]; then
@@ -71,35 +107,67 @@ function _nova_acc_write_options {
     _nova_acc_set_multi "$file" profile "$NOVA_ACC_PROFILES"
 }
 
-# Sets NOVA_ACC_UNIT_COMMAND to the ExecStart command of the systemd unit
-# of devstack service $1 (not a $(...) function: die must stop stack.sh).
-function _nova_acc_read_unit_command {
-    local service=$1
-    local unit=$SYSTEMD_DIR/devstack@$service.service
-    if [[ ! -f "$unit" ]]; then
-        die $LINENO "nova-acc: no systemd unit $unit; the plugin needs USE_SYSTEMD=True"
-    fi
-    NOVA_ACC_UNIT_COMMAND=$(iniget "$unit" Service ExecStart)
-    if [[ -z "$NOVA_ACC_UNIT_COMMAND" ]]; then
-        die $LINENO "nova-acc: no ExecStart in $unit"
+# Sets NOVA_ACC_PYTHON to the interpreter of Nova's console scripts (the
+# environment pip_install installed nova-acc into).
+function _nova_acc_find_python {
+    NOVA_ACC_PYTHON=$(sed -n '1s/^#![[:space:]]*//p' "$NOVA_BIN_DIR/nova-manage")
+    if [[ -z "$NOVA_ACC_PYTHON" || ! -x "${NOVA_ACC_PYTHON%% *}" ]]; then
+        die $LINENO "nova-acc: no Python interpreter in $NOVA_BIN_DIR/nova-manage"
     fi
 }
 
-# Prints the --config-file arguments of command $1, one per line.
-function _nova_acc_config_files {
-    local -a words
-    local i
-    read -r -a words <<< "$1"
-    for ((i = 0; i < ${#words[@]}; i++)); do
-        case "${words[$i]}" in
-            --config-file) echo "${words[$((i + 1))]}" ;;
-            --config-file=*) echo "${words[$i]#--config-file=}" ;;
-        esac
-    done
+# Runs Nova's Python with arguments "$@" from /: with the working directory
+# on sys.path, a checkout there (nova-acc's own nova/ or nova_acc.egg-info)
+# would be found instead of what is installed.
+function _nova_acc_python {
+    (cd / && $NOVA_ACC_PYTHON "$@")
 }
 
 function install_nova_acc {
-    pip_install --no-deps "$NOVA_ACC_DIR"
+    # Not editable: nova-acc ships nova/virt/nova_acc into Nova's package.
+    # --no-deps: all of nova-acc's requirements are Nova's, and pip must not
+    # replace the Nova devstack installed from git (its pbr version may be
+    # a 34.0.0 pre-release, outside nova>=34.0.0,<35.0.0). --force-reinstall
+    # as tools/run-cloud.sh, so that a re-stack installs the checkout as it
+    # is now. pip_install adds devstack's upper-constraints itself; the
+    # repository's constraints.txt is passed too.
+    pip_install --no-deps --force-reinstall -c "$NOVA_ACC_DIR/constraints.txt" "$NOVA_ACC_DIR"
+
+    _nova_acc_find_python
+    # devstack installs Nova editable, from $NOVA_DIR (setup_develop), so
+    # Nova's package is not in site-packages, where pip just put nova-acc's
+    # nova/virt/nova_acc. There that directory is no part of Nova's package,
+    # and worse, a "nova" directory without __init__.py on sys.path is a
+    # namespace package that hides the editable Nova (setuptools'
+    # editable finder comes after the path finder). So: take it out of
+    # site-packages and put the shim into the nova/virt directory Nova is
+    # really imported from. With a Nova installed into site-packages (its
+    # nova/virt/__init__.py next to the shim) nothing is moved.
+    local site_shim
+    site_shim=$(_nova_acc_python -c 'import importlib.metadata as m; print(m.distribution("nova-acc").locate_file("nova/virt/nova_acc"))')
+    if [[ "$site_shim" == /* && -d "$site_shim" && ! -f "$(dirname "$site_shim")/__init__.py" ]]; then
+        sudo rm -rf "$site_shim"
+        sudo rmdir --ignore-fail-on-non-empty "$(dirname "$site_shim")" "$(dirname "$(dirname "$site_shim")")"
+        local virt_dir
+        virt_dir=$(_nova_acc_python -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))')
+        if [[ -z "$virt_dir" || ! -f "$virt_dir/__init__.py" ]]; then
+            die $LINENO "nova-acc: cannot find the nova/virt directory of Nova"
+        fi
+        echo_summary "nova-acc: installing the driver shim into $virt_dir/nova_acc"
+        sudo install -D -m 0644 -o "$STACK_USER" \
+            "$NOVA_ACC_DIR/nova/virt/nova_acc/__init__.py" "$virt_dir/nova_acc/__init__.py"
+    fi
+    # The operator guide's check; the driver (nova.virt.nova_acc imports
+    # Nova's libvirt driver) only where n-cpu runs and libvirt-python is
+    # installed.
+    local check='import nova, nova_acc, os_acc, importlib.util, sys; sys.exit(nova.__file__ is None or importlib.util.find_spec("nova.virt.nova_acc") is None)'
+    if is_service_enabled n-cpu; then
+        check='import nova.virt.nova_acc, nova_acc, os_acc'
+    fi
+    if ! _nova_acc_python -c "$check"; then
+        die $LINENO "nova-acc: '$check' fails with $NOVA_ACC_PYTHON"
+    fi
+
     local version
     version=$("$NOVA_BIN_DIR/nova-manage" --version 2>&1 | tail -n 1)
     if [[ "$version" != 34.* ]]; then
@@ -108,101 +176,175 @@ function install_nova_acc {
 }
 
 function configure_nova_acc {
+    # configure_neutron_nova runs in the background from init_nova on and
+    # edits $NOVA_CONF and the nova_cell<N>.conf files; stack.sh waits for
+    # it only after this phase. Wait now so that the two never rewrite one
+    # file at the same time (stack.sh's own wait then just says it was
+    # waited for already).
+    async_wait configure_neutron_nova
+
     if is_service_enabled n-cpu; then
         if [[ "$VIRT_DRIVER" != "libvirt" ]]; then
             die $LINENO "nova-acc needs VIRT_DRIVER=libvirt, not '$VIRT_DRIVER'"
         fi
+        # In $NOVA_CONF: start_nova_compute creates $NOVA_CPU_CONF by
+        # copying $NOVA_CONF (then merges local.conf's post-config section
+        # of $NOVA_CPU_CONF), so whatever is written into $NOVA_CPU_CONF now
+        # would be lost. The driver is set before n-cpu ever starts.
         iniset "$NOVA_CONF" DEFAULT compute_driver "$NOVA_ACC_COMPUTE_DRIVER"
-        if [[ -n "$NOVA_CPU_CONF" && -f "$NOVA_CPU_CONF" ]]; then
-            iniset "$NOVA_CPU_CONF" DEFAULT compute_driver "$NOVA_ACC_COMPUTE_DRIVER"
+        # nova-compute resets released devices through nova-acc's own
+        # privsep daemon. tools/run-cloud.sh sets its helper_command
+        # explicitly (privsep-helper with the compute's config file); here
+        # with sudo, since n-cpu runs as $STACK_USER. Or, with
+        # NOVA_ACC_PRIVSEP_ROOTWRAP=True, through nova-rootwrap and the
+        # filter below, like Nova's own privsep daemons in devstack.
+        if [[ "$(trueorfalse False NOVA_ACC_PRIVSEP_ROOTWRAP)" == "True" ]]; then
+            inidelete "$NOVA_CONF" nova_acc_sys_admin helper_command
+        else
+            iniset "$NOVA_CONF" nova_acc_sys_admin helper_command \
+                "sudo $NOVA_BIN_DIR/privsep-helper --config-file $NOVA_CPU_CONF"
         fi
-        # nova-compute resets released devices through nova-acc's privsep
-        # daemon, started through nova-rootwrap with this filter.
-        sudo install -m 0644 "$NOVA_ACC_DIR/etc/nova/rootwrap.d/nova-acc.filters" \
+        # configure_nova (before the install phase) recreated rootwrap.d.
+        sudo install -m 0644 -o root -g root \
+            "$NOVA_ACC_DIR/etc/nova/rootwrap.d/nova-acc.filters" \
             "$NOVA_CONF_DIR/rootwrap.d/nova-acc.filters"
     fi
+
+    # The scheduler, the superconductor (or single conductor) and
+    # nova-compute read $NOVA_CONF; each cell conductor reads only its
+    # nova_cell<N>.conf.
     _nova_acc_write_options "$NOVA_CONF"
-    if [[ -n "$NOVA_CPU_CONF" && "$NOVA_CPU_CONF" != "$NOVA_CONF" ]]; then
-        _nova_acc_write_options "$NOVA_CPU_CONF"
-    fi
+    local i
+    for i in $(seq 1 "${NOVA_NUM_CELLS:-1}"); do
+        _nova_acc_write_options "$(conductor_conf "$i")"
+    done
 }
 
-# Restarts devstack service $1, which runs Nova's command $2 (e.g.
-# nova-scheduler), as nova-acc's command $3 (e.g. nova-acc-scheduler) with
-# the same arguments, from the same directory.
-function _nova_acc_swap_service {
-    local service=$1
-    local stock=$2
-    local ours=$3
-    if ! is_service_enabled "$service"; then
+# Sets NOVA_ACC_SERVICES to "<devstack service> <nova-acc binary> <config
+# file>" for each service lib/nova runs as nova-scheduler or nova-conductor,
+# with the --config-file start_nova_rest / start_nova_conductor give it.
+function _nova_acc_services {
+    NOVA_ACC_SERVICES=()
+    if is_service_enabled n-sch; then
+        NOVA_ACC_SERVICES+=("n-sch nova-acc-scheduler $NOVA_CONF")
+    fi
+    if [[ "$CELLSV2_SETUP" == "singleconductor" ]]; then
+        if is_service_enabled n-cond; then
+            NOVA_ACC_SERVICES+=("n-cond nova-acc-conductor $NOVA_COND_CONF")
+        fi
         return 0
     fi
-    _nova_acc_read_unit_command "$service"
-    local cmd=$NOVA_ACC_UNIT_COMMAND
-    local conf
-    for conf in $(_nova_acc_config_files "$cmd"); do
-        _nova_acc_write_options "$conf"
-    done
-    local bin=${cmd%% *}
-    local args=${cmd#"$bin"}
-    case "$(basename "$bin")" in
-        "$ours")
-            ;;  # swapped by an earlier stack.sh run: just restart it
-        "$stock")
-            bin=$(dirname "$bin")/$ours
-            ;;
-        *)
-            die $LINENO "nova-acc: devstack@$service runs '$bin', expected $stock"
-            ;;
-    esac
-    if [[ ! -x "$bin" ]]; then
-        die $LINENO "nova-acc: $bin not found; is nova-acc installed in Nova's environment?"
+    local i
+    # What lib/nova's enable_nova_fleet does before it starts or stops them
+    # (in unstack.sh, these names are not enabled yet).
+    if is_service_enabled n-cond; then
+        enable_service n-super-cond
+        for i in $(seq 1 "$NOVA_NUM_CELLS"); do
+            enable_service "n-cond-cell$i"
+        done
     fi
-    echo_summary "nova-acc: restarting $service as $ours"
-    stop_process "$service"
-    run_process "$service" "$bin$args"
-}
-
-# nova-compute normally starts with the driver and options of the
-# post-config phase; if not (e.g. its config file was regenerated), set them
-# and restart it.
-function _nova_acc_check_compute {
-    if ! is_service_enabled n-cpu; then
-        return 0
+    # The superconductor binds devices on first boots, the cell conductors
+    # on reschedules: all of them run nova-acc-conductor.
+    if is_service_enabled n-super-cond; then
+        NOVA_ACC_SERVICES+=("n-super-cond nova-acc-conductor $NOVA_COND_CONF")
     fi
-    _nova_acc_read_unit_command n-cpu
-    local cmd=$NOVA_ACC_UNIT_COMMAND
-    local conf
-    local before
-    local changed=False
-    for conf in $(_nova_acc_config_files "$cmd"); do
-        before=$(md5sum "$conf")
-        if [[ "$(iniget "$conf" DEFAULT compute_driver)" != "$NOVA_ACC_COMPUTE_DRIVER" ]]; then
-            iniset "$conf" DEFAULT compute_driver "$NOVA_ACC_COMPUTE_DRIVER"
-        fi
-        _nova_acc_write_options "$conf"
-        if [[ "$(md5sum "$conf")" != "$before" ]]; then
-            changed=True
+    for i in $(seq 1 "$NOVA_NUM_CELLS"); do
+        if is_service_enabled "n-cond-cell$i"; then
+            NOVA_ACC_SERVICES+=("n-cond-cell$i nova-acc-conductor $(conductor_conf "$i")")
         fi
     done
-    if [[ "$changed" == "True" ]]; then
-        echo_summary "nova-acc: restarting n-cpu with $NOVA_ACC_COMPUTE_DRIVER"
-        sudo systemctl restart devstack@n-cpu.service
-    fi
 }
 
 function start_nova_acc {
-    _nova_acc_swap_service n-sch nova-scheduler nova-acc-scheduler
-    # Single-conductor layout, superconductor, cell conductors: all of them,
-    # the superconductor binds devices on first boot, cell conductors on
-    # reschedules.
-    _nova_acc_swap_service n-cond nova-conductor nova-acc-conductor
-    _nova_acc_swap_service n-super-cond nova-conductor nova-acc-conductor
-    local i
-    for i in $(seq 1 "${NOVA_NUM_CELLS:-1}"); do
-        _nova_acc_swap_service "n-cond-cell$i" nova-conductor nova-acc-conductor
+    _nova_acc_services
+    local entry service binary conf
+    # As lib/nova's start functions: rootwrap is found through the PATH
+    # that run_process writes into the unit.
+    local old_path=$PATH
+    export PATH=$NOVA_BIN_DIR:$PATH
+    for entry in "${NOVA_ACC_SERVICES[@]}"; do
+        read -r service binary conf <<< "$entry"
+        if [[ ! -x "$NOVA_BIN_DIR/$binary" ]]; then
+            die $LINENO "nova-acc: $NOVA_BIN_DIR/$binary not found; is nova-acc installed in Nova's environment?"
+        fi
+        echo_summary "nova-acc: restarting $service as $binary"
+        stop_process "$service"
+        run_process "$service" "$NOVA_BIN_DIR/$binary --config-file $conf"
     done
-    _nova_acc_check_compute
+    export PATH=$old_path
+
+    # n-cpu started with $NOVA_CPU_CONF, a copy of $NOVA_CONF with
+    # local.conf's post-config section of $NOVA_CPU_CONF merged in; the
+    # latter may have set another driver.
+    if is_service_enabled n-cpu; then
+        local driver
+        driver=$(iniget "$NOVA_CPU_CONF" DEFAULT compute_driver)
+        if [[ "$driver" != "$NOVA_ACC_COMPUTE_DRIVER" ]]; then
+            die $LINENO "nova-acc: n-cpu runs compute_driver '$driver' ($NOVA_CPU_CONF), not $NOVA_ACC_COMPUTE_DRIVER; check local.conf's post-config sections"
+        fi
+    fi
+}
+
+function stop_nova_acc {
+    _nova_acc_services
+    local entry service binary conf
+    for entry in "${NOVA_ACC_SERVICES[@]}"; do
+        read -r service binary conf <<< "$entry"
+        stop_process "$service"
+    done
+}
+
+function configure_tempest_nova_acc {
+    if ! is_service_enabled tempest; then
+        return 0
+    fi
+    # Tempest finds the plugin (entry point tempest.test_plugins) in its own
+    # venv. Not through TEMPEST_PLUGINS: that installs with dependencies,
+    # which would pull Nova from PyPI into tempest's venv; the plugin only
+    # needs tempest (as tools/run-cloud.sh, which installs nova-acc into its
+    # tempest venv with --no-deps too).
+    local venv=$TEMPEST_DIR/.tox/tempest
+    if [[ ! -x "$venv/bin/pip" ]]; then
+        die $LINENO "nova-acc: no tempest venv in $venv"
+    fi
+    PIP_VIRTUAL_ENV=$venv pip_install --no-deps --force-reinstall "$NOVA_ACC_DIR"
+
+    iniset "$TEMPEST_CONFIG" service_available nova_acc True
+    local profile=$NOVA_ACC_TEMPEST_PROFILE
+    if [[ -z "$profile" ]]; then
+        profile=$(echo "$NOVA_ACC_PROFILES" | sed -n -e 's/^[[:space:]]*\([^=[:space:]]*\)=.*/\1/p' | head -n 1)
+    fi
+    if [[ -n "$profile" ]]; then
+        iniset "$TEMPEST_CONFIG" nova_acc profile "$profile"
+    fi
+    iniset "$TEMPEST_CONFIG" nova_acc profile_satisfiable \
+        "$(trueorfalse False NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE)"
+    if [[ -n "$NOVA_ACC_TEMPEST_DEVICE_CONTEXT" ]]; then
+        iniset "$TEMPEST_CONFIG" nova_acc device_context "$NOVA_ACC_TEMPEST_DEVICE_CONTEXT"
+    fi
+    if [[ -n "$NOVA_ACC_TEMPEST_UNSATISFIABLE_CONTEXT" ]]; then
+        iniset "$TEMPEST_CONFIG" nova_acc unsatisfiable_context "$NOVA_ACC_TEMPEST_UNSATISFIABLE_CONTEXT"
+    fi
+    if [[ -n "$NOVA_ACC_TEMPEST_LIBVIRT_URI" ]]; then
+        iniset "$TEMPEST_CONFIG" nova_acc libvirt_uri "$NOVA_ACC_TEMPEST_LIBVIRT_URI"
+    fi
+    # The CLI tests need an openstack command with nova-acc's hook: the one
+    # of Nova's environment, into which the install phase put nova-acc.
+    if [[ -x "$NOVA_BIN_DIR/openstack" ]]; then
+        iniset "$TEMPEST_CONFIG" nova_acc openstack_command "$NOVA_BIN_DIR/openstack"
+    fi
+}
+
+function cleanup_nova_acc {
+    sudo rm -f "$NOVA_CONF_DIR/rootwrap.d/nova-acc.filters"
+    # The shim the install phase put into Nova's source tree (never a file
+    # Nova's git tracks). The device ledger ($NOVA_STATE_PATH/nova_acc) goes
+    # with $NOVA_STATE_PATH in lib/nova's cleanup_nova.
+    local shim=$NOVA_DIR/nova/virt/nova_acc
+    if [[ -f "$shim/__init__.py" ]] && \
+            ! git -C "$NOVA_DIR" ls-files --error-unmatch nova/virt/nova_acc/__init__.py >/dev/null 2>&1; then
+        sudo rm -rf "$shim"
+    fi
 }
 
 if is_service_enabled nova-acc; then
@@ -210,12 +352,23 @@ if is_service_enabled nova-acc; then
         echo_summary "Installing nova-acc"
         install_nova_acc
     elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
-        echo_summary "Configuring nova-acc"
+        echo_summary "Configuring Nova for nova-acc"
         configure_nova_acc
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
-        echo_summary "Starting Nova services with nova-acc"
+        echo_summary "Starting nova-acc-scheduler and nova-acc-conductor"
         start_nova_acc
+    elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
+        echo_summary "Configuring tempest for nova-acc"
+        configure_tempest_nova_acc
     fi
-    # unstack / clean: nothing of its own; unstack.sh stops the devstack@
-    # units, whatever command they run.
+
+    if [[ "$1" == "unstack" ]]; then
+        echo_summary "Stopping nova-acc's services"
+        stop_nova_acc
+    fi
+
+    if [[ "$1" == "clean" ]]; then
+        echo_summary "Cleaning up nova-acc"
+        cleanup_nova_acc
+    fi
 fi
