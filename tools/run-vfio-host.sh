@@ -668,6 +668,23 @@ demo() {
     addr=$(vm_ssh "lspci -D -n -d 1234:11e8 | cut -d' ' -f1")
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/demo-openrc"
+    # A demo that was interrupted (or a VM disk rebuilt under an ACTIVE
+    # server) leaves its server holding the one edu: delete it first.
+    local old
+    for old in $(openstack server list --name '^edu-vfio$' -f value -c ID); do
+        log "deleting server $old left by an earlier demo"
+        openstack server delete --wait "$old" || die "could not delete server $old"
+    done
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/admin-openrc"
+    for ((i = 0; i < 60; i++)); do
+        usage=$(openstack resource provider usage show "$pool" -f value -c usage)
+        [[ $usage == 0 ]] && break
+        sleep 2
+    done
+    [[ $usage == 0 ]] || die "pool $pool of $VM_HOST is in use ($usage CUSTOM_EDU) by another server"
+    # shellcheck disable=SC1091
+    source "$CLOUD_DIR/demo-openrc"
     log "openstack server create --flavor m1.nano --image nova-acc-guest --nic none --hint device_context=resources:CUSTOM_EDU=1 edu-vfio"
     id=$(openstack server create --flavor m1.nano --image nova-acc-guest --nic none \
         --hint device_context=resources:CUSTOM_EDU=1 edu-vfio -f value -c id)
