@@ -60,6 +60,12 @@ nova_acc_opts = [
                     "domain XML of a server with 'virsh dumpxml' as "
                     'whitebox-tempest-plugin does. Unset: the domain XML '
                     'is not checked.'),
+    cfg.StrOpt('libvirt_host',
+               help="The compute host (as in a server's "
+                    "OS-EXT-SRV-ATTR:host) whose libvirt libvirt_uri "
+                    'reaches. Unset: libvirt_uri reaches every host (one '
+                    'compute). Set: the domain XML of servers on other '
+                    'hosts is not checked.'),
     cfg.StrOpt('virsh_command',
                default='virsh',
                help='The virsh command used with libvirt_uri.'),

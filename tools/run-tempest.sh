@@ -15,6 +15,8 @@
 # profile "edu" (then profile:edu must boot, not fail with NoValidHost).
 # NOVA_ACC_TEMPEST_LIBVIRT_URI: libvirt of the compute host, for the domain
 # XML checks (default qemu:///system, this machine's).
+# NOVA_ACC_TEMPEST_LIBVIRT_HOST: the compute host that URI reaches, when
+# the cloud has several (e.g. nova-acc-vfio, tools/run-vfio-host.sh).
 # NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
 # (tools/run-tests.sh counts it with the unit and functional tests).
 set -euo pipefail
@@ -28,6 +30,7 @@ OPENSTACK=$DIR/venv/nova/bin/openstack
 DEVICE_CONTEXT=${NOVA_ACC_TEMPEST_DEVICE_CONTEXT:-}
 PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
 LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
+LIBVIRT_HOST=${NOVA_ACC_TEMPEST_LIBVIRT_HOST:-}
 
 log() { printf '%s run-tempest: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -104,6 +107,9 @@ profile_satisfiable = $PROFILE_SATISFIABLE
 libvirt_uri = $LIBVIRT_URI
 openstack_command = $OPENSTACK
 EOT
+if [[ -n $LIBVIRT_HOST ]]; then
+    echo "libvirt_host = $LIBVIRT_HOST" >> "$WORKSPACE/etc/tempest.conf"
+fi
 if [[ -n $DEVICE_CONTEXT ]]; then
     echo "device_context = $DEVICE_CONTEXT" >> "$WORKSPACE/etc/tempest.conf"
 fi

@@ -112,6 +112,9 @@ class DeviceContextBase(base.BaseV2ComputeTest):
         uri = CONF.nova_acc.libvirt_uri
         if not uri:
             return None
+        host = CONF.nova_acc.libvirt_host
+        if host and server.get('OS-EXT-SRV-ATTR:host') != host:
+            return None  # libvirt_uri does not reach the server's host
         name = server['OS-EXT-SRV-ATTR:instance_name']
         out = subprocess.run(
             [CONF.nova_acc.virsh_command, '-c', uri, 'dumpxml', name],
@@ -304,6 +307,10 @@ class DeviceBootTest(DeviceContextBase):
                 for k, v in alloc['resources'].items():
                     resources[k] = resources.get(k, 0) + v
             self.assertEqual(amount or 1, resources.get(rc))
+        if CONF.nova_acc.libvirt_uri and CONF.nova_acc.libvirt_host:
+            # The host with the device is the one whose libvirt we read.
+            self.assertEqual(CONF.nova_acc.libvirt_host,
+                             server['OS-EXT-SRV-ATTR:host'])
         domain = self.domain_xml(server)
         if domain is not None:
             hostdevs = self.pci_hostdevs(domain)
