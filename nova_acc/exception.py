@@ -68,6 +68,20 @@ class ConflictingDeviceSpec(NovaAccException):
         self.address = address
 
 
+class ConflictingMdevConfig(NovaAccException):
+    """Nova's own vGPU support and nova-acc's mdev types on one host."""
+
+    def __init__(self):
+        super().__init__(
+            '[devices] enabled_mdev_types is set and [nova_acc] device_spec '
+            'has mdev_type entries: Nova would hand out mdevs nova-acc '
+            'created for other servers. Use one of them on a host.')
+
+
+class MdevError(NovaAccException):
+    """A mediated device could not be created or removed; says why."""
+
+
 class LedgerError(NovaAccException):
     """The ledger file cannot be read or written; the message says why."""
 

@@ -51,6 +51,7 @@ from nova_acc import conf
 from nova_acc import exception
 from nova_acc import inventory
 from nova_acc import ledger
+from nova_acc import mdev
 from nova_acc import privsep
 from nova_acc import reconcile
 from nova_acc import release
@@ -66,6 +67,19 @@ def pci_addresses(domain_xml: str) -> set[str]:
                 "./devices/hostdev[@type='pci']/source/address")}
 
 
+def mdev_uuids(domain_xml: str) -> set[str]:
+    """UUIDs (lowercase) of the mdev hostdevs of a domain."""
+    return {addr.get('uuid', '').lower()
+            for addr in ElementTree.fromstring(domain_xml).findall(
+                "./devices/hostdev[@type='mdev']/source/address")}
+
+
+def guest_devices(domain_xml: str) -> set[str]:
+    """What the ledger knows a domain's devices by: PCI addresses and mdev
+    UUIDs."""
+    return pci_addresses(domain_xml) | mdev_uuids(domain_xml)
+
+
 class HostDevices:
     """nova-acc's devices on one libvirt host (one compute node).
 
@@ -76,6 +90,8 @@ class HostDevices:
     def __init__(self, host, device_specs: list[dict]):
         self._host = host
         self._device_specs = device_specs
+        self._has_mdev_specs = any(
+            isinstance(s, dict) and 'mdev_type' in s for s in device_specs)
         self._ledger: ledger.DeviceLedger | None = None
         # Server UUID -> request context of its last guest teardown, for
         # unbinding its backend contexts as the user (see _unbind).
@@ -94,23 +110,57 @@ class HostDevices:
             self._ledger = ledger.DeviceLedger(self.nodename)
         return self._ledger
 
+    def devices(self) -> tuple[dict[str, os_acc.Device],
+                               list[os_acc.Device]]:
+        """(whole devices by address, mdev parents) of ``device_spec``.
+
+        The mdev parents come once per parent and mdev type, with their
+        capacity as libvirt reports it now.
+        """
+        found = inventory.discover(self._host, self._device_specs)
+        return ({d.address: d for d in found if d.mdev_type is None},
+                [d for d in found if d.mdev_type is not None])
+
     def managed_devices(self) -> dict[str, os_acc.Device]:
-        """The devices of ``device_spec`` on the host, by address."""
-        return {d.address: d for d in inventory.discover(
-            self._host, self._device_specs)}
+        """The whole devices of ``device_spec`` on the host, by address."""
+        return self.devices()[0]
+
+    def mdev_parents(self) -> list[os_acc.Device]:
+        """The parents ``device_spec`` selects for mdev types."""
+        return self.devices()[1] if self._has_mdev_specs else []
+
+    def host_mdevs(self, records=None) -> dict[str, os_acc.MediatedDevice]:
+        """The mdevs on the host now, by UUID.
+
+        libvirt is not asked on a host without mdev types in
+        ``device_spec`` and without mdevs in its ledger.
+        """
+        if not self._has_mdev_specs and not any(
+                r.is_mdev for r in (records or {}).values()):
+            return {}
+        return mdev.list_mdevs(self._host)
 
     def check_no_shared_devices(self) -> None:
         """Refuse to start when Nova's PCI tracker could hand out our devices.
 
         Two owners of one device is how a device ends up in two guests.
+        The same for mdevs: Nova's own vGPU support hands out any mdev of
+        its types that no guest uses, nova-acc's included.
 
         :raises ConflictingDeviceSpec:
+        :raises ConflictingMdevConfig:
+        :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
         """
+        if self._has_mdev_specs and CONF.devices.enabled_mdev_types:
+            raise exception.ConflictingMdevConfig()
+        # Also validates [nova_acc] device_spec: a bad entry stops the start
+        # rather than every resource update.
+        whole, parents = self.devices()
         if not CONF.pci.device_spec:
             return
         nova_specs = [nova_devspec.PciDeviceSpec(jsonutils.loads(line))
                       for line in CONF.pci.device_spec]
-        for dev in self.managed_devices().values():
+        for dev in list(whole.values()) + parents:
             as_nova = {'address': dev.address, 'vendor_id': dev.vendor_id,
                        'product_id': dev.product_id,
                        'parent_addr': dev.physfn}
@@ -124,7 +174,14 @@ class HostDevices:
                         reset_on_release=CONF.nova_acc.reset_on_release,
                         sysfs_root=CONF.nova_acc.sysfs_root,
                         unbind=self._unbind,
-                        resetter=privsep.reset_device)
+                        resetter=privsep.reset_device,
+                        remove_mdev=self._remove_mdev)
+
+    def _remove_mdev(self, uuid: str) -> None:
+        try:
+            mdev.remove(self._host, uuid)
+        except Exception as e:
+            raise exception.MdevError(str(e))
 
     def _unbind(self, instance_uuid: str, context_ids: list) -> None:
         # The user's request context of the guest's teardown, when this
@@ -260,7 +317,7 @@ class HostDevices:
 
     # ---- claims -------------------------------------------------------------
 
-    def _claim_request(self, instance, managed
+    def _claim_request(self, instance, managed, mdev_parents=()
                        ) -> tuple[list[dict], list[ledger.PoolRequest]]:
         """What the instance's bindings on this node ask the ledger for.
 
@@ -268,6 +325,7 @@ class HostDevices:
             takes them.
         """
         pools = inventory.pools_of(self.nodename, managed.values())
+        pools.update(inventory.pools_of(self.nodename, mdev_parents))
         wanted, requests = [], []
         for b in binding.load(instance):
             if b.nodename != self.nodename:
@@ -279,7 +337,8 @@ class HostDevices:
                     count=b.amount,
                     candidates=tuple(pool.addresses) if pool else (),
                     resource_class=pool.key.resource_class if pool else None,
-                    traits=pool.key.traits if pool else ()))
+                    traits=pool.key.traits if pool else (),
+                    mdev_type=pool.key.mdev_type if pool else None))
             elif b.address is not None:
                 dev = managed.get(b.address)
                 wanted.append({
@@ -304,20 +363,32 @@ class HostDevices:
             pool has fewer free devices than the group was allocated;
             nothing was claimed.
         """
-        managed = self.managed_devices()
-        wanted, requests = self._claim_request(instance, managed)
+        managed, mdev_parents = self.devices()
+        wanted, requests = self._claim_request(instance, managed,
+                                               mdev_parents)
         if not wanted and not requests:
             return
         with self.ledger.transaction() as records:
             # A device still recorded for a server that is gone is released
             # (and reset) now rather than at the next periodic run.
             self._reconcile_locked(records, managed)
+            capacity = {}
+            host_mdevs = {}
+            if any(r.mdev_type for r in requests):
+                # Under the lock: what the parents can create now, less
+                # what other claims recorded and did not create yet.
+                host_mdevs = self.host_mdevs(records)
+                capacity = inventory.mdev_capacity(
+                    self.mdev_parents(), records, host_mdevs)
             try:
                 claimed = ledger.claim(
                     records, instance.uuid, wanted, requests,
-                    blocked=inventory.blocked(managed, records),
+                    blocked=inventory.blocked(
+                        managed, records,
+                        inventory.parents_with_mdevs(records, host_mdevs)),
                     relatives=inventory.relatives(managed),
-                    migration_id=migration_id, held_tags=held_tags)
+                    migration_id=migration_id, held_tags=held_tags,
+                    mdev_capacity=capacity)
             except exception.DeviceNotFree as e:
                 raise exception.DeviceNotUsable(
                     '%s on node %s' % (e, self.nodename))
@@ -446,27 +517,87 @@ class HostDevices:
             self.claim(instance, migration_id=move, held_tags=tags)
             records = self.ledger.records()
         pool_groups = {b.requester_id for b in bindings if b.is_pool}
-        addresses = [b.address for b in bindings if not b.is_pool]
+        wanted = [os_acc.Accelerator(interface_type='pci', address=b.address)
+                  for b in bindings if not b.is_pool]
+        mdevs = []
         for address, rec in sorted(records.items(),
                                    key=lambda i: (i[1].requester_id or '',
                                                   i[0])):
-            if (self._current(rec, instance, tags) and
+            if not (self._current(rec, instance, tags) and
                     rec.requester_id in pool_groups):
-                if address not in managed:
-                    raise exception.DeviceNotUsable(
-                        'device %s of group %s is not present on node %s'
-                        % (address, rec.requester_id, self.nodename))
-                addresses.append(address)
+                continue
+            if rec.is_mdev:
+                mdevs.append(rec)
+                wanted.append(os_acc.Accelerator(interface_type='mdev',
+                                                 mdev_uuid=address))
+                continue
+            if address not in managed:
+                raise exception.DeviceNotUsable(
+                    'device %s of group %s is not present on node %s'
+                    % (address, rec.requester_id, self.nodename))
+            wanted.append(os_acc.Accelerator(interface_type='pci',
+                                             address=address))
+        if mdevs:
+            self._ensure_mdevs(mdevs, records)
         accelerators = []
-        for address in addresses:
+        for acc in wanted:
             try:
-                acc = os_acc.Accelerator(interface_type='pci',
-                                         address=address)
                 os_acc.get_config(acc)
             except acc_exc.InvalidAccelerator as e:
                 raise exception.DeviceNotUsable(str(e))
             accelerators.append(acc)
         return accelerators
+
+    # ---- mediated devices -------------------------------------------------
+
+    def _ensure_mdevs(self, held: list[ledger.DeviceRecord],
+                      records) -> None:
+        """Create the mdevs the ledger gives a server that do not exist.
+
+        On the first boot (the claim recorded them), and after a host
+        reboot that lost them: with the same UUID, on the same parent, so
+        the guest gets back the device its definition names.
+
+        :raises DeviceNotUsable: one could not be created.
+        """
+        present = self.host_mdevs(records)
+        for rec in held:
+            if rec.address in present:
+                continue
+            try:
+                mdev.create(self._host, rec.parent, rec.mdev_type,
+                            rec.address)
+            except exception.MdevError as e:
+                raise exception.DeviceNotUsable(
+                    '%s on node %s' % (e, self.nodename))
+
+    def restore_mdevs(self) -> None:
+        """At nova-compute's start: recreate the mdevs servers still hold.
+
+        After a host reboot mdevs that were not persistent (or whose
+        parent came back late) are gone while their guests are defined;
+        they are recreated with their UUIDs before any guest starts, as
+        Nova does for its own vGPUs. A failure is logged, not raised: the
+        server's next start tries again and fails alone if it must.
+        """
+        records = self.ledger.records()
+        if not any(r.is_mdev for r in records.values()):
+            return
+        # No reconcile here: an mdev of a server deleted while the host was
+        # down is recreated too, and removed by the first resource update.
+        present = self.host_mdevs(records)
+        for rec in sorted(records.values(), key=lambda r: r.address):
+            if not rec.is_mdev or rec.address in present or \
+                    rec.state not in (ledger.CLAIMED, ledger.ATTACHED):
+                continue
+            try:
+                mdev.create(self._host, rec.parent, rec.mdev_type,
+                            rec.address)
+                LOG.info('Recreated mdev %s of server %s on %s.',
+                         rec.address, rec.instance_uuid, rec.parent)
+            except exception.MdevError as e:
+                LOG.error('Could not recreate mdev %s of server %s: %s',
+                          rec.address, rec.instance_uuid, e)
 
     # ---- moves ----------------------------------------------------------
 

@@ -41,6 +41,16 @@ What a pool reports (``pool_inventory``):
   its VFs are never in two guests), and devices held without a placement
   allocation.
 
+Mediated devices (``device_spec`` entries with ``mdev_type``) form pools
+too: the parents (GPUs) selected for one type, tags and NUMA node are one
+pool, whose provider counts the mdevs of that type its parents can still
+create (libvirt's ``availableInstances``) plus those servers hold there now
+(``mdev_pool_inventory``). A parent serves one mdev type at a time and is
+never handed out whole while it has mdevs: the other types' capacity on a
+parent with mdevs, and a parent's mdev capacity while it is used whole, is
+reserved. Types that share a parent's capacity so never add up to more
+than it can create.
+
 Only changes are written: ProviderTree compares with what placement has,
 and the report client sends nothing for an unchanged tree.
 
@@ -90,28 +100,40 @@ class PoolKey:
     :ivar parent: the PF's PCI address for VFs (each PF's VFs are a pool of
         their own, as in Nova), None otherwise.
     :ivar numa_node: set only with ``[nova_acc] pool_by_numa``.
+    :ivar mdev_type: for a pool of mediated devices: their type (the pool's
+        devices are then the parents that can create them).
     """
 
     resource_class: str
     traits: tuple[str, ...]
     parent: str | None = None
     numa_node: int | None = None
+    mdev_type: str | None = None
 
     @classmethod
     def of(cls, dev: os_acc.Device) -> PoolKey:
         return cls(resource_class=str(dev.resource_class),
                    traits=tuple(sorted(dev.traits)),
-                   parent=dev.physfn,
+                   # The mdevs of a type form one pool whatever the parent.
+                   parent=dev.physfn if dev.mdev_type is None else None,
                    numa_node=dev.numa_node if CONF.nova_acc.pool_by_numa
-                   else None)
+                   else None,
+                   mdev_type=dev.mdev_type)
 
     def digest(self) -> str:
-        text = jsonutils.dumps(dataclasses.astuple(self), sort_keys=True)
+        fields = dataclasses.astuple(self)
+        if self.mdev_type is None:
+            # The key before mdev pools existed: pools of whole devices
+            # keep their provider names and UUIDs across the upgrade.
+            fields = fields[:4]
+        text = jsonutils.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def label(self) -> str:
         parts = [self.parent, self.resource_class] if self.parent else [
             self.resource_class]
+        if self.mdev_type is not None:
+            parts.append(self.mdev_type)
         if self.numa_node is not None:
             parts.append('numa%d' % self.numa_node)
         return '_'.join(parts)
@@ -174,21 +196,97 @@ def pool_of_address(nodename: str, devices: Iterable[os_acc.Device]
 
 
 def blocked(managed: Mapping[str, os_acc.Device],
-            records: Mapping[str, ledger.DeviceRecord]) -> set[str]:
+            records: Mapping[str, ledger.DeviceRecord],
+            parents_with_mdevs: Set[str] = frozenset()) -> set[str]:
     """Free devices that must not be handed out because of a relative.
 
     A PF and its VFs are never used at once: a PF is blocked while any of
-    its VFs is not free, and each VF while its PF is not free.
+    its VFs is not free, and each VF while its PF is not free. A parent
+    with mdevs (``parents_with_mdevs``) is not handed out whole.
     """
     busy = {a for a, rec in records.items() if rec.state != ledger.FREE}
+    by_mdevs = {a for a in parents_with_mdevs
+                if a in managed and a not in busy}
     if not busy:
-        return set()
+        return by_mdevs
     pfs_with_busy_vfs = {managed[a].physfn for a in busy
                          if a in managed and managed[a].physfn}
-    return {address for address, dev in managed.items()
-            if address not in busy and
-            ((dev.physfn is not None and dev.physfn in busy) or
-             address in pfs_with_busy_vfs)}
+    return by_mdevs | {address for address, dev in managed.items()
+                       if address not in busy and
+                       ((dev.physfn is not None and dev.physfn in busy) or
+                        address in pfs_with_busy_vfs)}
+
+
+# ---- mediated devices ----------------------------------------------------
+
+
+def parents_with_mdevs(records: Mapping[str, ledger.DeviceRecord],
+                       host_mdevs: Mapping[str, os_acc.MediatedDevice]
+                       ) -> set[str]:
+    """Parents with mdevs, recorded or on the host: not to be used whole."""
+    return ({r.parent for r in records.values() if r.is_mdev and r.parent} |
+            {m.parent for m in host_mdevs.values() if m.parent})
+
+
+def _types_on(parent: str, records: Mapping[str, ledger.DeviceRecord],
+              host_mdevs: Mapping[str, os_acc.MediatedDevice]) -> set:
+    return ({r.mdev_type for r in records.values()
+             if r.is_mdev and r.parent == parent} |
+            {m.mdev_type for m in host_mdevs.values() if m.parent == parent})
+
+
+def mdev_capacity(mdev_parents: Iterable[os_acc.Device],
+                  records: Mapping[str, ledger.DeviceRecord],
+                  host_mdevs: Mapping[str, os_acc.MediatedDevice]
+                  ) -> dict[tuple[str, str], int]:
+    """(parent, type) -> how many more mdevs of the type a claim may record.
+
+    What libvirt says the parent can still create, less the mdevs recorded
+    there that do not exist yet (claimed, or lost with a host reboot: they
+    are created from that capacity); 0 while the parent is used whole or
+    has mdevs of another type.
+    """
+    result = {}
+    for dev in mdev_parents:
+        mdev_type = ty.cast(str, dev.mdev_type)
+        whole = records.get(dev.address)
+        if (whole is not None and whole.state != ledger.FREE) or \
+                _types_on(dev.address, records, host_mdevs) - {mdev_type}:
+            result[(dev.address, mdev_type)] = 0
+            continue
+        pending = sum(1 for u, r in records.items()
+                      if r.is_mdev and r.parent == dev.address and
+                      r.mdev_type == mdev_type and u not in host_mdevs)
+        result[(dev.address, mdev_type)] = max(
+            0, dev.mdev_types.get(mdev_type, 0) - pending)
+    return result
+
+
+def mdev_pool_inventory(parents: Iterable[os_acc.Device],
+                        records: Mapping[str, ledger.DeviceRecord],
+                        host_mdevs: Mapping[str, os_acc.MediatedDevice],
+                        held_without_allocation: int) -> tuple[int, int]:
+    """(total, reserved) of one mdev pool.
+
+    total: what its parents can still create plus the mdevs servers hold
+    there that exist (an mdev lost with a reboot is in the first number
+    already). Reserved: the capacity of parents used whole or for another
+    type, and mdevs held without an allocation.
+    """
+    total = reserved = 0
+    for dev in parents:
+        mdev_type = ty.cast(str, dev.mdev_type)
+        available = dev.mdev_types.get(mdev_type, 0)
+        held = sum(1 for u, r in records.items()
+                   if r.is_mdev and r.parent == dev.address and
+                   r.mdev_type == mdev_type and u in host_mdevs and
+                   r.state in (ledger.CLAIMED, ledger.ATTACHED))
+        total += available + held
+        whole = records.get(dev.address)
+        if (whole is not None and whole.state != ledger.FREE) or \
+                _types_on(dev.address, records, host_mdevs) - {mdev_type}:
+            reserved += available
+    return total, min(total, reserved + held_without_allocation)
 
 
 def relatives(managed: Mapping[str, os_acc.Device]) -> dict[str, set[str]]:
@@ -275,6 +373,8 @@ def _members(nodename: str, managed: Mapping[str, os_acc.Device],
     members: dict[str, list[_Member]] = {}
     for address in sorted(set(managed) | set(records)):
         rec = records.get(address)
+        if rec is not None and rec.is_mdev:
+            continue  # counted by mdev_pool_inventory
         pool = current.get(address)
         if rec is not None and rec.state in ledger.HELD:
             if rec.rp_uuid in legacy_left:
@@ -312,6 +412,8 @@ def update_provider_tree(
     held_without_allocation: Mapping[str, int] | None = None,
     allocations: dict | None = None,
     may_reshape: bool = True,
+    mdev_parents: Iterable[os_acc.Device] = (),
+    host_mdevs: Mapping[str, os_acc.MediatedDevice] | None = None,
 ) -> dict[str, str]:
     """Make ``nodename``'s pool children match ``devices`` and the ledger.
 
@@ -326,6 +428,9 @@ def update_provider_tree(
     :param may_reshape: whether Nova would reshape now: it does only when
         nova-compute starts. Otherwise per-device providers with
         allocations stay, fully reserved, until the next start.
+    :param mdev_parents: the parents ``device_spec`` selects for mdev
+        types (one ``os_acc.Device`` per parent and type).
+    :param host_mdevs: the mdevs on the host now, by UUID.
     :raises nova.exception.ReshapeNeeded: per-device providers with
         allocations exist, ``allocations`` was not given and
         ``may_reshape``.
@@ -334,8 +439,15 @@ def update_provider_tree(
     """
     records = records or {}
     held_without_allocation = held_without_allocation or {}
+    host_mdevs = host_mdevs or {}
     managed = {d.address: d for d in devices}
     pools = pools_of(nodename, managed.values())
+    mdev_parents = list(mdev_parents)
+    mdev_pools = pools_of(nodename, mdev_parents)
+    parents_of = {uuid: [d for d in mdev_parents
+                         if d.address in pool.addresses and
+                         d.mdev_type == pool.key.mdev_type]
+                  for uuid, pool in mdev_pools.items()}
     provider_tree.add_traits(nodename, capability_trait)
 
     moved = _fold_legacy_providers(provider_tree, nodename, managed, pools,
@@ -350,13 +462,19 @@ def update_provider_tree(
         provider_tree, nodename, lambda name, uuid: legacy_device_address(
             nodename, name, uuid) is not None))
     members = _members(nodename, managed, records, set(ours), legacy_left)
-    blocked_addresses = blocked(managed, records)
+    blocked_addresses = blocked(managed, records,
+                                parents_with_mdevs(records, host_mdevs))
     kept = set()
-    for uuid in sorted(set(pools) | set(members)):
-        pool = pools.get(uuid)
-        total, reserved = pool_inventory(
-            members.get(uuid, []), blocked_addresses,
-            held_without_allocation.get(uuid, 0))
+    for uuid in sorted(set(pools) | set(members) | set(mdev_pools)):
+        pool = pools.get(uuid) or mdev_pools.get(uuid)
+        if uuid in mdev_pools:
+            total, reserved = mdev_pool_inventory(
+                parents_of[uuid], records, host_mdevs,
+                held_without_allocation.get(uuid, 0))
+        else:
+            total, reserved = pool_inventory(
+                members.get(uuid, []), blocked_addresses,
+                held_without_allocation.get(uuid, 0))
         if total == 0 or (pool is None and not provider_tree.exists(uuid)):
             continue  # no devices: handled below with the stale pools
         kept.add(uuid)
@@ -516,7 +634,8 @@ def discover(host: libvirt_host.Host,
              ) -> list[os_acc.Device]:
     """Devices of this host selected by ``device_specs``.
 
-    libvirt is not asked when there are no specs.
+    libvirt is not asked when there are no specs. Parents selected for an
+    mdev type come once more per type, with ``mdev_type`` set.
 
     :param host: the libvirt driver's ``nova.virt.libvirt.host.Host``.
     :param device_specs: as :func:`configured_device_specs` returns them.

@@ -49,6 +49,13 @@ States of a device (``DeviceRecord.state``):
 
 Only ``free`` devices are handed out; ``orphaned``, ``foreign`` and
 ``dirty`` ones are reported ``reserved`` to placement.
+
+Mediated devices (vGPUs) are recorded too, under their UUID instead of a
+PCI address, with their parent and type (``DeviceRecord.is_mdev``). They
+exist only while a server holds them: a claim records them (``claimed``)
+before the host creates them, and their release removes them and drops
+their record; one that cannot be removed is ``dirty`` and keeps its
+capacity out of service until it is.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ import datetime
 import json
 import os
 import tempfile
+import typing as ty
+import uuid as uuid_lib
 from collections.abc import Iterator, Mapping, Set
 
 from oslo_concurrency import lockutils
@@ -93,7 +102,7 @@ class DeviceRecord:
     """What the host knows of one device.
 
     :ivar address: PCI address (``0000:81:00.0``) - the device's identity
-        on the host.
+        on the host; for an mdev, its UUID.
     :ivar state: one of ``STATES``.
     :ivar instance_uuid: the server holding it (claimed, attached,
         orphaned).
@@ -116,6 +125,8 @@ class DeviceRecord:
     :ivar changed_at: when the state last changed (UTC, ISO 8601).
     :ivar last_reset: when nova-acc last reset the device.
     :ivar reason: why it is in this state, for operators.
+    :ivar parent: for an mdev: the PCI address of its parent (the GPU).
+    :ivar mdev_type: for an mdev: its type.
     """
 
     address: str
@@ -131,6 +142,12 @@ class DeviceRecord:
     changed_at: str | None = None
     last_reset: str | None = None
     reason: str | None = None
+    parent: str | None = None
+    mdev_type: str | None = None
+
+    @property
+    def is_mdev(self) -> bool:
+        return self.mdev_type is not None
 
     @property
     def holder(self) -> str | None:
@@ -347,7 +364,9 @@ class PoolRequest:
     """``count`` devices of pool ``rp_uuid`` for group ``requester_id``.
 
     :ivar candidates: the addresses of the pool's devices on the host now,
-        in the order to try them.
+        in the order to try them; for an mdev pool, of its parents.
+    :ivar mdev_type: set for an mdev pool: ``count`` new mdevs of this type
+        are recorded, on parents with capacity left.
     """
 
     requester_id: str
@@ -356,6 +375,7 @@ class PoolRequest:
     candidates: tuple[str, ...]
     resource_class: str | None = None
     traits: tuple[str, ...] = ()
+    mdev_type: str | None = None
 
 
 def claim(records: dict[str, DeviceRecord], instance_uuid: str,
@@ -364,6 +384,8 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
           relatives: Mapping[str, Set[str]] | None = None,
           migration_id: int | None = None,
           held_tags: Set[int | None] | None = None,
+          mdev_capacity: Mapping[tuple[str, str], int] | None = None,
+          new_uuid: ty.Callable[[], str] = lambda: str(uuid_lib.uuid4()),
           ) -> list[DeviceRecord]:
     """Claim devices for a server, all or nothing.
 
@@ -386,6 +408,10 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         same host the server keeps its source devices meanwhile).
     :param held_tags: the ``migration_id`` values of the records that count
         as already held by the server (default: ``migration_id`` alone).
+    :param mdev_capacity: (parent address, mdev type) -> how many more mdevs
+        of that type the parent can take now, for mdev pools. A parent that
+        gets an mdev here is not handed out whole in the same claim.
+    :param new_uuid: makes the UUID of each new mdev.
     :raises DeviceNotFree: a specific device is held by someone else, dirty
         or out of service, or a pool has fewer free devices than asked;
         nothing was claimed.
@@ -417,7 +443,16 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
                 'device %s cannot be claimed together with its PF or VF %s'
                 % (want['address'], ', '.join(sorted(clash))))
     picks: list[tuple[PoolRequest, list[str]]] = []
+    new_mdevs: dict[str, tuple[str, str]] = {}
+    capacity_left = dict(mdev_capacity or {})
     for req in pools:
+        if req.mdev_type is not None:
+            picks.append((req, _pick_mdevs(
+                records, instance_uuid, req, held_tags, taken | blocked,
+                capacity_left, new_mdevs, new_uuid)))
+            blocked |= {new_mdevs[u][0] for u in picks[-1][1]
+                        if u in new_mdevs}
+            continue
         mine = [a for a, r in sorted(records.items())
                 if r.instance_uuid == instance_uuid and
                 r.state in (CLAIMED, ATTACHED) and
@@ -463,6 +498,10 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         claimed.append(rec)
     for req, chosen in picks:
         for address in chosen:
+            if address in new_mdevs:
+                parent, mdev_type = new_mdevs[address]
+                records[address] = DeviceRecord(
+                    address=address, parent=parent, mdev_type=mdev_type)
             rec = records.setdefault(address, DeviceRecord(address=address))
             if rec.state == FREE:
                 rec.claim(instance_uuid, req.rp_uuid, req.resource_class,
@@ -472,7 +511,48 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
     return claimed
 
 
+def _pick_mdevs(records: dict[str, DeviceRecord], instance_uuid: str,
+                req: PoolRequest, held_tags: Set[int | None],
+                unavailable: Set[str],
+                capacity_left: dict[tuple[str, str], int],
+                new_mdevs: dict[str, tuple[str, str]],
+                new_uuid: ty.Callable[[], str]) -> list[str]:
+    """The mdevs of one request: those held for it, then new ones.
+
+    New ones are packed on the first parents (in ``req.candidates`` order)
+    with capacity left, so that other parents stay free for other types or
+    for being handed out whole.
+    """
+    mdev_type = ty.cast(str, req.mdev_type)
+    chosen = [a for a, r in sorted(records.items())
+              if r.instance_uuid == instance_uuid and
+              r.state in (CLAIMED, ATTACHED) and
+              r.requester_id == req.requester_id and
+              r.migration_id in held_tags][:req.count]
+    for parent in req.candidates:
+        if parent in unavailable:
+            continue
+        while len(chosen) < req.count and \
+                capacity_left.get((parent, mdev_type), 0) > 0:
+            uuid = new_uuid()
+            new_mdevs[uuid] = (parent, mdev_type)
+            capacity_left[(parent, mdev_type)] -= 1
+            chosen.append(uuid)
+    if len(chosen) < req.count:
+        raise exception.DeviceNotFree(
+            'device group %s needs %d mdev(s) of type %s from pool %s, only '
+            '%d can be created now (parents %s: full, or used whole or for '
+            'another mdev type)' % (
+                req.requester_id, req.count, mdev_type, req.rp_uuid,
+                len(chosen), ', '.join(req.candidates) or 'none'))
+    return chosen
+
+
 def describe_unavailable(rec: DeviceRecord) -> str:
+    if rec.is_mdev and rec.state == DIRTY:
+        return ('mdev %s on %s could not be removed (%s) and keeps its '
+                'capacity out of service' % (rec.address, rec.parent,
+                                             rec.reason))
     if rec.state == DIRTY:
         return ('device %s is dirty (%s) and out of service until an '
                 'operator clears it' % (rec.address, rec.reason or

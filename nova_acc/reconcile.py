@@ -20,7 +20,8 @@ compares each device's record with three facts:
   binding in its system metadata, written at pre-bind): device pools, of
   which the ledger records the devices the host picked, or specific
   devices (those of backend contexts, and bindings from before pools);
-* the libvirt guests defined on the host and the PCI devices in each;
+* the libvirt guests defined on the host and the PCI devices and mdevs in
+  each;
 * the devices ``[nova_acc] device_spec`` selects on the host now.
 
 A server holds a device while it is on this node and bound to it (to the
@@ -81,8 +82,8 @@ class HostFacts:
 
     :ivar managed: address -> os_acc.Device, the devices of ``[nova_acc]
         device_spec`` present on the host.
-    :ivar guests: libvirt domain UUID -> PCI addresses in its hostdevs, for
-        every guest defined on the host (running or not).
+    :ivar guests: libvirt domain UUID -> PCI addresses and mdev UUIDs in
+        its hostdevs, for every guest defined on the host (running or not).
     :ivar bound: server UUID -> addresses it is bound to on this node, for
         each server of interest that is on this node. A server that is not
         on this node (deleted, moved, offloaded) is absent.
@@ -273,6 +274,10 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
         release(records, rec, 'guest %s no longer uses it' % rec.guest)
         return 'released from guest %s' % rec.guest
     if rec.state == ledger.DIRTY:
+        if rec.is_mdev and not users:
+            # Its removal failed before: try again, it holds capacity.
+            release(records, rec, 'removing it again')
+            return None if address in records else 'mdev removed'
         return None
     # FREE
     if users:
@@ -313,7 +318,7 @@ def gather_facts(host, nodename: str, managed: dict,
     guests = {}
     for guest in host.list_guests(only_running=False):
         try:
-            guests[guest.uuid] = hostdev.pci_addresses(guest.get_xml_desc())
+            guests[guest.uuid] = hostdev.guest_devices(guest.get_xml_desc())
         except Exception as e:  # a guest vanishing under us
             LOG.debug('Skipping guest %s: %s', guest.uuid, e)
     wanted = interesting_servers(records, guests)

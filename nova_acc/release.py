@@ -17,7 +17,10 @@ nova-acc manages is reset before it is ``free`` again; one whose reset
 fails, or that offers no reset method, becomes ``dirty`` and is never
 handed out until an operator clears it. A device of an ID-based context
 (a Cyborg ARQ) belongs to its backend: it is unbound there, and its
-record leaves the ledger.
+record leaves the ledger. A mediated device is removed (which returns its
+capacity to its parent, and gives the next tenant a new mdev) and its
+record leaves the ledger; one that cannot be removed is ``dirty``, and
+nova-compute tries again at every reconcile.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ Unbinder = Callable[[str, list], None]
 
 #: reset_device(address, sysfs_root) -> bool, as os_acc.reset_device.
 Resetter = Callable[[str, str], bool]
+
+#: remove_mdev(uuid) -> None, as nova_acc.mdev.remove; raises on failure.
+MdevRemover = Callable[[str], object]
 
 
 def _reset_here(address: str, sysfs_root: str) -> bool:
@@ -64,12 +70,17 @@ def release(records: dict[str, ledger.DeviceRecord],
             record: ledger.DeviceRecord, why: str, *,
             reset_on_release: bool, sysfs_root: str,
             unbind: Unbinder | None = None,
-            resetter: Resetter = _reset_here) -> None:
+            resetter: Resetter = _reset_here,
+            remove_mdev: MdevRemover | None = None) -> None:
     """Release ``record``'s device (the ledger must be locked).
 
     :param why: what happened to the holder, for the log.
+    :param remove_mdev: how to remove an mdev (required for mdev records).
     """
     holder = record.holder or 'no known holder'
+    if record.is_mdev and not record.backend_owned:
+        _remove_mdev(records, record, why, holder, remove_mdev)
+        return
     if record.backend_owned:
         try:
             if unbind is not None and record.instance_uuid:
@@ -83,6 +94,12 @@ def release(records: dict[str, ledger.DeviceRecord],
         LOG.info('Released device %s of device context %s from server %s '
                  '(%s); its backend owns and resets it.', record.address,
                  record.context_id, holder, why)
+        if record.is_mdev:
+            # nova-compute created it from the attach handle, as Nova does
+            # for Cyborg's mdevs: it goes with the binding.
+            record.context_id = None
+            _remove_mdev(records, record, why, holder, remove_mdev)
+            return
         del records[record.address]
         return
     if not reset_on_release:
@@ -105,6 +122,28 @@ def release(records: dict[str, ledger.DeviceRecord],
                   record.address, holder, why, problem, record.address)
 
 
+def _remove_mdev(records: dict[str, ledger.DeviceRecord],
+                 record: ledger.DeviceRecord, why: str, holder: str,
+                 remove_mdev: MdevRemover | None) -> None:
+    try:
+        if remove_mdev is None:
+            raise RuntimeError('no way to remove mdevs here')
+        remove_mdev(record.address)
+    except Exception as e:  # libvirt's and the vendor driver's errors
+        reason = 'removal failed: %s' % e
+        if record.state != ledger.DIRTY or record.reason != reason:
+            record.dirty(reason)
+        LOG.error('mdev %s of type %s on %s released from %s (%s) could '
+                  'not be removed: %s. Its capacity stays out of service; '
+                  'nova-compute tries again at its next resource update.',
+                  record.address, record.mdev_type, record.parent, holder,
+                  why, e)
+        return
+    LOG.info('Released and removed mdev %s of type %s on %s from %s (%s).',
+             record.address, record.mdev_type, record.parent, holder, why)
+    del records[record.address]
+
+
 def clear_dirty(record: ledger.DeviceRecord, sysfs_root: str,
                 force: bool = False) -> tuple[bool, str]:
     """Operator action: reset a dirty device again and free it.
@@ -116,6 +155,14 @@ def clear_dirty(record: ledger.DeviceRecord, sysfs_root: str,
     if record.state != ledger.DIRTY:
         return False, 'device %s is %s, not dirty' % (record.address,
                                                       record.state)
+    if record.is_mdev and not force:
+        # Removing it needs nova-compute's libvirt connection, which
+        # retries at every resource update.
+        return False, ('mdev %s is removed by nova-compute, which retries at '
+                       'every resource update (last error: %s); if it was '
+                       'removed by other means ("virsh nodedev-destroy"), '
+                       'forget it with --force' % (record.address,
+                                                   record.reason))
     if force:
         record.free(reset=False, reason='cleared by an operator without a '
                     'reset')

@@ -42,6 +42,7 @@ from os_acc.objects import Accelerator
 from os_acc.objects import Device
 from os_acc.objects import DeviceContext
 from os_acc.objects import DeviceContextGroup
+from os_acc.objects import MediatedDevice
 from os_acc import plugin as _plugin
 
 if ty.TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     'Device',
     'DeviceContext',
     'DeviceContextGroup',
+    'MediatedDevice',
     'PciAddress',
     'attach',
     'detach',
@@ -65,6 +67,7 @@ __all__ = [
     'discover_from_nodedevs',
     'get_config',
     'initialize',
+    'mdevs_from_nodedevs',
     'parse_device_context',
     'reset_device',
     'select_devices',
@@ -251,6 +254,16 @@ def device_from_nodedev_xml(xml: str) -> Device | None:
         IDs.
     """
     return _nodedev.device_from_nodedev_xml(xml)
+
+
+def mdevs_from_nodedevs(nodedev_xmls: ty.Iterable[str]
+                        ) -> dict[str, MediatedDevice]:
+    """Parse libvirt's mdev node devices: mdev UUID -> MediatedDevice.
+
+    A node device that is not an mdev is skipped; one with unusable XML is
+    logged as a warning and skipped.
+    """
+    return _nodedev.read_mdevs(nodedev_xmls)
 
 
 def reset_device(address: str, sysfs_root: str = '/sys') -> bool:

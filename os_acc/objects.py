@@ -79,7 +79,9 @@ class Device:
     ``vendor_id``/``product_id`` are 4 lowercase hex digits without ``0x``;
     ``class_code`` is 6 lowercase hex digits. ``mdev_types`` maps an mdev
     type name to the instances still available. ``resource_class`` and
-    ``traits`` are what the matching ``device_spec`` entry assigns.
+    ``traits`` are what the matching ``device_spec`` entry assigns;
+    ``mdev_type`` is set when that entry offers mediated devices of that
+    type on this parent rather than the whole function.
     """
 
     address: str
@@ -95,6 +97,7 @@ class Device:
     mdev_types: dict[str, int] = dataclasses.field(default_factory=dict)
     resource_class: str | None = None
     traits: set[str] = dataclasses.field(default_factory=set)
+    mdev_type: str | None = None
 
     @property
     def is_vf(self) -> bool:
@@ -103,6 +106,21 @@ class Device:
     @property
     def is_pf(self) -> bool:
         return bool(self.sriov_totalvfs)
+
+
+@dataclasses.dataclass(frozen=True)
+class MediatedDevice:
+    """A mediated device (vGPU, ...) that exists on the host.
+
+    :ivar uuid: canonical lowercase UUID, what a guest's
+        ``<hostdev type='mdev'>`` names.
+    :ivar parent: PCI address of its parent device (the GPU).
+    :ivar mdev_type: its type (``nvidia-35``).
+    """
+
+    uuid: str
+    parent: str | None
+    mdev_type: str | None
 
 
 @dataclasses.dataclass

@@ -178,10 +178,12 @@ def devices_clear_dirty(directory: str, node: str | None, address: str,
             # writes it; the reset itself needs root.
             freed, why = release.clear_dirty(rec, CONF.nova_acc.sysfs_root,
                                              force=force)
+            if freed and rec.is_mdev:
+                del records[address]  # mdevs exist only while held
     except exception.LedgerError as e:
         raise CommandFailed(str(e))
     if not freed:
-        if not was_dirty:
+        if not was_dirty or rec.is_mdev:
             raise CommandFailed(why)
         raise CommandFailed(
             'device %s was not reset: %s. It stays dirty and out of service. '

@@ -15,7 +15,9 @@ Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
 ``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). Each
 override is a few lines calling ``nova_acc.hostdev.HostDevices``:
 
-* ``init_host``: refuse devices that ``[pci] device_spec`` also selects;
+* ``init_host``: refuse devices that ``[pci] device_spec`` also selects
+  (and mdev types with Nova's own ``[devices] enabled_mdev_types``);
+  recreate the mdevs servers hold that a host reboot lost;
 * ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
   resource update): the device pools as child providers
   (``nova_acc.inventory``), the devices the ledger keeps out of service
@@ -26,6 +28,9 @@ override is a few lines calling ``nova_acc.hostdev.HostDevices``:
 * ``_guest_add_pci_devices`` (step 4; private, see the pinned Nova range and
   tests/unit/nova_acc/test_nova_seams.py): a hostdev for each device the
   server holds, in every guest definition Nova generates;
+* ``_guest_add_mdevs`` (private, pinned like the one above): Nova adds
+  back the mdevs a guest had on a hard reboot or rescue, after the hook
+  above added the server's nova-acc mdevs: each is added once;
 * ``destroy`` (step 5): after the guest is gone, release what the server no
   longer holds;
 * ``finish_migration`` (resize and cold migration, destination): bind the
@@ -49,6 +54,7 @@ from __future__ import annotations
 import contextlib
 
 from nova import exception as nova_exc
+from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt import driver as libvirt_driver
 import os_acc
 
@@ -82,12 +88,16 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def init_host(self, host):
         super().init_host(host)
         self.acc_devices.check_no_shared_devices()
+        # Before Nova's _init_instance starts any guest (host reboot).
+        self.acc_devices.restore_mdevs()
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
         managed = self.acc_devices.managed_devices()
         records = self.acc_devices.inventory_records(managed)
+        # After the reconcile, which may have removed released mdevs.
+        mdev_parents = self.acc_devices.mdev_parents()
         # Raises ReshapeNeeded (at startup, after an upgrade from per-device
         # providers); Nova then calls again with the allocations to move.
         moved = inventory.update_provider_tree(
@@ -100,7 +110,9 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             allocations=allocations,
             # Nova reshapes only on the first update after nova-compute
             # starts; ReshapeNeeded on a later one would stop every update.
-            may_reshape=nodename not in self._acc_nodes_reported)
+            may_reshape=nodename not in self._acc_nodes_reported,
+            mdev_parents=mdev_parents,
+            host_mdevs=self.acc_devices.host_mdevs(records))
         self.acc_devices.repoint(moved)
         self._acc_nodes_reported.add(nodename)
 
@@ -147,6 +159,15 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         with _reschedule_on_unusable_device():
             for acc in self.acc_devices.accelerators(instance):
                 guest.add_device(os_acc.get_config(acc))
+
+    def _guest_add_mdevs(self, guest, chosen_mdevs):
+        # Private, see test_nova_seams. Nova adds back the mdevs the guest
+        # had (hard reboot, rescue) after _guest_add_pci_devices, which
+        # added the server's nova-acc mdevs already: each only once.
+        present = {d.uuid for d in guest.devices
+                   if isinstance(d, vconfig.LibvirtConfigGuestHostdevMDEV)}
+        super()._guest_add_mdevs(
+            guest, [m for m in chosen_mdevs if m not in present])
 
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,

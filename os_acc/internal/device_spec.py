@@ -19,6 +19,19 @@ An entry is modelled on Nova's ``[pci] device_spec``::
 Match keys (``vendor_id``, ``product_id``, ``address``, ``physfn``) must all
 match; a device takes ``resource_class`` and ``traits`` from the first entry
 that matches it.
+
+An entry with ``mdev_type`` selects mdev-capable parents (GPUs) to offer
+mediated devices of that type instead of the whole function::
+
+    {"vendor_id": "10de", "mdev_type": "nvidia-35",
+     "resource_class": "VGPU", "traits": "CUSTOM_A40_2Q"}
+
+Whole-function entries and mdev entries are matched separately: a device
+takes its whole-function tags from the first entry without ``mdev_type``
+that matches it, and for each mdev type the tags of the first entry of that
+type that matches it, if the device lists that type. One GPU can so be
+offered whole and as vGPUs; the host then hands it out one way at a time.
+The resource class of an mdev entry defaults to ``VGPU``.
 """
 
 from __future__ import annotations
@@ -34,13 +47,19 @@ from os_acc.internal import grammar
 from os_acc import objects
 
 MATCH_KEYS = ('vendor_id', 'product_id', 'address', 'physfn')
-TAG_KEYS = ('resource_class', 'traits')
+TAG_KEYS = ('resource_class', 'traits', 'mdev_type')
 ANY = '*'
 
 _ID_RE = re.compile(r'(?:0[xX])?([0-9a-fA-F]{1,4})')
 # Hex digits, the address separators and fnmatch syntax, nothing else: a
 # pattern can then only ever be compared with sysfs names.
 _ADDRESS_GLOB_RE = re.compile(r'[0-9a-fA-F:.*?\[\]!-]+')
+# What kernels name mdev types: "nvidia-35", "i915-GVTg_V5_4",
+# "mlx5_core-local". Nothing that could escape a sysfs path or an XML
+# attribute.
+_MDEV_TYPE_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}')
+#: The resource class of an mdev entry that names none, as in Nova.
+DEFAULT_MDEV_RESOURCE_CLASS = 'VGPU'
 
 
 def _error(key: object, msg: str,
@@ -100,6 +119,14 @@ def _parse_traits(key: str, value: object) -> frozenset[str]:
     return frozenset(names)
 
 
+def _parse_mdev_type(key: str, value: object) -> str:
+    if not isinstance(value, str) or \
+            _MDEV_TYPE_RE.fullmatch(value) is None:
+        raise _error(key, '%r is not an mdev type name such as '
+                     '"nvidia-35" or "i915-GVTg_V5_4"', value)
+    return value
+
+
 class DeviceSpec:
     """One validated ``device_spec`` entry."""
 
@@ -132,6 +159,8 @@ class DeviceSpec:
             if 'resource_class' in spec else None)
         self.traits = (_parse_traits('traits', spec['traits'])
                        if 'traits' in spec else frozenset())
+        self.mdev_type = (_parse_mdev_type('mdev_type', spec['mdev_type'])
+                          if 'mdev_type' in spec else None)
 
     def match(self, device: objects.Device) -> bool:
         if self.vendor_id is not None and device.vendor_id != self.vendor_id:
@@ -151,6 +180,8 @@ class DeviceSpec:
     def resource_class_for(self, device: objects.Device) -> str:
         if self.resource_class is not None:
             return self.resource_class
+        if self.mdev_type is not None:
+            return DEFAULT_MDEV_RESOURCE_CLASS
         # The name Nova gives PCI devices it reports to placement.
         return ('CUSTOM_PCI_%s_%s' % (device.vendor_id,
                                       device.product_id)).upper()
@@ -174,18 +205,25 @@ def match_devices(devices: ty.Iterable[objects.Device],
     """Return copies of the devices that a spec matches, sorted by address.
 
     Each copy carries the ``resource_class`` and ``traits`` of the first
-    matching spec; devices no spec matches are left out.
+    matching spec; devices no spec matches are left out. A device matched
+    by entries with ``mdev_type`` gives one more copy per type it lists,
+    with ``mdev_type`` set (see the module documentation).
     """
     selected = []
     for device in devices:
+        types_done: set[str | None] = set()
         for entry in specs:
-            if entry.match(device):
-                selected.append(dataclasses.replace(
-                    device,
-                    resource_class=entry.resource_class_for(device),
-                    traits=set(entry.traits)))
-                break
-    return sorted(selected, key=lambda d: d.address)
+            if entry.mdev_type in types_done or not entry.match(device):
+                continue
+            if entry.mdev_type is not None and \
+                    entry.mdev_type not in device.mdev_types:
+                continue  # this parent cannot create that type
+            types_done.add(entry.mdev_type)
+            selected.append(dataclasses.replace(
+                device,
+                resource_class=entry.resource_class_for(device),
+                traits=set(entry.traits), mdev_type=entry.mdev_type))
+    return sorted(selected, key=lambda d: (d.address, d.mdev_type or ''))
 
 
 def select_devices(

@@ -179,6 +179,68 @@ def device_from_nodedev_xml(xml: str) -> objects.Device | None:
         mdev_types=mdev_types)
 
 
+_MDEV_NAME_RE = re.compile(
+    r'mdev_([0-9a-fA-F]{8}(?:_[0-9a-fA-F]{4}){3}_[0-9a-fA-F]{12})(?:_.*)?')
+
+
+def mdev_from_nodedev_xml(xml: str) -> objects.MediatedDevice | None:
+    """Parse the XML of one libvirt node device that is a mediated device.
+
+    libvirt 7.3 and later give the UUID in ``<capability type='mdev'>
+    <uuid>``; older ones only in the name (``mdev_<uuid with _>``, with the
+    parent's address appended since libvirt 7.7).
+
+    :returns: the mdev, or None if the node device is not one.
+    :raises os_acc.exception.InvalidNodeDevice: for XML that does not
+        parse, or an mdev without a well-formed UUID.
+    """
+    try:
+        root = ElementTree.fromstring(xml)
+    except (ElementTree.ParseError, ValueError) as e:
+        raise _invalid('Unparsable node device XML: %s', e) from e
+    cap = root.find("./capability[@type='mdev']")
+    if cap is None:
+        return None
+    text = cap.findtext('uuid')
+    if text is None:
+        m = _MDEV_NAME_RE.fullmatch((root.findtext('name') or '').strip())
+        text = m.group(1).replace('_', '-') if m else None
+    uuid = pci.normalize_uuid((text or '').strip())
+    if uuid is None:
+        raise _invalid('mdev node device has no valid UUID: %r', text)
+    type_element = cap.find('type')
+    mdev_type = (type_element.get('id') if type_element is not None
+                 else None) or None
+    parent = None
+    parent_name = (root.findtext('parent') or '').strip()
+    if parent_name:
+        try:
+            parent = str(pci.PciAddress.from_nodedev_name(parent_name))
+        except exception.InvalidDeviceAddress:
+            LOG.debug('mdev %s has a parent that is not a PCI function: '
+                      '%r', uuid, parent_name)
+    return objects.MediatedDevice(uuid=uuid, parent=parent,
+                                  mdev_type=mdev_type)
+
+
+def read_mdevs(nodedev_xmls: ty.Iterable[str]
+               ) -> dict[str, objects.MediatedDevice]:
+    """Parse mdev node devices: UUID -> MediatedDevice.
+
+    One that cannot be parsed is logged as a warning and left out.
+    """
+    mdevs = {}
+    for xml in nodedev_xmls:
+        try:
+            mdev = mdev_from_nodedev_xml(xml)
+        except exception.InvalidNodeDevice as e:
+            LOG.warning('Ignoring an mdev libvirt described as: %s', e)
+            continue
+        if mdev is not None:
+            mdevs[mdev.uuid] = mdev
+    return mdevs
+
+
 def read_devices(nodedev_xmls: ty.Iterable[str]) -> list[objects.Device]:
     """Parse node devices, leaving out those that are not PCI functions.
 

@@ -142,6 +142,24 @@ class PciAddress:
         return ('%04x' % self.domain, '%02x' % self.bus,
                 '%02x' % self.slot, '%x' % self.function)
 
+    def nodedev_name(self) -> str:
+        """libvirt's node-device name of the function: ``pci_0000_3b_02_1``.
+        """
+        return 'pci_%04x_%02x_%02x_%x' % (self.domain, self.bus, self.slot,
+                                          self.function)
+
+    @classmethod
+    def from_nodedev_name(cls, name: object) -> PciAddress:
+        """The reverse of :meth:`nodedev_name`.
+
+        :raises os_acc.exception.InvalidDeviceAddress: naming ``name``.
+        """
+        parts = name.split('_') if isinstance(name, str) else []
+        if len(parts) != 5 or parts[0] != 'pci':
+            raise _invalid('Invalid PCI node device name %r: expected '
+                           'pci_DDDD_BB_SS_F', name)
+        return cls.from_hex_fields(*parts[1:])
+
     def libvirt_attrs(self) -> dict[str, str]:
         """The attributes of libvirt's ``<address>`` for this function.
 

@@ -151,6 +151,21 @@ class NovaSeamTest(base.BaseTestCase):
             self.assertIn('self._hard_reboot(', inspect.getsource(
                 getattr(libvirt_driver.LibvirtDriver, caller)), caller)
 
+    def test_mdev_seam(self):
+        # Nova adds the mdevs a guest had (hard reboot, rescue) with
+        # _guest_add_mdevs(guest, chosen_mdevs), after _guest_add_pci_devices
+        # in _get_guest_config: the override drops those added already.
+        self.assertEqual(
+            ['self', 'guest', 'chosen_mdevs'],
+            params(libvirt_driver.LibvirtDriver._guest_add_mdevs))
+        source = inspect.getsource(
+            libvirt_driver.LibvirtDriver._get_guest_config)
+        self.assertLess(source.index('self._guest_add_pci_devices('),
+                        source.index('self._guest_add_mdevs(guest, mdevs)'))
+        self.assertIn('_get_all_assigned_mediated_devices(instance)',
+                      inspect.getsource(
+                          libvirt_driver.LibvirtDriver._hard_reboot))
+
     def test_get_guest_config_is_not_overridden(self):
         # Nova's functional tests (test_machine_type, test_stateless_firmware,
         # test_device_bus_migration), and patches written like them, set

@@ -1,0 +1,372 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""vGPUs (mediated devices) through device contexts, in Nova's harness.
+
+Hosts are Nova's fake libvirt with its mdev-capable GPUs (``num_mdevcap``,
+types ``nvidia-11`` and ``nvidia-12``), given by
+``nova_acc.tests.fixtures.mdev_host`` what a vendor driver does behind
+libvirt's node-device API (capacity taken and given back). Each test checks
+what a user or operator sees: the server's state and fault, the mdev
+hostdev in its domain, the mdevs on the host, the allocation and the
+inventory of the pool, and the ledger.
+"""
+
+from xml.etree import ElementTree
+
+from nova.tests.fixtures import libvirt as fakelibvirt
+from oslo_serialization import jsonutils
+
+from nova_acc import ledger
+from nova_acc.tests.fixtures import mdev_host
+from tests.functional import base
+
+NV11 = fakelibvirt.NVIDIA_11_VGPU_TYPE
+NV12 = fakelibvirt.NVIDIA_12_VGPU_TYPE
+GPU_VENDOR = fakelibvirt.MDEV_CAPABLE_VEND_ID.lower()
+VGPU_SPEC = {'vendor_id': GPU_VENDOR, 'mdev_type': NV11,
+             'resource_class': 'VGPU', 'traits': 'CUSTOM_M60_0B'}
+NV12_SPEC = {'vendor_id': GPU_VENDOR, 'mdev_type': NV12,
+             'resource_class': 'VGPU', 'traits': 'CUSTOM_M60_2Q'}
+WHOLE_SPEC = {'vendor_id': GPU_VENDOR, 'resource_class': 'PGPU'}
+
+
+class VgpuTestBase(base.DeviceContextTestBase):
+
+    device_spec = [VGPU_SPEC]
+    #: mdev type -> instances per GPU (Nova's fake says 16 and 8).
+    instances = {NV11: 2, NV12: 1}
+
+    def setUp(self):
+        super().setUp()
+        self.mdev_hosts = {}
+
+    def _get_connection(self, *args, **kwargs):
+        conn = super()._get_connection(*args, **kwargs)
+        self.mdev_hosts[kwargs.get('hostname') or args[-1]] = \
+            mdev_host.MdevHost(conn, instances=self.instances)
+        return conn
+
+    def start_gpu_host(self, hostname, num_gpus=2):
+        """A compute with ``num_gpus`` fake GPUs that offer both types."""
+        pci_info = fakelibvirt.HostPCIDevicesInfo(
+            num_pci=0, num_pfs=0, num_vfs=0, num_mdevcap=0)
+        bus = self._next_bus
+        self._next_bus += 1
+        addresses = []
+        for slot in range(num_gpus):
+            dev = pci_info.add_device(
+                dev_type='MDEV_TYPES', bus=bus, slot=slot, function=0,
+                iommu_group=60 + slot, numa_node=0,
+                multiple_gpu_types=True)
+            addresses.append(dev.address)
+            self._make_sysfs_device(dev.address)
+        self.start_compute(hostname, pci_info=pci_info)
+        return addresses
+
+    # ---- what a user or operator looks at ----------------------------
+
+    def domain_mdevs(self, hostname, server):
+        """UUIDs of the mdev hostdevs in a server's domain."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        for dom in conn._vms.values():
+            if dom.UUIDString() == server['id']:
+                xml = ElementTree.fromstring(dom.XMLDesc(0))
+                return sorted(
+                    a.get('uuid') for a in xml.findall(
+                        "./devices/hostdev[@type='mdev']/source/address"))
+        return []
+
+    def host_mdevs(self, hostname):
+        """{uuid: (parent address, type)} of the mdevs on a host."""
+        return {m.uuid: ('0000:%s:%s.%s' % tuple(m.parent[9:].split('_')),
+                         m.type_id)
+                for m in self.mdev_hosts[hostname].active.values()}
+
+    def vgpu_pool(self, hostname, spec=VGPU_SPEC):
+        """The provider of the pool of ``spec``'s mdev type on a host."""
+        for uuid, name in self.pool_rps().items():
+            if name.startswith(hostname + '_VGPU_%s_' % spec['mdev_type']):
+                return uuid
+        return None
+
+    def total_and_reserved(self, rp_uuid):
+        inv = self.provider_inventory(rp_uuid)
+        return {rc: (i['total'], i['reserved']) for rc, i in inv.items()}
+
+    def mdev_records(self, hostname):
+        return {u: r for u, r in self.ledger(hostname).items() if r.is_mdev}
+
+    def assert_nothing_left(self, hostname, server=None):
+        self.assertEqual({}, self.host_mdevs(hostname))
+        self.assertEqual({}, self.mdev_records(hostname))
+        if server is not None:
+            self.assertEqual({}, self._get_allocations_by_server_uuid(
+                server['id']))
+
+
+class VgpuBootTest(VgpuTestBase):
+
+    def test_boot_with_a_vgpu_context_and_delete(self):
+        gpus = self.start_gpu_host('compute1')
+        pool = self.vgpu_pool('compute1')
+        self.assertEqual({'VGPU': (4, 0)}, self.total_and_reserved(pool))
+        self.assertIn('CUSTOM_M60_0B', self.provider_traits(pool))
+
+        server = self.boot('resources:VGPU=1,trait:CUSTOM_M60_0B=required')
+
+        [uuid] = self.domain_mdevs('compute1', server)
+        self.assertEqual({uuid: (gpus[0], NV11)},
+                         self.host_mdevs('compute1'))
+        self.assertEqual([pool], self.allocated_device_rps(server))
+        rec = self.ledger('compute1')[uuid]
+        self.assertEqual(
+            (ledger.ATTACHED, server['id'], gpus[0], NV11, pool),
+            (rec.state, rec.instance_uuid, rec.parent, rec.mdev_type,
+             rec.rp_uuid))
+        # No PCI hostdev: the GPU itself stays on the host.
+        self.assertEqual([], self.domain_hostdevs('compute1', server))
+        self._run_periodics()
+        self.assertEqual({'VGPU': (4, 0)}, self.total_and_reserved(pool))
+        self.assertEqual({'VGPU': 1}, self.provider_usage(pool))
+
+        self._delete_server(server)
+
+        self.assert_nothing_left('compute1', server)
+        self._run_periodics()
+        self.assertEqual({'VGPU': (4, 0)}, self.total_and_reserved(pool))
+        self.assertEqual({'VGPU': 0}, self.provider_usage(pool))
+
+    def test_a_full_pool_fails_the_next_server_clearly(self):
+        gpus = self.start_gpu_host('compute1')
+        pool = self.vgpu_pool('compute1')
+        first = self.boot('resources:VGPU=2')
+        second = self.boot('resources:VGPU=2')
+
+        # A server's mdevs are packed on one GPU, which leaves the other
+        # free for other types or whole use.
+        self.assertEqual({gpus[0]}, {self.host_mdevs('compute1')[u][0]
+                                     for u in self.domain_mdevs(
+                                         'compute1', first)})
+        self.assertEqual({gpus[1]}, {self.host_mdevs('compute1')[u][0]
+                                     for u in self.domain_mdevs(
+                                         'compute1', second)})
+        self.assertEqual(4, len(self.host_mdevs('compute1')))
+        self.assertEqual({'VGPU': 4}, self.provider_usage(pool))
+
+        third = self.boot('resources:VGPU=1', expected_state='ERROR')
+        fault = self.fault_message(third)
+        self.assertIn('No host has enough free accelerators', fault)
+        self.assertIn("'resources:VGPU=1'", fault)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            third['id']))
+        self.assertEqual(4, len(self.host_mdevs('compute1')))
+
+        # One leaves: its mdevs are removed, the capacity serves the next.
+        gone = set(self.domain_mdevs('compute1', first))
+        self._delete_server(first)
+        self.assertEqual(2, len(self.host_mdevs('compute1')))
+        fourth = self.boot('resources:VGPU=2')
+        new = set(self.domain_mdevs('compute1', fourth))
+        self.assertEqual(2, len(new))
+        self.assertEqual(set(), new & gone)  # new mdevs, not the old ones
+
+    def test_failed_mdev_creation_reschedules_and_leaves_nothing(self):
+        self.start_gpu_host('compute1')
+        self.start_gpu_host('compute2')
+        self.mdev_hosts['compute1'].fail_create = 'vendor driver refused'
+        self.mdev_hosts['compute2'].fail_create = 'vendor driver refused'
+        # Both fail: the server ends in ERROR with the reason of the last.
+        server = self.boot('resources:VGPU=1', expected_state='ERROR')
+        self.assertEqual(['compute1', 'compute2'], self.hosts_tried(server))
+        self.assertIn('Exceeded maximum number of retries',
+                      self.fault_message(server))
+        for hostname in ('compute1', 'compute2'):
+            self.assert_nothing_left(hostname, server)
+        self._run_periodics()
+        for hostname in ('compute1', 'compute2'):
+            pool = self.vgpu_pool(hostname)
+            self.assertEqual({'VGPU': (4, 0)}, self.total_and_reserved(pool))
+
+        # Only one host refuses: the server lands on the other.
+        self.mdev_hosts['compute2'].fail_create = None
+        server = self.boot('resources:VGPU=1')
+        self.assertEqual('compute2', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(1, len(self.domain_mdevs('compute2', server)))
+        self.assert_nothing_left('compute1')
+
+
+class VgpuTypesTest(VgpuTestBase):
+    """Two mdev types offered on the same GPU."""
+
+    device_spec = [VGPU_SPEC, NV12_SPEC]
+
+    def test_two_types_on_one_gpu_do_not_overcommit(self):
+        [gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        nv11 = self.vgpu_pool('compute1')
+        nv12 = self.vgpu_pool('compute1', NV12_SPEC)
+        self.assertEqual({'VGPU': (2, 0)}, self.total_and_reserved(nv11))
+        self.assertEqual({'VGPU': (1, 0)}, self.total_and_reserved(nv12))
+
+        first = self.boot('resources:VGPU=1,trait:CUSTOM_M60_0B=required')
+        [uuid] = self.domain_mdevs('compute1', first)
+        self.assertEqual({uuid: (gpu, NV11)}, self.host_mdevs('compute1'))
+
+        # The GPU now serves nvidia-11 only: no nvidia-12 is promised.
+        self._run_periodics()
+        self.assertNotIn(nv12, self.pool_rps())
+        other = self.boot('resources:VGPU=1,trait:CUSTOM_M60_2Q=required',
+                          expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(other))
+        self.assertEqual({uuid: (gpu, NV11)}, self.host_mdevs('compute1'))
+
+        self._delete_server(first)
+        self._run_periodics()
+        server = self.boot('resources:VGPU=1,trait:CUSTOM_M60_2Q=required')
+        [uuid] = self.domain_mdevs('compute1', server)
+        self.assertEqual({uuid: (gpu, NV12)}, self.host_mdevs('compute1'))
+
+    def test_the_ledger_refuses_a_second_type_placement_offered(self):
+        # Placement can offer both types on an idle GPU to two builds at
+        # once; the host's claim, under its ledger lock, gives the GPU to
+        # the first and refuses the second, which is rescheduled.
+        [gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        first = self.boot('resources:VGPU=1,trait:CUSTOM_M60_0B=required')
+        nv12 = self.vgpu_pool('compute1', NV12_SPEC)
+        # Before the next resource update placement still has nvidia-12.
+        self.assertIsNotNone(nv12)
+        second = self.boot('resources:VGPU=1,trait:CUSTOM_M60_2Q=required',
+                           expected_state='ERROR')
+        self.assertEqual(['compute1'], self.hosts_tried(second))
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            second['id']))
+        self.assertEqual(1, len(self.host_mdevs('compute1')))
+        self.assertEqual([gpu], [r.parent for r in self.mdev_records(
+            'compute1').values()])
+        self.assertEqual(1, len(self.domain_mdevs('compute1', first)))
+
+
+class VgpuAndWholeGpuTest(VgpuTestBase):
+    """One GPU offered whole and as vGPUs: one way at a time."""
+
+    device_spec = [VGPU_SPEC, WHOLE_SPEC]
+
+    def test_whole_and_vgpu_use_of_a_gpu_are_exclusive(self):
+        [gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        vgpus = self.vgpu_pool('compute1')
+        whole = self.device_rp('compute1', gpu)
+        self.assertEqual({'PGPU': (1, 0)}, self.total_and_reserved(whole))
+
+        passthrough = self.boot('resources:PGPU=1')
+        self.assertEqual([gpu], self.domain_hostdevs('compute1',
+                                                     passthrough))
+        self._run_periodics()
+        self.assertEqual({'VGPU': (2, 2)}, self.total_and_reserved(vgpus))
+        refused = self.boot('resources:VGPU=1', expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(refused))
+        self.assertEqual({}, self.host_mdevs('compute1'))
+
+        self._delete_server(passthrough)
+        self.assertEqual(1, self.reset_count(gpu))
+        self._run_periodics()
+        vgpu = self.boot('resources:VGPU=1')
+        self.assertEqual(1, len(self.domain_mdevs('compute1', vgpu)))
+        self._run_periodics()
+        self.assertEqual({'PGPU': (1, 1)}, self.total_and_reserved(whole))
+        refused = self.boot('resources:PGPU=1', expected_state='ERROR')
+        self.assertIn('No host has enough free accelerators',
+                      self.fault_message(refused))
+        self.assertEqual(('free', None), self.ledger_state('compute1', gpu))
+
+
+class VgpuHostLifecycleTest(VgpuTestBase):
+
+    def test_compute_restart_keeps_mdevs_and_servers(self):
+        self.start_gpu_host('compute1')
+        server = self.boot('resources:VGPU=1')
+        [uuid] = self.domain_mdevs('compute1', server)
+        created = self.mdev_hosts['compute1'].created
+
+        self.restart_compute_service('compute1')
+        self._run_periodics()
+
+        self.assertEqual(created, self.mdev_hosts['compute1'].created)
+        self.assertEqual([uuid], list(self.host_mdevs('compute1')))
+        self.assertEqual([uuid], self.domain_mdevs('compute1', server))
+        self.assertEqual('ACTIVE', self.api.get_server(server['id'])[
+            'status'])
+        self.assertEqual(ledger.ATTACHED,
+                         self.ledger('compute1')[uuid].state)
+
+    def test_host_reboot_recreates_the_mdevs_of_its_servers(self):
+        gpus = self.start_gpu_host('compute1')
+        server = self.boot('resources:VGPU=2')
+        uuids = self.domain_mdevs('compute1', server)
+
+        # The host reboots: its mdevs are gone, its guests defined.
+        self.mdev_hosts['compute1'].reboot()
+        self.assertEqual({}, self.host_mdevs('compute1'))
+        self.restart_compute_service('compute1')
+
+        self.assertEqual({u: (gpus[0], NV11) for u in uuids},
+                         self.host_mdevs('compute1'))
+        self._reboot_server(server, hard=True)
+        self.assertEqual(uuids, self.domain_mdevs('compute1', server))
+        self._run_periodics()
+        pool = self.vgpu_pool('compute1')
+        self.assertEqual({'VGPU': (4, 0)}, self.total_and_reserved(pool))
+        self.assertEqual({'VGPU': 2}, self.provider_usage(pool))
+
+    def test_a_mdev_that_cannot_be_removed_stays_out_of_service(self):
+        self.start_gpu_host('compute1', num_gpus=1)
+        pool = self.vgpu_pool('compute1')
+        server = self.boot('resources:VGPU=1')
+        [uuid] = self.domain_mdevs('compute1', server)
+        fake = self.mdev_hosts['compute1']
+        real_stop = fake.stop
+
+        def refuse(mdev):
+            raise mdev_host._error('device or resource busy')
+        fake.stop = refuse
+
+        self._delete_server(server)
+
+        rec = self.ledger('compute1')[uuid]
+        self.assertEqual(ledger.DIRTY, rec.state)
+        self.assertIn('device or resource busy', rec.reason)
+        self.assertEqual([uuid], list(self.host_mdevs('compute1')))
+        self._run_periodics()
+        # Its capacity is not offered: one of two is left.
+        self.assertEqual({'VGPU': (1, 0)}, self.total_and_reserved(pool))
+
+        # The driver lets go: the next resource update removes it.
+        fake.stop = real_stop
+        self._run_periodics()
+        self.assertEqual({}, self.host_mdevs('compute1'))
+        self.assertEqual({}, self.mdev_records('compute1'))
+        self._run_periodics()
+        self.assertEqual({'VGPU': (2, 0)}, self.total_and_reserved(pool))
+
+
+class VgpuConfigTest(VgpuTestBase):
+
+    def test_nova_vgpu_types_and_nova_acc_mdev_types_refuse_to_start(self):
+        self.flags(enabled_mdev_types=[NV11], group='devices')
+        exc = self.assertRaises(Exception, self.start_gpu_host, 'compute1')
+        self.assertIn('[devices] enabled_mdev_types', str(exc))
+
+    def test_invalid_mdev_type_in_device_spec_names_the_key(self):
+        self.flags(device_spec=[jsonutils.dumps(dict(
+            VGPU_SPEC, mdev_type='nvidia-11"/><evil'))], group='nova_acc')
+        exc = self.assertRaises(Exception, self.start_gpu_host, 'compute1')
+        self.assertIn("'mdev_type'", str(exc))
