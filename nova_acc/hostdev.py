@@ -517,9 +517,20 @@ class HostDevices:
             self.claim(instance, migration_id=move, held_tags=tags)
             records = self.ledger.records()
         pool_groups = {b.requester_id for b in bindings if b.is_pool}
-        wanted = [os_acc.Accelerator(interface_type='pci', address=b.address)
-                  for b in bindings if not b.is_pool]
+        wanted = []
         mdevs = []
+        for b in bindings:
+            if b.is_pool:
+                continue
+            rec = records.get(b.address)
+            if rec is not None and rec.is_mdev:
+                # An MDEV attach handle of the backend.
+                mdevs.append(rec)
+                wanted.append(os_acc.Accelerator(interface_type='mdev',
+                                                 mdev_uuid=b.address))
+            else:
+                wanted.append(os_acc.Accelerator(interface_type='pci',
+                                                 address=b.address))
         for address, rec in sorted(records.items(),
                                    key=lambda i: (i[1].requester_id or '',
                                                   i[0])):
@@ -763,7 +774,7 @@ class HostDevices:
                     ', '.join(ids), e or 'timed out after %ss' %
                     CONF.nova_acc_cyborg.bind_timeout))
         unsupported = sorted(ctx for ctx, acc in handles.items()
-                             if acc.interface_type != 'pci')
+                             if acc.interface_type not in ('pci', 'mdev'))
         if unsupported:
             # Nothing of them reached the ledger yet: unbind here, or a
             # server that ends in ERROR would keep them bound.
@@ -779,7 +790,48 @@ class HostDevices:
                     ', '.join(sorted({handles[c].interface_type
                                       for c in unsupported})),
                     ', '.join(unsupported)))
+        mdev_handles = {b.context_id: b for b in pending
+                        if handles[b.context_id].interface_type == 'mdev'}
+        if mdev_handles:
+            self._record_backend_mdevs(context, instance, ids, mdev_handles,
+                                       handles)
         binding.replace(instance, [
-            dataclasses.replace(b, address=handles[b.context_id].address)
+            dataclasses.replace(b, address=(
+                handles[b.context_id].mdev_uuid
+                if b.context_id in mdev_handles
+                else handles[b.context_id].address))
             if b in pending else b for b in bindings])
         instance.save()
+
+    def _record_backend_mdevs(self, context, instance, ids, pending,
+                              handles) -> None:
+        """Record the mdevs of the backend's MDEV attach handles.
+
+        The backend chose the parent, type and UUID; nova-compute creates
+        the mdev (when the guest is defined) as Nova does for Cyborg's
+        mdevs, and removes it when the server lets go. The record is what
+        ties it to the server until then.
+
+        :raises DeviceNotUsable: another server holds that mdev here.
+        """
+        with self.ledger.transaction() as records:
+            for ctx, b in sorted(pending.items()):
+                acc = handles[ctx]
+                rec = records.get(acc.mdev_uuid)
+                if rec is not None and rec.instance_uuid != instance.uuid:
+                    try:
+                        backends.get_backend().unbind(
+                            context, instance, ids, hostname=instance.node)
+                    except Exception as e:  # the reason is below
+                        LOG.error('Could not unbind device contexts %s: %s',
+                                  ', '.join(ids), e, instance=instance)
+                    raise exception.DeviceNotUsable(
+                        'mdev %s of device context %s: %s' % (
+                            acc.mdev_uuid, ctx,
+                            ledger.describe_unavailable(rec)))
+                if rec is None:
+                    rec = records[acc.mdev_uuid] = ledger.DeviceRecord(
+                        address=acc.mdev_uuid, parent=acc.parent,
+                        mdev_type=acc.mdev_type)
+                    rec.claim(instance.uuid, b.rp_uuid, None, (), ctx,
+                              b.requester_id)

@@ -83,6 +83,8 @@ def create(host: libvirt_host.Host, parent: str, mdev_type: str,
     :raises MdevError: libvirt refused (no capacity left, parent gone).
     """
     libvirt = _libvirt()
+    if not os_acc.is_valid_mdev_type(mdev_type):
+        raise exception.MdevError('invalid mdev type %r' % (mdev_type,))
     conf = vconfig.LibvirtConfigNodeDevice()
     conf.parent = os_acc.PciAddress.parse(parent).nodedev_name()
     conf.mdev_information = vconfig.LibvirtConfigNodeDeviceMdevInformation()

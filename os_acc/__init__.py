@@ -67,6 +67,7 @@ __all__ = [
     'discover_from_nodedevs',
     'get_config',
     'initialize',
+    'is_valid_mdev_type',
     'mdevs_from_nodedevs',
     'parse_device_context',
     'reset_device',
@@ -254,6 +255,12 @@ def device_from_nodedev_xml(xml: str) -> Device | None:
         IDs.
     """
     return _nodedev.device_from_nodedev_xml(xml)
+
+
+def is_valid_mdev_type(name: object) -> bool:
+    """Is ``name`` an mdev type name as kernels make them (``nvidia-35``,
+    ``i915-GVTg_V5_4``), safe in a sysfs path and in libvirt XML?"""
+    return _device_spec.is_valid_mdev_type(name)
 
 
 def mdevs_from_nodedevs(nodedev_xmls: ty.Iterable[str]

@@ -129,11 +129,15 @@ class Accelerator:
 
     :ivar interface_type: ``pci`` (VFIO passthrough of ``address``) or
         ``mdev`` (mediated device ``mdev_uuid``).
+    :ivar parent, mdev_type: for an mdev, where and of what type it is (or
+        is to be created); not part of the guest's XML.
     """
 
     interface_type: str
     address: str | None = None
     mdev_uuid: str | None = None
+    parent: str | None = None
+    mdev_type: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -525,8 +525,21 @@ def _accelerator(arq) -> os_acc.Accelerator:
                         info['domain'], info['bus'], info['device'],
                         info['function'])))
         elif handle_type == 'MDEV':
-            acc = os_acc.Accelerator(interface_type='mdev',
-                                     mdev_uuid=info['uuid'])
+            # As Nova's libvirt driver reads Cyborg's mdev handles
+            # (_allocate_cyborg_mdevs): the handle's UUID is the mdev's,
+            # its info names the parent GPU and the type to create.
+            # It goes into libvirt's node-device XML when nova-compute
+            # creates the mdev.
+            mdev_type = info['asked_type']
+            if not os_acc.is_valid_mdev_type(mdev_type):
+                raise KeyError('asked_type %r' % (mdev_type,))
+            acc = os_acc.Accelerator(
+                interface_type='mdev',
+                mdev_uuid=arq.get('attach_handle_uuid') or info.get('uuid'),
+                parent=str(os_acc.PciAddress.from_hex_fields(
+                    info['domain'], info['bus'], info['device'],
+                    info['function'])),
+                mdev_type=mdev_type)
         else:
             raise KeyError(handle_type)
         os_acc.get_config(acc)  # validates address / UUID

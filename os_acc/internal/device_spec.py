@@ -119,9 +119,13 @@ def _parse_traits(key: str, value: object) -> frozenset[str]:
     return frozenset(names)
 
 
+def is_valid_mdev_type(value: object) -> bool:
+    return isinstance(value, str) and \
+        _MDEV_TYPE_RE.fullmatch(value) is not None
+
+
 def _parse_mdev_type(key: str, value: object) -> str:
-    if not isinstance(value, str) or \
-            _MDEV_TYPE_RE.fullmatch(value) is None:
+    if not is_valid_mdev_type(value):
         raise _error(key, '%r is not an mdev type name such as '
                      '"nvidia-35" or "i915-GVTg_V5_4"', value)
     return value

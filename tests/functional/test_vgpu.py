@@ -25,7 +25,10 @@ from xml.etree import ElementTree
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_serialization import jsonutils
 
+from oslo_utils import uuidutils
+
 from nova_acc import ledger
+from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from nova_acc.tests.fixtures import mdev_host
 from tests.functional import base
 
@@ -370,3 +373,95 @@ class VgpuConfigTest(VgpuTestBase):
             VGPU_SPEC, mdev_type='nvidia-11"/><evil'))], group='nova_acc')
         exc = self.assertRaises(Exception, self.start_gpu_host, 'compute1')
         self.assertIn("'mdev_type'", str(exc))
+
+
+class CyborgMdevTest(cyborg_cloud.CyborgCloudMixin, VgpuTestBase):
+    """An ID-based context whose Cyborg attach handle is an MDEV."""
+
+    def add_cyborg_gpu(self, hostname, address, vgpus=2):
+        """What cyborg-agent reports for a vGPU-capable GPU."""
+        rp_uuid = uuidutils.generate_uuid()
+        self.placement.post('/resource_providers', {
+            'name': '%s_cyborg_%s' % (hostname, address), 'uuid': rp_uuid,
+            'parent_provider_uuid': self.compute_rp_uuids[hostname]},
+            version='1.20')
+        self.placement.put('/resource_providers/%s/inventories' % rp_uuid, {
+            'resource_provider_generation': 0,
+            'inventories': {'VGPU': {'total': vgpus}}})
+        gen = self.placement.get(
+            '/resource_providers/%s' % rp_uuid).body['generation']
+        self.placement.put('/traits/CUSTOM_CYBORG_VGPU', None, version='1.6')
+        self.placement.put('/resource_providers/%s/traits' % rp_uuid, {
+            'resource_provider_generation': gen,
+            'traits': ['CUSTOM_CYBORG_VGPU']}, version='1.6')
+        self.cyborg.seed_devices(hostname, [{
+            'pci_address': address, 'rp_uuid': rp_uuid, 'type': 'GPU',
+            'vendor': GPU_VENDOR, 'resource_class': 'VGPU',
+            'traits': ['CUSTOM_CYBORG_VGPU'], 'attach_type': 'MDEV',
+            'asked_type': NV11, 'num_mdevs': vgpus}])
+        self.cyborg.client('admin').create_device_profile('vgpu', [{
+            'resources:VGPU': '1', 'trait:CUSTOM_CYBORG_VGPU': 'required'}])
+        return rp_uuid
+
+    def test_mdev_attach_handle_is_created_attached_and_removed(self):
+        [gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        rp = self.add_cyborg_gpu('compute1', gpu)
+        ctx = self.member.create_arq('vgpu')[0]['uuid']
+
+        server = self.boot(ctx)
+
+        arq = self.member.get_arq(ctx)
+        self.assertEqual(('Bound', 'MDEV', rp),
+                         (arq['state'], arq['attach_handle_type'],
+                          arq['device_rp_uuid']))
+        handle = arq['attach_handle_uuid']
+        # Cyborg asked its agent for the mdev; nova-compute created it, as
+        # Nova's libvirt driver does when it is not there yet.
+        self.assertIn(('create_vgpu_mdev', handle),
+                      [(c['method'], c['args']['ah_uuid'])
+                       for c in self.cyborg.agent_calls()])
+        self.assertEqual([handle], self.domain_mdevs('compute1', server))
+        self.assertEqual({handle: (gpu, NV11)}, self.host_mdevs('compute1'))
+        rec = self.ledger('compute1')[handle]
+        self.assertEqual((ledger.ATTACHED, ctx, gpu, NV11),
+                         (rec.state, rec.context_id, rec.parent,
+                          rec.mdev_type))
+
+        self._delete_server(server)
+
+        arq = self.member.get_arq(ctx)
+        self.assertEqual('Unbound', arq['state'])
+        self.assert_nothing_left('compute1')
+        self.assertEqual({'VGPU': 0}, self.provider_usage(rp))
+        # Like a port: the same context boots the next server.
+        again = self.boot(ctx)
+        self.assertEqual(1, len(self.domain_mdevs('compute1', again)))
+
+    def test_mdev_handle_with_a_bad_type_fails_cleanly(self):
+        [gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        rp = uuidutils.generate_uuid()
+        self.placement.post('/resource_providers', {
+            'name': 'compute1_cyborg_bad', 'uuid': rp,
+            'parent_provider_uuid': self.compute_rp_uuids['compute1']},
+            version='1.20')
+        self.placement.put('/resource_providers/%s/inventories' % rp, {
+            'resource_provider_generation': 0,
+            'inventories': {'VGPU': {'total': 1}}})
+        self.cyborg.seed_devices('compute1', [{
+            'pci_address': gpu, 'rp_uuid': rp, 'type': 'GPU',
+            'resource_class': 'VGPU', 'attach_type': 'MDEV',
+            'asked_type': "nvidia-11'/><evil"}])
+        self.cyborg.client('admin').create_device_profile('bad', [{
+            'resources:VGPU': '1'}])
+        ctx = self.member.create_arq('bad')[0]['uuid']
+
+        server = self.boot(ctx, expected_state='ERROR')
+
+        # Nova's fault is its "no more hosts" (a reschedule's reason is not
+        # in the server's fault); the compute's log says why.
+        self.assertIn('Exceeded maximum number of retries',
+                      self.fault_message(server))
+        self.assertIn('has an unusable attach handle MDEV',
+                      self.stdlog.logger.output)
+        self.assert_nothing_left('compute1', server)
+        self.assertNotEqual('Bound', self.member.get_arq(ctx)['state'])
