@@ -141,8 +141,11 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
         table = prettytable.PrettyTable(LIST_COLUMNS)
         table.align = 'l'
         for name, rec in rows:
+            device = rec.address if not rec.is_mdev else (
+                '%s (mdev %s on %s)' % (rec.address, rec.mdev_type,
+                                        rec.parent))
             table.add_row([value or '-' for value in (
-                name, rec.address, rec.state, _holder(rec), rec.rp_uuid,
+                name, device, rec.state, _holder(rec), rec.rp_uuid,
                 rec.resource_class, rec.last_reset, rec.changed_at,
                 rec.reason)])
         print(table)

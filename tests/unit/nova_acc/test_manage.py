@@ -344,3 +344,34 @@ class CommandLineTest(ManageTestCase):
         self.assertEqual(1, rc)
         self.assertIn('no device ledger in %s'
                       % os.path.join(self.root, 'elsewhere'), err)
+
+
+MDEV = '4b20d080-1b54-4048-85b3-a6a62d165c01'
+
+
+def dirty_mdev():
+    rec = ledger.DeviceRecord(address=MDEV, parent=ATTACHED,
+                              mdev_type='nvidia-35')
+    rec.dirty('removal failed: device busy')
+    return rec
+
+
+class MdevCommandsTest(ManageTestCase):
+
+    def test_list_names_the_gpu_and_type(self):
+        self.add_devices('compute-1', dirty_mdev())
+        rc, out, err = self.run_manage('devices', 'list')
+        self.assertEqual(0, rc, err)
+        self.assertIn('%s (mdev nvidia-35 on %s)' % (MDEV, ATTACHED), out)
+
+    def test_clear_dirty_mdev_needs_force_and_forgets_it(self):
+        self.add_devices('compute-1', dirty_mdev())
+        rc, out, err = self.run_manage('devices', 'clear-dirty', MDEV)
+        self.assertEqual(1, rc)
+        self.assertIn('removed by nova-compute', err)
+        self.assertIn('--force', err)
+        self.assertIn(MDEV, self.records('compute-1'))
+        rc, out, err = self.run_manage('devices', 'clear-dirty', MDEV,
+                                       '--force')
+        self.assertEqual(0, rc, err)
+        self.assertNotIn(MDEV, self.records('compute-1'))
