@@ -662,8 +662,9 @@ class HostDevices:
                           instance=instance)
 
     def _rebind(self, context, instance, bindings, allocations) -> None:
-        managed = self.managed_devices()
+        managed, mdev_parents = self.devices()
         pools = inventory.pools_of(self.nodename, managed.values())
+        pools.update(inventory.pools_of(self.nodename, mdev_parents))
         try:
             moved = binding.for_move(
                 bindings, allocations,

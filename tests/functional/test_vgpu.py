@@ -31,6 +31,7 @@ from nova_acc import ledger
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from nova_acc.tests.fixtures import mdev_host
 from tests.functional import base
+from tests.functional import test_moves
 
 NV11 = fakelibvirt.NVIDIA_11_VGPU_TYPE
 NV12 = fakelibvirt.NVIDIA_12_VGPU_TYPE
@@ -58,7 +59,7 @@ class VgpuTestBase(base.DeviceContextTestBase):
             mdev_host.MdevHost(conn, instances=self.instances)
         return conn
 
-    def start_gpu_host(self, hostname, num_gpus=2):
+    def start_gpu_host(self, hostname, num_gpus=2, host_info=None):
         """A compute with ``num_gpus`` fake GPUs that offer both types."""
         pci_info = fakelibvirt.HostPCIDevicesInfo(
             num_pci=0, num_pfs=0, num_vfs=0, num_mdevcap=0)
@@ -72,7 +73,7 @@ class VgpuTestBase(base.DeviceContextTestBase):
                 multiple_gpu_types=True)
             addresses.append(dev.address)
             self._make_sysfs_device(dev.address)
-        self.start_compute(hostname, pci_info=pci_info)
+        self.start_compute(hostname, pci_info=pci_info, host_info=host_info)
         return addresses
 
     # ---- what a user or operator looks at ----------------------------
@@ -465,3 +466,50 @@ class CyborgMdevTest(cyborg_cloud.CyborgCloudMixin, VgpuTestBase):
                       self.stdlog.logger.output)
         self.assert_nothing_left('compute1', server)
         self.assertNotEqual('Bound', self.member.get_arq(ctx)['state'])
+
+
+class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
+    """Resize to another host: new mdevs there, the old ones until confirm.
+    """
+
+    def _resize_away(self):
+        gpus = {h: self.start_gpu_host(h, num_gpus=1, host_info=(
+            fakelibvirt.HostInfo(kB_mem=gib * test_moves.GiB_in_kB)))
+            for h, gib in (('compute1', 32), ('compute2', 16))}
+        server = self.boot('resources:VGPU=1', flavor_id=self.small)
+        self.assertEqual('compute1', self.host_of(server))
+        [source] = self.domain_mdevs('compute1', server)
+        server = self._resize_server(server, self.bigger)
+        self.assertEqual('compute2', self.host_of(server))
+        [dest] = self.domain_mdevs('compute2', server)
+        self.assertEqual({dest: (gpus['compute2'][0], NV11)},
+                         self.host_mdevs('compute2'))
+        # The source keeps its mdev (its guest is only shut off).
+        self.assertEqual({source: (gpus['compute1'][0], NV11)},
+                         self.host_mdevs('compute1'))
+        self.assertIsNotNone(self.ledger('compute2')[dest].migration_id)
+        return server, source, dest
+
+    def test_resize_to_another_host_and_confirm(self):
+        server, source, dest = self._resize_away()
+
+        server = self._confirm_resize(server)
+
+        self.assertEqual([dest], self.domain_mdevs('compute2', server))
+        self.assert_nothing_left('compute1')
+        self._run_periodics()
+        self.assertEqual({'VGPU': 1}, self.provider_usage(
+            self.vgpu_pool('compute2')))
+        self.assertEqual({'VGPU': 0}, self.provider_usage(
+            self.vgpu_pool('compute1')))
+
+    def test_resize_to_another_host_and_revert(self):
+        server, source, dest = self._resize_away()
+
+        server = self._revert_resize(server)
+
+        self.assertEqual('compute1', self.host_of(server))
+        self.assertEqual([source], self.domain_mdevs('compute1', server))
+        self.assert_nothing_left('compute2')
+        self._reboot_server(server, hard=True)
+        self.assertEqual([source], self.domain_mdevs('compute1', server))
