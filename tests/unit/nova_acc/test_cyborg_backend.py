@@ -64,9 +64,17 @@ class AttachHandleTest(base.BaseTestCase):
                          (acc.interface_type, acc.address))
 
     def test_mdev_handle(self):
-        acc = cyborg._accelerator(self.arq('MDEV', {'uuid': INSTANCE}))
-        self.assertEqual(('mdev', INSTANCE), (acc.interface_type,
-                                              acc.mdev_uuid))
+        # As Nova 2026.2 reads Cyborg's vGPU handles: the handle's UUID is
+        # the mdev's, its info the GPU and the type.
+        arq = self.arq('MDEV', {'domain': '0000', 'bus': '81',
+                                'device': '00', 'function': '0',
+                                'asked_type': 'nvidia-35',
+                                'vgpu_mark': 'nvidia-35_0'})
+        arq['attach_handle_uuid'] = INSTANCE
+        acc = cyborg._accelerator(arq)
+        self.assertEqual(('mdev', INSTANCE, '0000:81:00.0', 'nvidia-35'),
+                         (acc.interface_type, acc.mdev_uuid, acc.parent,
+                          acc.mdev_type))
 
     def test_malformed_handles_never_reach_libvirt(self):
         for handle_type, info in (
@@ -74,6 +82,10 @@ class AttachHandleTest(base.BaseTestCase):
                          'function': '0'}),
                 ('PCI', {'domain': '0000', 'bus': '81'}),
                 ('MDEV', {'uuid': 'not-a-uuid'}),
+                ('MDEV', {'uuid': INSTANCE, 'domain': '0000', 'bus': '81',
+                          'device': '00', 'function': '0',
+                          'asked_type': "nvidia-35'/><x"}),
+                ('MDEV', {'uuid': INSTANCE, 'asked_type': 'nvidia-35'}),
                 ('NVME', {})):
             e = self.assertRaises(exception.BackendUnavailable,
                                   cyborg._accelerator,
