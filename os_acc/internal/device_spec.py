@@ -120,12 +120,16 @@ def _parse_traits(key: str, value: object) -> frozenset[str]:
 
 
 def is_valid_mdev_type(value: object) -> bool:
+    """Whether ``value`` is a name the kernel could give an mdev type.
+
+    It reaches libvirt XML and sysfs paths, hence the narrow grammar.
+    """
     return isinstance(value, str) and \
         _MDEV_TYPE_RE.fullmatch(value) is not None
 
 
 def _parse_mdev_type(key: str, value: object) -> str:
-    if not is_valid_mdev_type(value):
+    if not isinstance(value, str) or not is_valid_mdev_type(value):
         raise _error(key, '%r is not an mdev type name such as '
                      '"nvidia-35" or "i915-GVTg_V5_4"', value)
     return value
