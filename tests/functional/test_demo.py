@@ -192,6 +192,43 @@ class DemoCommandTest(testtools.TestCase):
         # 2 VFs left: not enough for a second server.
         self.assert_failed_for_devices(second, spec, detail)
 
+    def test_vgpu_pool(self):
+        spec = 'resources:%s=2,trait:%s=required' % (
+            plan.VGPU_RESOURCE_CLASS, plan.VGPU_TRAIT)
+        result, detail = run_json(self, '--hosts', '1', '--vgpus-per-host',
+                                  '3', '--servers', '2', '--context', spec)
+        pools = {p['resource_class']: p for p in result['pools']}
+        self.assertEqual({'FPGA', plan.VGPU_RESOURCE_CLASS}, set(pools))
+        vgpu_pool = pools[plan.VGPU_RESOURCE_CLASS]
+        self.assertEqual(3, vgpu_pool['devices'], detail)
+        self.assertEqual([plan.VGPU_TRAIT], vgpu_pool['traits'], detail)
+        first, second = result['servers']
+        self.assertEqual('ACTIVE', first['status'], detail)
+        # Two mdevs of the demo type, created for this server on the
+        # host's one GPU, from its vGPU pool.
+        self.assertEqual(2, len({d['mdev_uuid'] for d in first['devices']}),
+                         detail)
+        self.assertEqual({(plan.VGPU_TYPE, vgpu_pool['resource_provider'])},
+                         {(d['mdev_type'], d['resource_provider'])
+                          for d in first['devices']}, detail)
+        self.assertEqual(1, len({d['parent'] for d in first['devices']}),
+                         detail)
+        # One vGPU left: not enough for a second server. (run_json checked
+        # that no mdev is left on the host after the deletes.)
+        self.assert_failed_for_devices(second, spec, detail)
+
+    def test_vgpus_per_host_is_checked(self):
+        proc = run_demo('--vgpus-per-host', '17', timeout=60)
+        self.assertEqual(2, proc.returncode, proc.stderr)
+        self.assertEqual('', proc.stdout)
+        self.assertIn('--vgpus-per-host', proc.stderr)
+        self.assertIn('must be at most 16, got 17', proc.stderr)
+        for other in (('--backend', 'cyborg'), ('--serve',)):
+            proc = run_demo('--vgpus-per-host', '2', *other, timeout=60)
+            self.assertEqual(2, proc.returncode, proc.stderr)
+            self.assertIn('--vgpus-per-host', proc.stderr)
+            self.assertIn(other[0], proc.stderr)
+
     def test_request_no_pool_can_hold(self):
         spec = 'resources:%s=5' % plan.VF_RESOURCE_CLASS
         proc = run_demo('--hosts', '1', '--vfs-per-host', '4', '--servers',

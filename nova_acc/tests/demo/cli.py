@@ -13,7 +13,8 @@
 
 ``nova-acc demo`` starts an all-in-one cloud in this process (real Nova
 services with nova-acc's managers and compute driver, placement on sqlite,
-fake libvirt hosts with fake FPGAs, and VFs with --vfs-per-host), boots
+fake libvirt hosts with fake FPGAs, VFs with --vfs-per-host and a GPU
+offering vGPUs with --vgpus-per-host), boots
 servers with device contexts one at a time, shows what each got, deletes
 them and checks that every device is free again. It exits 0 when
 everything it saw is consistent (servers that find no free device failing
@@ -121,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
                             plan.VF_RESOURCE_CLASS, plan.VF_RESOURCE_CLASS,
                             *lim['vfs_per_host'][:2]))
     demo.add_argument(
+        '--vgpus-per-host', metavar='N', type=_count('vgpus_per_host'),
+        default=0, help='also give each host a GPU that can create N vGPUs '
+                        '(mdevs of type %s), a device pool of resource class '
+                        '%s with trait %s (ask for them with --context '
+                        'resources:%s=1; each server then shows the UUID, '
+                        'type and GPU of its mdevs; %d-%d, default 0; not '
+                        'with --backend cyborg or --serve)' % (
+                            plan.VGPU_TYPE, plan.VGPU_RESOURCE_CLASS,
+                            plan.VGPU_TRAIT, plan.VGPU_RESOURCE_CLASS,
+                            *lim['vgpus_per_host'][:2]))
+    demo.add_argument(
         '--servers', metavar='K', type=_count('servers'), default=3,
         help='servers to boot, one at a time (%d-%d, default 3)'
              % lim['servers'][:2])
@@ -226,6 +238,9 @@ def _demo(args) -> int:
     if cyborg and args.serve:
         args.parser.error('--serve starts the local backend only; '
                           '--backend cyborg does not apply')
+    if args.serve and args.vgpus_per_host:
+        args.parser.error('argument --vgpus-per-host: not allowed with '
+                          '--serve')
     if args.serve:
         return _serve(args)
     if args.port:
@@ -234,6 +249,10 @@ def _demo(args) -> int:
         args.parser.error(
             'argument --vfs-per-host: not allowed with --backend cyborg: '
             'the VFs are devices of nova-acc, the local backend')
+    if cyborg and args.vgpus_per_host:
+        args.parser.error(
+            'argument --vgpus-per-host: not allowed with --backend cyborg: '
+            'the vGPUs are devices of nova-acc, the local backend')
     if cyborg and args.contexts:
         args.parser.error(
             'argument --context: not allowed with --backend cyborg: each '
@@ -250,7 +269,8 @@ def _demo(args) -> int:
                            devices_per_host=args.devices_per_host,
                            servers=args.servers, contexts=contexts,
                            backend=args.backend,
-                           vfs_per_host=args.vfs_per_host)
+                           vfs_per_host=args.vfs_per_host,
+                           vgpus_per_host=args.vgpus_per_host)
     out = _isolate_stdout()
     try:
         result = scenario.run(options,

@@ -24,6 +24,11 @@ unrelated NIC and, with ``--vfs-per-host``, a PF whose VFs nova-acc's
 ``device_spec`` selects as ``CUSTOM_NIC_VF``: the FPGAs are one device pool
 of the host, the VFs another.
 
+With ``--vgpus-per-host`` a host also has a GPU (Nova's fake mdev-capable
+device) whose vGPU type ``nvidia-11`` can create that many mdevs, a third
+pool (``VGPU``); ``nova_acc.tests.fixtures.mdev_host`` gives the fake host
+what a vendor driver does behind libvirt's node-device API.
+
 ``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
 the real Cyborg (API and conductor) in a child process as the backend of
 device contexts, wired as nova-acc's Cyborg functional tests wire it
@@ -43,6 +48,7 @@ from nova.tests.functional.api import client
 from nova_acc.tests.demo import plan
 from nova_acc.tests.fixtures import cloud
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
+from nova_acc.tests.fixtures import mdev_host
 
 # Variables a test runner sets for oslotest: a timeout that would interrupt
 # the demo, and output capture that would swallow its progress messages.
@@ -54,12 +60,18 @@ _RUNNER_ENV = ('OS_TEST_TIMEOUT', 'OS_STDOUT_CAPTURE', 'OS_STDERR_CAPTURE')
 VF_SPEC = {'vendor_id': fakelibvirt.PCI_VEND_ID,
            'product_id': fakelibvirt.VF_PROD_ID,
            'resource_class': plan.VF_RESOURCE_CLASS}
+VGPU_SPEC = {'vendor_id': fakelibvirt.MDEV_CAPABLE_VEND_ID,
+             'mdev_type': plan.VGPU_TYPE,
+             'resource_class': plan.VGPU_RESOURCE_CLASS,
+             'traits': plan.VGPU_TRAIT}
 
 
 class DemoCloud(cloud.DeviceContextTestBase):
     """One demo run; ``demo`` is the "test" testtools would run."""
 
-    device_spec = [cloud.FPGA_SPEC, VF_SPEC]
+    device_spec = [cloud.FPGA_SPEC, VF_SPEC, VGPU_SPEC]
+    #: mdevs of plan.VGPU_TYPE each demo GPU can create (--vgpus-per-host).
+    vgpu_instances = 0
 
     def demo(self):
         """Never run: the demo drives the cloud from the outside."""
@@ -69,14 +81,25 @@ class DemoCloud(cloud.DeviceContextTestBase):
         # Up to 64 servers of one project: Nova's default quotas (10
         # instances, 20 cores) would refuse them before nova-acc is asked.
         self.flags(instances=-1, cores=-1, ram=-1, group='quota')
+        self.mdev_hosts: dict[str, mdev_host.MdevHost] = {}
+        self.host_gpus: dict[str, str] = {}
 
-    def start_demo_host(self, hostname, num_fpgas, num_vfs=0
+    def _get_connection(self, *args, **kwargs):
+        conn = super()._get_connection(*args, **kwargs)
+        hostname = kwargs.get('hostname') or args[-1]
+        self.mdev_hosts[hostname] = mdev_host.MdevHost(
+            conn, instances={plan.VGPU_TYPE: self.vgpu_instances})
+        return conn
+
+    def start_demo_host(self, hostname, num_fpgas, num_vfs=0, num_vgpus=0
                         ) -> tuple[list[str], list[str]]:
         """Start a compute with FPGAs, a NIC and a PF with ``num_vfs`` VFs.
 
         Two PCI buses of its own: the FPGAs in the slots of the first, the
         NIC (no device_spec selects it) at slot 0 of the second and the PF
-        (with ``num_vfs``) at slot 1, its VFs in the slots after it.
+        (with ``num_vfs``) at slot 1, its VFs in the slots after it. With
+        ``num_vgpus`` (which must be ``vgpu_instances``), a GPU at slot 0 of
+        a bus of its own (``host_gpus``).
 
         :returns: (FPGA addresses, VF addresses), each sorted.
         """
@@ -95,11 +118,56 @@ class DemoCloud(cloud.DeviceContextTestBase):
         if num_vfs:
             vfs = cloud.add_pf_with_vfs(pci_info, nic_bus, pf_slot=1,
                                         num_vfs=num_vfs, iommu_group=100)
+        if num_vgpus:
+            assert num_vgpus == self.vgpu_instances, num_vgpus
+            # Buses from 0xc0: the FPGA and NIC buses count up from 0x81.
+            self.host_gpus[hostname] = pci_info.add_device(
+                dev_type='MDEV_TYPES', bus=0xc0 + len(self.host_gpus),
+                slot=0, function=0,
+                iommu_group=120, numa_node=0).address
         for address in fpgas + vfs:
             self._make_sysfs_device(address)
         self.host_devices[hostname] = fpgas + vfs
         self.start_compute(hostname, pci_info=pci_info)
         return sorted(fpgas), sorted(vfs)
+
+    def vgpu_pool(self, hostname) -> str | None:
+        """The provider of a host's vGPU pool."""
+        for uuid, name in self.device_providers().items():
+            if name.startswith('%s_%s_%s_' % (
+                    hostname, plan.VGPU_RESOURCE_CLASS, plan.VGPU_TYPE)):
+                return uuid
+        return None
+
+    def domain_mdevs(self, hostname, server=None):
+        """The mdev hostdevs of the domains of a host.
+
+        :returns: {instance uuid: [(mdev uuid, pretty-printed <hostdev>)]},
+            or that list for ``server``.
+        """
+        from xml.etree import ElementTree
+        conn = self.computes[hostname].driver._host.get_connection()
+        result = {}
+        for dom in conn._vms.values():
+            xml = ElementTree.fromstring(dom.XMLDesc(0))
+            found = []
+            for hostdev in xml.findall("./devices/hostdev[@type='mdev']"):
+                uuid = hostdev.find('./source/address').get('uuid')
+                hostdev.tail = None
+                ElementTree.indent(hostdev, space='  ')
+                found.append((uuid, ElementTree.tostring(hostdev,
+                                                         'unicode')))
+            result[dom.UUIDString()] = found
+        if server is not None:
+            return result.get(server['id'], [])
+        return result
+
+    def host_mdevs(self, hostname) -> dict[str, tuple[str, str]]:
+        """The mdevs on a host: {uuid: (parent address, type)}."""
+        import os_acc
+        return {m.uuid: (str(os_acc.PciAddress.from_nodedev_name(m.parent)),
+                         m.type_id)
+                for m in self.mdev_hosts[hostname].active.values()}
 
     def wait_for_final_state(self, server, timeout=60.0):
         """Poll until the server is ACTIVE or ERROR (with its fault).

@@ -50,6 +50,12 @@ DEFAULT_BACKEND = 'local'
 # device_spec of the demo cloud selects them by vendor and product.
 VF_RESOURCE_CLASS = 'CUSTOM_NIC_VF'
 
+# The demo's vGPUs (--vgpus-per-host): mdevs of this type of a fake GPU
+# (Nova's fake libvirt's mdev-capable device), a pool of this class.
+VGPU_RESOURCE_CLASS = 'VGPU'
+VGPU_TRAIT = 'CUSTOM_DEMO_VGPU'
+VGPU_TYPE = 'nvidia-11'
+
 # The most servers the demo boots (--servers), and how many servers of the
 # demo flavor (m1.tiny: 1 VCPU, 512 MB, 1 GB) a fake host has room for:
 # its 16 VCPUs at Nova's allocation ratio of 4 (its RAM and its 128 GB of
@@ -70,12 +76,15 @@ LIMITS = {
                             '(--servers is at most %d; a host has room for '
                             '%d of them, so VFs, not the host, are what runs '
                             'out)' % (MAX_SERVERS, HOST_ROOM)),
+    'vgpus_per_host': (0, 16, 'the vGPU type of the fake GPU has at most '
+                              '16 instances'),
     'servers': (0, MAX_SERVERS, 'servers boot one at a time, one to two '
                                 'seconds each, so 64 already take about two '
                                 'minutes'),
 }
 OPTION_NAMES = {'hosts': '--hosts', 'devices_per_host': '--devices-per-host',
-                'vfs_per_host': '--vfs-per-host', 'servers': '--servers'}
+                'vfs_per_host': '--vfs-per-host',
+                'vgpus_per_host': '--vgpus-per-host', 'servers': '--servers'}
 # What the demo needs at least, for the error message of a value too low.
 _NEEDS = {'hosts': 'a compute host', 'devices_per_host': 'an FPGA on each '
           'host'}
@@ -95,6 +104,9 @@ class Options:
     backend: str = DEFAULT_BACKEND
     # A PF with this many VFs on each host (0: none), local backend only.
     vfs_per_host: int = 0
+    # A GPU that can create this many vGPUs on each host (0: none), local
+    # backend only.
+    vgpus_per_host: int = 0
 
 
 def check_count(name: str, value: int) -> str | None:

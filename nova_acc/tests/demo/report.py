@@ -30,6 +30,10 @@ class Device:
     hostdev_xml: str = ''
     # The provider's name in placement.
     resource_provider_name: str = ''
+    # For a vGPU (``address`` is then the mdev's UUID): its type and the
+    # PCI address of its GPU.
+    mdev_type: str | None = None
+    parent: str | None = None
 
 
 @dataclasses.dataclass
@@ -109,9 +113,13 @@ def to_json(result: Result) -> str:
             'status': s.status,
             'host': s.host,
             'fault': s.fault,
-            'devices': [{'address': d.address,
-                         'resource_provider': d.resource_provider,
-                         'resource_provider_name': d.resource_provider_name}
+            'devices': [dict({'address': d.address,
+                              'resource_provider': d.resource_provider,
+                              'resource_provider_name':
+                                  d.resource_provider_name},
+                             **({'mdev_uuid': d.address,
+                                 'mdev_type': d.mdev_type,
+                                 'parent': d.parent} if d.mdev_type else {}))
                         for d in s.devices],
         }
         if _cyborg(result):
@@ -157,6 +165,9 @@ def _header(result: Result) -> list[str]:
         if o.vfs_per_host:
             devices = '(%s + a PF with %s)' % (devices,
                                                _plural(o.vfs_per_host, 'VF'))
+        if o.vgpus_per_host:
+            devices = '(%s + a GPU of %s)' % (
+                devices, _plural(o.vgpus_per_host, 'vGPU'))
         lines = ['nova-acc demo: %s x %s, %s, device context%s %s' % (
             _plural(o.hosts, 'host'), devices,
             _plural(o.servers, 'server'), '' if len(o.contexts) == 1
@@ -212,7 +223,11 @@ def to_text(result: Result) -> str:
         if s.context:
             lines.append('  device context %s (Cyborg ARQ)' % s.context)
         for d in s.devices:
-            if _cyborg(result) or not d.resource_provider_name:
+            if d.mdev_type:
+                lines.append('  vGPU mdev %s  type %s on GPU %s  pool %s' % (
+                    d.address, d.mdev_type, d.parent,
+                    d.resource_provider_name or d.resource_provider))
+            elif _cyborg(result) or not d.resource_provider_name:
                 lines.append('  device %s  resource provider %s' % (
                     d.address, d.resource_provider))
             else:
@@ -233,11 +248,14 @@ def to_text(result: Result) -> str:
                              'the device provider' if n == 1 else
                              'all %d device providers' % n))
         else:
+            vgpus = any(d.mdev_type for s in result.servers
+                        for d in s.devices)
             lines.append(textwrap.fill(
                 'after delete: usage 0 on %s; every used device reset and '
-                "free in its host's ledger; no hostdev left in any domain" % (
-                    'the device pool' if n == 1 else
-                    'all %d device pools' % n),
+                "free in its host's ledger; no hostdev left in any domain%s"
+                % ('the device pool' if n == 1 else
+                   'all %d device pools' % n,
+                   '; every vGPU mdev removed from its GPU' if vgpus else ''),
                 width=79, subsequent_indent='  '))
     else:
         lines.append('after delete: devices are NOT all free (see below)')

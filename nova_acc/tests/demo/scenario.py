@@ -126,6 +126,14 @@ class _Provider:
     addresses: list[str] = dataclasses.field(default_factory=list)
     # Its name in placement (read before the first boot).
     name: str = ''
+    # A pool of vGPUs: how many its GPU can create (it has no addresses:
+    # the mdevs are made for the servers).
+    vgpus: int = 0
+
+    @property
+    def size(self) -> int:
+        """Units placement should count: devices, or vGPUs."""
+        return self.vgpus or len(self.addresses)
 
 
 class _Run:
@@ -192,15 +200,26 @@ class _Run:
         o = self.options
         vfs = (' and a PF with %d VF(s)' % o.vfs_per_host
                if o.vfs_per_host else '')
+        if o.vgpus_per_host:
+            vfs += ' and a GPU of %d vGPU(s)' % o.vgpus_per_host
         self.steps.next('starting %d compute host(s) with %d FPGA(s)%s each'
                         % (o.hosts, o.devices_per_host, vfs))
+        self.case.vgpu_instances = o.vgpus_per_host
         for i in range(o.hosts):
             host = HOST_NAME % (i + 1)
             fpgas, vfs = self.case.start_demo_host(
-                host, o.devices_per_host, o.vfs_per_host)
+                host, o.devices_per_host, o.vfs_per_host, o.vgpus_per_host)
             for address in fpgas + vfs:
                 self._add_device(host, address,
                                  self.case.device_rp(host, address))
+            if o.vgpus_per_host:
+                rp = self.case.vgpu_pool(host)
+                if rp is None:
+                    self.problem('%s has no vGPU pool for its GPU %s' % (
+                        host, self.case.host_gpus.get(host)))
+                else:
+                    self.providers[rp] = _Provider(
+                        host, vgpus=o.vgpus_per_host)
 
     # ---- --backend cyborg: hosts, profile, ARQs ----------------------------
 
@@ -287,7 +306,8 @@ class _Run:
                 'placement has no resource provider for device(s) %s' %
                 ', '.join('%s on %s' % (a, self.providers[rp].host)
                           for rp in missing
-                          for a in self.providers[rp].addresses))
+                          for a in self.providers[rp].addresses or
+                          ['the vGPUs']))
         if extra:
             self.problem(
                 'placement has device provider(s) no host reported: %s' %
@@ -329,12 +349,12 @@ class _Run:
             inventories = self.case.provider_inventory(rp)
             traits = frozenset(self.case.provider_traits(rp))
             for rc, inv in sorted(inventories.items()):
-                if (inv['total'], inv['reserved']) != (len(prov.addresses), 0):
+                if (inv['total'], inv['reserved']) != (prov.size, 0):
                     self.problem(
                         'device provider %s has inventory %s=%d (%d reserved) '
                         'before any boot; %s has %s for it' % (
                             prov.name, rc, inv['total'], inv['reserved'],
-                            prov.host, _devices(len(prov.addresses))))
+                            prov.host, _devices(prov.size)))
                 kind = plan.PoolKind(rc, inv['total'] - inv['reserved'],
                                      traits, inv.get('max_unit'), prov.name)
                 hosts.setdefault(prov.host, []).append(kind)
@@ -410,6 +430,7 @@ class _Run:
             entry.devices.append(report.Device(
                 address, rp or '-', xml,
                 self.providers[rp].name if rp else ''))
+        self._inspect_mdevs(server, entry, node)
         if len(entry.devices) != exp.devices_per_server:
             self.problem(
                 'the domain of %s on %s has %d PCI hostdev(s); its device '
@@ -451,6 +472,41 @@ class _Run:
             self._check_bound_arq(server, entry, set(allocated))
         else:
             self._check_ledger(server, entry, node, bindings)
+
+    def _inspect_mdevs(self, server, entry: report.Server, node: str
+                       ) -> None:
+        """The vGPUs of the server's domain: each an mdev of the host of the
+        type and on the GPU its ledger record says, from the host's vGPU
+        pool."""
+        if not self.options.vgpus_per_host:
+            return
+        records = self.case.ledger(node)
+        on_host = self.case.host_mdevs(node)
+        for uuid, xml in self.case.domain_mdevs(node, server):
+            rec = records.get(uuid)
+            parent, mdev_type = on_host.get(uuid, (None, None))
+            if parent is None:
+                self.problem('the domain of %s has mdev %s, which does not '
+                             'exist on %s' % (entry.name, uuid, node))
+            elif rec is None or (rec.parent, rec.mdev_type) != (
+                    parent, mdev_type):
+                self.problem(
+                    'mdev %s of %s is of type %s on %s, but the ledger of '
+                    '%s records %s' % (
+                        uuid, entry.name, mdev_type, parent, node,
+                        'it as %s on %s' % (rec.mdev_type, rec.parent)
+                        if rec else 'nothing of it'))
+            rp = rec.rp_uuid if rec else None
+            if rp not in self.providers:
+                self.problem('mdev %s of %s is recorded for %s, not for a '
+                             'vGPU pool of %s' % (uuid, entry.name,
+                                                  self._name(rp), node))
+            else:
+                self.device_rp[(node, uuid)] = rp
+            entry.devices.append(report.Device(
+                uuid, rp or '-', xml,
+                self.providers[rp].name if rp in self.providers else '',
+                mdev_type=mdev_type, parent=parent))
 
     def _check_ledger(self, server, entry: report.Server, node: str,
                       bindings) -> None:
@@ -571,6 +627,10 @@ class _Run:
             for uuid, addrs in self.case.domain_hostdevs(host).items():
                 for address in addrs:
                     owners[(host, address)].append(uuid)
+            if self.options.vgpus_per_host:
+                for uuid, mdevs in self.case.domain_mdevs(host).items():
+                    for mdev_uuid, _ in mdevs:
+                        owners[(host, mdev_uuid)].append(uuid)
         return owners
 
     def _check_exclusive(self) -> None:
@@ -586,10 +646,9 @@ class _Run:
             if key in self.device_rp)
         for rp, prov in sorted(self.providers.items()):
             used = sum(self.case.provider_usage(rp).values())
-            if used > len(prov.addresses):
+            if used > prov.size:
                 self.problem('placement counts %d devices of %s in use; it '
-                             'has %d' % (used, self._name(rp),
-                                         len(prov.addresses)))
+                             'has %d' % (used, self._name(rp), prov.size))
             elif used != in_domains[rp]:
                 self.problem('placement counts %d devices of %s in use, but '
                              'the domains on %s have %d of them' % (
@@ -597,11 +656,12 @@ class _Run:
                                  in_domains[rp]))
         exp = self.result.expectation
         active = self.result.count('ACTIVE')
-        if active * exp.devices_per_server > len(self.device_rp):
+        units = sum(p.size for p in self.providers.values())
+        if active * exp.devices_per_server > units:
             self.problem('%d servers are ACTIVE although each needs %s and '
                          'the cloud has only %d' % (
                              active, _devices(exp.devices_per_server),
-                             len(self.device_rp)))
+                             units))
 
     def _delete_all(self) -> bool:
         ok = True
@@ -670,7 +730,17 @@ class _Run:
             # Cyborg owns its devices; nova-acc does not reset them.
             return free
         used = {(s.host, d.address)
-                for s in self.result.servers for d in s.devices}
+                for s in self.result.servers for d in s.devices
+                if not d.mdev_type}  # vGPUs are removed, not reset
+        for host in sorted(self.case.computes):
+            if not self.options.vgpus_per_host:
+                break
+            for uuid, (parent, mdev_type) in sorted(
+                    self.case.host_mdevs(host).items()):
+                free = False
+                self.problem('mdev %s (%s on %s) is still on %s after every '
+                             'server was deleted' % (uuid, mdev_type, parent,
+                                                     host))
         for host, address in sorted(used):
             try:
                 resets = self.case.reset_count(address)
@@ -740,6 +810,9 @@ def _plural_hosts(options: plan.Options) -> str:
     vfs = (' and %d VF%s' % (options.vfs_per_host,
                              '' if options.vfs_per_host == 1 else 's')
            if options.vfs_per_host else '')
+    if options.vgpus_per_host:
+        vfs += ' and %d vGPU%s' % (options.vgpus_per_host,
+                                   '' if options.vgpus_per_host == 1 else 's')
     return '%d host%s with %d FPGA%s%s each' % (
         options.hosts, '' if options.hosts == 1 else 's',
         options.devices_per_host,
