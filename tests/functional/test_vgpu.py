@@ -469,17 +469,26 @@ class CyborgMdevTest(cyborg_cloud.CyborgCloudMixin, VgpuTestBase):
 
 
 class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
-    """Resize to another host: new mdevs there, the old ones until confirm.
+    """Resize or cold migration to another host: new mdevs there, the old
+    ones until confirm; evacuate: new mdevs on the target, the old ones
+    removed when the source comes back.
     """
 
-    def _resize_away(self):
-        gpus = {h: self.start_gpu_host(h, num_gpus=1, host_info=(
+    def _start_two_hosts(self):
+        # compute1 has more RAM: Nova's weigher puts the first boot there.
+        return {h: self.start_gpu_host(h, num_gpus=1, host_info=(
             fakelibvirt.HostInfo(kB_mem=gib * test_moves.GiB_in_kB)))
             for h, gib in (('compute1', 32), ('compute2', 16))}
+
+    def _resize_away(self, migrate=False):
+        gpus = self._start_two_hosts()
         server = self.boot('resources:VGPU=1', flavor_id=self.small)
         self.assertEqual('compute1', self.host_of(server))
         [source] = self.domain_mdevs('compute1', server)
-        server = self._resize_server(server, self.bigger)
+        if migrate:
+            server = self._migrate_server(server)
+        else:
+            server = self._resize_server(server, self.bigger)
         self.assertEqual('compute2', self.host_of(server))
         [dest] = self.domain_mdevs('compute2', server)
         self.assertEqual({dest: (gpus['compute2'][0], NV11)},
@@ -513,3 +522,93 @@ class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
         self.assert_nothing_left('compute2')
         self._reboot_server(server, hard=True)
         self.assertEqual([source], self.domain_mdevs('compute1', server))
+
+    def test_cold_migration_and_confirm(self):
+        server, source, dest = self._resize_away(migrate=True)
+
+        server = self._confirm_resize(server)
+
+        self.assertEqual([dest], self.domain_mdevs('compute2', server))
+        self.assert_nothing_left('compute1')
+        self._run_periodics()
+        self.assertEqual({'VGPU': 1}, self.provider_usage(
+            self.vgpu_pool('compute2')))
+
+    def test_evacuate_then_the_source_comes_back(self):
+        gpus = self._start_two_hosts()
+        server = self.boot('resources:VGPU=1', flavor_id=self.small)
+        [source] = self.domain_mdevs('compute1', server)
+        service = {s['host']: s['id'] for s in self.api.get_services(
+            binary='nova-compute')}
+        self.computes['compute1'].stop()
+        self.api.put_service_force_down(service['compute1'], True)
+
+        server = self._evacuate_server(server, expected_host='compute2',
+                                       expected_state='SHUTOFF')
+
+        [dest] = self.domain_mdevs('compute2', server)
+        self.assertNotEqual(source, dest)
+        self.assertEqual({dest: (gpus['compute2'][0], NV11)},
+                         self.host_mdevs('compute2'))
+        self._start_server(server)
+        self.assertEqual([dest], self.domain_mdevs('compute2', server))
+
+        # As Nova asks: restart the source first, then force it up. Nova
+        # destroys the evacuated guest there; its mdev is removed and the
+        # GPU's capacity is back.
+        self.assertEqual({source: (gpus['compute1'][0], NV11)},
+                         self.host_mdevs('compute1'))
+        removed = self.mdev_hosts['compute1'].removed
+        self.restart_compute_service('compute1')
+        self.api.put_service_force_down(service['compute1'], False)
+        self.assertEqual([], self.domain_mdevs('compute1', server))
+        self.assertEqual(removed + 1, self.mdev_hosts['compute1'].removed)
+        self.assert_nothing_left('compute1')
+        self._run_periodics()
+        self.assertEqual({'VGPU': (2, 0)}, self.total_and_reserved(
+            self.vgpu_pool('compute1')))
+        self.assertEqual({'VGPU': 0}, self.provider_usage(
+            self.vgpu_pool('compute1')))
+        self.assertEqual({'VGPU': 1}, self.provider_usage(
+            self.vgpu_pool('compute2')))
+
+
+class VgpuSameHostResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
+    """A resize on the same host: the server holds both vGPUs until confirm
+    or revert, then the one it no longer uses is removed."""
+
+    def setUp(self):
+        super().setUp()
+        self.flags(allow_resize_to_same_host=True)
+        [self.gpu] = self.start_gpu_host('compute1', num_gpus=1)
+        self.pool = self.vgpu_pool('compute1')
+        self.server = self.boot('resources:VGPU=1', flavor_id=self.small)
+        [self.source] = self.domain_mdevs('compute1', self.server)
+        self.server = self._resize_server(self.server, self.bigger)
+        self.assertEqual('compute1', self.host_of(self.server))
+        [self.dest] = self.domain_mdevs('compute1', self.server)
+        self.assertNotEqual(self.source, self.dest)
+        # Both exist: the GPU's two vGPUs are this server's now.
+        both = (self.source, self.dest)
+        self.assertEqual({u: (self.gpu, NV11) for u in both},
+                         self.host_mdevs('compute1'))
+
+    def assert_only(self, uuid):
+        self.assertEqual([uuid], self.domain_mdevs('compute1', self.server))
+        self.assertEqual({uuid: (self.gpu, NV11)},
+                         self.host_mdevs('compute1'))
+        self.assertEqual([uuid], list(self.mdev_records('compute1')))
+        self._run_periodics()
+        self.assertEqual({'VGPU': 1}, self.provider_usage(self.pool))
+        self.assertEqual({'VGPU': (2, 0)}, self.total_and_reserved(self.pool))
+        # The vGPU let go of serves the next server.
+        other = self.boot('resources:VGPU=1')
+        self.assertEqual('ACTIVE', other['status'])
+
+    def test_confirm_removes_the_old_vgpu(self):
+        self.server = self._confirm_resize(self.server)
+        self.assert_only(self.dest)
+
+    def test_revert_removes_the_new_vgpu(self):
+        self.server = self._revert_resize(self.server)
+        self.assert_only(self.source)
