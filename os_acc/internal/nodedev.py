@@ -51,6 +51,17 @@ def _invalid(msg: str, *args: object) -> exception.InvalidNodeDevice:
     return exception.InvalidNodeDevice(msg % args)
 
 
+def _parse(xml: str, cap_type: str
+           ) -> tuple[ElementTree.Element, ElementTree.Element | None]:
+    """The root of a node device's XML and its capability of ``cap_type``
+    (None if it has none)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except (ElementTree.ParseError, ValueError) as e:
+        raise _invalid('Unparsable node device XML: %s', e) from e
+    return root, root.find("./capability[@type='%s']" % cap_type)
+
+
 def _int(text: str | None, what: str, minimum: int) -> int | None:
     """A decimal int, or None (logged) when missing or malformed."""
     if text is None:
@@ -133,11 +144,7 @@ def device_from_nodedev_xml(xml: str) -> objects.Device | None:
         or the PCI capability has no well-formed address or vendor and
         product IDs.
     """
-    try:
-        root = ElementTree.fromstring(xml)
-    except (ElementTree.ParseError, ValueError) as e:
-        raise _invalid('Unparsable node device XML: %s', e) from e
-    cap = root.find("./capability[@type='pci']")
+    root, cap = _parse(xml, 'pci')
     if cap is None:
         return None
     address = _address(cap)
@@ -194,11 +201,7 @@ def mdev_from_nodedev_xml(xml: str) -> objects.MediatedDevice | None:
     :raises os_acc.exception.InvalidNodeDevice: for XML that does not
         parse, or an mdev without a well-formed UUID.
     """
-    try:
-        root = ElementTree.fromstring(xml)
-    except (ElementTree.ParseError, ValueError) as e:
-        raise _invalid('Unparsable node device XML: %s', e) from e
-    cap = root.find("./capability[@type='mdev']")
+    root, cap = _parse(xml, 'mdev')
     if cap is None:
         return None
     text = cap.findtext('uuid')

@@ -381,20 +381,8 @@ class CyborgMdevTest(cyborg_cloud.CyborgCloudMixin, VgpuTestBase):
 
     def add_cyborg_gpu(self, hostname, address, vgpus=2):
         """What cyborg-agent reports for a vGPU-capable GPU."""
-        rp_uuid = uuidutils.generate_uuid()
-        self.placement.post('/resource_providers', {
-            'name': '%s_cyborg_%s' % (hostname, address), 'uuid': rp_uuid,
-            'parent_provider_uuid': self.compute_rp_uuids[hostname]},
-            version='1.20')
-        self.placement.put('/resource_providers/%s/inventories' % rp_uuid, {
-            'resource_provider_generation': 0,
-            'inventories': {'VGPU': {'total': vgpus}}})
-        gen = self.placement.get(
-            '/resource_providers/%s' % rp_uuid).body['generation']
-        self.placement.put('/traits/CUSTOM_CYBORG_VGPU', None, version='1.6')
-        self.placement.put('/resource_providers/%s/traits' % rp_uuid, {
-            'resource_provider_generation': gen,
-            'traits': ['CUSTOM_CYBORG_VGPU']}, version='1.6')
+        rp_uuid = self.add_cyborg_provider(hostname, address, 'VGPU', vgpus,
+                                           'CUSTOM_CYBORG_VGPU')
         self.cyborg.seed_devices(hostname, [{
             'pci_address': address, 'rp_uuid': rp_uuid, 'type': 'GPU',
             'vendor': GPU_VENDOR, 'resource_class': 'VGPU',
