@@ -487,8 +487,9 @@ class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
         self.assertIsNotNone(self.ledger('compute2')[dest].migration_id)
         return server, source, dest
 
-    def test_resize_to_another_host_and_confirm(self):
-        server, source, dest = self._resize_away()
+    def _confirm_away(self, migrate=False):
+        """Move to compute2 and confirm: only its new mdev is left."""
+        server, source, dest = self._resize_away(migrate=migrate)
 
         server = self._confirm_resize(server)
 
@@ -499,6 +500,9 @@ class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
             self.vgpu_pool('compute2')))
         self.assertEqual({'VGPU': 0}, self.provider_usage(
             self.vgpu_pool('compute1')))
+
+    def test_resize_to_another_host_and_confirm(self):
+        self._confirm_away()
 
     def test_resize_to_another_host_and_revert(self):
         server, source, dest = self._resize_away()
@@ -512,15 +516,7 @@ class VgpuResizeTest(test_moves.MoveTestMixin, VgpuTestBase):
         self.assertEqual([source], self.domain_mdevs('compute1', server))
 
     def test_cold_migration_and_confirm(self):
-        server, source, dest = self._resize_away(migrate=True)
-
-        server = self._confirm_resize(server)
-
-        self.assertEqual([dest], self.domain_mdevs('compute2', server))
-        self.assert_nothing_left('compute1')
-        self._run_periodics()
-        self.assertEqual({'VGPU': 1}, self.provider_usage(
-            self.vgpu_pool('compute2')))
+        self._confirm_away(migrate=True)
 
     def test_evacuate_then_the_source_comes_back(self):
         gpus = self._start_two_hosts()
