@@ -21,11 +21,16 @@ of:
 * ``profile:NAME``, an operator-defined spec (``[nova_acc] profile``);
 * an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
   in os_acc's grammar.
+
+A UUID may be spelled several ways (upper case, without dashes,
+``urn:uuid:``, braces); :func:`context_id` gives the one spelling used for
+everything that compares or looks up IDs.
 """
 
 from __future__ import annotations
 
 import re
+import uuid as uuid_lib
 
 from oslo_utils import uuidutils
 
@@ -37,6 +42,13 @@ PROFILE_PREFIX = 'profile:'
 PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 #: An inline spec shown in messages that say what a value should be.
 EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
+#: The most characters a server's values may have together, checked
+#: before any value is resolved. One value may be as long as the longest
+#: spec os_acc accepts (4096 characters, its ``MAX_SPEC_LENGTH``); all
+#: together get four times that: far more than the at most 16 groups of a
+#: server need, and little enough that the conductor and the scheduler
+#: never parse megabytes of hint.
+MAX_HINT_LENGTH = 16384
 
 #: The kinds of value, as ``kind_of`` returns them.
 ID = 'id'
@@ -47,6 +59,18 @@ SPEC = 'spec'
 def is_context_id(value: str) -> bool:
     """Is ``value`` the ID of a device context object (a UUID)?"""
     return uuidutils.is_uuid_like(value)
+
+
+def context_id(value: str) -> str | None:
+    """The canonical spelling of an ID value; None if it is not an ID.
+
+    ``U``, ``U.upper()``, ``urn:uuid:U``, ``{U}`` and ``U`` without dashes
+    are one device context object: lower case with dashes, as backends
+    (Cyborg) spell it.
+    """
+    if not is_context_id(value):
+        return None
+    return str(uuid_lib.UUID(value))
 
 
 def kind_of(value: str) -> str:

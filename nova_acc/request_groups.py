@@ -19,6 +19,13 @@ the placement query, so the provider placement picks for it can be read
 back from the allocation request's ``mappings``; it carries everything the
 later steps need to know of the group (see ``RequesterId``), so nothing is
 looked up again from the hint.
+
+Whatever can be checked without resolving a value is checked first, since
+resolving an ID costs backend calls: the number of values (each is a group
+at least), their length together, and the same ID given twice (in any
+spelling of the UUID). Faults name only what the user gave: an unknown
+profile's fault lists no other profile, and a broken operator profile
+line goes to the log, not to the user.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import uuid as uuid_lib
 from nova import objects
 import os_acc
 from os_acc import exception as acc_exc
+from oslo_log import log as logging
 
 from nova_acc import backends
 from nova_acc import conf
@@ -37,6 +45,7 @@ from nova_acc import exception
 from nova_acc import hint
 
 CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 
 REQUESTER_PREFIX = 'nova_acc_'
 # nova_acc_<context index>_<group index>[_<context id as 32 hex digits>]:
@@ -107,19 +116,36 @@ def hint_values(request_spec) -> list[str]:
         'scheduler_hints' in request_spec) else None)
 
 
-def _profiles() -> dict[str, str]:
+def _profile_spec(value: str) -> str:
+    """The operator's spec of a ``profile:NAME`` value.
+
+    A fault a user sees names only the profile the user asked for: the
+    names of the others and the operator's configuration lines go to the
+    log.
+    """
+    name = hint.profile_name(value)
     profiles = {}
     for line in CONF.nova_acc.profile:
-        name, sep, spec = line.partition('=')
-        name = name.strip()
-        if not sep or not hint.PROFILE_NAME_RE.match(name):
-            # A broken profile line is the operator's mistake; ignoring it
-            # silently would make every boot naming it fail as "unknown".
+        profile, sep, spec = line.partition('=')
+        profile = profile.strip()
+        if not sep or not hint.PROFILE_NAME_RE.match(profile):
+            # A broken line may be the very profile asked for (a missing
+            # '='): no profile is used until the operator fixes it.
+            LOG.error('[nova_acc] profile has a malformed line %r; '
+                      'expected NAME=SPEC. Servers that name a profile '
+                      'fail until it is fixed.', line)
             raise exception.InvalidDeviceContextHint(
-                'operator configuration [nova_acc] profile has a malformed '
-                'line %r; expected NAME=SPEC' % line)
-        profiles[name] = spec.strip()
-    return profiles
+                'device_context %r: profile configuration error, contact '
+                'your operator' % (value,))
+        profiles[profile] = spec.strip()
+    if name not in profiles:
+        LOG.info('device_context %r names no profile of [nova_acc] '
+                 'profile; the configured ones are: %s', value,
+                 ', '.join(sorted(profiles)) or 'none')
+        raise exception.InvalidDeviceContextHint(
+            'device_context %r names an unknown profile %r; ask your '
+            'operator which profiles this cloud offers' % (value, name))
+    return profiles[name]
 
 
 def resolve(value: str, context=None,
@@ -131,59 +157,93 @@ def resolve(value: str, context=None,
     if not isinstance(value, str) or not value.strip():
         raise exception.InvalidDeviceContextHint(
             'device_context hint value %r is empty' % (value,))
-    kind = hint.kind_of(value)
-    if kind == hint.ID:
+    context_id = hint.context_id(value)
+    if context_id is not None:
         try:
             return backends.get_backend().resolve(
-                context, request_spec, value).device_context
+                context, request_spec, context_id).device_context
         except (exception.ContextRefused,
                 exception.BackendUnavailable) as e:
             raise exception.InvalidDeviceContextHint(str(e)) from e
-    if kind == hint.PROFILE:
-        name = hint.profile_name(value)
-        profiles = _profiles()
-        if name not in profiles:
-            known = ', '.join(sorted(profiles)) or 'none are configured'
-            raise exception.InvalidDeviceContextHint(
-                'device_context %r names an unknown profile %r (known '
-                'profiles: %s)' % (value, name, known))
-        value_to_parse = profiles[name]
-    else:
-        value_to_parse = value
+    is_profile = hint.kind_of(value) == hint.PROFILE
+    spec = _profile_spec(value) if is_profile else value
     try:
-        return os_acc.parse_device_context(value_to_parse)
+        return os_acc.parse_device_context(spec)
     except acc_exc.InvalidDeviceContext as e:
+        if is_profile:
+            LOG.error('The [nova_acc] profile of %r is invalid: %s',
+                      value, e)
         raise exception.InvalidDeviceContextHint(
             'device_context %r is invalid: %s' % (value, e)) from e
+
+
+def _check_size(values: list) -> None:
+    """Refuse a hint that is too big before anything is resolved.
+
+    Resolving an ID costs backend calls (two Cyborg GETs each), in the
+    conductor and again in the scheduler: a hint with thousands of IDs
+    is refused from its size alone. Each value is one group at least.
+    """
+    limit = CONF.nova_acc.max_groups_per_server
+    if len(values) > limit:
+        raise exception.InvalidDeviceContextHint(
+            'the device contexts of this server ask for at least %d device '
+            'groups (one per device_context value); at most %d are allowed '
+            '([nova_acc] max_groups_per_server)' % (len(values), limit))
+    length = sum(len(v) for v in values if isinstance(v, str))
+    if length > hint.MAX_HINT_LENGTH:
+        raise exception.InvalidDeviceContextHint(
+            'the device_context values of this server are %d characters '
+            'long together; at most %d are allowed'
+            % (length, hint.MAX_HINT_LENGTH))
+
+
+def _check_unique_ids(values: list) -> None:
+    """Refuse one device context object given twice, however spelled."""
+    spellings: dict[str, list[str]] = {}
+    for value in values:
+        context_id = hint.context_id(value)
+        if context_id is not None:
+            spellings.setdefault(context_id, []).append(value)
+    twice = sorted((c, v) for c, v in spellings.items() if len(v) > 1)
+    if twice:
+        raise exception.InvalidDeviceContextHint(
+            'device_context names the same device context more than once: '
+            '%s' % '; '.join(
+                '%s (given as %s)' % (c, ', '.join(repr(s) for s in v))
+                for c, v in twice))
 
 
 def context_groups(request_spec, context=None) -> list[ContextGroup]:
     """Resolve every hint value of the request into numbered groups.
 
+    The size of the hint and duplicate IDs are checked before any value is
+    resolved, and resolving stops as soon as the groups are too many.
+
     :param context: the user's RequestContext; needed for context IDs.
     :raises InvalidDeviceContextHint: with a message meant for the user.
     """
-    result = []
+    result: list[ContextGroup] = []
     values = hint_values(request_spec)
-    ids = [v for v in values if hint.is_context_id(v)]
-    if len(set(ids)) != len(ids):
-        raise exception.InvalidDeviceContextHint(
-            'device_context names the same device context more than once: '
-            '%s' % ', '.join(sorted({v for v in ids if ids.count(v) > 1})))
+    _check_size(values)
+    _check_unique_ids(values)
+    limit = CONF.nova_acc.max_groups_per_server
     for ctx_index, value in enumerate(values):
         ctx = resolve(value, context, request_spec)
         # One spelling of an ID from here on, the one backends use.
-        context_id = str(uuid_lib.UUID(value)) if hint.is_context_id(
-            value) else None
+        context_id = hint.context_id(value)
         for group_index, group in enumerate(ctx.groups):
             result.append(ContextGroup(ctx_index, group_index, value, group,
                                        context_id=context_id))
-    limit = CONF.nova_acc.max_groups_per_server
-    if len(result) > limit:
-        raise exception.InvalidDeviceContextHint(
-            'the device contexts of this server ask for %d device groups; '
-            'at most %d are allowed ([nova_acc] max_groups_per_server)'
-            % (len(result), limit))
+        if len(result) > limit:
+            # Each value not resolved yet is one group at least.
+            unresolved = len(values) - ctx_index - 1
+            raise exception.InvalidDeviceContextHint(
+                'the device contexts of this server ask for %s%d device '
+                'groups; at most %d are allowed ([nova_acc] '
+                'max_groups_per_server)' % (
+                    'at least ' if unresolved else '',
+                    len(result) + unresolved, limit))
     return result
 
 

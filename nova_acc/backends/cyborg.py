@@ -149,16 +149,22 @@ class CyborgBackend(base.Backend):
         return None if resp.status_code == 404 else resp.json()
 
     def resolve(self, context, request_spec, context_id):
+        # Another project's ARQ is refused with the very words of one that
+        # does not exist: a user learns nothing of other projects' ARQs.
+        not_found = exception.ContextRefused(
+            'device context %s does not exist in your project' % context_id)
         arq = self.get_arq(context, context_id)
         if arq is None:
-            raise exception.ContextRefused(
-                'device context %s does not exist in your project'
-                % context_id)
+            raise not_found
         project = request_spec.project_id
         if arq.get('project_id') != project and not policy.may_use_any(
                 context, arq.get('project_id')):
-            raise exception.ContextRefused(
-                'device context %s belongs to another project' % context_id)
+            LOG.info('Refusing device context %s to server %s of project '
+                     '%s: it belongs to project %s, and policy %s does not '
+                     'let this user use it. The user is told it does not '
+                     'exist.', context_id, request_spec.instance_uuid,
+                     project, arq.get('project_id'), policy.USE_ANY_PROJECT)
+            raise not_found
         state = arq.get('state')
         bound_to = arq.get('instance_uuid')
         own = bound_to in (None, '', request_spec.instance_uuid)

@@ -93,21 +93,25 @@ def check_all(values: ty.Iterable[tuple[str, str]]) -> list[str]:
     """Check ``(option, value)`` pairs of one server; return the values.
 
     Also refuses the same device context object twice, as the cloud does
-    (comparing the values as given, as the cloud does).
+    (however its UUID is spelled: upper case, ``urn:uuid:``, without
+    dashes).
     """
     result = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for option, value in values:
         if option.endswith('-id'):
             check_id(value, option)
         else:
             check(value, option)
-        if is_context_id(value):
-            if value in seen:
+        context_id = hint.context_id(value)
+        if context_id is not None:
+            if context_id in seen:
+                first_option, first_value = seen[context_id]
                 raise InvalidDeviceContextValue(
-                    'device context %r is given more than once (%s and %s); '
-                    'a server can use a device context object only once'
-                    % (value, seen[value], option))
-            seen[value] = option
+                    'device context %s is given more than once (%s %r and '
+                    '%s %r); a server can use a device context object only '
+                    'once' % (context_id, first_option, first_value, option,
+                              value))
+            seen[context_id] = (option, value)
         result.append(value)
     return result

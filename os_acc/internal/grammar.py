@@ -62,6 +62,23 @@ _RESERVED_VALUE_CHARS = frozenset(GROUP_SEPARATOR + TOKEN_SEPARATOR +
 
 _STANDARD_RESOURCE_CLASSES = frozenset(os_resource_classes.STANDARDS)
 
+#: The standard resource classes a device context may ask for, besides
+#: ``CUSTOM_`` ones: those that count devices. The other standard classes
+#: are a compute node's own (VCPU, PCPU, MEMORY_MB, DISK_GB, NUMA_*,
+#: MEM_ENCRYPTION_CONTEXT), Neutron's (bandwidth, packet rate,
+#: IPV4_ADDRESS), or a property of a device rather than a device
+#: (VGPU_DISPLAY_HEAD). A group asking for one of them lands on no device:
+#: on the compute node's own provider, or nowhere. They come with the
+#: flavor or the server's ports. A class added to os-resource-classes later
+#: is refused until it is listed here.
+DEVICE_RESOURCE_CLASSES = frozenset({
+    os_resource_classes.FPGA,
+    os_resource_classes.PGPU,
+    os_resource_classes.VGPU,
+    os_resource_classes.PCI_DEVICE,
+    os_resource_classes.SRIOV_NET_VF,
+})
+
 
 @functools.lru_cache(maxsize=None)
 def _standard_traits() -> frozenset[str]:
@@ -73,6 +90,16 @@ def is_valid_resource_class(name: object) -> bool:
     """True if ``name`` is a standard or ``CUSTOM_`` resource class."""
     return isinstance(name, str) and (
         name in _STANDARD_RESOURCE_CLASSES or
+        _CUSTOM_NAME_RE.fullmatch(name) is not None)
+
+
+def is_device_resource_class(name: object) -> bool:
+    """True if a device context may ask for ``name``.
+
+    One of :data:`DEVICE_RESOURCE_CLASSES` or a ``CUSTOM_`` class.
+    """
+    return isinstance(name, str) and (
+        name in DEVICE_RESOURCE_CLASSES or
         _CUSTOM_NAME_RE.fullmatch(name) is not None)
 
 
@@ -100,9 +127,16 @@ def quote(value: object) -> str:
 
 
 def check_resource_class(name: str, token: str) -> None:
+    """Refuse a name that is no resource class, or not a device's."""
     if not is_valid_resource_class(name):
         raise error('Invalid resource class %r in %r: expected a standard '
                     'resource class or CUSTOM_[A-Z0-9_]+', name, token)
+    if not is_device_resource_class(name):
+        raise error('Resource class %r in %r is not a device class: a '
+                    'device context asks only for devices (%s or '
+                    'CUSTOM_[A-Z0-9_]+); ask for %s with the server\'s '
+                    'flavor or ports', name, token,
+                    ', '.join(sorted(DEVICE_RESOURCE_CLASSES)), name)
 
 
 def check_amount(value: str, token: str) -> int:

@@ -134,10 +134,34 @@ class ResolveTest(base.BaseTestCase):
 
     def test_other_project_refused_without_admin(self):
         self.arq['project_id'] = 'b' * 32
+        log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         e = self.assertRaises(exception.ContextRefused, self.resolve)
-        self.assertIn('belongs to another project', str(e))
+        # Word for word what an ARQ that does not exist gets: whether an
+        # ARQ exists in another project is not the user's to learn.
+        self.assertEqual(
+            'device context %s does not exist in your project' % ARQ, str(e))
+        self.assertNotIn('b' * 32, str(e))
+        # The operator's log has the real reason.
+        self.assertIn('belongs to project %s' % ('b' * 32), log.output)
         self.ctx.roles = ['admin']
         self.resolve()
+
+    def test_missing_arq(self):
+        self.arq = None
+        e = self.assertRaises(exception.ContextRefused, self.resolve)
+        self.assertEqual(
+            'device context %s does not exist in your project' % ARQ, str(e))
+
+    def test_profile_group_with_a_compute_node_class_is_refused(self):
+        # Cyborg 17 refuses such a device profile itself; another backend,
+        # or an older Cyborg, may not: the same rule as inline specs.
+        PROFILE['device_profiles'][0]['groups'][0]['resources:VCPU'] = '2'
+        self.addCleanup(PROFILE['device_profiles'][0]['groups'][0].pop,
+                        'resources:VCPU')
+        e = self.assertRaises(exception.ContextRefused, self.resolve)
+        self.assertIn("device profile 'p' of device context %s cannot be "
+                      "used" % ARQ, str(e))
+        self.assertIn("'resources:VCPU=2' is not a device class", str(e))
 
     def test_bound_elsewhere_refused(self):
         self.arq.update(state='Bound', instance_uuid='other-server')

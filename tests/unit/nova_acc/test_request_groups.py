@@ -10,10 +10,17 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
+import logging
+import uuid
+
+import fixtures
 from nova import objects
+import os_acc
 from oslo_config import fixture as config_fixture
 from oslotest import base
 
+from nova_acc import backends
+from nova_acc.backends import base as backends_base
 from nova_acc import conf
 from nova_acc import exception
 from nova_acc import hint
@@ -84,7 +91,6 @@ class ContextsTest(base.BaseTestCase):
         cases = [
             ('resources:FPGA=1,trait:CUSTOM_X=maybe', 'CUSTOM_X=maybe'),
             ('profile:nope', "unknown profile 'nope'"),
-            ('profile:nope', 'known profiles: gzip'),
             ('   ', 'is empty'),
         ]
         for value, expected in cases:
@@ -100,13 +106,150 @@ class ContextsTest(base.BaseTestCase):
             spec_with('resources:FPGA=1', 'resources:FPGA=1;resources:FPGA=1'))
         self.assertIn('ask for 3 device groups; at most 2', str(e))
 
-    def test_malformed_profile_config_is_reported(self):
-        self.conf.config(group='nova_acc', profile=['no-equals-sign'])
+    def test_unknown_profile_names_no_other_profile(self):
+        # Profiles are the operator's: a user who mistypes one learns
+        # nothing of the others; the log has them.
+        self.conf.config(group='nova_acc', profile=[
+            'gzip=resources:FPGA=1', 'secret-tenant-x=resources:FPGA=2'])
+        log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         e = self.assertRaises(exception.InvalidDeviceContextHint,
                               request_groups.context_groups,
-                              spec_with('profile:x'))
-        self.assertIn("[nova_acc] profile has a malformed line "
-                      "'no-equals-sign'", str(e))
+                              spec_with('profile:nope'))
+        self.assertIn("unknown profile 'nope'", str(e))
+        for other in ('gzip', 'secret-tenant-x', 'known profiles'):
+            self.assertNotIn(other, str(e))
+        self.assertIn('gzip, secret-tenant-x', log.output)
+
+    def test_malformed_profile_line_goes_to_the_log_not_the_fault(self):
+        line = 'internal-only resources:FPGA=1 (ticket OPS-1234)'
+        self.conf.config(group='nova_acc', profile=[
+            'gzip=resources:FPGA=1', line])
+        log = self.useFixture(fixtures.FakeLogger(
+            level=logging.INFO, format='%(levelname)s %(message)s'))
+        e = self.assertRaises(exception.InvalidDeviceContextHint,
+                              request_groups.context_groups,
+                              spec_with('profile:gzip'))
+        self.assertEqual("device_context 'profile:gzip': profile "
+                         "configuration error, contact your operator",
+                         str(e))
+        self.assertIn('ERROR [nova_acc] profile has a malformed line %r'
+                      % line, log.output)
+
+    def test_not_a_device_class_names_the_token(self):
+        # A compute node's own classes would be allocated on its root
+        # provider (which has the capability trait): scheduled, then
+        # refused at pre-bind on every host tried.
+        self.conf.config(group='nova_acc', profile=[
+            'cpu=resources:FPGA=1,resources:PCPU=2'])
+        for value, token in (
+                ('resources:VCPU=1', 'resources:VCPU=1'),
+                ('resources:FPGA=1;resources:MEMORY_MB=512',
+                 'resources:MEMORY_MB=512'),
+                ('resources:DISK_GB=1', 'resources:DISK_GB=1'),
+                ('resources:NET_BW_EGR_KILOBIT_PER_SEC=10',
+                 'resources:NET_BW_EGR_KILOBIT_PER_SEC=10'),
+                ('profile:cpu', 'resources:PCPU=2')):
+            with self.subTest(value=value):
+                e = self.assertRaises(exception.InvalidDeviceContextHint,
+                                      request_groups.context_groups,
+                                      spec_with(value))
+                self.assertIn(repr(token), str(e))
+                self.assertIn('is not a device class', str(e))
+
+
+class _CountingBackend(backends_base.Backend):
+    """Counts resolves; each ID is a one-group context."""
+
+    def __init__(self):
+        self.resolved = []
+
+    def resolve(self, context, request_spec, context_id):
+        self.resolved.append(context_id)
+        return backends_base.ResolvedContext(
+            context_id, os_acc.parse_device_context('resources:FPGA=1'))
+
+    def bind(self, context, instance, hostname, device_rps):
+        raise AssertionError('not bound here')
+
+    def wait_bound(self, context, instance, virtapi, device_rps,
+                   hostname=None):
+        raise AssertionError('not bound here')
+
+    def unbind(self, context, instance, context_ids, hostname=None):
+        raise AssertionError('not bound here')
+
+
+class HintLimitsTest(base.BaseTestCase):
+    """Limits are checked before a backend resolves anything."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(config_fixture.Config(conf.CONF))
+        self.backend = _CountingBackend()
+        self.useFixture(fixtures.MockPatchObject(
+            backends, 'get_backend', lambda: self.backend))
+
+    def groups(self, *values):
+        return request_groups.context_groups(spec_with(*values))
+
+    def test_too_many_ids_are_refused_without_resolving_any(self):
+        self.conf.config(group='nova_acc', max_groups_per_server=8)
+        ids = [str(uuid.uuid4()) for _ in range(2500)]
+        e = self.assertRaises(exception.InvalidDeviceContextHint,
+                              self.groups, *ids)
+        self.assertEqual([], self.backend.resolved)
+        self.assertIn('at least 2500 device groups', str(e))
+        self.assertIn('at most 8', str(e))
+        self.assertIn('max_groups_per_server', str(e))
+
+    def test_values_up_to_the_limit_are_resolved(self):
+        self.conf.config(group='nova_acc', max_groups_per_server=3)
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        self.assertEqual(3, len(self.groups(*ids)))
+        self.assertEqual(ids, self.backend.resolved)
+
+    def test_resolving_stops_once_the_groups_are_too_many(self):
+        self.conf.config(group='nova_acc', max_groups_per_server=3)
+        ids = [str(uuid.uuid4()) for _ in range(2)]
+        e = self.assertRaises(
+            exception.InvalidDeviceContextHint, self.groups,
+            'resources:FPGA=1;resources:FPGA=1;resources:FPGA=1;'
+            'resources:FPGA=1', *ids)
+        self.assertEqual([], self.backend.resolved)
+        self.assertIn('ask for at least 6 device groups; at most 3', str(e))
+
+    def test_hint_length_is_capped_before_resolving(self):
+        ids = [str(uuid.uuid4())]
+        # Within the group limit, each value a valid length for os_acc, but
+        # all of them together over hint.MAX_HINT_LENGTH.
+        long_spec = 'resources:CUSTOM_%s=1' % ('A' * 4000)
+        self.conf.config(group='nova_acc', max_groups_per_server=16)
+        values = ids + [long_spec] * 5
+        self.assertGreater(sum(map(len, values)), hint.MAX_HINT_LENGTH)
+        e = self.assertRaises(exception.InvalidDeviceContextHint,
+                              self.groups, *values)
+        self.assertEqual([], self.backend.resolved)
+        self.assertIn('at most %d are allowed' % hint.MAX_HINT_LENGTH,
+                      str(e))
+        # Four of them are within it.
+        self.assertEqual(5, len(self.groups(*values[:5])))
+
+    def test_one_id_spelled_two_ways_is_a_duplicate(self):
+        arq = str(uuid.uuid4())
+        for spelling in (arq.upper(), 'urn:uuid:' + arq,
+                         arq.replace('-', ''), '{%s}' % arq):
+            with self.subTest(spelling=spelling):
+                e = self.assertRaises(exception.InvalidDeviceContextHint,
+                                      self.groups, arq, spelling)
+                self.assertIn('more than once: %s' % arq, str(e))
+                self.assertIn(repr(spelling), str(e))
+        self.assertEqual([], self.backend.resolved)
+
+    def test_backend_gets_the_canonical_id(self):
+        arq, other = str(uuid.uuid4()), str(uuid.uuid4())
+        groups = self.groups(arq.upper(), 'urn:uuid:' + other)
+        self.assertEqual([arq, other], self.backend.resolved)
+        self.assertEqual([arq, other], [g.context_id for g in groups])
 
     def test_is_ours(self):
         self.assertTrue(request_groups.is_ours('nova_acc_3_12'))

@@ -103,7 +103,25 @@ BAD_SPECS = [
     (';'.join(['resources:FPGA=1'] * (grammar.MAX_GROUPS + 1)),
      'MAX_GROUPS'),
     ('resources:CUSTOM_%s=1' % ('A' * 4080), 'MAX_SPEC_LENGTH'),
+    # Standard classes that are no device's: a compute node's own, and
+    # Neutron's. The token is named.
+    ('resources:VCPU=1', "'resources:VCPU=1' is not a device class"),
+    ('resources:PCPU=2', "'resources:PCPU=2' is not a device class"),
+    ('resources:FPGA=1,resources:MEMORY_MB=512',
+     "'resources:MEMORY_MB=512' is not a device class"),
+    ('resources:FPGA=1;resources:DISK_GB=1',
+     "'resources:DISK_GB=1' is not a device class"),
+    ('resources:NET_BW_EGR_KILOBIT_PER_SEC=1000',
+     "'resources:NET_BW_EGR_KILOBIT_PER_SEC=1000' is not a device class"),
+    ('resources:NUMA_CORE=1', "'resources:NUMA_CORE=1'"),
+    ('resources:IPV4_ADDRESS=1', "'resources:IPV4_ADDRESS=1'"),
+    ('resources:MEM_ENCRYPTION_CONTEXT=1',
+     "'resources:MEM_ENCRYPTION_CONTEXT=1'"),
+    ('resources:VGPU_DISPLAY_HEAD=1', "'resources:VGPU_DISPLAY_HEAD=1'"),
 ]
+
+#: Standard classes a device context may ask for (besides CUSTOM_ ones).
+DEVICE_CLASSES = ('FPGA', 'PGPU', 'VGPU', 'PCI_DEVICE', 'SRIOV_NET_VF')
 
 
 class TestParseString(base.BaseTestCase):
@@ -130,6 +148,26 @@ class TestParseString(base.BaseTestCase):
                          os_acc.parse_device_context(spec))
         self.assertRaises(exception.InvalidDeviceContext,
                           os_acc.parse_device_context, ' ' + spec)
+
+    def test_device_classes(self):
+        for rc in DEVICE_CLASSES + ('CUSTOM_QAT_VF',):
+            with self.subTest(rc=rc):
+                self.assertEqual(
+                    ctx(G(resources={rc: 2})),
+                    os_acc.parse_device_context('resources:%s=2' % rc))
+
+    def test_every_other_standard_class_is_refused(self):
+        # Fail closed: a class os-resource-classes adds later is no
+        # device's until os_acc says so.
+        others = set(os_resource_classes.STANDARDS) - set(DEVICE_CLASSES)
+        self.assertTrue({'VCPU', 'PCPU', 'MEMORY_MB', 'DISK_GB'} <= others)
+        for rc in sorted(others):
+            with self.subTest(rc=rc):
+                exc = self.assertRaises(exception.InvalidDeviceContext,
+                                        os_acc.parse_device_context,
+                                        'resources:%s=1' % rc)
+                self.assertIn('%r is not a device class' % (
+                    'resources:%s=1' % rc), str(exc))
 
     def test_not_str_or_list(self):
         for spec in (None, 42, b'resources:FPGA=1', ('resources:FPGA=1',),
@@ -181,6 +219,11 @@ class TestParseList(base.BaseTestCase):
              'MAX_GROUPS'),
             ([{'resources:FPGA': 1, 'accel:x': 'v' * 5000}],
              'MAX_SPEC_LENGTH'),
+            # A Cyborg device profile group asking for a compute node's
+            # resources.
+            ([{'resources:VCPU': 4}], "'resources:VCPU=4' is not a device"),
+            ([{'resources:FPGA': '1', 'resources:MEMORY_MB': '512'}],
+             "'resources:MEMORY_MB=512' is not a device"),
         ]
         for index, (spec, needle) in enumerate(cases):
             with self.subTest(case=index):
@@ -223,6 +266,9 @@ class TestToSpec(base.BaseTestCase):
             (ctx(G(resources={'FPGA': 1}, config={'x': 1})), "'accel:x'"),
             (ctx(*[G(resources={'FPGA': 1})] * (grammar.MAX_GROUPS + 1)),
              'MAX_GROUPS'),
+            # What the parser refuses is never written either.
+            (ctx(G(resources={'FPGA': 1, 'DISK_GB': 1})),
+             "'resources:DISK_GB' is not a device class"),
         ]
         for index, (context, needle) in enumerate(cases):
             with self.subTest(case=index):
@@ -235,8 +281,7 @@ class TestToSpec(base.BaseTestCase):
 
 _CUSTOM = st.text(string.ascii_uppercase + string.digits + '_',
                   min_size=1, max_size=12).map(lambda s: 'CUSTOM_' + s)
-_RESOURCE_CLASS = st.one_of(
-    st.sampled_from(sorted(os_resource_classes.STANDARDS)), _CUSTOM)
+_RESOURCE_CLASS = st.one_of(st.sampled_from(DEVICE_CLASSES), _CUSTOM)
 _TRAIT = st.one_of(st.sampled_from(sorted(os_traits.get_traits())), _CUSTOM)
 _ACCEL_NAME = st.text(string.ascii_letters + string.digits + '_.-',
                       min_size=1, max_size=16)
