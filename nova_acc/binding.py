@@ -51,6 +51,7 @@ from nova_acc import backends
 from nova_acc import exception
 from nova_acc import inventory
 from nova_acc import ledger
+from nova_acc import matching
 from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
@@ -209,15 +210,18 @@ def for_move(bindings: list[Binding], allocations: dict,
         (this node's and the source's): provider UUID -> {'resources': ...}.
     :param pool_classes: this node's pool UUID -> resource class.
     :raises PrebindFailed: the allocation has no provider for some group,
-        or a binding cannot move (one device, bound before pools).
+        a binding cannot move (one device, bound before pools), or the
+        matcher's bound was reached (``matching.SearchTooLarge``).
 
     Placement chose, for each group, a provider that satisfies it; which
     group lands in which pool of the same class does not change which
     devices the server gets, so groups are matched to pools by class and
-    amount. A group of a backend's object (a Cyborg ARQ) gets a provider of
-    the allocation that is neither a pool, nor a node, nor one it is bound
-    to now (on evacuation those are the source's), of its class; the backend
-    is asked to bind it there (``HostDevices``).
+    amount (``nova_acc.matching``: polynomial where the groups that may
+    share a pool ask the same amount, bounded otherwise). A group of a
+    backend's object (a Cyborg ARQ) gets a provider of the allocation that
+    is neither a pool, nor a node, nor one it is bound to now (on
+    evacuation those are the source's), of its class; the backend is asked
+    to bind it there (``HostDevices``).
     """
     for b in bindings:
         if not b.is_pool and not b.context_id:
@@ -226,9 +230,8 @@ def for_move(bindings: list[Binding], allocations: dict,
                     b.requester_id, b.address))
     current = {b.rp_uuid for b in bindings}
     backend = _backend_classes(allocations, set(pool_classes) | current)
-    left = {rp: dict(alloc['resources']) for rp, alloc in
-            allocations.items() if rp in pool_classes or rp in backend}
-    groups = sorted(bindings, key=lambda b: (-b.amount, b.requester_id))
+    capacity = {rp: dict(alloc['resources']) for rp, alloc in
+                allocations.items() if rp in pool_classes or rp in backend}
 
     def classes_for(b, rp):
         if b.is_pool:
@@ -239,30 +242,37 @@ def for_move(bindings: list[Binding], allocations: dict,
             return [b.resource_class]
         return sorted(backend[rp])  # recorded before classes were
 
-    def assign(i, left):
-        if i == len(groups):
-            return []
-        b = groups[i]
-        for rp in sorted(left):
-            for rc in classes_for(b, rp):
-                if (b.resource_class in (None, rc) and
-                        left[rp].get(rc, 0) >= b.amount):
-                    taken = dict(left, **{rp: dict(left[rp], **{
-                        rc: left[rp][rc] - b.amount})})
-                    rest = assign(i + 1, taken)
-                    if rest is not None:
-                        return [(b, rp, rc)] + rest
-        return None
+    demands = [matching.Demand(b.requester_id, tuple(
+        matching.Option.of(rp, {rc: b.amount})
+        for rp in sorted(capacity) for rc in classes_for(b, rp)
+        if b.resource_class in (None, rc))) for b in bindings]
+    assignment = _match(demands, capacity, nodename, (
+        'the allocation of the server on node %s has no device provider '
+        'for every device group' % nodename))
+    by_group = {b.requester_id: b for b in bindings}
+    return sorted((Binding(name, option.provider, None, nodename,
+                           context_id=by_group[name].context_id,
+                           amount=by_group[name].amount,
+                           resource_class=option.resources[0][0])
+                   for name, option in assignment.items()),
+                  key=lambda b: b.requester_id)
 
-    chosen = assign(0, left)
-    if chosen is None:
+
+def _match(demands, capacity, nodename: str, no_match: str
+           ) -> dict[str, matching.Option]:
+    """``matching.match`` with its failures as PrebindFailed."""
+    try:
+        return matching.match(demands, capacity).assignment
+    except matching.NoMatch as e:
+        if e.unserved:
+            no_match += ' (none of its providers can serve %s)' % (
+                ', '.join(e.unserved))
+        raise exception.PrebindFailed(no_match) from None
+    except matching.SearchTooLarge as e:
         raise exception.PrebindFailed(
-            'the allocation of the server on node %s has no device provider '
-            'for every device group' % nodename)
-    return sorted((Binding(b.requester_id, rp, None, nodename,
-                           context_id=b.context_id, amount=b.amount,
-                           resource_class=rc)
-                   for b, rp, rc in chosen), key=lambda b: b.requester_id)
+            'the device groups of the server could not be matched to the '
+            'providers of its allocation on node %s: %s' % (nodename, e)
+        ) from None
 
 
 def from_records(records, instance_uuid: str, nodename: str
@@ -361,9 +371,11 @@ def map_from_allocation(report_client, context, instance_uuid: str,
     mapping are not stored. The scheduler allocated the groups' resources
     on ``nodename``, several groups possibly from one pool; this finds
     which provider serves which group, checking resource classes, amounts
-    and required and forbidden traits.
+    and required and forbidden traits (``nova_acc.matching``, the matcher
+    ``for_move`` uses too).
 
-    :raises PrebindFailed: no consistent assignment exists.
+    :raises PrebindFailed: no consistent assignment exists, or the
+        matcher's bound was reached (``matching.SearchTooLarge``).
     """
     allocations = report_client.get_allocs_for_consumer(
         context, instance_uuid)['allocations']
@@ -379,40 +391,22 @@ def map_from_allocation(report_client, context, instance_uuid: str,
             traits = report_client.get_provider_traits(context, rp_uuid).traits
             providers[rp_uuid] = (dict(alloc['resources']), set(traits))
 
-    def fits(rg, rp_uuid, left):
-        _resources, traits = providers[rp_uuid]
-        return (all(left[rp_uuid].get(rc, 0) >= amount
-                    for rc, amount in rg.resources.items()) and
-                rg.required_traits <= traits and
+    def fits(rg, traits):
+        return (rg.required_traits <= traits and
                 not (rg.forbidden_traits & traits))
 
-    def take(left, rp_uuid, rg):
-        new = dict(left)
-        new[rp_uuid] = {rc: n - rg.resources.get(rc, 0)
-                        for rc, n in left[rp_uuid].items()}
-        return new
-
-    def assign(i, left):
-        if i == len(groups):
-            # Units left over are the flavor's (Nova's own PCI or vGPU
-            # providers in the same tree), not the groups'.
-            return []
-        for rp_uuid in sorted(providers):
-            if fits(groups[i], rp_uuid, left):
-                rest = assign(i + 1, take(left, rp_uuid, groups[i]))
-                if rest is not None:
-                    return [rp_uuid] + rest
-        return None
-
-    # Groups per server are capped ([nova_acc] max_groups_per_server), and
-    # a node has few pools, so this search stays small.
-    chosen = assign(0, {rp: res for rp, (res, _t) in providers.items()})
-    if chosen is None:
-        raise exception.PrebindFailed(
-            'the allocation of the server on node %s does not match its '
-            'device groups' % nodename)
-    for rg, rp_uuid in zip(groups, chosen):
-        rg.provider_uuids = [rp_uuid]
+    # Units left over are the flavor's (Nova's own PCI or vGPU providers in
+    # the same tree), not the groups': a provider may keep some.
+    demands = [matching.Demand(rg.requester_id, tuple(
+        matching.Option.of(rp, rg.resources)
+        for rp, (_res, traits) in sorted(providers.items())
+        if fits(rg, traits))) for rg in groups]
+    assignment = _match(
+        demands, {rp: res for rp, (res, _t) in providers.items()}, nodename,
+        'the allocation of the server on node %s does not match its device '
+        'groups' % nodename)
+    for rg in groups:
+        rg.provider_uuids = [assignment[rg.requester_id].provider]
 
 
 def _is_pool_of(report_client, context, nodename: str, rp_uuid: str) -> bool:

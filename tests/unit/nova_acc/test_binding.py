@@ -15,12 +15,16 @@ from unittest import mock
 import fixtures
 from nova import exception as nova_exc
 from nova import objects
+from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from nova_acc import binding
+from nova_acc import conf
 from nova_acc import exception
 from nova_acc import inventory
+from nova_acc import matching
 from nova_acc import request_groups
+from tests.unit.nova_acc import test_matching
 
 objects.register_all()
 
@@ -154,6 +158,84 @@ class ForMoveTest(base.BaseTestCase):
             {'src': {'resources': {'FPGA': 1}},
              'dst': {'resources': {'PGPU': 1}}}, {}, 'n2')
         self.assertIn('no device provider for every device group', str(e))
+
+    def test_sixteen_groups_and_fifteen_pools_are_refused_at_once(self):
+        # Each group fits each pool, the 16th none: the backtracking this
+        # replaced tried 15! orders (a hung evacuate or resize). Counted
+        # in Python calls, not timed; the old code is stopped at the limit.
+        pools = {'dst-%02d' % i: 'FPGA' for i in range(15)}
+        before = [binding.Binding('nova_acc_%d_0' % i, 'src', None, 'n1',
+                                  amount=1, resource_class='FPGA')
+                  for i in range(16)]
+        allocations = {rp: {'resources': {'FPGA': 1}} for rp in pools}
+        result, _calls = test_matching.calls_within(
+            50000, binding.for_move, before, allocations, pools, 'n2')
+        self.assertIsInstance(result, exception.PrebindFailed)
+        self.assertIn('no device provider for every device group',
+                      str(result))
+        # With a 16th pool all fit, one group per pool.
+        pools['dst-15'] = 'FPGA'
+        allocations['dst-15'] = {'resources': {'FPGA': 1}}
+        moved, _calls = test_matching.calls_within(
+            50000, binding.for_move, before, allocations, pools, 'n2')
+        self.assertEqual(sorted(pools), sorted(b.rp_uuid for b in moved))
+
+    def test_sixteen_backend_contexts_where_the_last_needs_the_first(self):
+        # ARQs bound before nova-acc recorded their class fit a provider
+        # of any class; the last one, of class PGPU, fits only the first
+        # provider, which the others were given first: the backtracking
+        # this replaced tried every order of the 15 others (15!).
+        before = [binding.Binding('nova_acc_%02d_0' % i, 'src-%02d' % i,
+                                  '0000:90:%02x.0' % i, 'n1',
+                                  context_id='arq%02d' % i)
+                  for i in range(15)]
+        before.append(binding.Binding('nova_acc_15_0', 'src-15',
+                                      '0000:90:0f.0', 'n1',
+                                      context_id='arq15',
+                                      resource_class='PGPU'))
+        allocations = {'dst-00': {'resources': {'PGPU': 1}}}
+        allocations.update({'dst-%02d' % i: {'resources': {'FPGA': 1}}
+                            for i in range(1, 16)})
+        moved, _calls = test_matching.calls_within(
+            50000, binding.for_move, before, allocations, {}, 'n2')
+        self.assertEqual(('dst-00', 'PGPU'),
+                         (moved[-1].rp_uuid, moved[-1].resource_class))
+        self.assertEqual(sorted(allocations),
+                         sorted(b.rp_uuid for b in moved))
+        self.assertEqual({'FPGA'}, {b.resource_class for b in moved[:-1]})
+
+    def test_groups_of_different_amounts_share_pools_of_one_class(self):
+        # 5+4+3+3+3+2 into two pools of 10: only {5,3,2} and {4,3,3} fit
+        # (first-fit by size would put 5 and 4 together and fail). The
+        # pools are "mixed" (groups of different amounts may use them):
+        # the matcher's bounded search, not its flow, finds this.
+        before = [binding.Binding('nova_acc_%d_0' % i, 'src', None, 'n1',
+                                  amount=a, resource_class='FPGA')
+                  for i, a in enumerate([5, 4, 3, 3, 3, 2])]
+        moved = binding.for_move(
+            before, {'dst-a': {'resources': {'FPGA': 10}},
+                     'dst-b': {'resources': {'FPGA': 10}}},
+            {'dst-a': 'FPGA', 'dst-b': 'FPGA'}, 'n2')
+        per_pool = {}
+        for b in moved:
+            per_pool[b.rp_uuid] = per_pool.get(b.rp_uuid, 0) + b.amount
+        self.assertEqual({'dst-a': 10, 'dst-b': 10}, per_pool)
+        self.assertEqual([b.requester_id for b in before],
+                         [b.requester_id for b in moved])
+
+    def test_a_search_that_reaches_its_bound_is_refused_clearly(self):
+        self.useFixture(fixtures.MockPatchObject(matching, 'MAX_STEPS', 2))
+        before = [binding.Binding('nova_acc_%d_0' % i, 'src', None, 'n1',
+                                  amount=a, resource_class='FPGA')
+                  for i, a in enumerate([2, 1, 1])]
+        e = self.assertRaises(
+            exception.PrebindFailed, binding.for_move, before,
+            {'dst-a': {'resources': {'FPGA': 2}},
+             'dst-b': {'resources': {'FPGA': 2}}},
+            {'dst-a': 'FPGA', 'dst-b': 'FPGA'}, 'n2')
+        self.assertIn('could not be matched to the providers of its '
+                      'allocation on node n2', str(e))
+        self.assertIn('gave up', str(e))
 
     def test_kept_for_revert_round_trip(self):
         inst = objects.Instance(system_metadata={})
@@ -303,6 +385,84 @@ class MapFromAllocationTest(base.BaseTestCase):
         self.assertRaises(exception.PrebindFailed,
                           binding.map_from_allocation, self.client,
                           mock.Mock(), 'inst', 'n1', groups)
+
+
+class MapFromAllocationScaleTest(base.BaseTestCase):
+    """Unshelve/evacuate with as many groups as a server may have."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(config_fixture.Config(conf.CONF))
+
+    def client(self, pools, allocated):
+        """Placement with a pool per traits of ``pools`` on node n1.
+
+        :returns: the client and the pools' UUIDs, sorted.
+        """
+        ours = {'CUSTOM_NOVA_ACC', 'OWNER_NOVA'}
+        rps = {pool_rp('n1', traits):
+               (pool_name('n1', traits), set(traits) | ours)
+               for traits in pools}
+
+        def get(url, **kw):
+            resp = mock.Mock()
+            resp.__bool__ = lambda self: True
+            if url == '/resource_providers?name=n1':
+                resp.json.return_value = {'resource_providers': [
+                    {'uuid': 'root'}]}
+            else:
+                rp = url.rsplit('/', 1)[1]
+                resp.json.return_value = {'name': rps[rp][0],
+                                          'root_provider_uuid': 'root'}
+            return resp
+
+        client = mock.Mock()
+        client.get.side_effect = get
+        client.get_provider_traits.side_effect = (
+            lambda ctx, rp: mock.Mock(traits=rps[rp][1]))
+        client.get_allocs_for_consumer.return_value = {'allocations': dict(
+            {'root': {'resources': {'VCPU': 1}}},
+            **{rp: {'resources': {'FPGA': allocated}} for rp in rps})}
+        return client, sorted(rps)
+
+    def groups(self, values):
+        spec = objects.RequestSpec(scheduler_hints={'device_context':
+                                                    list(values)})
+        return [request_groups.to_request_group(cg)
+                for cg in request_groups.context_groups(spec)]
+
+    def test_sixteen_groups_without_an_assignment_fail_at_once(self):
+        # The documented maximum: 16 groups, each fitting each of 15
+        # pools of one device, none left for the 16th. The backtracking
+        # this replaced tried 15! orders (8 groups 1 s, 9 groups 10 s).
+        self.conf.config(max_groups_per_server=16, group='nova_acc')
+        client, _rps = self.client(
+            [('CUSTOM_T%02d' % i,) for i in range(15)], 1)
+        groups = self.groups(['resources:FPGA=1'] * 16)
+        result, _calls = test_matching.calls_within(
+            100000, binding.map_from_allocation, client, mock.Mock(), 'inst',
+            'n1', groups)
+        self.assertIsInstance(result, exception.PrebindFailed)
+        self.assertIn('does not match its device groups', str(result))
+
+    def test_sixteen_groups_where_the_last_needs_the_first_pool(self):
+        # 16 pools of one device; 15 groups fit any, the last one needs
+        # the trait of the pool that sorts first, which the others were
+        # given first: the backtracking this replaced had to try every
+        # order of the 15 before it moved the first (15! of them).
+        self.conf.config(max_groups_per_server=16, group='nova_acc')
+        traits = [('CUSTOM_T%02d' % i,) for i in range(16)]
+        client, rps = self.client(traits, 1)
+        first = next(t for t in traits if pool_rp('n1', t) == rps[0])
+        groups = self.groups(['resources:FPGA=1'] * 15 + [
+            'resources:FPGA=1,trait:%s=required' % first[0]])
+        result, _calls = test_matching.calls_within(
+            100000, binding.map_from_allocation, client, mock.Mock(), 'inst',
+            'n1', groups)
+        self.assertIsNone(result)
+        chosen = [rg.provider_uuids[0] for rg in groups]
+        self.assertEqual(rps[0], chosen[-1])
+        self.assertEqual(sorted(rps), sorted(chosen))
 
 
 class PrebindIsolationTest(base.BaseTestCase):
