@@ -24,7 +24,9 @@ import textwrap
 from nova.compute import manager as compute_manager
 from nova.compute import vm_states
 from nova.conductor import manager as conductor_manager
+from nova import exception as nova_exc
 from nova.scheduler import manager as scheduler_manager
+from nova.scheduler import utils as scheduler_utils
 from nova import service_auth
 from nova import utils as nova_utils
 from nova.virt.libvirt import driver as libvirt_driver
@@ -74,6 +76,58 @@ class NovaSeamTest(base.BaseTestCase):
              'admin_password', 'injected_files', 'requested_networks',
              'block_device_mapping', 'tags'],
             params(task_manager.schedule_and_build_instances))
+
+    def test_reschedule_fault_seam(self):
+        # A compute that refuses a build (ComputeResourcesUnavailable, which
+        # the libvirt seam raises for DeviceNotUsable) stores the reason in
+        # retry['exc_reason'] and asks the conductor's build_instances to
+        # reschedule; nova-acc reads the reason there first, because Nova's
+        # populate_retry drops it before Nova gives up.
+        build = inspect.getsource(compute_manager.ComputeManager
+                                  ._build_and_run_instance)
+        self.assertIn('except exception.ComputeResourcesUnavailable as e:',
+                      build)
+        self.assertIn(
+            'instance_uuid=instance.uuid, reason=e.format_message()', build)
+        self.assertEqual('Insufficient compute resources: %(reason)s.',
+                         nova_exc.ComputeResourcesUnavailable.msg_fmt)
+        do_build = inspect.getsource(compute_manager.ComputeManager
+                                     ._do_build_and_run_instance)
+        self.assertLess(
+            do_build.index("retry['exc_reason'] = e.kwargs['reason']"),
+            do_build.index('self.compute_task_api.build_instances('))
+        self.assertIn("exc_reason = retry.pop('exc_reason', None)",
+                      inspect.getsource(scheduler_utils.populate_retry))
+        task_manager = conductor_manager.ComputeTaskManager
+        self.assertEqual(
+            ['self', 'context', 'instances', 'image', 'filter_properties',
+             'admin_password', 'injected_files', 'requested_networks',
+             'security_groups', 'block_device_mapping', 'legacy_bdm',
+             'request_spec', 'host_lists'],
+            params(task_manager.build_instances))
+        # Nova records the fault of a reschedule that gives up through
+        # _cleanup_when_reschedule_fails, with a MaxRetriesExceeded when no
+        # host is left: nova-acc's override words that exception.
+        self.assertEqual(
+            ['self', 'context', 'instance', 'exception',
+             'legacy_request_spec', 'requested_networks'],
+            params(task_manager._cleanup_when_reschedule_fails))
+        self.assertIn('self._set_vm_state_and_notify(', inspect.getsource(
+            task_manager._cleanup_when_reschedule_fails))
+        build = inspect.getsource(task_manager.build_instances)
+        # Both of Nova's "Exhausted all hosts" go to the cleanup: the one
+        # raised after populate_retry (no alternate host in the list) ...
+        self.assertLess(build.index('scheduler_utils.populate_retry('),
+                        build.index('raise exception.MaxRetriesExceeded('))
+        self.assertRegex(build, r'except Exception as exc:(.|\n)*?'
+                         r'self\._cleanup_when_reschedule_fails\(\s*'
+                         r'context, instance, exc,')
+        # ... and the one when no alternate host could be claimed.
+        self.assertRegex(build, r'exc = exception\.MaxRetriesExceeded\('
+                         r'reason=msg\)\s*self\._cleanup_when_reschedule_'
+                         r'fails\(\s*context, instance, exc,')
+        self.assertEqual(2, build.count('exception.MaxRetriesExceeded('))
+        self.assertIn('%(reason)s', nova_exc.MaxRetriesExceeded.msg_fmt)
 
     def test_unshelve_calls_the_prebind_seam(self):
         # Unshelve after a shelve offload is bound from the allocation.
