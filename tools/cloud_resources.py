@@ -14,16 +14,25 @@
 Run with the Python of Nova's venv (openstacksdk comes with
 python-openstackclient)::
 
-    python cloud_resources.py identity HOST PASSWORD
-    python cloud_resources.py compute HOST PASSWORD IMAGE_DIR
+    python cloud_resources.py identity HOST PASSWORDS_FILE
+    python cloud_resources.py compute HOST PASSWORDS_FILE IMAGE_DIR
+
+PASSWORDS_FILE is the cloud's passwords file (``KEY_PASSWORD=VALUE``
+lines, made by tools/lib/common.sh): ``ADMIN`` to log in as admin,
+``DEMO`` and one per service user (``NOVA``, ``PLACEMENT``, ``GLANCE``,
+``NEUTRON``). Passwords are never taken from the command line, which every
+user of the machine can read.
 
 ``identity``: the service project, the service users (admin in it), the
 catalog (compute, placement, image, network) and a demo project and user
-(member). ``compute``: the guest images (aki/ari/ami from IMAGE_DIR) and
-the flavors. Nothing that exists already is changed.
+(member); every one of these users gets its password from the file, also
+when it exists already (a cloud whose passwords changed). ``compute``: the
+guest images (aki/ari/ami from IMAGE_DIR) and the flavors. Nothing else
+that exists already is changed.
 """
 
 import os
+import re
 import sys
 
 import openstack
@@ -41,6 +50,23 @@ FLAVORS = [
     ('m1.micro', '84', 1, 192, 1),
 ]
 IMAGE = 'nova-acc-guest'
+PASSWORD_LINE = re.compile(r'^([A-Z]+)_PASSWORD=([A-Za-z0-9._~-]+)$')
+
+
+def read_passwords(path):
+    """The passwords of PASSWORDS_FILE, by user name (``admin``, ``nova``)."""
+    passwords = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            match = PASSWORD_LINE.match(line)
+            if not match:
+                sys.exit('%s: line %d is not KEY_PASSWORD=VALUE'
+                         % (path, number))
+            passwords[match.group(1).lower()] = match.group(2)
+    return passwords
 
 
 def connect(host, password):
@@ -51,7 +77,16 @@ def connect(host, password):
         identity_api_version='3')
 
 
-def identity(conn, host, password):
+def ensure_user(idn, domain, name, password):
+    """The user NAME with PASSWORD: created, or its password set."""
+    user = idn.find_user(name, domain_id=domain.id)
+    if user is None:
+        return idn.create_user(name=name, password=password,
+                               domain_id=domain.id)
+    return idn.update_user(user, password=password)
+
+
+def identity(conn, host, passwords):
     idn = conn.identity
     domain = idn.find_domain('default')
     roles = {r.name: r for r in idn.roles()}
@@ -61,16 +96,12 @@ def identity(conn, host, password):
     demo_project = (idn.find_project('demo', domain_id=domain.id)
                     or idn.create_project(name='demo', domain_id=domain.id))
     for name, _, _, _ in SERVICES:
-        user = (idn.find_user(name, domain_id=domain.id)
-                or idn.create_user(name=name, password=password,
-                                   domain_id=domain.id))
+        user = ensure_user(idn, domain, name, passwords[name])
         idn.assign_project_role_to_user(service_project, user, roles['admin'])
         if 'service' in roles:
             idn.assign_project_role_to_user(service_project, user,
                                             roles['service'])
-    demo = (idn.find_user('demo', domain_id=domain.id)
-            or idn.create_user(name='demo', password=password,
-                               domain_id=domain.id))
+    demo = ensure_user(idn, domain, 'demo', passwords['demo'])
     idn.assign_project_role_to_user(demo_project, demo, roles['member'])
     existing = {s.type: s for s in idn.services()}
     for name, stype, port, path in SERVICES:
@@ -112,10 +143,11 @@ def compute(conn, image_dir):
 
 
 def main():
-    phase, host, password = sys.argv[1:4]
-    conn = connect(host, password)
+    phase, host, passwords_file = sys.argv[1:4]
+    passwords = read_passwords(passwords_file)
+    conn = connect(host, passwords['admin'])
     if phase == 'identity':
-        identity(conn, host, password)
+        identity(conn, host, passwords)
     elif phase == 'compute':
         compute(conn, sys.argv[4])
     else:

@@ -10,7 +10,16 @@
 #
 # Everything lives under NOVA_ACC_CLOUD_DIR (default /var/tmp/nova-acc-cloud):
 # venvs in venv/, configuration in etc/, pidfiles in run/, data in data/,
-# every log in logs/. Everything listens on 127.0.0.1 only.
+# every log in logs/, the cloud's passwords in passwords. Everything listens
+# on 127.0.0.1 only.
+#
+# That directory must belong to root (the uid running this) and be
+# writable by nobody else, and must not be a symlink: it is refused
+# otherwise (this script runs its venvs as root); a missing one is made
+# 0700. The passwords (Keystone admin and demo, each service user,
+# MariaDB, RabbitMQ) are random, made once per cloud in its passwords file
+# (0600) and reused; NOVA_ACC_CLOUD_PASSWORD=VALUE sets them all to VALUE
+# (kept in that file). Configuration files and openrc files are 0600.
 #
 # Services: MariaDB, RabbitMQ, Keystone (:5000), Placement (:8778), Glance
 # (:9292), a Neutron API server without agents (:9696), nova-api (:8774),
@@ -19,18 +28,18 @@
 #
 # See "A real cloud on one machine" in doc/source/operator-guide.rst.
 set -euo pipefail
+# What this script writes (configuration, openrc, logs) is for root only;
+# services are started with umask 022 (see start).
+umask 077
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/lib/common.sh
+source "$ROOT/tools/lib/common.sh"
+NOVA_ACC_LOG_PREFIX="run-cloud: "
+# set_dirs (below) checks this before anything uses it.
 DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
-LOGS=$DIR/logs
-RUN=$DIR/run
-ETC=$DIR/etc
-DATA=$DIR/data
-VENVS=$DIR/venv
 PYTHON=${PYTHON:-python3}
 HOST=127.0.0.1
-PASSWORD=${NOVA_ACC_CLOUD_PASSWORD:-nova-acc-secret}
-DB_PASSWORD=$PASSWORD
 RABBIT_USER=nova_acc
 NOVA_VERSION=34.0.0
 TEMPEST_VERSION=47.0.0
@@ -62,23 +71,112 @@ API_SERVICES=(
 START_TIME=$(date +%s)
 STARTED=0  # set to 1 when this run starts anything
 
-log() { printf '%s run-cloud: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+log() { nova_acc_log "$@"; }
+die() { nova_acc_error "$@"; exit 1; }
 elapsed() { echo $(($(date +%s) - START_TIME)); }
+
+# set_dirs [create]: checks the state directory (tools/lib/common.sh:
+# owned by this uid, writable by nobody else, no symlink, parents only
+# root controls; made 0700 with "create") and sets the paths under it.
+# Nothing under $DIR is read or run before this. Returns 2 when $DIR is
+# missing and not to be created.
+set_dirs() {
+    local dir rc=0
+    dir=$(nova_acc_state_dir "$DIR" NOVA_ACC_CLOUD_DIR "${1:-}") || rc=$?
+    ((rc != 2)) || return 2
+    ((rc == 0)) || exit 1
+    DIR=$dir
+    LOGS=$DIR/logs
+    RUN=$DIR/run
+    ETC=$DIR/etc
+    DATA=$DIR/data
+    VENVS=$DIR/venv
+    PASSWORDS=$DIR/passwords
+}
+
+# load_passwords: the cloud's passwords from $PASSWORDS (made on the first
+# run; NOVA_ACC_CLOUD_PASSWORD overrides them all).
+load_passwords() {
+    nova_acc_passwords "$PASSWORDS" "${NOVA_ACC_CLOUD_PASSWORD:-}" || exit 1
+    DB_PASSWORD=$NOVA_ACC_DB_PASSWORD
+    RABBIT_PASSWORD=$NOVA_ACC_RABBIT_PASSWORD
+    ADMIN_PASSWORD=$NOVA_ACC_ADMIN_PASSWORD
+}
+
+# password_of USER: the Keystone password of USER (admin, demo or a
+# service user).
+password_of() {
+    case $1 in
+        admin) echo "$NOVA_ACC_ADMIN_PASSWORD" ;;
+        demo) echo "$NOVA_ACC_DEMO_PASSWORD" ;;
+        nova) echo "$NOVA_ACC_NOVA_PASSWORD" ;;
+        placement) echo "$NOVA_ACC_PLACEMENT_PASSWORD" ;;
+        glance) echo "$NOVA_ACC_GLANCE_PASSWORD" ;;
+        neutron) echo "$NOVA_ACC_NEUTRON_PASSWORD" ;;
+        *) die "no password for user $1" ;;
+    esac
+}
+
+# The users, databases and configuration files have the passwords of
+# $PASSWORDS when $DATA/.passwords-applied holds its hash.
+passwords_hash() { sha256sum <"$PASSWORDS" | cut -d' ' -f1; }
+passwords_applied() {
+    [[ "$(cat "$DATA/.passwords-applied" 2>/dev/null)" == "$(passwords_hash)" ]]
+}
 
 # ---------------------------------------------------------------------------
 # Processes: pidfiles in $RUN, logs in $LOGS.
 
-# Is the process of pidfile $RUN/$1.pid alive?
-running() {
-    local pidfile=$RUN/$1.pid pid
-    [[ -s $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+# service_matches NAME: what the command line of service NAME contains, one
+# line per form it may have: its program in this cloud's venv (and this
+# cloud's nova.conf or port), or MariaDB's data directory; for an API also
+# the title uwsgi gave it when an older version of this script started it
+# with --procname-prefix (so that --stop stops such a cloud too). A pidfile
+# naming any other process is stale, and that process is never signalled.
+service_matches() {
+    local line name port module venv
+    for line in "${API_SERVICES[@]}"; do
+        read -r name port module venv <<< "$line"
+        if [[ $name == "$1" ]]; then
+            echo "$VENVS/$venv/bin/uwsgi --http-socket $HOST:$port"
+            echo "$name-uWSGI master"
+            return 0
+        fi
+    done
+    case $1 in
+        nova-*) echo "$VENVS/nova/bin/$1 --config-file $ETC/nova/nova.conf" ;;
+        mariadb) echo "--datadir=$DATA/mysql" ;;
+        *) die "no command line known for service $1" ;;
+    esac
 }
+
+# find_service NAME: when the pidfile $RUN/NAME.pid names a process of
+# service NAME, sets SERVICE_PID and SERVICE_MATCH (its form, as in
+# service_matches); otherwise fails, and a stale pidfile is removed with a
+# note.
+find_service() {
+    local name=$1 match pid
+    SERVICE_PID='' SERVICE_MATCH=''
+    while IFS= read -r match; do
+        if pid=$(nova_acc_service_pid --keep "$name" "$RUN/$name.pid" "$match"); then
+            SERVICE_PID=$pid SERVICE_MATCH=$match
+            return 0
+        fi
+    done < <(service_matches "$name")
+    nova_acc_service_pid "$name" "$RUN/$name.pid" \
+        "$(service_matches "$name" | head -n 1)" >/dev/null || true
+    return 1
+}
+
+# running NAME: succeeds when service NAME runs (see find_service).
+running() { find_service "$1"; }
 
 # start NAME CMD...: runs CMD in the background with its output in
 # $LOGS/NAME.log and its pid in $RUN/NAME.pid, unless already running.
+# Each service leads a process group of its own (setsid: its workers and
+# privsep daemons are stopped with it) and runs with umask 022: nova-compute
+# makes instance directories that QEMU's user must enter (the state
+# directory above keeps everyone else out).
 start() {
     local name=$1
     shift
@@ -88,36 +186,16 @@ start() {
     fi
     log "starting $name (log $LOGS/$name.log)"
     STARTED=1
-    setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+    (umask 022 && exec setsid "$@") >>"$LOGS/$name.log" 2>&1 < /dev/null &
     echo $! > "$RUN/$name.pid"
 }
 
-# stop_pid NAME PID: SIGTERM, wait up to 20 s, then SIGKILL.
-stop_pid() {
-    local name=$1 pid=$2 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    log "stopping $name (pid $pid)"
-    # start() made each service the leader of its own process group: its
-    # workers and privsep daemons go with it.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 40; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.5
-    done
-    log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.5
-    done
-    log "WARNING: $name (pid $pid) is still there after SIGKILL"
-}
-
+# stop_service NAME: stops NAME if its pidfile names it (see find_service).
 stop_service() {
-    local name=$1 pidfile=$RUN/$1.pid
-    [[ -s $pidfile ]] || return 0
-    stop_pid "$name" "$(<"$pidfile")"
-    rm -f "$pidfile"
+    local name=$1
+    find_service "$name" || return 0
+    nova_acc_stop_pid "$name" "$SERVICE_PID" "$SERVICE_MATCH"
+    rm -f "$RUN/$name.pid"
 }
 
 # wait_for NAME LOG SECONDS CMD...: waits until CMD succeeds; fails naming
@@ -274,14 +352,41 @@ project_domain_name = Default
 user_domain_name = Default
 project_name = service
 username = $2
-password = $PASSWORD
+password = $(password_of "$2")
 region_name = RegionOne
 
 EOT
 }
 
 db_url() { echo "mysql+pymysql://nova_acc:$DB_PASSWORD@$HOST:$DB_PORT/$1?charset=utf8"; }
-rabbit_url() { echo "rabbit://$RABBIT_USER:$PASSWORD@$HOST:5672/"; }
+rabbit_url() { echo "rabbit://$RABBIT_USER:$RABBIT_PASSWORD@$HOST:5672/"; }
+
+# The group QEMU's processes run as (libvirt's qemu.conf; Debian builds
+# libvirt with libvirt-qemu).
+qemu_group() {
+    local g
+    g=$(sed -n 's/^[[:space:]]*group[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' \
+        /etc/libvirt/qemu.conf 2>/dev/null | tail -n 1)
+    echo "${g:-libvirt-qemu}"
+}
+
+# QEMU, run by libvirtd as libvirt-qemu, opens the disk, kernel and initrd
+# under $DATA/nova/instances: the directories above it are 0710 with QEMU's
+# group (search only, no listing), everything else in $DIR stays 0700.
+grant_qemu_search() {
+    local group d
+    group=$(qemu_group)
+    if [[ $group == root || $group == +0 || $group == 0 ]]; then
+        return 0
+    fi
+    getent group "${group#+}" >/dev/null || [[ $group == +* ]] \
+        || die "libvirt's QEMU group '$group' (/etc/libvirt/qemu.conf) does not exist"
+    for d in "$DIR" "$DATA" "$DATA/nova" "$DATA/nova/instances"; do
+        if ! { chgrp "$group" "$d" && chmod 0710 "$d"; }; then
+            die "cannot give QEMU's group $group search permission on $d"
+        fi
+    done
+}
 
 write_configs() {
     local nova_venv=$VENVS/nova helper
@@ -432,6 +537,23 @@ EOT
         auth_section service_user nova
     } > "$ETC/nova/nova.conf"
     cp "$nova_venv/etc/nova/api-paste.ini" "$ETC/nova/"
+    # Root's only (an existing file keeps its mode when rewritten, and an
+    # older version of this script made them 0644).
+    chmod -R go-rwx "$ETC"
+}
+
+# Take away what an older version of this script left readable to others
+# (it ran with umask 022): logs, pidfiles, configuration, the tempest
+# workspace and data other than the instances QEMU must reach.
+tighten_state_dir() {
+    local d
+    for d in "$LOGS" "$RUN" "$ETC" "$DIR/tempest" "$DIR"/*-openrc; do
+        [[ -e $d ]] && chmod -R go-rwx "$d"
+    done
+    for d in "$DATA"/*; do
+        [[ -e $d && $d != "$DATA/nova" ]] && chmod go-rwx "$d"
+    done
+    return 0
 }
 
 # ---------------------------------------------------------------------------
@@ -457,12 +579,16 @@ start_mariadb() {
         --bind-address="$HOST" --port="$DB_PORT" --max-connections=1000 \
         --log-error="$LOGS/mariadb.log" --skip-name-resolve
     wait_for mariadb "$LOGS/mariadb.log" 60 mysql_up
+    # The user's password is set on every run (ALTER USER): a data
+    # directory of an earlier cloud may have another. The SQL goes on
+    # stdin, not the command line, which every user can read.
     local db sql="CREATE USER IF NOT EXISTS 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
+    sql+="ALTER USER 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
     for db in keystone placement glance neutron nova_api nova nova_cell0; do
         sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8mb4;"
         sql+="GRANT ALL PRIVILEGES ON $db.* TO 'nova_acc'@'127.0.0.1';"
     done
-    mysql --socket="$RUN/mysqld.sock" -u root -e "$sql" \
+    mysql --socket="$RUN/mysqld.sock" -u root <<<"$sql" \
         || die "creating the databases failed; see $LOGS/mariadb.log"
 }
 
@@ -470,6 +596,7 @@ rabbit_up() { rabbitmqctl -q status; }
 
 start_rabbitmq() {
     mkdir -p /etc/rabbitmq
+    # 0644: RabbitMQ reads it as its own user; nothing secret in it.
     cat > /etc/rabbitmq/rabbitmq-env.conf <<EOT
 # Written by nova-acc's tools/run-cloud.sh: listen on $HOST only.
 NODENAME=rabbit@localhost
@@ -477,20 +604,27 @@ NODE_IP_ADDRESS=$HOST
 SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export ERL_EPMD_ADDRESS=$HOST
 EOT
+    chmod 644 /etc/rabbitmq/rabbitmq-env.conf
     export ERL_EPMD_ADDRESS=$HOST
     if rabbit_up >/dev/null 2>&1; then
         log "RabbitMQ is up"
     else
         log "starting RabbitMQ (log $LOGS/rabbitmq.log)"
-        /etc/init.d/rabbitmq-server start >>"$LOGS/rabbitmq.log" 2>&1 \
+        (umask 022 && /etc/init.d/rabbitmq-server start) >>"$LOGS/rabbitmq.log" 2>&1 \
             || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
         touch "$RUN/rabbitmq.started"
         STARTED=1
         rabbitmqctl await_startup >>"$LOGS/rabbitmq.log" 2>&1 \
             || die "RabbitMQ did not start; see $LOGS/rabbitmq.log and /var/log/rabbitmq"
     fi
+    # The password on stdin, not on the command line. A user of an earlier
+    # cloud gets the password of $PASSWORDS.
     if ! rabbitmqctl -q list_users | grep -q "^$RABBIT_USER\b"; then
-        rabbitmqctl add_user "$RABBIT_USER" "$PASSWORD" >>"$LOGS/rabbitmq.log" 2>&1
+        rabbitmqctl add_user "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >>"$LOGS/rabbitmq.log" 2>&1 \
+            || die "RabbitMQ: add_user failed; see $LOGS/rabbitmq.log"
+    elif ! passwords_applied; then
+        rabbitmqctl change_password "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >>"$LOGS/rabbitmq.log" 2>&1 \
+            || die "RabbitMQ: change_password failed; see $LOGS/rabbitmq.log"
     fi
     rabbitmqctl set_permissions "$RABBIT_USER" '.*' '.*' '.*' >>"$LOGS/rabbitmq.log" 2>&1 \
         || die "RabbitMQ: set_permissions failed; see $LOGS/rabbitmq.log"
@@ -507,16 +641,19 @@ start_libvirt() {
     fi
     local d
     mkdir -p "$ETC/libvirt"
+    grant_qemu_search
     for d in virtlogd virtlockd libvirtd; do
         # Debian's configuration, logging to $LOGS (no syslog here).
         { cat "/etc/libvirt/$d.conf"
           echo "log_outputs = \"3:file:$LOGS/$d.log\""
         } > "$ETC/libvirt/$d.conf"
-        if [[ -s /run/$d.pid ]] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null; then
+        chmod 600 "$ETC/libvirt/$d.conf"
+        # Running already (this script's or the machine's): keep it.
+        if nova_acc_service_pid --keep "$d" "/run/$d.pid" "$d" >/dev/null; then
             continue
         fi
         log "starting $d (log $LOGS/$d.log)"
-        "$d" -d -f "$ETC/libvirt/$d.conf" >>"$LOGS/$d.log" 2>&1 \
+        (umask 022 && exec "$d" -d -f "$ETC/libvirt/$d.conf") >>"$LOGS/$d.log" 2>&1 \
             || die "$d did not start; see $LOGS/$d.log"
         touch "$RUN/$d.started"
         STARTED=1
@@ -541,21 +678,79 @@ sync_keystone() {
     local k=$VENVS/keystone/bin/keystone-manage c=(--config-file "$ETC/keystone/keystone.conf")
     "$k" "${c[@]}" db_sync &&
     "$k" "${c[@]}" fernet_setup --keystone-user root --keystone-group root &&
-    "$k" "${c[@]}" credential_setup --keystone-user root --keystone-group root &&
-    "$k" "${c[@]}" bootstrap --bootstrap-password "$PASSWORD" \
+    "$k" "${c[@]}" credential_setup --keystone-user root --keystone-group root
+}
+
+# bootstrap_keystone: the admin user, project, role and identity endpoint;
+# run again when the passwords changed, it sets admin's password. The
+# password goes in the environment (OS_BOOTSTRAP_PASSWORD), not on the
+# command line.
+bootstrap_keystone() {
+    if [[ -e $DATA/.done-keystone-bootstrap ]] && passwords_applied; then
+        return 0
+    fi
+    log "keystone-manage bootstrap (log $LOGS/setup-keystone-bootstrap.log)"
+    OS_BOOTSTRAP_PASSWORD=$ADMIN_PASSWORD \
+        "$VENVS/keystone/bin/keystone-manage" \
+        --config-file "$ETC/keystone/keystone.conf" bootstrap \
         --bootstrap-admin-url "http://$HOST:5000/v3/" \
         --bootstrap-internal-url "http://$HOST:5000/v3/" \
         --bootstrap-public-url "http://$HOST:5000/v3/" \
-        --bootstrap-region-id RegionOne
+        --bootstrap-region-id RegionOne \
+        >>"$LOGS/setup-keystone-bootstrap.log" 2>&1 \
+        || die "keystone-manage bootstrap failed; see $LOGS/setup-keystone-bootstrap.log"
+    touch "$DATA/.done-keystone-bootstrap"
+}
+
+# identity_resources: service users, projects, catalog (once), and every
+# user's password from $PASSWORDS (again whenever it changed). Then the
+# passwords are applied everywhere: $DATA/.passwords-applied says so.
+identity_resources() {
+    if [[ -e $DATA/.done-identity-resources ]] && passwords_applied; then
+        return 0
+    fi
+    log "users and the catalog (log $LOGS/setup-keystone-resources.log)"
+    "$VENVS/nova/bin/python" "$ROOT/tools/cloud_resources.py" identity \
+        "$HOST" "$PASSWORDS" >>"$LOGS/setup-keystone-resources.log" 2>&1 \
+        || die "creating users and the catalog failed; see $LOGS/setup-keystone-resources.log"
+    touch "$DATA/.done-identity-resources"
+    passwords_hash > "$DATA/.passwords-applied"
 }
 
 sync_nova() {
     local m=$VENVS/nova/bin/nova-manage c=(--config-file "$ETC/nova/nova.conf")
+    # map_cell0 derives cell0's URL from [database] connection (database
+    # nova_cell0): no password on the command line.
     "$m" "${c[@]}" api_db sync &&
-    "$m" "${c[@]}" cell_v2 map_cell0 --database_connection "$(db_url nova_cell0)" &&
+    "$m" "${c[@]}" cell_v2 map_cell0 &&
     { "$m" "${c[@]}" cell_v2 list_cells | grep -q ' cell1 ' ||
       "$m" "${c[@]}" cell_v2 create_cell --name cell1; } &&
     "$m" "${c[@]}" db sync
+}
+
+CELL0_UUID=00000000-0000-0000-0000-000000000000
+
+# update_cell_mappings: nova_api's cell mappings hold each cell's database
+# and transport URLs, passwords included; when the passwords changed they
+# get the new ones. nova-manage takes them from configuration files, not
+# from its command line (cell0's from a file of its own).
+update_cell_mappings() {
+    passwords_applied && return 0
+    local m=$VENVS/nova/bin/nova-manage conf=$ETC/nova/nova.conf
+    local cell0_conf=$ETC/nova/cell0-database.conf cell1
+    log "cell mappings get the new passwords (log $LOGS/setup-cells.log)"
+    printf '[database]\nconnection = %s\n' "$(db_url nova_cell0)" > "$cell0_conf"
+    "$m" --config-file "$conf" --config-file "$cell0_conf" cell_v2 update_cell \
+        --cell_uuid "$CELL0_UUID" --transport-url none:/// \
+        >>"$LOGS/setup-cells.log" 2>&1 \
+        || die "nova-manage cell_v2 update_cell (cell0) failed; see $LOGS/setup-cells.log"
+    rm -f "$cell0_conf"
+    cell1=$("$m" --config-file "$conf" cell_v2 list_cells 2>>"$LOGS/setup-cells.log" \
+        | awk -F'|' '$2 ~ /^ *cell1 *$/ {gsub(/ /, "", $3); print $3}')
+    [[ -n $cell1 ]] || die "no cell1 in nova-manage cell_v2 list_cells; see $LOGS/setup-cells.log"
+    "$m" --config-file "$conf" cell_v2 update_cell --cell_uuid "$cell1" \
+        >>"$LOGS/setup-cells.log" 2>&1 \
+        || die "nova-manage cell_v2 update_cell (cell1) failed; see $LOGS/setup-cells.log"
 }
 
 sync_databases() {
@@ -579,6 +774,8 @@ sync_databases() {
 }
 
 # start_api NAME PORT MODULE VENV: the service's WSGI app under uwsgi.
+# No --procname-prefix: uwsgi would replace its command line, which
+# --stop checks (service_matches) before it signals the pid of a pidfile.
 start_api() {
     local name=$1 port=$2 module=$3 venv=$VENVS/$4 processes=1
     [[ $name == nova-api || $name == keystone ]] && processes=2
@@ -593,7 +790,7 @@ start_api() {
         --home "$venv" --master --processes "$processes" --threads 1 \
         --enable-threads --lazy-apps --die-on-term --need-app \
         --buffer-size 65535 \
-        --add-header "Connection: close" --procname-prefix "$name-"
+        --add-header "Connection: close"
     wait_for "$name" "$LOGS/$name.log" 120 http_up "http://$HOST:$port/"
 }
 
@@ -633,6 +830,7 @@ compute_node_up() {
     osc hypervisor list -f value -c State | grep -q '^up$'
 }
 
+# The openrc files: 0600, they hold the user's password.
 write_openrc() {
     local who
     for who in admin demo; do
@@ -641,7 +839,7 @@ write_openrc() {
 export OS_AUTH_URL=http://$HOST:5000/v3
 export OS_IDENTITY_API_VERSION=3
 export OS_USERNAME=$who
-export OS_PASSWORD=$PASSWORD
+export OS_PASSWORD=$(password_of "$who")
 export OS_PROJECT_NAME=$who
 export OS_USER_DOMAIN_NAME=Default
 export OS_PROJECT_DOMAIN_NAME=Default
@@ -649,6 +847,7 @@ export OS_REGION_NAME=RegionOne
 export OS_INTERFACE=public
 export PATH=$VENVS/nova/bin:\$PATH
 EOT
+        chmod 600 "$DIR/$who-openrc"
     done
 }
 
@@ -702,32 +901,70 @@ create_resources() {
     build_image
     log "images and flavors (log $LOGS/setup-resources.log)"
     "$VENVS/nova/bin/python" "$ROOT/tools/cloud_resources.py" compute \
-        "$HOST" "$PASSWORD" "$DATA/image" >>"$LOGS/setup-resources.log" 2>&1 \
+        "$HOST" "$PASSWORDS" "$DATA/image" >>"$LOGS/setup-resources.log" 2>&1 \
         || die "creating images and flavors failed; see $LOGS/setup-resources.log"
 }
 
 # ---------------------------------------------------------------------------
 # Commands.
 
+# Is any OpenStack service of this cloud running?
+any_service_running() {
+    local line s
+    for line in "${API_SERVICES[@]}"; do
+        running "${line%% *}" && return 0
+    done
+    for s in "${NOVA_SERVICES[@]}"; do
+        running "$s" && return 0
+    done
+    return 1
+}
+
+# Would the passwords of a running cloud stay what they are? Not when its
+# passwords file is missing or was never applied (an older version of this
+# script made the cloud) or NOVA_ACC_CLOUD_PASSWORD changes them.
+passwords_stay() {
+    [[ -f $PASSWORDS ]] && passwords_applied || return 1
+    [[ -z ${NOVA_ACC_CLOUD_PASSWORD:-} ]] && return 0
+    # Every password in the file is NOVA_ACC_CLOUD_PASSWORD already.
+    awk '/^[A-Z]+_PASSWORD=/ && substr($0, index($0, "=") + 1) != ENVIRON["NOVA_ACC_CLOUD_PASSWORD"] {
+             differ = 1 }
+         END { exit differ }' "$PASSWORDS"
+}
+
 cmd_up() {
+    set_dirs create
     mkdir -p "$LOGS" "$RUN" "$ETC" "$DATA"
+    tighten_state_dir
+    # Checked before the passwords file changes: a running cloud's
+    # services hold the passwords they started with.
+    if any_service_running && ! passwords_stay; then
+        die "the cloud in $DIR runs with other passwords than" \
+            "NOVA_ACC_CLOUD_PASSWORD or $PASSWORDS would give it (or was made" \
+            "by an older version of this script): stop it ($0 --stop)," \
+            "then run this again"
+    fi
+    load_passwords
     install_debian_packages
     install_venvs
     log "installed ($(elapsed) s)"
     write_configs
     write_openrc
+    # Cell mappings made by an earlier run may hold other passwords.
+    local cells_mapped=
+    [[ -e $DATA/.done-nova-db ]] && cells_mapped=1
     start_mariadb
     start_rabbitmq
     sync_databases
+    [[ -z $cells_mapped ]] || update_cell_mappings
+    bootstrap_keystone
     log "databases ready ($(elapsed) s)"
     local line name port module venv
     for line in "${API_SERVICES[@]}"; do
         read -r name port module venv <<< "$line"
         start_api "$name" "$port" "$module" "$venv"
         if [[ $name == keystone ]]; then
-            sync_once keystone-resources "$VENVS/nova/bin/python" \
-                "$ROOT/tools/cloud_resources.py" identity "$HOST" "$PASSWORD" \
-                || die "creating users and the catalog failed; see $LOGS/setup-keystone-resources.log"
+            identity_resources
         fi
         if [[ $name == neutron ]]; then
             # Neutron 29 under uwsgi: list networks before the first port
@@ -748,7 +985,7 @@ cmd_up() {
     fi
     cat <<EOT
 
-nova-acc cloud in $DIR (logs in $LOGS):
+nova-acc cloud in $DIR (logs in $LOGS, passwords in $PASSWORDS):
   source $DIR/admin-openrc    # or demo-openrc
   openstack server create --flavor m1.nano --image nova-acc-guest --nic none \\
       --hint device_context=profile:$PROFILE_NAME vm1
@@ -761,6 +998,10 @@ EOT
 
 cmd_status() {
     local line name port module venv s rc=0
+    if ! set_dirs; then
+        echo "no cloud in $DIR"
+        return 1
+    fi
     for line in "${API_SERVICES[@]}"; do
         read -r name port module venv <<< "$line"
         if running "$name" && http_up "http://$HOST:$port/"; then
@@ -787,7 +1028,11 @@ cmd_status() {
 }
 
 cmd_stop() {
-    local i s dom
+    local i s dom pid
+    if ! set_dirs; then
+        log "no cloud in $DIR: nothing to stop"
+        return 0
+    fi
     # The OpenStack services all at once (nova-compute may take its 20 s).
     local pids=()
     for s in "${NOVA_SERVICES[@]}"; do
@@ -798,15 +1043,23 @@ cmd_stop() {
     done
     wait "${pids[@]}"
     if libvirt_up >/dev/null 2>&1; then
-        # Guests of this cloud left behind (Nova names them instance-*).
+        # Guests of this cloud left behind: Nova names them instance-*, and
+        # their disks are in this cloud's instances directory (a guest of
+        # another cloud on this machine is left alone).
         for dom in $(virsh -c qemu:///system list --name | grep '^instance-' || true); do
+            virsh -c qemu:///system dumpxml "$dom" 2>/dev/null \
+                | grep -qF "$DATA/nova/instances/" || continue
             log "destroying leftover guest $dom"
             virsh -c qemu:///system destroy "$dom" >/dev/null 2>&1 || true
         done
     fi
     for s in libvirtd virtlockd virtlogd; do
         if [[ -e $RUN/$s.started ]]; then
-            [[ -s /run/$s.pid ]] && stop_pid "$s" "$(cat "/run/$s.pid")"
+            # Only the daemon this script started (its configuration file).
+            if pid=$(nova_acc_service_pid --keep "$s" "/run/$s.pid" \
+                    "$s" "$ETC/libvirt/$s.conf"); then
+                nova_acc_stop_pid "$s" "$pid" "$s" "$ETC/libvirt/$s.conf"
+            fi
             rm -f "$RUN/$s.started"
         fi
     done
@@ -830,6 +1083,6 @@ case "${1:-}" in
     "") cmd_up ;;
     --status) cmd_status ;;
     --stop) cmd_stop ;;
-    -h|--help) sed -n '2,19p' "$0" ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d' ;;
     *) die "unknown argument '$1' (try --help)" ;;
 esac

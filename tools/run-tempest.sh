@@ -19,21 +19,36 @@
 # the cloud has several (e.g. nova-acc-vfio, tools/run-vfio-host.sh).
 # NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
 # (tools/run-tests.sh counts it with the unit and functional tests).
+#
+# The admin password comes from the cloud's admin-openrc (made by
+# run-cloud.sh from its passwords file); tempest.conf, which holds it, is
+# 0600. The state directory is checked as run-cloud.sh checks it (owned by
+# this uid, writable by nobody else) before anything in it is run.
 set -euo pipefail
+umask 077
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/lib/common.sh
+source "$ROOT/tools/lib/common.sh"
+NOVA_ACC_LOG_PREFIX="run-tempest: "
 DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
 REGEX=${1:-nova_acc_tempest_plugin}
-WORKSPACE=$DIR/tempest
-TEMPEST=$DIR/venv/tempest/bin/tempest
-OPENSTACK=$DIR/venv/nova/bin/openstack
 DEVICE_CONTEXT=${NOVA_ACC_TEMPEST_DEVICE_CONTEXT:-}
 PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
 LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
 LIBVIRT_HOST=${NOVA_ACC_TEMPEST_LIBVIRT_HOST:-}
 
-log() { printf '%s run-tempest: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+log() { nova_acc_log "$@"; }
+die() { nova_acc_error "$@"; exit 1; }
+
+rc=0
+checked=$(nova_acc_state_dir "$DIR" NOVA_ACC_CLOUD_DIR) || rc=$?
+((rc != 2)) || die "no cloud in $DIR: run $ROOT/tools/run-cloud.sh first"
+((rc == 0)) || exit 1
+DIR=$checked
+WORKSPACE=$DIR/tempest
+TEMPEST=$DIR/venv/tempest/bin/tempest
+OPENSTACK=$DIR/venv/nova/bin/openstack
 
 [[ -x $TEMPEST && -f $DIR/admin-openrc ]] \
     || die "no cloud in $DIR: run $ROOT/tools/run-cloud.sh first"
@@ -113,6 +128,8 @@ fi
 if [[ -n $DEVICE_CONTEXT ]]; then
     echo "device_context = $DEVICE_CONTEXT" >> "$WORKSPACE/etc/tempest.conf"
 fi
+# It holds the admin password (an existing file keeps its mode).
+chmod 600 "$WORKSPACE/etc/tempest.conf"
 
 log "tempest run --regex '$REGEX' in $WORKSPACE"
 start=$(date +%s)

@@ -39,20 +39,27 @@
 # Only the VM's emulated edu device is ever handed to nova-acc: nothing
 # here selects a PCI device of this machine, and no nova-compute runs here.
 #
+# The state directory must belong to root (the uid running this) and be
+# writable by nobody else, and must not be a symlink: it is refused
+# otherwise (this script runs what is in it as root); a missing one is made
+# 0700. The cloud's directory (NOVA_ACC_CLOUD_DIR), whose nova.conf and
+# openrc files --compute and --demo use, is checked the same way. The VM's
+# nova.conf, which holds the cloud's passwords, is 0600 here and in the VM.
+#
 # See "A real VFIO passthrough on one machine" in
 # doc/source/operator-guide.rst (timings there).
 set -euo pipefail
+# What this script writes here is root's only; the VM's rootfs is built
+# with umask 022 (see build), as Debian expects.
+umask 077
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/lib/common.sh
+source "$ROOT/tools/lib/common.sh"
+# set_dirs and check_cloud_dir (below) check these before anything uses them.
 DIR=${NOVA_ACC_VFIO_DIR:-/var/tmp/nova-acc-vfio}
 CLOUD_DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
-ROOTFS=$DIR/rootfs
-DISK=$DIR/disk.raw
 DISK_SIZE=${NOVA_ACC_VFIO_DISK_SIZE:-12G}
-SERIAL=$DIR/serial.log
-LOGS=$DIR/logs
-PIDFILE=$DIR/qemu.pid
-KEY=$DIR/id_ed25519
 SSH_PORT=${NOVA_ACC_VFIO_SSH_PORT:-10022}
 MIRROR=${NOVA_ACC_VFIO_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
@@ -75,9 +82,50 @@ PACKAGES=(
     openssh-server socat ca-certificates less
 )
 
-vm_running() { [[ -s $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+log() { nova_acc_log "$@"; }
+die() { nova_acc_error "$@"; exit 1; }
+
+# set_dirs [create]: checks the state directory (tools/lib/common.sh: owned
+# by this uid, writable by nobody else, no symlink, parents only root
+# controls; made 0700 with "create"), then sets the paths under it.
+# Returns 2 when it is missing and not to be created.
+set_dirs() {
+    local dir rc=0
+    dir=$(nova_acc_state_dir "$DIR" NOVA_ACC_VFIO_DIR "${1:-}") || rc=$?
+    ((rc != 2)) || return 2
+    ((rc == 0)) || exit 1
+    DIR=$dir
+    ROOTFS=$DIR/rootfs
+    DISK=$DIR/disk.raw
+    SERIAL=$DIR/serial.log
+    LOGS=$DIR/logs
+    PIDFILE=$DIR/qemu.pid
+    KEY=$DIR/id_ed25519
+    mkdir -p "$LOGS"
+}
+
+# check_cloud_dir: the cloud's state directory, checked as run-cloud.sh
+# checks it, before its nova.conf is read or its openrc (which puts its
+# venv on PATH) is sourced.
+check_cloud_dir() {
+    local dir rc=0
+    dir=$(nova_acc_state_dir "$CLOUD_DIR" NOVA_ACC_CLOUD_DIR) || rc=$?
+    ((rc != 2)) || die "no cloud in $CLOUD_DIR (tools/run-cloud.sh)"
+    ((rc == 0)) || exit 1
+    CLOUD_DIR=$dir
+}
+
+# The command line of this VM's QEMU: a pidfile naming any other process
+# is stale, and that process is never signalled.
+qemu_cmd() { printf '%s\n' qemu-system-x86_64 "file=$DISK,"; }
+
+# vm_pid: QEMU's pid, when it runs (a stale pidfile is removed).
+vm_pid() {
+    local match
+    mapfile -t match < <(qemu_cmd)
+    nova_acc_service_pid QEMU "$PIDFILE" "${match[@]}"
+}
+vm_running() { vm_pid >/dev/null; }
 
 # ---------------------------------------------------------------------------
 # The rootfs, built natively with debootstrap and chroot.
@@ -366,7 +414,7 @@ build_disk() {
     if [[ -s $DISK ]]; then
         return 0
     fi
-    configure_rootfs
+    (umask 022; configure_rootfs)
     local k
     k=$(rootfs_kernel)
     cp "$k" "$DIR/vmlinuz"
@@ -380,14 +428,15 @@ build_disk() {
 }
 
 build() {
-    mkdir -p "$DIR" "$LOGS"
     if vm_running; then
         log "the VM runs (pid $(cat "$PIDFILE")): not touching its rootfs or disk (--stop first)"
         return 0
     fi
     local t0=$SECONDS
-    build_rootfs
-    build_venv
+    # The VM's own files get the modes a Debian system has (umask 022);
+    # the state directory (0700) keeps everyone here out of them.
+    (umask 022; build_rootfs)
+    (umask 022; build_venv)
     build_disk
     log "built in $((SECONDS - t0)) s: $DISK"
 }
@@ -450,27 +499,29 @@ start_vm() {
 }
 
 stop_vm() {
-    if ! vm_running; then
+    local pid i match
+    if ! pid=$(vm_pid); then
         log "VM not running"
-        rm -f "$PIDFILE"
         return 0
     fi
-    local pid i
-    pid=$(cat "$PIDFILE")
+    # Every signal below only goes to this VM's QEMU (its command line).
+    mapfile -t match < <(qemu_cmd)
     log "stopping the VM (pid $pid)"
     vm_ssh 'nohup /sbin/nova-acc-vm-init shutdown >/dev/null 2>&1 &' || true
     for ((i = 0; i < 90; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+        nova_acc_pid_is "$pid" "${match[@]}" || break
         sleep 1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if nova_acc_pid_is "$pid" "${match[@]}"; then
         log "no clean poweroff after 90 s; SIGTERM to QEMU"
         kill -TERM "$pid"
         for ((i = 0; i < 15; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            nova_acc_pid_is "$pid" "${match[@]}" || break
             sleep 1
         done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+        if nova_acc_pid_is "$pid" "${match[@]}"; then
+            kill -KILL "$pid"
+        fi
     fi
     rm -f "$PIDFILE"
     log "VM stopped"
@@ -545,6 +596,7 @@ EOX
 # Stage 3: nova-compute in the VM, joined to tools/run-cloud.sh's cloud.
 
 compute_conf() {
+    check_cloud_dir
     local conf=$CLOUD_DIR/etc/nova/nova.conf
     [[ -f $conf ]] || die "no cloud: $conf is missing (tools/run-cloud.sh)"
     local helper="$VENV/bin/privsep-helper --config-file /etc/nova/nova.conf"
@@ -602,6 +654,7 @@ EOT
 }
 
 compute() {
+    check_cloud_dir
     vm_running || start_vm
     [[ -s $CLOUD_DIR/admin-openrc ]] || die "no cloud: $CLOUD_DIR/admin-openrc is missing (tools/run-cloud.sh)"
     local p
@@ -609,9 +662,13 @@ compute() {
         vm_ssh "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $p), 10)'" \
             || die "the VM cannot reach 127.0.0.1:$p of this machine (is the cloud up?)"
     done
+    # It holds the cloud's passwords: 0600 here (also when it existed) and
+    # in the VM.
     compute_conf > "$DIR/nova-compute.conf"
+    chmod 600 "$DIR/nova-compute.conf"
     vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
     vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
+    vm_ssh 'chmod 600 /etc/nova/nova.conf'
     # The compute node's UUID is kept in the state directory: a VM with a
     # new disk (--rebuild-disk) is the same compute node and resource
     # provider to the cloud, not a second node of the same name, which Nova
@@ -657,6 +714,7 @@ compute_stop() {
 # Stage 3's check: a server with a device context lands on the VM, its guest
 # gets the edu by VFIO and lists it; on delete the device is free again.
 demo() {
+    check_cloud_dir
     vm_running || start_vm
     vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || compute
     local t0=$SECONDS id name host pool addr i usage
@@ -743,6 +801,20 @@ demo() {
         | grep -q "$addr *| free" || die "device $addr is not free in the ledger after the delete"
     log "stage 3 OK in $((SECONDS - t0)) s: ACTIVE on $VM_HOST with $addr by VFIO, listed by the guest, released on delete"
 }
+
+# The state directory: checked (and made when missing) before any
+# command uses it; the commands that only look at or stop a VM do not make
+# one.
+case ${1:---build} in
+    --build|--rebuild-disk|--start|--nested|--compute|--demo)
+        set_dirs create ;;
+    --stop|--status|--compute-stop|--ssh)
+        if ! set_dirs; then
+            log "no VM: $DIR does not exist"
+            [[ $1 == --ssh ]] && exit 1
+            exit 0
+        fi ;;
+esac
 
 case ${1:---build} in
     --build) build ;;
