@@ -86,6 +86,27 @@ class LedgerError(NovaAccException):
     """The ledger file cannot be read or written; the message says why."""
 
 
+class LedgerUnreadable(LedgerError):
+    """The ledger cannot be read now: an I/O error (EIO), too many open
+    files (EMFILE), no permission, or a link or special file where the
+    ledger or its lock file should be.
+
+    It says nothing of the devices: the file is kept as it is, the
+    operation fails, and nothing is released or handed out on the strength
+    of it (fail closed). The next attempt reads it again.
+    """
+
+
+class LedgerCorrupt(LedgerError):
+    """The ledger file holds something that is not a ledger: not JSON, not
+    this version, or a bad record.
+
+    nova-compute moves it aside (``<node>.json.corrupt-<time>``) and
+    rebuilds the ledger from the servers and guests of the host, resetting
+    every device no server is known to hold before it is handed out.
+    """
+
+
 class DeviceNotFree(NovaAccException):
     """The ledger cannot give a device to a server: who holds it, or why."""
 

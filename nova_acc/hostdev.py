@@ -32,6 +32,7 @@ Failures raise ``DeviceNotUsable``; the seam turns it into Nova's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from xml.etree import ElementTree
 
@@ -174,7 +175,7 @@ class HostDevices:
                         reset_on_release=CONF.nova_acc.reset_on_release,
                         sysfs_root=CONF.nova_acc.sysfs_root,
                         unbind=self._unbind,
-                        resetter=privsep.reset_device,
+                        resetter=privsep.reset_for_release,
                         remove_mdev=self._remove_mdev)
 
     def _remove_mdev(self, uuid: str) -> None:
@@ -234,29 +235,74 @@ class HostDevices:
         the reconcile to tell from what Nova records, not from why the guest
         was destroyed. The resource update Nova makes once the server is
         deleted or offloaded catches the rest.
+
+        When the ledger cannot be read now (``LedgerUnreadable``: EIO,
+        EMFILE...), nothing is released and nothing raised: the guest is
+        gone whatever happens here, the devices stay recorded as the
+        server's (out of service for anyone else), and the first resource
+        update that can read the ledger releases them.
         """
-        records = self.ledger.records()
-        held = [a for a, r in records.items()
-                if r.instance_uuid == instance.uuid]
-        if any(records[a].backend_owned for a in held):
-            self._teardown_contexts[instance.uuid] = context
-        if held:
-            self.reconcile(only=held)
+        try:
+            records = self.ledger.records()
+            held = [a for a, r in records.items()
+                    if r.instance_uuid == instance.uuid]
+            if any(records[a].backend_owned for a in held):
+                self._teardown_contexts[instance.uuid] = context
+            if held:
+                self.reconcile(only=held)
+        except exception.LedgerUnreadable as e:
+            LOG.error('%s. Nothing of the server is released now; its '
+                      'devices stay out of service and nova-compute releases '
+                      'them at the first resource update that can read the '
+                      'ledger.', e, instance=instance)
 
     def inventory_records(self, managed) -> dict[str, ledger.DeviceRecord]:
-        """The reconciled ledger for a resource update; never raises."""
-        if not managed and not self.ledger.exists():
-            return {}
+        """The reconciled ledger for a resource update; never raises.
+
+        Never stops the host's inventory updates, and fails closed: when
+        the reconcile fails, what the ledger last recorded (out-of-service
+        devices stay reserved); when the ledger's state is unknown - it
+        cannot be read now, or it was corrupt and is not rebuilt yet -
+        records that keep every device of ``managed`` and every mdev parent
+        out of service, so that every pool is reported fully reserved:
+        placement must not offer devices whose state is unknown. The next
+        update that can read the ledger reports them as they are.
+        """
         try:
+            if not managed and not self.ledger.exists():
+                return {}
             return self.reconcile(managed=managed)
+        except exception.LedgerUnreadable as e:
+            return self._state_unknown(managed, str(e))
         except Exception:
-            # Never stop the host's inventory updates for it: report what
-            # the ledger last recorded (out-of-service devices stay
-            # reserved) and try again at the next update.
             LOG.exception('Reconciling the device ledger of node %s failed; '
                           'reporting its last recorded state.',
                           self.nodename)
-            return self.ledger.records()
+        try:
+            if self.ledger.recovered_from is None:
+                return self.ledger.read()
+            why = ('the device ledger was corrupt, moved to %s and is not '
+                   'rebuilt yet' % self.ledger.recovered_from)
+        except exception.LedgerError as e:
+            why = str(e)
+        return self._state_unknown(managed, why)
+
+    def _state_unknown(self, managed, why: str
+                       ) -> dict[str, ledger.DeviceRecord]:
+        """Records for inventory that keep every device out of service."""
+        LOG.error('%s; reporting every device pool of node %s fully '
+                  'reserved until the ledger can be read.', why,
+                  self.nodename)
+        addresses = set(managed)
+        try:
+            addresses.update(d.address for d in self.mdev_parents())
+        except Exception as e:  # libvirt's: the whole devices are reserved
+            LOG.warning('Cannot list the mdev parents of node %s: %s',
+                        self.nodename, e)
+        return {a: ledger.DeviceRecord(
+                    address=a, state=ledger.DIRTY,
+                    reason='state unknown: %s' % why)
+                for a in sorted(addresses)}
 
     @staticmethod
     def held_without_allocation(records) -> dict[str, int]:
@@ -317,6 +363,20 @@ class HostDevices:
 
     # ---- claims -------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reschedule_if_ledger_unreadable(self):
+        """A ledger that cannot be read now fails the claim, file kept.
+
+        ``DeviceNotUsable``: the server is rescheduled to another host.
+        """
+        try:
+            yield
+        except exception.LedgerUnreadable as e:
+            raise exception.DeviceNotUsable(
+                'the device ledger of node %s could not be read, so no '
+                'device can be claimed there now (%s)' % (self.nodename, e)
+            ) from e
+
     def _claim_request(self, instance, managed, mdev_parents=()
                        ) -> tuple[list[dict], list[ledger.PoolRequest]]:
         """What the instance's bindings on this node ask the ledger for.
@@ -368,7 +428,8 @@ class HostDevices:
                                                mdev_parents)
         if not wanted and not requests:
             return
-        with self.ledger.transaction() as records:
+        with self._reschedule_if_ledger_unreadable(), \
+                self.ledger.transaction() as records:
             # A device still recorded for a server that is gone is released
             # (and reset) now rather than at the next periodic run.
             self._reconcile_locked(records, managed)
@@ -509,13 +570,15 @@ class HostDevices:
                 raise exception.DeviceNotUsable(
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename))
-        records = self.ledger.records()
+        with self._reschedule_if_ledger_unreadable():
+            records = self.ledger.records()
         move = self._move_here(instance, self.nodename) if any(
             b.is_pool for b in bindings) else None
         tags = self._current_tags(records, instance, move)
         if not self._holds_all(instance, bindings, records, tags):
             self.claim(instance, migration_id=move, held_tags=tags)
-            records = self.ledger.records()
+            with self._reschedule_if_ledger_unreadable():
+                records = self.ledger.records()
         pool_groups = {b.requester_id for b in bindings if b.is_pool}
         wanted = []
         mdevs = []
@@ -591,7 +654,11 @@ class HostDevices:
         Nova does for its own vGPUs. A failure is logged, not raised: the
         server's next start tries again and fails alone if it must.
         """
-        records = self.ledger.records()
+        try:
+            records = self.ledger.records()
+        except exception.LedgerUnreadable as e:
+            LOG.error('%s; no mdev recreated now.', e)
+            return
         if not any(r.is_mdev for r in records.values()):
             return
         # No reconcile here: an mdev of a server deleted while the host was

@@ -63,9 +63,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
+import fcntl
 import json
 import os
-import tempfile
+import stat
+import time
 import typing as ty
 import uuid as uuid_lib
 from collections.abc import Iterator, Mapping, Set
@@ -209,6 +212,13 @@ class DeviceRecord:
                   context_id=None, requester_id=None, migration_id=None)
 
 
+#: Mode of the ledger file and its lock file: nova-compute's user reads and
+#: writes them, its group may read them.
+FILE_MODE = 0o640
+#: Mode of a ledger directory nova-compute creates.
+DIR_MODE = 0o750
+
+
 def default_dir() -> str:
     from nova_acc import conf
     return conf.CONF.nova_acc.ledger_dir or os.path.join(
@@ -218,38 +228,210 @@ def default_dir() -> str:
 class DeviceLedger:
     """The ledger of one compute node, stored in ``<directory>/<node>.json``.
 
-    Read it with ``records()``; change it only inside ``transaction()``.
+    Read it with ``records()`` or ``read()``; change it only inside
+    ``transaction()``.
+
+    The directory belongs to nova-compute's user, and ``nova-acc-manage``
+    may run as root: nothing here follows a link or reopens a name that
+    process could have swapped. A transaction opens the directory once and
+    reaches every file from that descriptor (``openat``), with
+    ``O_NOFOLLOW``; the mode and owner of a new file are set on its open
+    descriptor; a link, a special file or a directory where a ledger file
+    or the lock file should be is refused, never followed.
     """
 
     def __init__(self, nodename: str, directory: str | None = None):
+        if not nodename or '/' in nodename or '\0' in nodename or \
+                nodename.startswith('.'):
+            raise exception.LedgerError(
+                'node name %r cannot name a device ledger file' % nodename)
         self.nodename = nodename
         self.directory = directory or default_dir()
-        self.path = os.path.join(self.directory, '%s.json' % nodename)
-        # Set when the file existed but could not be read: the caller
-        # decides what to do with the devices (reconcile resets them).
+        self.filename = '%s.json' % nodename
+        self.path = os.path.join(self.directory, self.filename)
+        # The name oslo.concurrency's external lock used before: any two
+        # versions of nova-compute and nova-acc-manage exclude each other.
+        self.lock_name = 'nova-acc-ledger-%s' % nodename
+        # Set when the file was corrupt and moved aside: the caller decides
+        # what to do with the devices (reconcile resets them).
         self.recovered_from: str | None = None
 
     # ---- storage ------------------------------------------------------------
 
-    def _lock(self):
-        return lockutils.lock('nova-acc-ledger-%s' % self.nodename,
-                              external=True, lock_path=self.directory)
+    @contextlib.contextmanager
+    def _open_dir(self) -> Iterator[int | None]:
+        """The ledger directory, opened once for a whole operation.
+
+        Its path is configuration (trusted); what is in it is reached from
+        this descriptor only. Yields None when there is no directory.
+
+        :raises LedgerUnreadable: it cannot be opened.
+        """
+        try:
+            fd = os.open(self.directory,
+                         os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield None
+            return
+        except OSError as e:
+            raise exception.LedgerUnreadable(
+                'cannot open the device ledger directory %s: %s'
+                % (self.directory, e))
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _new_file_owner(self, dir_fd: int) -> tuple[int, int] | None:
+        """(uid, gid) a file this process creates in the directory gets.
+
+        The ledger file's owner (never followed if it is a link), else the
+        directory's: when root writes, the files stay nova-compute's user's.
+        None when that is this process's own user and group.
+        """
+        try:
+            st = os.stat(self.filename, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                st = os.fstat(dir_fd)
+        except FileNotFoundError:
+            st = os.fstat(dir_fd)
+        owner = (st.st_uid, st.st_gid)
+        return None if owner == (os.geteuid(), os.getegid()) else owner
+
+    def _open_lock_file(self, dir_fd: int) -> int:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        where = os.path.join(self.directory, self.lock_name)
+        try:
+            try:
+                fd = os.open(self.lock_name, flags | os.O_CREAT | os.O_EXCL,
+                             FILE_MODE, dir_fd=dir_fd)
+                created = True
+            except FileExistsError:
+                fd = os.open(self.lock_name, flags, dir_fd=dir_fd)
+                created = False
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise exception.LedgerUnreadable(
+                    'the lock file %s of the device ledger is a symbolic '
+                    'link; nova-acc never follows links in its ledger '
+                    'directory: remove it' % where)
+            raise exception.LedgerUnreadable(
+                'cannot open the lock file %s of the device ledger: %s'
+                % (where, e))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise exception.LedgerUnreadable(
+                    'the lock file %s of the device ledger is not a regular '
+                    'file: remove it' % where)
+            owner = self._new_file_owner(dir_fd) if created else None
+            if owner is not None:
+                # Created by root: nova-compute must be able to lock it too.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, *owner)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _lock(self, dir_fd: int) -> Iterator[None]:
+        """Hold the ledger lock: a thread lock, then a file lock.
+
+        The file lock is a POSIX lock (``lockf``) on ``nova-acc-ledger-
+        <node>`` in the ledger directory, the file and kind of lock
+        oslo.concurrency's external locks take (which nova-acc used
+        before), so nova-compute and nova-acc-manage of any version
+        exclude each other. POSIX locks belong to a process, so threads of
+        one process exclude each other with the thread lock first (the one
+        ``lockutils.lock`` takes for the same name). The lock file is
+        opened without following links and, created by root, given to the
+        ledger's owner.
+        """
+        with lockutils.internal_lock(self.lock_name):
+            fd = self._open_lock_file(dir_fd)
+            try:
+                delay = 0.01
+                while True:
+                    try:
+                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as e:
+                        if e.errno not in (errno.EACCES, errno.EAGAIN):
+                            raise exception.LedgerUnreadable(
+                                'cannot lock the device ledger %s: %s'
+                                % (self.path, e))
+                    # Not a blocking lockf: under eventlet that would stop
+                    # every green thread of nova-compute while the other
+                    # process holds the lock.
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                try:
+                    yield
+                finally:
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _exists_in(self, dir_fd: int) -> bool:
+        try:
+            os.stat(self.filename, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise exception.LedgerUnreadable(
+                'cannot look up device ledger %s: %s' % (self.path, e))
+        return True
 
     def exists(self) -> bool:
-        return os.path.exists(self.path)
+        """Whether there is a ledger file (a link there counts: it is not
+        followed, and not nothing either).
 
-    def _read(self) -> dict[str, DeviceRecord]:
+        :raises LedgerUnreadable: it cannot be looked up (an I/O error).
+        """
+        with self._open_dir() as dir_fd:
+            return dir_fd is not None and self._exists_in(dir_fd)
+
+    def _read(self, dir_fd: int | None = None) -> dict[str, DeviceRecord]:
+        """The records of the file; {} when there is none.
+
+        :raises LedgerUnreadable: it cannot be read now; it is kept.
+        :raises LedgerCorrupt: what it holds is not a ledger.
+        """
+        if dir_fd is None:
+            with self._open_dir() as fd:
+                return {} if fd is None else self._read(fd)
         try:
-            with open(self.path, encoding='utf-8') as f:
-                data = json.load(f)
+            # O_NONBLOCK: a FIFO planted there must not hang the reader.
+            fd = os.open(self.filename, os.O_RDONLY | os.O_NOFOLLOW |
+                         os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
-            raise exception.LedgerError('cannot read device ledger %s: %s' % (
-                self.path, e))
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise exception.LedgerUnreadable(
+                    'device ledger %s is a symbolic link; nova-acc never '
+                    'follows links in its ledger directory: replace it by '
+                    'the file it points to' % self.path)
+            raise exception.LedgerUnreadable(
+                'cannot read device ledger %s: %s' % (self.path, e))
+        try:
+            with os.fdopen(fd, 'rb') as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise exception.LedgerUnreadable(
+                        'device ledger %s is not a regular file: replace it '
+                        'by the ledger file' % self.path)
+                raw = f.read()
+        except OSError as e:
+            raise exception.LedgerUnreadable(
+                'cannot read device ledger %s: %s' % (self.path, e))
+        try:
+            data = json.loads(raw.decode('utf-8'))
+        except ValueError as e:  # UnicodeDecodeError too
+            raise exception.LedgerCorrupt(
+                'device ledger %s is corrupt: not JSON (%s)' % (self.path, e))
         if not isinstance(data, dict) or data.get('version') != \
                 FORMAT_VERSION or not isinstance(data.get('devices'), dict):
-            raise exception.LedgerError(
+            raise exception.LedgerCorrupt(
                 'device ledger %s is not a version %d ledger' % (
                     self.path, FORMAT_VERSION))
         try:
@@ -257,64 +439,92 @@ class DeviceLedger:
                                                          address=address))
                     for address, rec in data['devices'].items()}
         except (TypeError, ValueError, exception.LedgerError) as e:
-            raise exception.LedgerError(
+            raise exception.LedgerCorrupt(
                 'device ledger %s has a bad record: %s' % (self.path, e))
 
-    def _write(self, records: dict[str, DeviceRecord]) -> None:
+    def _write(self, records: dict[str, DeviceRecord], dir_fd: int) -> None:
+        """Replace the file atomically: a new file, fsync, rename, fsync.
+
+        The new file is created exclusively without following links, and
+        its mode and owner are set on its descriptor, never by name.
+        """
         data = {'version': FORMAT_VERSION, 'node': self.nodename,
                 'devices': {a: {k: v for k, v in r.to_dict().items()
                                 if k != 'address'}
                             for a, r in sorted(records.items())}}
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % self.nodename,
-                                   suffix='.tmp', dir=self.directory)
+        payload = (json.dumps(data, indent=1, sort_keys=True) +
+                   '\n').encode('utf-8')
+        owner = self._new_file_owner(dir_fd)
+        tmp = '.%s.%s.tmp' % (self.nodename, uuid_lib.uuid4().hex[:12])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.write('\n')
+            with os.fdopen(fd, 'wb') as f:
+                os.fchmod(f.fileno(), FILE_MODE)
+                if owner is not None:
+                    # The operator command runs as root; the file must stay
+                    # nova-compute's user's all the same.
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(f.fileno(), *owner)
+                f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o640)
-            self._keep_owner(tmp)
-            os.replace(tmp, self.path)
+                written = os.fstat(f.fileno())
+            # Whatever another process put under the temporary name is not
+            # installed as the ledger (it could not harm anyone but the
+            # directory's owner, but it is not what was written).
+            there = os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False)
+            if (there.st_dev, there.st_ino) != (written.st_dev,
+                                                written.st_ino):
+                raise exception.LedgerError(
+                    'the new device ledger %s was replaced by another file '
+                    'while it was written; not installing it'
+                    % os.path.join(self.directory, tmp))
+            os.replace(tmp, self.filename, src_dir_fd=dir_fd,
+                       dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def _keep_owner(self, tmp: str) -> None:
-        # The operator command runs as root; the file must stay readable
-        # and writable by nova-compute's user all the same.
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return
-        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp, st.st_uid, st.st_gid)
+        os.fsync(dir_fd)
 
     def _ensure_dir(self) -> None:
+        # Only nova-compute creates a ledger (the operator command never
+        # does), as the user that must own it.
         try:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+            os.makedirs(self.directory, mode=DIR_MODE, exist_ok=True)
         except OSError as e:
             raise exception.LedgerError(
                 'cannot create the device ledger directory %s: %s'
                 % (self.directory, e))
 
-    def _load_or_recover(self) -> dict[str, DeviceRecord]:
+    def _load_or_recover(self, dir_fd: int) -> dict[str, DeviceRecord]:
+        """The records; a corrupt file is moved aside and {} returned.
+
+        Only a file that holds something other than a ledger is corrupt.
+        One that cannot be read now (an I/O error, too many open files)
+        says nothing of the devices: the error is raised and the file
+        stays, with every claim and mdev it records.
+
+        :raises LedgerUnreadable: as ``_read``, or the corrupt file cannot
+            be moved aside (then it is kept and nothing is rebuilt).
+        """
         try:
-            return self._read()
-        except exception.LedgerError as e:
+            return self._read(dir_fd)
+        except exception.LedgerCorrupt as e:
             # Never stop the host for a bad file: keep it for the operator
             # and start over. The reconcile then treats every device no
             # server is known to hold as released (reset before reuse).
-            aside = '%s.corrupt-%s' % (self.path, now().replace(':', ''))
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
+            aside = '%s.corrupt-%s' % (
+                self.filename, now().replace(':', ''))
+            try:
+                os.replace(self.filename, aside, src_dir_fd=dir_fd,
+                           dst_dir_fd=dir_fd)
+            except OSError as move_error:
+                raise exception.LedgerUnreadable(
+                    '%s, and it cannot be moved aside (%s); it is kept as it '
+                    'is' % (e, move_error))
+            aside = os.path.join(self.directory, aside)
             LOG.error('%s; moved it to %s and rebuilding the ledger from '
                       'the servers and guests on this host.', e, aside)
             self.recovered_from = aside
@@ -325,15 +535,27 @@ class DeviceLedger:
     def read(self) -> dict[str, DeviceRecord]:
         """The ledger: address -> record (copies); {} when there is none.
 
-        :raises LedgerError: the file exists but cannot be read.
+        :raises LedgerUnreadable: the file cannot be read now.
+        :raises LedgerCorrupt: the file is not a ledger.
         """
         return self._read()
 
     def records(self) -> dict[str, DeviceRecord]:
-        """Like ``read``, but a bad file reads as empty (and is logged)."""
+        """The ledger as last written, for decisions that hand nothing out.
+
+        {} when there is no ledger, and when the file is corrupt (logged):
+        nothing in a corrupt file can be trusted, and the next
+        ``transaction`` moves it aside and rebuilds the ledger, resetting
+        every device no server is known to hold before it is handed out.
+        Devices are only ever handed out inside a transaction.
+
+        :raises LedgerUnreadable: the file cannot be read now (an I/O
+            error, too many open files, a link): nothing is known of the
+            devices, and the caller must not act as if none were held.
+        """
         try:
             return self._read()
-        except exception.LedgerError as e:
+        except exception.LedgerCorrupt as e:
             LOG.warning('%s', e)
             return {}
 
@@ -345,18 +567,26 @@ class DeviceLedger:
         Nothing is written when nothing changed, and nothing when the body
         raises (all or nothing).
 
-        :param recover: a bad file is moved aside and the ledger starts
+        :param recover: a corrupt file is moved aside and the ledger starts
             empty (``recovered_from`` is set); nova-compute's reconcile then
-            rebuilds it. Without, a bad file raises LedgerError and stays.
+            rebuilds it. Without, a corrupt file raises LedgerCorrupt and
+            stays.
+        :raises LedgerUnreadable: the ledger cannot be read (or locked)
+            now; nothing changed, the file is kept.
         """
         self._ensure_dir()
-        with self._lock():
-            records = self._load_or_recover() if recover else self._read()
-            before = {a: r.to_dict() for a, r in records.items()}
-            yield records
-            after = {a: r.to_dict() for a, r in records.items()}
-            if after != before or not self.exists():
-                self._write(records)
+        with self._open_dir() as dir_fd:
+            if dir_fd is None:
+                raise exception.LedgerUnreadable(
+                    'the device ledger directory %s is gone' % self.directory)
+            with self._lock(dir_fd):
+                records = (self._load_or_recover(dir_fd) if recover
+                           else self._read(dir_fd))
+                before = {a: r.to_dict() for a, r in records.items()}
+                yield records
+                after = {a: r.to_dict() for a, r in records.items()}
+                if after != before or not self._exists_in(dir_fd):
+                    self._write(records, dir_fd)
 
 
 @dataclasses.dataclass(frozen=True)

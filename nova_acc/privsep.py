@@ -16,14 +16,28 @@ nova-compute runs as an unprivileged user, and a PCI function's sysfs
 (``nova.privsep``), the reset runs in an oslo.privsep daemon with the single
 capability it needs; the daemon is started through rootwrap with the filter
 nova-acc ships (``etc/nova/rootwrap.d/nova-acc.filters``; see the operator
-guide). ``os_acc.reset_device`` itself validates the address and keeps the
-write inside the sysfs root.
+guide), which gives it root's ``/etc/nova/nova.conf`` to read.
+
+The daemon trusts nothing from its caller but a PCI address, and checks
+that: the sysfs root (``[nova_acc] sysfs_root``) and the devices it may
+reset (the whole-device entries of ``[nova_acc] device_spec``) come from
+its own configuration, and it resets only a device those entries select,
+as sysfs describes it. ``os_acc.reset_device`` follows no link on the way
+but the device's own entry in ``bus/pci/devices``. Whoever speaks for
+nova-compute's user can so reset the devices nova-acc manages, and nothing
+else.
 """
 
 from oslo_privsep import capabilities
 from oslo_privsep import priv_context
+from oslo_serialization import jsonutils
 
 import os_acc
+
+from nova_acc import conf
+from nova_acc import exception
+
+CONF = conf.CONF
 
 sys_admin_pctxt = priv_context.PrivContext(
     'nova_acc',
@@ -34,7 +48,53 @@ sys_admin_pctxt = priv_context.PrivContext(
 )
 
 
+def managed_device_specs() -> list[dict]:
+    """``[nova_acc] device_spec`` as this process's configuration says.
+
+    The same parsing as ``nova_acc.inventory.configured_device_specs``,
+    without the Nova modules inventory needs, which the daemon does not.
+
+    :raises InvalidDeviceSpecConfig: naming the line that is not a JSON
+        object.
+    """
+    specs = []
+    for line in CONF.nova_acc.device_spec:
+        try:
+            spec = jsonutils.loads(line)
+        except ValueError as e:
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r is not valid JSON: %s' % (line, e))
+        if not isinstance(spec, dict):
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r must be a JSON object' % line)
+        specs.append(spec)
+    return specs
+
+
+def reset_managed_device(address: str) -> bool:
+    """Reset ``address`` if this process's configuration manages it.
+
+    What the daemon runs for ``reset_device``; ``nova-acc-manage`` runs it
+    in its own process when it need not give up root.
+
+    :returns: as ``os_acc.reset_device``.
+    :raises os_acc.exception.DeviceNotManaged: no whole-device entry of
+        ``[nova_acc] device_spec`` selects the device.
+    :raises: the other errors of ``os_acc.reset_device``.
+    """
+    return os_acc.reset_device(address, sysfs_root=CONF.nova_acc.sysfs_root,
+                               device_specs=managed_device_specs())
+
+
 @sys_admin_pctxt.entrypoint
-def reset_device(address: str, sysfs_root: str) -> bool:
-    """``os_acc.reset_device`` as root; see there."""
-    return os_acc.reset_device(address, sysfs_root=sysfs_root)
+def reset_device(address: str) -> bool:
+    """``reset_managed_device`` as root: only the address crosses over."""
+    return reset_managed_device(address)
+
+
+def reset_for_release(address: str, sysfs_root: str) -> bool:
+    """``reset_device`` as a ``nova_acc.release.Resetter``.
+
+    ``sysfs_root`` is not passed on: the daemon uses its own.
+    """
+    return reset_device(address)

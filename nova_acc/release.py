@@ -145,11 +145,13 @@ def _remove_mdev(records: dict[str, ledger.DeviceRecord],
 
 
 def clear_dirty(record: ledger.DeviceRecord, sysfs_root: str,
-                force: bool = False) -> tuple[bool, str]:
+                force: bool = False,
+                resetter: Resetter = _reset_here) -> tuple[bool, str]:
     """Operator action: reset a dirty device again and free it.
 
     With ``force`` the operator vouches that the device was cleaned by
     other means (power cycle, reflash) and it is freed without a reset.
+    :param resetter: how to reset (see ``reset``).
     :returns: (freed, why not)
     """
     if record.state != ledger.DIRTY:
@@ -167,7 +169,7 @@ def clear_dirty(record: ledger.DeviceRecord, sysfs_root: str,
         record.free(reset=False, reason='cleared by an operator without a '
                     'reset')
         return True, ''
-    done, problem = reset(record, sysfs_root)
+    done, problem = reset(record, sysfs_root, resetter)
     if not done:
         first = record.reason or ''
         record.dirty(problem if problem in first else

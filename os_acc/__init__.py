@@ -273,11 +273,22 @@ def mdevs_from_nodedevs(nodedev_xmls: ty.Iterable[str]
     return _nodedev.read_mdevs(nodedev_xmls)
 
 
-def reset_device(address: str, sysfs_root: str = '/sys') -> bool:
-    """Reset a PCI function through sysfs; see the module documentation.
+def reset_device(address: str, sysfs_root: str = '/sys',
+                 device_specs: DeviceSpecs | None = None) -> bool:
+    """Reset a PCI function through sysfs, following no link but its own.
 
+    :param device_specs: when given, only a device one of these entries
+        selects as a whole device, as sysfs describes it, is reset: what a
+        privileged caller passes from its own configuration.
     :returns: True if reset, False if the device offers no reset method.
     :raises os_acc.exception.InvalidDeviceAddress: for a malformed address.
-    :raises os_acc.exception.DeviceNotFound: if the device is absent.
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    :raises os_acc.exception.DeviceNotFound: if the device is absent, or
+        its entry leads outside ``sysfs_root``.
+    :raises os_acc.exception.DeviceNotManaged: no entry selects it.
+    :raises os_acc.exception.ResetNotSupported: its ``reset`` is not a
+        sysfs attribute (a link, a special file).
+    :raises os_acc.exception.ResetFailed: the kernel failed the reset.
+    :raises OSError: the reset could not be attempted (no privilege).
     """
-    return _reset.reset_device(address, sysfs_root)
+    return _reset.reset_device(address, sysfs_root, device_specs)

@@ -55,6 +55,24 @@ class ResetNotSupported(OsAccException):
     """The device offers no function-level reset through sysfs."""
 
 
+class ResetFailed(OsAccException):
+    """The kernel failed the reset of a device (the device's verdict).
+
+    Distinct from an error that kept the reset from being attempted at
+    all (no privilege, a privsep daemon that is down): such a device may
+    be fine and is reset again later, while one whose reset failed stays
+    out of service until an operator clears it.
+    """
+
+
+class DeviceNotManaged(OsAccException):
+    """A reset was asked for a device no ``device_spec`` entry selects.
+
+    The privileged side checks this itself, so a caller cannot have any
+    other PCI function of the host reset.
+    """
+
+
 class InvalidDeviceAddress(OsAccException, ValueError):
     """Something given as a PCI address is not one.
 

@@ -29,6 +29,14 @@ it in place, on the host, like ``nova-manage`` does for the databases:
 It reads nova.conf like the other Nova commands (``--config-file``,
 ``--config-dir``, default files of the ``nova`` project). Exit codes: 0
 done, 1 failed (the message says why), 2 bad arguments.
+
+It is run as root, and the ledger directory belongs to nova-compute's
+user: once it has read nova.conf, the command becomes the owner of the
+ledger directory (its uid, gid and groups) for everything else, so that no
+file that user can put in the directory makes root act on another file.
+Only a device reset needs root: ``clear-dirty`` forks nova-acc's privsep
+daemon first (root with CAP_DAC_OVERRIDE alone), which resets the device
+after the same checks it makes for nova-compute (``nova_acc.privsep``).
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import sys
 from collections.abc import Sequence
 
 from oslo_config import cfg
+from oslo_privsep import priv_context
 import prettytable
 
 import nova.conf
@@ -47,6 +57,7 @@ import nova.conf
 import nova_acc.conf  # noqa: F401 - registers [nova_acc]
 from nova_acc import exception
 from nova_acc import ledger
+from nova_acc import privsep
 from nova_acc import release
 
 CONF = nova.conf.CONF
@@ -56,6 +67,70 @@ PROG = 'nova-acc-manage'
 CommandFailed = exception.CommandFailed
 LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Provider',
                 'Resource class', 'Last reset', 'Changed at', 'Reason')
+
+
+# ---- privileges ------------------------------------------------------------
+
+
+def reset_in_this_process(address: str, sysfs_root: str) -> bool:
+    """A ``release.Resetter`` that resets here, with the daemon's checks.
+
+    ``sysfs_root`` is not used: ``[nova_acc] sysfs_root`` is.
+    """
+    return privsep.reset_managed_device(address)
+
+
+def become_ledger_owner(directory: str, resets: bool) -> release.Resetter:
+    """As root, run the rest of the command as the ledger directory's owner.
+
+    Everything the command then does in the directory, it does as that
+    user (its uid, the directory's gid, the user's groups): a link or file
+    the user put there can only lead to what the user may touch anyway.
+    Nothing changes when this process is not root, when there is no
+    directory, or when root owns it.
+
+    :param resets: the command resets devices: the privsep daemon is
+        forked before root is given up and resets them.
+    :returns: how the command resets a device from now on.
+    :raises CommandFailed: the directory cannot be looked at, or root could
+        not be given up.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return reset_in_this_process
+    except OSError as e:
+        raise CommandFailed('cannot read the device ledger directory %s: %s'
+                            % (directory, e.strerror or e))
+    uid, gid = st.st_uid, st.st_gid
+    if os.geteuid() != 0 or uid == 0:
+        return reset_in_this_process
+    resetter: release.Resetter = reset_in_this_process
+    if resets:
+        try:
+            privsep.sys_admin_pctxt.start(method=priv_context.Method.FORK)
+        except Exception as e:  # oslo.privsep's and the OS's errors
+            raise CommandFailed('cannot start the privsep daemon that resets '
+                                'devices: %s' % e)
+        resetter = privsep.reset_for_release
+    try:
+        groups = os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
+    except KeyError:  # a uid without a name: its group alone
+        groups = [gid]
+    try:
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise CommandFailed('cannot become the owner (uid %d, gid %d) of the '
+                            'device ledger directory %s: %s'
+                            % (uid, gid, directory, e))
+    if os.getresuid() != (uid, uid, uid) or \
+            os.getresgid() != (gid, gid, gid):
+        raise CommandFailed('could not give up root for the owner (uid %d, '
+                            'gid %d) of the device ledger directory %s'
+                            % (uid, gid, directory))
+    return resetter
 
 
 # ---- ledgers ---------------------------------------------------------------
@@ -156,7 +231,9 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
 
 
 def devices_clear_dirty(directory: str, node: str | None, address: str,
-                        force: bool) -> int:
+                        force: bool,
+                        resetter: release.Resetter = reset_in_this_process
+                        ) -> int:
     nodes = select_nodes(directory, node)
     if len(nodes) > 1:
         raise CommandFailed(
@@ -177,10 +254,9 @@ def devices_clear_dirty(directory: str, node: str | None, address: str,
                                     '(%s)' % (address, book.nodename,
                                               book.path))
             was_dirty = rec.state == ledger.DIRTY
-            # The ledger keeps its owner (nova-compute's user) when root
-            # writes it; the reset itself needs root.
+            # The reset needs root: see become_ledger_owner.
             freed, why = release.clear_dirty(rec, CONF.nova_acc.sysfs_root,
-                                             force=force)
+                                             force=force, resetter=resetter)
             if freed and rec.is_mdev:
                 del records[address]  # mdevs exist only while held
     except exception.LedgerError as e:
@@ -230,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      'nodes with a ledger in ledger_dir)')
     show.add_argument('--json', action='store_true',
                       help='print the records as a JSON list')
-    show.set_defaults(run=lambda args, directory: devices_list(
-        directory, args.node, args.json))
+    show.set_defaults(resets=False, run=lambda args, directory, _: (
+        devices_list(directory, args.node, args.json)))
 
     clear = actions.add_parser(
         'clear-dirty',
@@ -244,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help='free the device without a reset: only when it '
                             'was cleaned by other means (power cycle, '
                             'reflash)')
-    clear.set_defaults(run=lambda args, directory: devices_clear_dirty(
-        directory, args.node, args.address, args.force))
+    clear.set_defaults(
+        resets=True, run=lambda args, directory, resetter: (
+            devices_clear_dirty(directory, args.node, args.address,
+                                args.force, resetter)))
     return parser
 
 
@@ -277,11 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('error: %s' % e, file=sys.stderr)
         return 1
     try:
-        return args.run(args, ledger.default_dir())
+        directory = ledger.default_dir()
+        resetter = become_ledger_owner(
+            directory, resets=args.resets and not getattr(args, 'force',
+                                                          False))
+        return args.run(args, directory, resetter)
     except (CommandFailed, exception.LedgerError, cfg.Error) as e:
         print('error: %s' % e, file=sys.stderr)
     except OSError as e:
         print('error: %s' % e, file=sys.stderr)
+    finally:
+        privsep.sys_admin_pctxt.stop()
     return 1
 
 

@@ -11,11 +11,16 @@
 #    under the License.
 """The device ledger's storage and claims, on a real directory."""
 
+import builtins
+import errno
 import json
 import os
+import stat
+import threading
 from unittest import mock
 
 import fixtures
+from oslo_concurrency import lockutils
 from oslotest import base
 
 from nova_acc import exception
@@ -27,6 +32,37 @@ B = '0000:81:01.0'
 ADDR_FMT = '0000:82:%02x.0'
 SERVER = '11111111-1111-4111-8111-111111111111'
 OTHER = '22222222-2222-4222-8222-222222222222'
+
+
+class FailOpening(fixtures.Fixture):
+    """Opening the file ``name`` (in any directory) fails with ``error``.
+
+    Both ways a file is opened (``open`` and ``os.open``), as an I/O error
+    of the disk, a full file table or a denied access would make them.
+    """
+
+    def __init__(self, name, error):
+        super().__init__()
+        self.name, self.error = name, error
+
+    def _setUp(self):
+        real_open, real_os_open = builtins.open, os.open
+
+        def check(path):
+            if isinstance(path, (str, bytes, os.PathLike)) and \
+                    os.path.basename(os.fsdecode(path)) == self.name:
+                raise OSError(self.error, os.strerror(self.error), path)
+
+        def fake_open(file, *args, **kwargs):
+            check(file)
+            return real_open(file, *args, **kwargs)
+
+        def fake_os_open(path, *args, **kwargs):
+            check(path)
+            return real_os_open(path, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch('builtins.open', fake_open))
+        self.useFixture(fixtures.MonkeyPatch('os.open', fake_os_open))
 
 
 def want(address, **kw):
@@ -90,11 +126,13 @@ class LedgerStorageTest(base.BaseTestCase):
         real_replace = os.replace
         seen = []
 
-        def replace(src, dst):
+        def replace(src, dst, src_dir_fd=None, dst_dir_fd=None):
             # The new content is complete before it takes the name.
-            with open(src) as f:
+            fd = os.open(src, os.O_RDONLY, dir_fd=src_dir_fd)
+            with open(fd) as f:
                 seen.append(json.load(f)['devices'][B]['state'])
-            real_replace(src, dst)
+            real_replace(src, dst, src_dir_fd=src_dir_fd,
+                         dst_dir_fd=dst_dir_fd)
 
         with mock.patch('os.replace', side_effect=replace):
             with self.book.transaction() as records:
@@ -138,7 +176,138 @@ class LedgerStorageTest(base.BaseTestCase):
     def test_other_version_is_not_read(self):
         with open(self.book.path, 'w') as f:
             json.dump({'version': 99, 'devices': {}}, f)
-        self.assertRaises(exception.LedgerError, self.book._read)
+        self.assertRaises(exception.LedgerCorrupt, self.book._read)
+
+    def _claim_a(self):
+        with self.book.transaction() as records:
+            ledger.claim(records, SERVER, [want(A)])
+
+    def _ledger_dir_listing(self):
+        return sorted(n for n in os.listdir(self.dir)
+                      if not n.startswith('nova-acc-ledger-'))
+
+    def test_transient_read_error_keeps_the_ledger(self):
+        self._claim_a()
+        with open(self.book.path, 'rb') as f:
+            before = f.read()
+        listing = self._ledger_dir_listing()
+        for error in (errno.EIO, errno.EMFILE, errno.ENFILE, errno.EACCES):
+            with self.subTest(error=errno.errorcode[error]):
+                with FailOpening(NODE + '.json', error):
+                    exc = self.assertRaises(exception.LedgerUnreadable,
+                                            self._claim_b)
+                    self.assertIn(os.strerror(error), str(exc))
+                    self.assertIn(self.book.path, str(exc))
+                    # Nothing can be said of the devices: records() must
+                    # not answer "none held".
+                    self.assertRaises(exception.LedgerUnreadable,
+                                      self.book.records)
+                    self.assertRaises(exception.LedgerUnreadable,
+                                      self.book.read)
+                # Not taken for corruption: the file and its claims stay,
+                # nothing was moved aside or rebuilt.
+                self.assertIsNone(self.book.recovered_from)
+                self.assertEqual(listing, self._ledger_dir_listing())
+                with open(self.book.path, 'rb') as f:
+                    self.assertEqual(before, f.read())
+        # Once the fault is gone, the ledger is as it was.
+        self._claim_b()
+        self.assertEqual({A: SERVER, B: OTHER},
+                         {a: r.instance_uuid
+                          for a, r in self.book.records().items()})
+
+    def test_corrupt_ledger_reads_as_empty_but_read_says_why(self):
+        with open(self.book.path, 'w') as f:
+            f.write('{"version": 1,')
+        self.assertEqual({}, self.book.records())
+        exc = self.assertRaises(exception.LedgerCorrupt, self.book.read)
+        self.assertIn('is corrupt', str(exc))
+        self.assertRaises(exception.LedgerCorrupt,
+                          self._claim_without_recovery)
+        self.assertTrue(os.path.exists(self.book.path))
+
+    def _claim_without_recovery(self):
+        with self.book.transaction(recover=False) as records:
+            ledger.claim(records, SERVER, [want(A)])
+
+    def test_a_corrupt_ledger_that_cannot_be_moved_aside_is_kept(self):
+        with open(self.book.path, 'w') as f:
+            f.write('garbage')
+
+        def replace(*args, **kwargs):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        with mock.patch('os.replace', side_effect=replace):
+            exc = self.assertRaises(exception.LedgerUnreadable, self._claim_a)
+        self.assertIn('cannot be moved aside', str(exc))
+        self.assertIsNone(self.book.recovered_from)
+        with open(self.book.path) as f:
+            self.assertEqual('garbage', f.read())
+
+    def test_a_link_where_the_ledger_is_is_not_followed(self):
+        outside = self.useFixture(fixtures.TempDir()).path
+        target = os.path.join(outside, 'target')
+        with open(target, 'w') as f:
+            json.dump({'version': 1, 'devices': {}}, f)
+        os.chmod(target, 0o600)
+        before = os.stat(target)
+        os.symlink(target, self.book.path)
+
+        exc = self.assertRaises(exception.LedgerUnreadable,
+                                self.book.records)
+        self.assertIn('symbolic link', str(exc))
+        self.assertRaises(exception.LedgerUnreadable, self._claim_a)
+        self.assertTrue(self.book.exists())
+        after = os.stat(target)
+        self.assertEqual((before.st_mode, before.st_uid, before.st_size),
+                         (after.st_mode, after.st_uid, after.st_size))
+        self.assertTrue(os.path.islink(self.book.path))
+
+    def test_a_link_where_the_lock_file_is_is_not_followed(self):
+        outside = self.useFixture(fixtures.TempDir()).path
+        target = os.path.join(outside, 'created-through-the-link')
+        os.symlink(target, os.path.join(self.dir, self.book.lock_name))
+
+        exc = self.assertRaises(exception.LedgerUnreadable, self._claim_a)
+        self.assertIn('lock file', str(exc))
+        self.assertIn('symbolic link', str(exc))
+        self.assertFalse(os.path.lexists(target))
+        self.assertFalse(os.path.exists(self.book.path))
+
+    def test_files_are_0640(self):
+        self._claim_a()
+        for name in (NODE + '.json', self.book.lock_name):
+            self.assertEqual(0o640, stat.S_IMODE(os.stat(
+                os.path.join(self.dir, name)).st_mode), name)
+
+    def test_lock_excludes_another_process_with_oslo_concurrency_lock(self):
+        # nova-compute and nova-acc-manage of earlier versions took
+        # lockutils' external lock on the same file: any mix excludes.
+        locked_r, locked_w = os.pipe()
+        release_r, release_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                with lockutils.lock(self.book.lock_name, external=True,
+                                    lock_path=self.dir):
+                    os.write(locked_w, b'x')
+                    os.read(release_r, 1)
+            finally:
+                os._exit(0)
+        self.addCleanup(os.waitpid, pid, 0)
+        self.assertEqual(b'x', os.read(locked_r, 1))
+        entered = threading.Event()
+
+        def claim():
+            with self.book.transaction():
+                entered.set()
+
+        thread = threading.Thread(target=claim)
+        thread.start()
+        self.assertFalse(entered.wait(0.5))
+        os.write(release_w, b'x')
+        self.assertTrue(entered.wait(10))
+        thread.join(10)
 
 
 class ClaimTest(base.BaseTestCase):

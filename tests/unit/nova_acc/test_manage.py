@@ -15,6 +15,8 @@ import contextlib
 import io
 import json
 import os
+import stat
+import traceback
 import unittest
 
 import fixtures
@@ -32,6 +34,10 @@ ATTACHED = '0000:81:00.0'
 DIRTY = '0000:81:00.1'          # has a reset file
 DIRTY_NO_RESET = '0000:82:00.0'  # offers no reset method
 FOREIGN = '0000:3b:00.0'
+UNMANAGED = '0000:c1:00.0'      # a GPU no device_spec entry selects
+#: What [nova_acc] device_spec selects: the fake sysfs' default IDs.
+DEVICE_SPEC = '{"vendor_id": "8086", "product_id": "1572"}'
+NOBODY = 65534
 
 
 def attached(address):
@@ -68,10 +74,13 @@ class ManageTestCase(base.BaseTestCase):
         for address in (ATTACHED, DIRTY, FOREIGN):
             self.sysfs.add_device(address, reset=True)
         self.sysfs.add_device(DIRTY_NO_RESET)
+        self.sysfs.add_device(UNMANAGED, vendor='0x10de', device='0x1eb8',
+                              reset=True)
         self.config_file = os.path.join(self.root, 'nova.conf')
         with open(self.config_file, 'w') as f:
-            f.write('[nova_acc]\nledger_dir = %s\nsysfs_root = %s\n' % (
-                self.ledger_dir, self.sysfs_root))
+            f.write('[nova_acc]\nledger_dir = %s\nsysfs_root = %s\n'
+                    'device_spec = %s\n' % (
+                        self.ledger_dir, self.sysfs_root, DEVICE_SPEC))
 
     def add_devices(self, node, *records):
         with ledger.DeviceLedger(node, self.ledger_dir).transaction() as recs:
@@ -91,6 +100,46 @@ class ManageTestCase(base.BaseTestCase):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = manage.main(['--config-file', self.config_file, *args])
         return rc, out.getvalue(), err.getvalue()
+
+    def run_manage_in_child(self, *args):
+        """``run_manage`` in a forked child, for runs that give up root.
+
+        :returns: (exit code, stdout, stderr, the child's (real, effective,
+            saved) uid once the command returned).
+        """
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(read_end)
+                rc, out, err = self.run_manage(*args)
+            except BaseException:
+                rc, out, err = -1, '', traceback.format_exc()
+            try:
+                with os.fdopen(write_end, 'w') as f:
+                    json.dump([rc, out, err, os.getresuid()], f)
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as f:
+            result = f.read()
+        os.waitpid(pid, 0)
+        rc, out, err, resuid = json.loads(result)
+        return rc, out, err, tuple(resuid)
+
+    def give_ledger_to_nobody(self):
+        """The ledger directory and its files become nobody's, as they are
+        nova-compute's user's on a real host."""
+        # The test's temporary directories are root's alone (0700); the
+        # ledger's owner must be able to reach them.
+        path = self.root
+        while not os.stat(path).st_mode & 0o001:
+            os.chmod(path, 0o755)
+            path = os.path.dirname(path)
+        for path in [self.ledger_dir] + [
+                os.path.join(self.ledger_dir, n)
+                for n in os.listdir(self.ledger_dir)]:
+            os.chown(path, NOBODY, NOBODY)
 
     def two_nodes(self):
         self.add_devices('compute-1', attached(ATTACHED), dirty(DIRTY),
@@ -176,7 +225,7 @@ class DevicesListTest(ManageTestCase):
             f.write('{"version": 1, "devices": {')
         rc, out, err = self.run_manage('devices', 'list', '--json')
         self.assertEqual(1, rc)
-        self.assertIn('cannot read device ledger %s' % bad, err)
+        self.assertIn('device ledger %s is corrupt' % bad, err)
         self.assertNotIn('Traceback', err)
         self.assertEqual([DIRTY], [d['address'] for d in json.loads(out)])
 
@@ -293,28 +342,48 @@ class DevicesClearDirtyTest(ManageTestCase):
         with open(bad) as f:
             self.assertEqual('[]', f.read())
 
+    def test_device_no_device_spec_selects_is_not_reset(self):
+        self.add_devices('compute-1', dirty(UNMANAGED))
+        rc, out, err = self.run_manage('devices', 'clear-dirty', UNMANAGED)
+        self.assertEqual((1, ''), (rc, out))
+        self.assertIn('not selected by a whole-device device_spec entry',
+                      err)
+        self.assertEqual(0, self.resets(UNMANAGED))
+        self.assertEqual(ledger.DIRTY,
+                         self.records('compute-1')[UNMANAGED].state)
+
     @unittest.skipUnless(os.geteuid() == 0, 'switches users: needs root')
-    def test_root_writes_the_ledger_as_its_owner(self):
-        # nova-compute's user owns the ledger; root resets the device but
-        # must not leave a ledger file nova-compute cannot read.
-        self.add_devices('compute-1', dirty(DIRTY))
-        # The test's temporary directories are root's alone (0700); the
-        # ledger's owner must be able to reach them.
-        path = self.root
-        while not os.stat(path).st_mode & 0o001:
-            os.chmod(path, 0o755)
-            path = os.path.dirname(path)
-        for path in [self.ledger_dir] + [
-                os.path.join(self.ledger_dir, n)
-                for n in os.listdir(self.ledger_dir)]:
-            os.chown(path, 65534, 65534)
-        rc, out, err = self.run_manage('devices', 'clear-dirty', DIRTY)
+    def test_root_works_on_the_ledger_as_its_owner(self):
+        # nova-compute's user owns the ledger; the command gives up root
+        # for it and resets the device through the privsep daemon.
+        self.add_devices('compute-1', attached(ATTACHED), dirty(DIRTY))
+        self.give_ledger_to_nobody()
+        # A sysfs attribute only root can write, as on a real host.
+        reset_file = os.path.join(self.sysfs.device_dir(DIRTY), 'reset')
+        os.chmod(reset_file, stat.S_IWUSR)
+
+        rc, out, err, resuid = self.run_manage_in_child(
+            'devices', 'clear-dirty', DIRTY)
+
         self.assertEqual((0, ''), (rc, err))
+        self.assertEqual((NOBODY, NOBODY, NOBODY), resuid)
         self.assertEqual(1, self.resets(DIRTY))
-        st = os.stat(os.path.join(self.ledger_dir, 'compute-1.json'))
-        self.assertEqual((65534, 65534), (st.st_uid, st.st_gid))
-        self.assertEqual((0, 0), (os.geteuid(), os.getegid()))
+        for name in os.listdir(self.ledger_dir):
+            st = os.stat(os.path.join(self.ledger_dir, name))
+            self.assertEqual((NOBODY, NOBODY), (st.st_uid, st.st_gid), name)
         self.assertEqual(ledger.FREE, self.records('compute-1')[DIRTY].state)
+        self.assertEqual(ledger.ATTACHED,
+                         self.records('compute-1')[ATTACHED].state)
+
+    @unittest.skipUnless(os.geteuid() == 0, 'switches users: needs root')
+    def test_list_as_root_reads_as_the_owner(self):
+        self.add_devices('compute-1', dirty(DIRTY))
+        self.give_ledger_to_nobody()
+        rc, out, err, resuid = self.run_manage_in_child('devices', 'list',
+                                                        '--json')
+        self.assertEqual((0, ''), (rc, err))
+        self.assertEqual((NOBODY, NOBODY, NOBODY), resuid)
+        self.assertEqual([DIRTY], [d['address'] for d in json.loads(out)])
 
 
 class CommandLineTest(ManageTestCase):
