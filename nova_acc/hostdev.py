@@ -62,10 +62,22 @@ LOG = logging.getLogger(__name__)
 
 
 def pci_addresses(domain_xml: str) -> set[str]:
-    """PCI addresses (``0000:81:00.0``) of the PCI hostdevs of a domain."""
-    return {str(os_acc.PciAddress.from_libvirt_attrs(addr.attrib))
-            for addr in ElementTree.fromstring(domain_xml).findall(
-                "./devices/hostdev[@type='pci']/source/address")}
+    """PCI addresses (``0000:81:00.0``) of the PCI hostdevs of a domain.
+
+    A hostdev whose address does not parse is left out alone (and logged):
+    it cannot be a device nova-acc manages, whose addresses are valid, and
+    it must not hide the guest's other hostdevs.
+    """
+    addresses = set()
+    for addr in ElementTree.fromstring(domain_xml).findall(
+            "./devices/hostdev[@type='pci']/source/address"):
+        try:
+            addresses.add(str(os_acc.PciAddress.from_libvirt_attrs(
+                addr.attrib)))
+        except (acc_exc.InvalidDeviceAddress, ValueError) as e:
+            LOG.warning('Ignoring a PCI hostdev with a malformed address '
+                        '%s in a guest: %s', dict(addr.attrib), e)
+    return addresses
 
 
 def mdev_uuids(domain_xml: str) -> set[str]:
@@ -97,6 +109,16 @@ class HostDevices:
         # Server UUID -> request context of its last guest teardown, for
         # unbinding its backend contexts as the user (see _unbind).
         self._teardown_contexts: dict = {}
+        # Address -> the record as a release left it, for releases that
+        # were carried out (reset, unbound, removed) but whose outcome the
+        # ledger could not record: the next attempt records the outcome
+        # instead of resetting the device again. None: the record went.
+        self._released_unrecorded: dict[
+            str, tuple[ledger.DeviceRecord,
+                       ledger.DeviceRecord | None]] = {}
+        # Pools whose devices a release freed since the last report to
+        # placement (see ``take_freed_pools``).
+        self._freed_pools: set[str] = set()
 
     # ---- facts ----------------------------------------------------------
 
@@ -201,18 +223,92 @@ class HostDevices:
                                     instance_uuid, context_ids,
                                     hostname=self.nodename)
 
-    def _reconcile_locked(self, records, managed, only=None) -> None:
+    def _reconcile_locked(self, records, managed, only=None
+                          ) -> list[str]:
+        """Reconcile under the ledger lock; devices to release go releasing.
+
+        Nothing is reset here: a release is only recorded (``releasing``),
+        and carried out by ``_finish_releases`` once that record is on
+        disk. :returns: the addresses whose release is due now (none when
+        a guest could not be read).
+        """
         book = self.ledger
         facts = reconcile.gather_facts(self._host, self.nodename, managed,
                                        records)
+        due: list[str] = []
+
+        def record_release(records, record, why) -> None:
+            due.append(record.address)
+            if record.state == ledger.DIRTY:
+                return  # an mdev whose removal is tried again
+            if record.state != ledger.RELEASING:
+                record.releasing(why)
+
         lost = book.recovered_from is not None
-        reconcile.reconcile(records, facts, self._release,
+        reconcile.reconcile(records, facts, record_release,
                             only=None if lost else only, history_lost=lost)
         book.recovered_from = None
+        return due if facts.complete else []
+
+    def _finish_releases(self, due: list[str]) -> None:
+        """Release the devices whose release the ledger records.
+
+        Run after the transaction that recorded them ``releasing`` was
+        written: if the ledger cannot be written, nothing was reset. A
+        release carried out here whose outcome cannot be written either is
+        remembered, so the next attempt records it instead of resetting
+        the device once more.
+        """
+        done: dict[str, tuple[ledger.DeviceRecord,
+                              ledger.DeviceRecord | None]] = {}
+        try:
+            with self.ledger.transaction() as records:
+                for address in sorted(set(due)):
+                    rec = records.get(address)
+                    if rec is None or not (
+                            rec.state == ledger.RELEASING or
+                            (rec.is_mdev and rec.state == ledger.DIRTY)):
+                        continue
+                    before = dataclasses.replace(rec)
+                    self._release_once(records, rec)
+                    after = records.get(address)
+                    if after is not None and after.state == ledger.RELEASING:
+                        continue  # not attempted (privsep down): later
+                    done[address] = (before, dataclasses.replace(after)
+                                     if after is not None else None)
+        except Exception:
+            self._released_unrecorded.update(done)
+            raise
+        for address, (before, after) in done.items():
+            self._released_unrecorded.pop(address, None)
+            if before.rp_uuid and after is not None and \
+                    after.state == ledger.FREE:
+                self._freed_pools.add(before.rp_uuid)
+
+    def _release_once(self, records, rec: ledger.DeviceRecord) -> None:
+        """Release ``rec``, or record the outcome of a release already done.
+        """
+        remembered = self._released_unrecorded.get(rec.address)
+        if remembered is not None and remembered[0] == rec:
+            outcome = remembered[1]
+            LOG.info('Device %s was released before but the ledger could '
+                     'not record it; recording it now without releasing '
+                     'it again.', rec.address)
+            if outcome is None:
+                del records[rec.address]
+            else:
+                records[rec.address] = dataclasses.replace(outcome)
+            return
+        self._release(records, rec, rec.reason or 'its release is due')
 
     def reconcile(self, only=None, managed=None
                   ) -> dict[str, ledger.DeviceRecord]:
         """Reconcile the ledger (all devices, or the addresses ``only``).
+
+        Two ledger transactions: the first records what is to be released
+        (``releasing``), the second releases it (reset, unbind, removal)
+        and records the outcome. Nothing is released when a guest could not
+        be read (``nova_acc.reconcile``).
 
         :param managed: the devices of ``device_spec`` on the host, if the
             caller has just listed them.
@@ -221,11 +317,24 @@ class HostDevices:
         if managed is None:
             managed = self.managed_devices()
         with self.ledger.transaction() as records:
-            self._reconcile_locked(records, managed, only=only)
-            holders = {r.instance_uuid for r in records.values()}
-            for uuid in set(self._teardown_contexts) - holders:
-                del self._teardown_contexts[uuid]
-            return {a: dataclasses.replace(r) for a, r in records.items()}
+            due = self._reconcile_locked(records, managed, only=only)
+            result = {a: dataclasses.replace(r) for a, r in records.items()}
+        if due:
+            self._finish_releases(due)
+            result = self.ledger.read()
+        holders = {r.instance_uuid for r in result.values()}
+        for uuid in set(self._teardown_contexts) - holders:
+            del self._teardown_contexts[uuid]
+        return result
+
+    def take_freed_pools(self) -> set[str]:
+        """The pools whose devices were freed since the last call.
+
+        Their inventory's ``reserved`` changed; the driver reports it to
+        placement at once rather than at the next periodic update.
+        """
+        freed, self._freed_pools = self._freed_pools, set()
+        return freed
 
     def after_teardown(self, context, instance) -> None:
         """The server's guest is gone: release what it no longer holds.
@@ -428,11 +537,12 @@ class HostDevices:
                                                mdev_parents)
         if not wanted and not requests:
             return
+        # A device still recorded for a server that is gone is released
+        # (and reset) now rather than at the next periodic run.
+        with self._reschedule_if_ledger_unreadable():
+            self.reconcile(managed=managed)
         with self._reschedule_if_ledger_unreadable(), \
                 self.ledger.transaction() as records:
-            # A device still recorded for a server that is gone is released
-            # (and reset) now rather than at the next periodic run.
-            self._reconcile_locked(records, managed)
             capacity = {}
             host_mdevs = {}
             if any(r.mdev_type for r in requests):

@@ -42,13 +42,22 @@ States of a device (``DeviceRecord.state``):
     - when that guest is gone.
 ``foreign``
     A guest Nova does not know (or a server not bound to it) holds it.
+``releasing``
+    Its holder is gone and no guest uses it; nova-acc is releasing it
+    (reset, unbind or mdev removal). Recorded *before* the reset runs, so a
+    reset never happens unless the ledger already says the device is no
+    longer held: a ledger that cannot be written releases nothing, and a
+    write that fails after the reset does not make the next attempt reset
+    the device again (see ``nova_acc.hostdev``). A release that could not
+    be attempted (the privsep daemon down) leaves the device here, out of
+    service, and nova-compute tries again at its next resource update.
 ``dirty``
     Released but not reset: the reset failed or the device has none. It is
     never handed out until an operator clears it
     (``nova-acc-manage devices clear-dirty``).
 
-Only ``free`` devices are handed out; ``orphaned``, ``foreign`` and
-``dirty`` ones are reported ``reserved`` to placement.
+Only ``free`` devices are handed out; ``orphaned``, ``foreign``,
+``releasing`` and ``dirty`` ones are reported ``reserved`` to placement.
 
 Mediated devices (vGPUs) are recorded too, under their UUID instead of a
 PCI address, with their parent and type (``DeviceRecord.is_mdev``). They
@@ -87,10 +96,11 @@ CLAIMED = 'claimed'
 ATTACHED = 'attached'
 ORPHANED = 'orphaned'
 FOREIGN = 'foreign'
+RELEASING = 'releasing'
 DIRTY = 'dirty'
-STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, DIRTY)
+STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, RELEASING, DIRTY)
 #: States in which a device must not be offered by placement.
-OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, DIRTY})
+OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, RELEASING, DIRTY})
 #: States in which a server holds the device.
 HELD = frozenset({CLAIMED, ATTACHED, ORPHANED})
 
@@ -199,6 +209,11 @@ class DeviceRecord:
     def held_by_guest(self, guest: str, reason: str) -> None:
         self._set(FOREIGN, reason=reason, guest=guest, instance_uuid=None,
                   context_id=None, requester_id=None, migration_id=None)
+
+    def releasing(self, reason: str) -> None:
+        # The holder's fields stay: the release needs them (the backend
+        # context to unbind, the server to name in the log).
+        self._set(RELEASING, reason=reason)
 
     def free(self, reset: bool, reason: str | None = None) -> None:
         if reset:
@@ -790,6 +805,9 @@ def describe_unavailable(rec: DeviceRecord) -> str:
     if rec.state == FOREIGN:
         return ('device %s is used by guest %s, which Nova does not know as '
                 'its holder' % (rec.address, rec.guest))
+    if rec.state == RELEASING:
+        return ('device %s is being released (%s) and is handed out once '
+                'it is reset' % (rec.address, rec.reason))
     if rec.state == ORPHANED:
         return ('device %s is still held by the guest of server %s, which '
                 'left this host' % (rec.address, rec.instance_uuid))

@@ -40,6 +40,15 @@ until then it is ``orphaned`` and reserved. A device in a guest that is not
 its bound server is ``foreign`` and reserved. The reconcile is idempotent:
 a second run with the same facts changes nothing and writes nothing.
 
+The reconcile fails closed. A guest whose definition cannot be read (a
+libvirt call that timed out, "cannot acquire state change lock") might be
+using any device, so while one cannot be read nothing is released that
+round: the facts say which guests were unreadable (``HostFacts.unreadable``)
+and ``reconcile`` defers every release, while the transitions that rest on
+what was seen (a guest using a device) still happen. Only a guest that is
+gone (libvirt's ``VIR_ERR_NO_DOMAIN``) drops out of the facts, and a
+malformed address in one hostdev hides only that hostdev.
+
 ``reconcile`` is pure (facts in, records changed, notes out) so that every
 rule has a unit test; ``gather_facts`` reads the facts from Nova and
 libvirt.
@@ -110,6 +119,14 @@ class HostFacts:
     #: Servers holding devices here that were claimed for a move not undone
     #: (set by ``reconcile``, from the records, before it changes any).
     live_tags: set[str] = dataclasses.field(default_factory=set)
+    #: libvirt domain UUID -> why its definition could not be read. Any of
+    #: them may use any device: while one is here nothing is released.
+    unreadable: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Were the devices of every guest on the host read?"""
+        return not self.unreadable
 
     def guests_using(self, address: str) -> list[str]:
         return sorted(g for g, addrs in self.guests.items()
@@ -186,7 +203,13 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
     :param only: addresses to look at (default: all known and managed).
     :param history_lost: the ledger was lost (unreadable file): devices no
         server holds are released (reset) before they are handed out.
+
+    ``release`` is not called at all when the facts are incomplete (a
+    guest could not be read): those devices stay as recorded, out of
+    service or held, until a later reconcile sees every guest.
     """
+    if not facts.complete:
+        release = _deferred_release(facts, release)
     addresses = set(only) if only is not None else (
         set(records) | set(facts.managed))
     facts.live_tags = {
@@ -222,10 +245,26 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
     return notes
 
 
+def _deferred_release(facts: HostFacts, release: Releaser) -> Releaser:
+    """A releaser that releases nothing: the facts are incomplete."""
+    unreadable = ', '.join('%s (%s)' % item
+                           for item in sorted(facts.unreadable.items()))
+
+    def defer(records, rec: ledger.DeviceRecord, why: str) -> None:
+        LOG.warning('Not releasing device %s (%s) this time: the devices '
+                    'of guest(s) %s could not be read, and any of them may '
+                    'use it. It stays out of service until the next '
+                    'resource update can read every guest.', rec.address,
+                    why, unreadable)
+    return defer
+
+
 def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
                    release: Releaser) -> str | None:
     address = rec.address
     users = facts.guests_using(address)
+    if rec.state == ledger.RELEASING:
+        return _reconcile_releasing(records, rec, release, users)
     if rec.state in ledger.HELD:
         server = rec.instance_uuid
         if facts.server_holds(rec):
@@ -301,6 +340,22 @@ def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
     return None
 
 
+def _reconcile_releasing(records, rec: ledger.DeviceRecord,
+                         release: Releaser, users: list[str]) -> str | None:
+    """A device whose release was recorded but not finished."""
+    if not users:
+        # Finish it: the record says why it was released.
+        release(records, rec, rec.reason or 'its release was recorded')
+        return None
+    # Nothing nova-acc does gives a releasing device to a guest: something
+    # outside Nova did. Never reset it under that guest; as a foreign
+    # device it is adopted by a server entitled to it, or released once
+    # the guest lets go.
+    rec.held_by_guest(users[0], 'guest %s uses it while it was being '
+                      'released' % users[0])
+    return 'foreign: guest %s uses it' % users[0]
+
+
 def gather_facts(host, nodename: str, managed: dict,
                  records: dict[str, ledger.DeviceRecord]) -> HostFacts:
     """Read the facts from libvirt (``host``) and Nova's cell database.
@@ -315,12 +370,7 @@ def gather_facts(host, nodename: str, managed: dict,
     from nova_acc import hostdev
     from nova_acc import inventory
 
-    guests = {}
-    for guest in host.list_guests(only_running=False):
-        try:
-            guests[guest.uuid] = hostdev.guest_devices(guest.get_xml_desc())
-        except Exception as e:  # a guest vanishing under us
-            LOG.debug('Skipping guest %s: %s', guest.uuid, e)
+    guests, unreadable = read_guests(host, hostdev.guest_devices)
     wanted = interesting_servers(records, guests)
     bound: dict[str, set[str]] = {}
     bound_pools: dict[str, dict[str, dict[str, int]]] = {}
@@ -363,7 +413,50 @@ def gather_facts(host, nodename: str, managed: dict,
                      pool_of=inventory.pool_of_address(nodename,
                                                        managed.values()),
                      nodename=nodename, moves=moves,
-                     migrations=migrations)
+                     migrations=migrations, unreadable=unreadable)
+
+
+def _is_gone(error: Exception) -> bool:
+    """Is ``error`` libvirt saying the domain does not exist (any more)?"""
+    from nova.virt.libvirt import guest as libvirt_guest
+
+    libvirt = libvirt_guest.libvirt
+    return (libvirt is not None and
+            isinstance(error, libvirt.libvirtError) and
+            error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
+
+
+def read_guests(host, devices_of: Callable[[str], set[str]]
+                ) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """(domain UUID -> its devices, domain UUID -> why it was not read).
+
+    A guest that vanished between the listing and the read (libvirt's
+    ``VIR_ERR_NO_DOMAIN``) is left out: it uses nothing. Any other failure
+    (a timeout, "cannot acquire state change lock", XML that does not
+    parse) makes the guest unreadable, not absent.
+
+    :param devices_of: domain XML -> the devices the ledger knows.
+    """
+    guests: dict[str, set[str]] = {}
+    unreadable: dict[str, str] = {}
+    for guest in host.list_guests(only_running=False):
+        try:
+            uuid = guest.uuid
+        except Exception as e:  # libvirt's errors are many
+            if _is_gone(e):
+                continue
+            unreadable[repr(guest)] = str(e)
+            continue
+        try:
+            guests[uuid] = devices_of(guest.get_xml_desc())
+        except Exception as e:  # libvirt's and the XML parser's
+            if _is_gone(e):
+                LOG.debug('Guest %s is gone: %s', uuid, e)
+                continue
+            LOG.error('Cannot read the devices of guest %s: %s. No device '
+                      'is released until it can be read.', uuid, e)
+            unreadable[uuid] = str(e)
+    return guests, unreadable
 
 
 def _move_of(ctxt, migration_id: int) -> Move | None:

@@ -50,20 +50,35 @@ def _reset_here(address: str, sysfs_root: str) -> bool:
     return os_acc.reset_device(address, sysfs_root=sysfs_root)
 
 
+class ResetNotAttempted(Exception):
+    """The reset could not be attempted: nothing is known of the device.
+
+    The privsep daemon did not start, timed out or went away, or the
+    process lacks the privilege. The device is neither freed nor made
+    dirty: it stays ``releasing`` (out of service) and is reset at the
+    next attempt.
+    """
+
+
 def reset(record: ledger.DeviceRecord, sysfs_root: str,
           resetter: Resetter = _reset_here) -> tuple[bool, str]:
     """Reset a device: (True, '') or (False, why it was not reset).
 
     :param resetter: how to reset; nova-compute passes its privsep
         entrypoint (``nova_acc.privsep.reset_device``), the operator command
-        (run as root) resets in its own process.
+        (run as root) resets in its own process. Its verdicts on the device
+        are os_acc exceptions (``ResetFailed``, ``DeviceNotFound``...);
+        anything else means the reset was not attempted.
+    :raises ResetNotAttempted: see there.
     """
     try:
         if resetter(record.address, sysfs_root):
             return True, ''
         return False, 'the device offers no reset method'
-    except (acc_exc.OsAccException, OSError) as e:
+    except acc_exc.OsAccException as e:
         return False, 'reset failed: %s' % e
+    except Exception as e:  # privsep's, the channel's, the OS's
+        raise ResetNotAttempted('%s: %s' % (type(e).__name__, e)) from e
 
 
 def release(records: dict[str, ledger.DeviceRecord],
@@ -109,7 +124,19 @@ def release(records: dict[str, ledger.DeviceRecord],
                     '([nova_acc] reset_on_release is false).',
                     record.address, holder, why)
         return
-    done, problem = reset(record, sysfs_root, resetter)
+    try:
+        done, problem = reset(record, sysfs_root, resetter)
+    except ResetNotAttempted as e:
+        # Fail closed: nothing is known of the device, so it is neither
+        # handed out nor declared dirty; the next reconcile tries again.
+        LOG.error('Device %s released from %s (%s) could not be reset '
+                  'now: %s. It stays out of service (releasing) and '
+                  'nova-compute tries again at its next resource update.',
+                  record.address, holder, why, e)
+        reason = 'reset not attempted yet: %s' % e
+        if record.state == ledger.RELEASING and record.reason != reason:
+            record.reason = reason
+        return
     if done:
         record.free(reset=True)
         LOG.info('Released and reset device %s from %s (%s).',
@@ -169,7 +196,10 @@ def clear_dirty(record: ledger.DeviceRecord, sysfs_root: str,
         record.free(reset=False, reason='cleared by an operator without a '
                     'reset')
         return True, ''
-    done, problem = reset(record, sysfs_root, resetter)
+    try:
+        done, problem = reset(record, sysfs_root, resetter)
+    except ResetNotAttempted as e:
+        return False, 'the reset could not be attempted: %s' % e
     if not done:
         first = record.reason or ''
         record.dirty(problem if problem in first else

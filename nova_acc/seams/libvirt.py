@@ -32,7 +32,10 @@ override is a few lines calling ``nova_acc.hostdev.HostDevices``:
   back the mdevs a guest had on a hard reboot or rescue, after the hook
   above added the server's nova-acc mdevs: each is added once;
 * ``destroy`` (step 5): after the guest is gone, release what the server no
-  longer holds;
+  longer holds, and report the pools of the devices it freed to placement
+  at once (Nova reports a delete itself, but not a guest it reaps): a
+  failure there is logged, never raised, as the devices stay out of
+  service until the next resource update releases them;
 * ``finish_migration`` (resize and cold migration, destination): bind the
   server's groups to the pools of its new allocation here and pick and
   claim their devices, before the guest is defined; the source keeps its
@@ -54,6 +57,7 @@ from __future__ import annotations
 import contextlib
 
 from nova import exception as nova_exc
+from oslo_log import log as logging
 from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt import driver as libvirt_driver
 import os_acc
@@ -65,6 +69,7 @@ from nova_acc import hostdev
 from nova_acc import inventory
 
 CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -94,6 +99,11 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
+        self._update_device_pools(provider_tree, nodename, allocations)
+
+    def _update_device_pools(self, provider_tree, nodename,
+                             allocations=None):
+        """nova-acc's half of ``update_provider_tree``: the device pools."""
         managed = self.acc_devices.managed_devices()
         records = self.acc_devices.inventory_records(managed)
         # After the reconcile, which may have removed released mdevs.
@@ -211,4 +221,44 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                         block_device_info=block_device_info,
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets)
-        self.acc_devices.after_teardown(context, instance)
+        try:
+            self.acc_devices.after_teardown(context, instance)
+        except Exception:
+            # The guest is gone whatever happened here: failing the delete
+            # (or the reboot) would not give the devices back. Nothing was
+            # released that the ledger does not record; the devices stay
+            # out of service until a resource update releases them.
+            LOG.exception('Could not release the devices of the server '
+                          'after its guest was destroyed; they stay out of '
+                          'service and nova-compute tries again at its '
+                          'next resource update.', instance=instance)
+        if self.acc_devices.take_freed_pools():
+            self._report_device_pools(context)
+
+    def _report_device_pools(self, context) -> None:
+        """Report the device pools to placement now, not at the next update.
+
+        As the resource tracker does on every update, through the compute
+        service's own report client (its provider tree cache); only what
+        changed is sent, in practice the ``reserved`` of the pools whose
+        devices a release just freed. A failure (a conflict with the
+        resource tracker's own update, placement down) is logged: the next
+        periodic update reports the same.
+        """
+        nodename = self.acc_devices.nodename
+        client = self.virtapi.reportclient
+        try:
+            found = client.get('/resource_providers?name=%s' % nodename,
+                               version='1.14',
+                               global_request_id=context.global_id)
+            roots = found.json()['resource_providers'] if found else []
+            if not roots:
+                return
+            tree = client.get_provider_subtree_and_ensure_root(
+                context, roots[0]['uuid'], name=nodename)
+            self._update_device_pools(tree, nodename)
+            client.update_from_provider_tree(context, tree)
+        except Exception as e:  # placement's and the tree's errors
+            LOG.warning('Could not report the device pools of node %s to '
+                        'placement after a release (%s); the next periodic '
+                        'resource update reports them.', nodename, e)

@@ -11,6 +11,7 @@
 #    under the License.
 """Every rule of the reconcile, with the facts spelled out."""
 
+import fixtures
 import os_acc
 from oslotest import base
 
@@ -290,3 +291,121 @@ class ReconcileTest(base.BaseTestCase):
         records = {A: held(A, SERVER), B: ledger.DeviceRecord(address=B)}
         self.assertEqual({SERVER, GUEST}, reconcile.interesting_servers(
             records, {GUEST: {B}, OTHER: set()}))
+
+
+class FailClosedTest(base.BaseTestCase):
+    """While a guest cannot be read, nothing is released."""
+
+    def setUp(self):
+        super().setUp()
+        self.released = []
+
+    def release(self, records, rec, why):
+        self.released.append(rec.address)
+        rec.free(reset=True)
+
+    def run_reconcile(self, records, managed=(A,), guests=None, bound=None,
+                      bound_pools=None, unreadable=None, **kw):
+        facts = reconcile.HostFacts(
+            managed={a: device(a) for a in managed}, guests=guests or {},
+            bound=bound or {}, bound_pools=bound_pools or {},
+            pool_of={a: POOL for a in managed},
+            unreadable=unreadable or {})
+        return reconcile.reconcile(records, facts, self.release, **kw)
+
+    def test_nothing_is_released_while_a_guest_cannot_be_read(self):
+        cases = {
+            'gone server': {A: held(A, SERVER)},
+            'foreign guest gone': {A: ledger.DeviceRecord(
+                address=A, state=ledger.FOREIGN, guest=GUEST)},
+            'orphaned': {A: held(A, SERVER, ledger.ORPHANED)},
+            'releasing': {A: held(A, SERVER, ledger.RELEASING)},
+        }
+        for name, records in cases.items():
+            before = {a: r.to_dict() for a, r in records.items()}
+            self.run_reconcile(records, unreadable={GUEST: 'timed out'})
+            self.assertEqual([], self.released, name)
+            self.assertEqual(before, {a: r.to_dict()
+                                      for a, r in records.items()}, name)
+
+    def test_lost_history_resets_nothing_while_a_guest_cannot_be_read(self):
+        records = {}
+        self.run_reconcile(records, managed=(A, B), history_lost=True,
+                           unreadable={GUEST: 'timed out'})
+        self.assertEqual([], self.released)
+
+    def test_what_was_seen_still_counts(self):
+        # A guest that was read and uses a device makes it foreign.
+        records = {}
+        self.run_reconcile(records, guests={GUEST: {A}},
+                           unreadable={OTHER: 'timed out'})
+        self.assertEqual(ledger.FOREIGN, records[A].state)
+
+    def test_releasing_device_is_released_when_no_guest_uses_it(self):
+        records = {A: held(A, SERVER, ledger.RELEASING)}
+        records[A].reason = 'server gone'
+        self.run_reconcile(records)
+        self.assertEqual([A], self.released)
+
+    def test_releasing_device_in_a_guest_becomes_foreign(self):
+        records = {A: held(A, SERVER, ledger.RELEASING)}
+        self.run_reconcile(records, guests={GUEST: {A}})
+        self.assertEqual([], self.released)
+        self.assertEqual((ledger.FOREIGN, GUEST),
+                         (records[A].state, records[A].guest))
+
+
+class ReadGuestsTest(base.BaseTestCase):
+    """Only a guest that is gone drops out of the facts."""
+
+    class Guest:
+        def __init__(self, uuid, xml=None, error=None):
+            self.uuid, self._xml, self._error = uuid, xml, error
+
+        def get_xml_desc(self):
+            if self._error is not None:
+                raise self._error
+            return self._xml
+
+    class Host:
+        def __init__(self, guests):
+            self.guests = guests
+
+        def list_guests(self, only_running=True):
+            return self.guests
+
+    def libvirt_error(self, code, message):
+        from nova.tests.fixtures import libvirt as fakelibvirt
+        return fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError, message, error_code=code)
+
+    def setUp(self):
+        super().setUp()
+        from nova.tests.fixtures import libvirt as fakelibvirt
+        from nova.virt.libvirt import guest as libvirt_guest
+        self.useFixture(fixtures.MockPatchObject(libvirt_guest, 'libvirt',
+                                                 fakelibvirt))
+        self.fakelibvirt = fakelibvirt
+
+    def test_gone_unreadable_and_malformed(self):
+        from nova_acc import hostdev
+        hostdev_xml = ("<hostdev mode='subsystem' type='pci'><source>"
+                       "<address domain='0x0000' bus='0x%s' slot='0x00' "
+                       "function='0x0'/></source></hostdev>")
+        xml = "<domain><devices>%s%s</devices></domain>" % (
+            hostdev_xml % 'zz', hostdev_xml % '81')
+        gone = self.libvirt_error(self.fakelibvirt.VIR_ERR_NO_DOMAIN,
+                                  'Domain not found')
+        timeout = self.libvirt_error(
+            self.fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+            'cannot acquire state change lock')
+        host = self.Host([self.Guest(SERVER, xml=xml),
+                          self.Guest(OTHER, error=gone),
+                          self.Guest(GUEST, error=timeout),
+                          self.Guest(B, xml='<domain><devices>')])
+        guests, unreadable = reconcile.read_guests(host,
+                                                   hostdev.guest_devices)
+        # The malformed address hides only its own hostdev.
+        self.assertEqual({SERVER: {A}}, guests)
+        self.assertEqual({GUEST, B}, set(unreadable))
+        self.assertIn('state change lock', unreadable[GUEST])

@@ -14,6 +14,9 @@
 import os
 
 import fixtures
+from os_acc import exception as acc_exc
+from oslo_privsep import comm as privsep_comm
+from oslo_privsep import daemon as privsep_daemon
 from oslotest import base
 
 from nova_acc import ledger
@@ -76,6 +79,50 @@ class ReleaseTest(base.BaseTestCase):
         self.release(records, rec)
         self.assertEqual(ledger.DIRTY, rec.state)
         self.assertIn('reset failed', rec.reason)
+
+    def releasing(self):
+        records, rec = self.held()
+        rec.releasing('server gone')
+        return records, rec
+
+    def test_kernel_failing_the_reset_is_dirty(self):
+        # The device's verdict: out of service until an operator clears it.
+        def failing(address, sysfs_root):
+            raise acc_exc.ResetFailed('EIO writing reset of %s' % address)
+        records, rec = self.releasing()
+        self.release(records, rec, resetter=failing)
+        self.assertEqual(ledger.DIRTY, rec.state)
+        self.assertIn('EIO', rec.reason)
+
+    def test_privsep_failures_leave_the_device_releasing(self):
+        # Nothing is known of the device: neither freed nor dirty, and
+        # tried again at the next reconcile.
+        for error in (privsep_daemon.FailedToDropPrivileges('no sudo'),
+                      privsep_comm.PrivsepTimeout('timed out'),
+                      OSError('Premature eof waiting for privileged '
+                              'process'),
+                      privsep_daemon.ProtocolError('bad reply')):
+            def failing(address, sysfs_root, error=error):
+                raise error
+            records, rec = self.releasing()
+            self.release(records, rec, resetter=failing)
+            self.assertEqual(ledger.RELEASING, rec.state, error)
+            self.assertEqual(SERVER, rec.instance_uuid)
+            self.assertIn('reset not attempted yet: %s'
+                          % type(error).__name__, rec.reason)
+            self.assertIsNone(rec.last_reset)
+
+    def test_clear_dirty_when_the_reset_cannot_be_attempted(self):
+        records, rec = self.held()
+        rec.dirty('reset failed: EIO')
+
+        def failing(address, sysfs_root):
+            raise PermissionError(13, 'Permission denied')
+        freed, why = release.clear_dirty(rec, self.sysfs, resetter=failing)
+        self.assertFalse(freed)
+        self.assertIn('could not be attempted', why)
+        self.assertEqual((ledger.DIRTY, 'reset failed: EIO'),
+                         (rec.state, rec.reason))
 
     def test_reset_disabled_frees_without_reset(self):
         self.with_reset_file()
