@@ -100,6 +100,12 @@ def _parse_resource_class(key: str, value: object) -> str:
     if not grammar.is_valid_resource_class(value):
         raise _error(key, '%r is not a standard resource class nor '
                      'CUSTOM_[A-Z0-9_]+', value)
+    if not grammar.is_device_resource_class(value):
+        # A device offered as VCPU or MEMORY_MB would be a pool no device
+        # context can ask for (the grammar refuses such classes).
+        raise _error(key, '%r is not a device class: use one of %s or '
+                     'CUSTOM_[A-Z0-9_]+', value,
+                     ', '.join(sorted(grammar.DEVICE_RESOURCE_CLASSES)))
     return ty.cast(str, value)
 
 
