@@ -473,10 +473,11 @@ class HostDevices:
     # ---- claims -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _reschedule_if_ledger_unreadable(self):
-        """A ledger that cannot be read now fails the claim, file kept.
+    def _reschedule_if_ledger_unusable(self):
+        """A ledger that cannot be read or written now fails the claim.
 
-        ``DeviceNotUsable``: the server is rescheduled to another host.
+        ``DeviceNotUsable``: the server is rescheduled to another host; the
+        file is kept as it is.
         """
         try:
             yield
@@ -484,6 +485,16 @@ class HostDevices:
             raise exception.DeviceNotUsable(
                 'the device ledger of node %s could not be read, so no '
                 'device can be claimed there now (%s)' % (self.nodename, e)
+            ) from e
+        except (exception.LedgerError, OSError) as e:
+            # A full disk, a read-only file system: the claim was not
+            # recorded, so it did not happen (nothing was written).
+            LOG.error('Could not write the device ledger of node %s: %s',
+                      self.nodename, e)
+            raise exception.DeviceNotUsable(
+                'the device ledger of node %s could not be written, so no '
+                'device can be claimed there now (%s)' % (
+                    self.nodename, getattr(e, 'strerror', None) or e)
             ) from e
 
     def _claim_request(self, instance, managed, mdev_parents=()
@@ -539,9 +550,9 @@ class HostDevices:
             return
         # A device still recorded for a server that is gone is released
         # (and reset) now rather than at the next periodic run.
-        with self._reschedule_if_ledger_unreadable():
+        with self._reschedule_if_ledger_unusable():
             self.reconcile(managed=managed)
-        with self._reschedule_if_ledger_unreadable(), \
+        with self._reschedule_if_ledger_unusable(), \
                 self.ledger.transaction() as records:
             capacity = {}
             host_mdevs = {}
@@ -680,14 +691,14 @@ class HostDevices:
                 raise exception.DeviceNotUsable(
                     'bound device %s is not present on node %s' % (
                         b.address, b.nodename))
-        with self._reschedule_if_ledger_unreadable():
+        with self._reschedule_if_ledger_unusable():
             records = self.ledger.records()
         move = self._move_here(instance, self.nodename) if any(
             b.is_pool for b in bindings) else None
         tags = self._current_tags(records, instance, move)
         if not self._holds_all(instance, bindings, records, tags):
             self.claim(instance, migration_id=move, held_tags=tags)
-            with self._reschedule_if_ledger_unreadable():
+            with self._reschedule_if_ledger_unusable():
                 records = self.ledger.records()
         pool_groups = {b.requester_id for b in bindings if b.is_pool}
         wanted = []

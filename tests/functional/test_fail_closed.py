@@ -288,6 +288,29 @@ class LedgerWriteFailsTest(FailClosedTestBase):
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
         self.assertEqual(1, self.reset_count(fpga))
 
+    def test_build_while_the_disk_is_full(self):
+        # A claim the ledger cannot record did not happen.
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+
+        def claiming(records):
+            return any(r.state == ledger.CLAIMED for r in records.values())
+
+        with self.disk_full(when=claiming):
+            server = self.boot(CONTEXT, expected_state='ERROR')
+        message = self.fault_message(server)
+        self.assertIn("device context 'resources:FPGA=1'", message)
+        self.assertIn('device ledger', message)
+        self.assertIn('could not be written', message)
+        self.assertNotIn(self.ledger_dir, message)
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            server['id']))
+        self.assertEqual(('free', None), self.ledger_state('compute1', fpga))
+        self.assertNotIn(fpga, self.all_domain_hostdevs())
+        self.assertEqual(0, self.reset_count(fpga))
+        # The next build, with a disk that takes the write, gets it.
+        server = self.boot(CONTEXT)
+        self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
+
 
 class ReportAfterReleaseTest(FailClosedTestBase):
     """Item 14: a device freed by a reap is offered at once."""
