@@ -53,6 +53,7 @@ from oslo_serialization import jsonutils  # noqa: E402
 
 from nova_acc import inventory  # noqa: E402
 from nova_acc import ledger  # noqa: E402
+from nova_acc import pools  # noqa: E402
 
 
 def _warm_up(case):
@@ -251,7 +252,7 @@ def _one_vf_in_use(devices):
         return {}
     rec = ledger.DeviceRecord(address=vf.address)
     rec.claim(str(uuid_lib.uuid4()),
-              inventory.pool_uuid('host', inventory.PoolKey.of(vf)),
+              pools.pool_uuid('host', pools.PoolKey.of(vf)),
               vf.resource_class, (), None, 'nova_acc_0_0')
     rec.attach()
     return {vf.address: rec}
@@ -294,7 +295,7 @@ def bench_pure_cpu(num_vfs, num_gpus, repeats):
         first, again = _time_update(devices, {}, repeats)
         _first, in_use = _time_update(devices, records, repeats)
         blocked_s = _fastest(repeats, inventory.blocked, managed, records)
-        pools_of_s = _fastest(repeats, inventory.pools_of, 'host', devices)
+        pools_of_s = _fastest(repeats, pools.pools_of, 'host', devices)
         result[name] = {'devices': len(devices), 'first_s': first,
                         'unchanged_s': again, 'one_vf_in_use_s': in_use,
                         'blocked_s': blocked_s, 'pools_of_s': pools_of_s}

@@ -38,6 +38,7 @@ the compute turns the recorded error into a reschedule of this server only.
 
 from __future__ import annotations
 
+from collections.abc import Set
 import dataclasses
 
 from nova import context as nova_context
@@ -49,9 +50,8 @@ from oslo_serialization import jsonutils
 
 from nova_acc import backends
 from nova_acc import exception
-from nova_acc import inventory
-from nova_acc import ledger
 from nova_acc import matching
+from nova_acc import pools
 from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
@@ -275,18 +275,27 @@ def _match(demands, capacity, nodename: str, no_match: str
         ) from None
 
 
-def from_records(records, instance_uuid: str, nodename: str
-                 ) -> list[Binding]:
+def from_records(records, instance_uuid: str, nodename: str,
+                 held_states: Set[str]) -> list[Binding]:
     """Pool bindings of a server rebuilt from the device ledger of a node.
 
     A reverted move gives the server back the devices it kept on the
     source, and with them the bindings it had there.
+
+    :param records: the node's ``ledger.DeviceRecord`` by address.
+    :param held_states: the ledger's states in which a server holds a
+        device (``ledger.HELD``).
+
+    This runs on the compute (the source of the move), not in the
+    conductor: the ledger's states are passed in so that this module,
+    which the conductor imports, does not import the compute's ledger.
+    It belongs with the compute's move code, where it can read them itself.
     """
     groups: dict[tuple, int] = {}
     for rec in records.values():
         if (rec.instance_uuid == instance_uuid and rec.requester_id and
                 rec.migration_id is None and not rec.backend_owned and
-                rec.state in ledger.HELD):
+                rec.state in held_states):
             key = (rec.requester_id, rec.rp_uuid, rec.resource_class)
             groups[key] = groups.get(key, 0) + 1
     return [Binding(req, rp, None, nodename, amount=n, resource_class=rc)
@@ -412,7 +421,7 @@ def map_from_allocation(report_client, context, instance_uuid: str,
 def _is_pool_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
     name = _get(report_client, context,
                 '/resource_providers/%s' % rp_uuid)['name']
-    return inventory.is_pool_provider(nodename, name, rp_uuid)
+    return pools.is_pool_provider(nodename, name, rp_uuid)
 
 
 def _cell_of(context, instance):

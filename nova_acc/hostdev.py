@@ -53,6 +53,7 @@ from nova_acc import exception
 from nova_acc import inventory
 from nova_acc import ledger
 from nova_acc import mdev
+from nova_acc import pools
 from nova_acc import privsep
 from nova_acc import reconcile
 from nova_acc import release
@@ -424,7 +425,7 @@ class HostDevices:
         """
         held: dict[str, dict[str, int]] = {}
         for rec in records.values():
-            if (rec.state in (ledger.CLAIMED, ledger.ATTACHED) and
+            if (rec.state in ledger.ACTIVE and
                     not rec.backend_owned and rec.rp_uuid):
                 per_server = held.setdefault(rec.rp_uuid, {})
                 per_server[rec.instance_uuid] = per_server.get(
@@ -504,14 +505,14 @@ class HostDevices:
         :returns: (specific devices, pool requests) as ``ledger.claim``
             takes them.
         """
-        pools = inventory.pools_of(self.nodename, managed.values())
-        pools.update(inventory.pools_of(self.nodename, mdev_parents))
+        node_pools = pools.pools_of(self.nodename, managed.values())
+        node_pools.update(pools.pools_of(self.nodename, mdev_parents))
         wanted, requests = [], []
         for b in binding.load(instance):
             if b.nodename != self.nodename:
                 continue
             if b.is_pool:
-                pool = pools.get(b.rp_uuid)
+                pool = node_pools.get(b.rp_uuid)
                 requests.append(ledger.PoolRequest(
                     requester_id=b.requester_id, rp_uuid=b.rp_uuid,
                     count=b.amount,
@@ -638,7 +639,7 @@ class HostDevices:
     @staticmethod
     def _current(rec, instance, tags: set) -> bool:
         return (rec.instance_uuid == instance.uuid and
-                rec.state in (ledger.CLAIMED, ledger.ATTACHED) and
+                rec.state in ledger.ACTIVE and
                 rec.migration_id in tags)
 
     def _holds_all(self, instance, bindings, records, tags: set) -> bool:
@@ -787,7 +788,7 @@ class HostDevices:
         present = self.host_mdevs(records)
         for rec in sorted(records.values(), key=lambda r: r.address):
             if not rec.is_mdev or rec.address in present or \
-                    rec.state not in (ledger.CLAIMED, ledger.ATTACHED):
+                    rec.state not in ledger.ACTIVE:
                 continue
             try:
                 mdev.create(self._host, rec.parent, rec.mdev_type,
@@ -851,12 +852,12 @@ class HostDevices:
 
     def _rebind(self, context, instance, bindings, allocations) -> None:
         managed, mdev_parents = self.devices()
-        pools = inventory.pools_of(self.nodename, managed.values())
-        pools.update(inventory.pools_of(self.nodename, mdev_parents))
+        node_pools = pools.pools_of(self.nodename, managed.values())
+        node_pools.update(pools.pools_of(self.nodename, mdev_parents))
         try:
             moved = binding.for_move(
                 bindings, allocations,
-                {u: p.key.resource_class for u, p in pools.items()},
+                {u: p.key.resource_class for u, p in node_pools.items()},
                 self.nodename)
         except exception.PrebindFailed as e:
             raise exception.DeviceNotUsable(str(e))
@@ -928,7 +929,7 @@ class HostDevices:
         :raises DeviceNotUsable: the backend did not bind them back.
         """
         restored = binding.from_records(self.ledger.records(), instance.uuid,
-                                        self.nodename)
+                                        self.nodename, ledger.HELD)
         kept = binding.kept_for_revert(instance, self.nodename)
         restored += [dataclasses.replace(b, address=None) for b in kept]
         if not restored:

@@ -22,14 +22,10 @@ placement, and it keeps ``GET /allocation_candidates`` small: a server
 asking for 8 devices of one pool is one group and one candidate per host,
 not 8! permutations of 8 single-device providers.
 
-A pool's provider is named ``<nodename>_<label>_<digest>`` (``pool_name``;
-the label is the resource class, prefixed by the PF's address for VFs and
-followed by ``numaN`` when ``[nova_acc] pool_by_numa`` is set; the digest
-is of the whole key, traits included) and its UUID is derived from that
-name (``pool_uuid``), so both are stable across restarts and can be
-checked by anyone holding the name (``is_pool_provider``). This module is
-the one home of that naming, and of the per-device naming nova-acc used
-before pools (``legacy_device_address``), which the upgrade reshape reads.
+Which devices form a pool and its provider's name and UUID are
+``nova_acc.pools``, shared with the conductor; this module reports them,
+and folds the per-device providers nova-acc reported before pools
+(``pools.legacy_device_address``) into them (the upgrade reshape).
 
 What a pool reports (``pool_inventory``):
 
@@ -66,9 +62,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Set
 import dataclasses
-import hashlib
 import typing as ty
-import uuid as uuid_lib
 
 from nova import exception as nova_exc
 from nova.virt.libvirt import host as libvirt_host
@@ -80,119 +74,11 @@ from oslo_serialization import jsonutils
 from nova_acc import conf
 from nova_acc import exception
 from nova_acc import ledger
+from nova_acc import pools
 
 CONF = conf.CONF
 
 LOG = logging.getLogger(__name__)
-
-# Fixed namespaces so a provider's UUID is the same after every restart of
-# nova-compute and can be recomputed from its name. Pools and the
-# per-device providers of nova-acc before pools use different ones, so a
-# name can never be mistaken for the other kind.
-_PROVIDER_NAMESPACE = uuid_lib.UUID('a7f4b0b2-3c1e-4f6e-9a55-6f1d2b9c0e11')
-_POOL_NAMESPACE = uuid_lib.UUID('0d9d5f36-4f0e-4a8e-8d0b-3b6f7e2a51c4')
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class PoolKey:
-    """What makes devices interchangeable: they serve the same groups.
-
-    :ivar parent: the PF's PCI address for VFs (each PF's VFs are a pool of
-        their own, as in Nova), None otherwise.
-    :ivar numa_node: set only with ``[nova_acc] pool_by_numa``.
-    :ivar mdev_type: for a pool of mediated devices: their type (the pool's
-        devices are then the parents that can create them).
-    """
-
-    resource_class: str
-    traits: tuple[str, ...]
-    parent: str | None = None
-    numa_node: int | None = None
-    mdev_type: str | None = None
-
-    @classmethod
-    def of(cls, dev: os_acc.Device) -> PoolKey:
-        return cls(resource_class=str(dev.resource_class),
-                   traits=tuple(sorted(dev.traits)),
-                   # The mdevs of a type form one pool whatever the parent.
-                   parent=dev.physfn if dev.mdev_type is None else None,
-                   numa_node=dev.numa_node if CONF.nova_acc.pool_by_numa
-                   else None,
-                   mdev_type=dev.mdev_type)
-
-    def digest(self) -> str:
-        fields = dataclasses.astuple(self)
-        if self.mdev_type is None:
-            # The key before mdev pools existed: pools of whole devices
-            # keep their provider names and UUIDs across the upgrade.
-            fields = fields[:4]
-        text = jsonutils.dumps(fields, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-    def label(self) -> str:
-        parts = [self.parent, self.resource_class] if self.parent else [
-            self.resource_class]
-        if self.mdev_type is not None:
-            parts.append(self.mdev_type)
-        if self.numa_node is not None:
-            parts.append('numa%d' % self.numa_node)
-        return '_'.join(parts)
-
-
-def pool_name(nodename: str, key: PoolKey) -> str:
-    """The name of the provider of pool ``key`` of ``nodename``."""
-    return '%s_%s_%s' % (nodename, key.label(), key.digest())
-
-
-def pool_uuid(nodename: str, key: PoolKey) -> str:
-    """The UUID of that provider: stable, and derived from its name."""
-    return str(uuid_lib.uuid5(_POOL_NAMESPACE, pool_name(nodename, key)))
-
-
-def is_pool_provider(nodename: str, name: str, rp_uuid: str) -> bool:
-    """Is this provider one of nova-acc's pools of ``nodename``?
-
-    False for a look-alike provider someone else made: its UUID is not the
-    one derived from its name.
-    """
-    return (name.startswith(nodename + '_') and
-            str(uuid_lib.uuid5(_POOL_NAMESPACE, name)) == rp_uuid)
-
-
-@dataclasses.dataclass
-class Pool:
-    """One pool of a node: its provider and the addresses of its devices."""
-
-    key: PoolKey
-    name: str
-    uuid: str
-    addresses: list[str] = dataclasses.field(default_factory=list)
-
-
-def pools_of(nodename: str, devices: Iterable[os_acc.Device]
-             ) -> dict[str, Pool]:
-    """The pools ``devices`` form on ``nodename``: pool UUID -> Pool.
-
-    Each pool's addresses are sorted, so a claim picks devices in a stable
-    order (the lowest free address first).
-    """
-    result: dict[str, Pool] = {}
-    for dev in devices:
-        key = PoolKey.of(dev)
-        uuid = pool_uuid(nodename, key)
-        pool = result.setdefault(uuid, Pool(key, pool_name(nodename, key),
-                                            uuid))
-        pool.addresses.append(dev.address)
-    for pool in result.values():
-        pool.addresses.sort()
-    return result
-
-
-def pool_of_address(nodename: str, devices: Iterable[os_acc.Device]
-                    ) -> dict[str, str]:
-    """address -> the UUID of the pool the device belongs to now."""
-    return {a: p.uuid for p in pools_of(nodename, devices).values()
-            for a in p.addresses}
 
 
 def blocked(managed: Mapping[str, os_acc.Device],
@@ -280,7 +166,7 @@ def mdev_pool_inventory(parents: Iterable[os_acc.Device],
         held = sum(1 for u, r in records.items()
                    if r.is_mdev and r.parent == dev.address and
                    r.mdev_type == mdev_type and u in host_mdevs and
-                   r.state in (ledger.CLAIMED, ledger.ATTACHED))
+                   r.state in ledger.ACTIVE)
         total += available + held
         whole = records.get(dev.address)
         if (whole is not None and whole.state != ledger.FREE) or \
@@ -297,34 +183,6 @@ def relatives(managed: Mapping[str, os_acc.Device]) -> dict[str, set[str]]:
             result.setdefault(address, set()).add(dev.physfn)
             result.setdefault(dev.physfn, set()).add(address)
     return result
-
-
-# ---- the per-device providers of nova-acc before pools ----------------------
-
-
-def legacy_provider_name(nodename: str, address: str) -> str:
-    return '%s_%s' % (nodename, address)
-
-
-def legacy_provider_uuid(nodename: str, address: str) -> str:
-    return str(uuid_lib.uuid5(_PROVIDER_NAMESPACE,
-                              legacy_provider_name(nodename, address)))
-
-
-def legacy_device_address(nodename: str, name: str, rp_uuid: str
-                          ) -> str | None:
-    """The PCI address of a per-device provider of nova-acc before pools.
-
-    None when the provider is not one (another name, or a UUID that was
-    not derived from the name).
-    """
-    prefix = nodename + '_'
-    if not name.startswith(prefix):
-        return None
-    address = name[len(prefix):]
-    if legacy_provider_uuid(nodename, address) != rp_uuid:
-        return None
-    return address
 
 
 # ---- the provider tree ------------------------------------------------------
@@ -369,7 +227,7 @@ def _members(nodename: str, managed: Mapping[str, os_acc.Device],
     (``record.rp_uuid``) even when it vanished or ``device_spec`` now puts
     it elsewhere: the server's allocation is there.
     """
-    current = pool_of_address(nodename, managed.values())
+    current = pools.pool_of_address(nodename, managed.values())
     members: dict[str, list[_Member]] = {}
     for address in sorted(set(managed) | set(records)):
         rec = records.get(address)
@@ -394,7 +252,7 @@ def pool_inventory(members: list[_Member], blocked_addresses: set[str],
     total = reserved = 0
     for m in members:
         state = m.record.state if m.record else ledger.FREE
-        if not m.present and state not in (ledger.CLAIMED, ledger.ATTACHED):
+        if not m.present and state not in ledger.ACTIVE:
             continue  # vanished and released (or never held)
         total += 1
         if state in ledger.OUT_OF_SERVICE or m.address in blocked_addresses:
@@ -441,32 +299,34 @@ def update_provider_tree(
     held_without_allocation = held_without_allocation or {}
     host_mdevs = host_mdevs or {}
     managed = {d.address: d for d in devices}
-    pools = pools_of(nodename, managed.values())
+    device_pools = pools.pools_of(nodename, managed.values())
     mdev_parents = list(mdev_parents)
-    mdev_pools = pools_of(nodename, mdev_parents)
+    mdev_pools = pools.pools_of(nodename, mdev_parents)
     parents_of = {uuid: [d for d in mdev_parents
                          if d.address in pool.addresses and
                          d.mdev_type == pool.key.mdev_type]
                   for uuid, pool in mdev_pools.items()}
     provider_tree.add_traits(nodename, capability_trait)
 
-    moved = _fold_legacy_providers(provider_tree, nodename, managed, pools,
-                                   has_allocations, allocations, may_reshape)
+    moved = _fold_legacy_providers(provider_tree, nodename, managed,
+                                   device_pools, has_allocations, allocations,
+                                   may_reshape)
 
     ours = _children(provider_tree, nodename,
-                     lambda name, uuid: is_pool_provider(nodename, name,
-                                                         uuid))
+                     lambda name, uuid: pools.is_pool_provider(
+                         nodename, name, uuid))
     # Per-device providers still allocated (until Nova can reshape them):
     # their devices count there, not in a pool.
     legacy_left = set(_children(
-        provider_tree, nodename, lambda name, uuid: legacy_device_address(
+        provider_tree, nodename,
+        lambda name, uuid: pools.legacy_device_address(
             nodename, name, uuid) is not None))
     members = _members(nodename, managed, records, set(ours), legacy_left)
     blocked_addresses = blocked(managed, records,
                                 parents_with_mdevs(records, host_mdevs))
     kept = set()
-    for uuid in sorted(set(pools) | set(members) | set(mdev_pools)):
-        pool = pools.get(uuid) or mdev_pools.get(uuid)
+    for uuid in sorted(set(device_pools) | set(members) | set(mdev_pools)):
+        pool = device_pools.get(uuid) or mdev_pools.get(uuid)
         if uuid in mdev_pools:
             total, reserved = mdev_pool_inventory(
                 parents_of[uuid], records, host_mdevs,
@@ -525,7 +385,7 @@ def update_provider_tree(
 
 def _fold_legacy_providers(provider_tree, nodename: str,
                            managed: Mapping[str, os_acc.Device],
-                           pools: Mapping[str, Pool],
+                           device_pools: Mapping[str, pools.Pool],
                            has_allocations: Callable[[str], bool],
                            allocations: dict | None,
                            may_reshape: bool = True) -> dict[str, str]:
@@ -535,16 +395,17 @@ def _fold_legacy_providers(provider_tree, nodename: str,
     to a pool: if allocated it stays, fully reserved, until it is freed.
     """
     legacy = _children(
-        provider_tree, nodename, lambda name, uuid: legacy_device_address(
+        provider_tree, nodename,
+        lambda name, uuid: pools.legacy_device_address(
             nodename, name, uuid) is not None)
     if not legacy:
         return {}
     target = {}
     for uuid, name in legacy.items():
-        address = legacy_device_address(nodename, name, uuid)
+        address = pools.legacy_device_address(nodename, name, uuid)
         dev = managed.get(address or '')
         if dev is not None:
-            target[uuid] = pool_uuid(nodename, PoolKey.of(dev))
+            target[uuid] = pools.pool_uuid(nodename, pools.PoolKey.of(dev))
     allocated = {u for u in legacy if has_allocations(u)}
     if allocated & set(target) and allocations is None:
         if may_reshape:
@@ -559,7 +420,7 @@ def _fold_legacy_providers(provider_tree, nodename: str,
                     'starts.', nodename)
         target = {}
     for pool_id in set(target.values()):
-        pool = pools[pool_id]
+        pool = device_pools[pool_id]
         if not provider_tree.exists(pool_id):
             provider_tree.new_child(pool.name, nodename, uuid=pool_id)
     moved = {}
@@ -575,7 +436,7 @@ def _fold_legacy_providers(provider_tree, nodename: str,
     for uuid, name in legacy.items():
         if uuid in target and (uuid in moved or uuid not in allocated):
             LOG.info('Replacing per-device provider %s by device pool %s.',
-                     name, pools[target[uuid]].name)
+                     name, device_pools[target[uuid]].name)
             provider_tree.remove(uuid)
         elif uuid in allocated:
             inv = provider_tree.data(uuid).inventory

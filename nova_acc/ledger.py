@@ -103,6 +103,9 @@ STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, RELEASING, DIRTY)
 OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, RELEASING, DIRTY})
 #: States in which a server holds the device.
 HELD = frozenset({CLAIMED, ATTACHED, ORPHANED})
+#: States in which the device serves its server: claimed for it or in its
+#: guest (held and not orphaned).
+ACTIVE = frozenset({CLAIMED, ATTACHED})
 
 
 def now() -> str:
@@ -666,7 +669,7 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
         if (rec is None or rec.state == FREE) and \
                 want['address'] not in blocked:
             continue
-        if rec is not None and rec.state in (CLAIMED, ATTACHED) and \
+        if rec is not None and rec.state in ACTIVE and \
                 rec.instance_uuid == instance_uuid:
             continue  # idempotent: a rebuild or a retried spawn
         if rec is None or rec.state == FREE:
@@ -700,7 +703,7 @@ def claim(records: dict[str, DeviceRecord], instance_uuid: str,
             continue
         mine = [a for a, r in sorted(records.items())
                 if r.instance_uuid == instance_uuid and
-                r.state in (CLAIMED, ATTACHED) and
+                r.state in ACTIVE and
                 r.requester_id == req.requester_id and
                 r.migration_id in held_tags][:req.count]
         chosen = list(mine)
@@ -771,7 +774,7 @@ def _pick_mdevs(records: dict[str, DeviceRecord], instance_uuid: str,
     mdev_type = ty.cast(str, req.mdev_type)
     chosen = [a for a, r in sorted(records.items())
               if r.instance_uuid == instance_uuid and
-              r.state in (CLAIMED, ATTACHED) and
+              r.state in ACTIVE and
               r.requester_id == req.requester_id and
               r.migration_id in held_tags][:req.count]
     for parent in req.candidates:

@@ -368,7 +368,7 @@ def gather_facts(host, nodename: str, managed: dict,
 
     from nova_acc import binding
     from nova_acc import hostdev
-    from nova_acc import inventory
+    from nova_acc import pools
 
     guests, unreadable = read_guests(host, hostdev.guest_devices)
     wanted = interesting_servers(records, guests)
@@ -397,12 +397,12 @@ def gather_facts(host, nodename: str, managed: dict,
                 continue
             here = [b for b in binding.load(inst) if b.nodename == nodename]
             bound[inst.uuid] = {b.address for b in here if b.address}
-            pools: dict[str, dict[str, int]] = {}
+            groups_by_pool: dict[str, dict[str, int]] = {}
             for b in here:
                 if b.is_pool:
-                    pools.setdefault(b.rp_uuid, {})[b.requester_id] = \
-                        b.amount
-            bound_pools[inst.uuid] = pools
+                    groups_by_pool.setdefault(b.rp_uuid, {})[
+                        b.requester_id] = b.amount
+            bound_pools[inst.uuid] = groups_by_pool
     for rec in records.values():
         if rec.migration_id is not None and \
                 rec.migration_id not in migrations:
@@ -410,8 +410,8 @@ def gather_facts(host, nodename: str, managed: dict,
                 nova_context.get_admin_context(), rec.migration_id)
     return HostFacts(managed=managed, guests=guests, bound=bound,
                      bound_pools=bound_pools,
-                     pool_of=inventory.pool_of_address(nodename,
-                                                       managed.values()),
+                     pool_of=pools.pool_of_address(nodename,
+                                                   managed.values()),
                      nodename=nodename, moves=moves,
                      migrations=migrations, unreadable=unreadable)
 

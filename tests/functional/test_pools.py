@@ -28,8 +28,8 @@ from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 
 from nova_acc import binding
-from nova_acc import inventory
 from nova_acc import ledger
+from nova_acc import pools
 from tests.functional import base
 
 
@@ -336,10 +336,10 @@ class ReshapeFromPerDeviceProvidersTest(PoolTestMixin,
         root = self.compute_rp_uuids[hostname]
         legacy = {}
         for address in self.host_devices[hostname]:
-            uuid = inventory.legacy_provider_uuid(hostname, address)
+            uuid = pools.legacy_provider_uuid(hostname, address)
             legacy[address] = uuid
             self.placement.post('/resource_providers', {
-                'uuid': uuid, 'name': inventory.legacy_provider_name(
+                'uuid': uuid, 'name': pools.legacy_provider_name(
                     hostname, address),
                 'parent_provider_uuid': root}, version='1.20')
             self.placement.put('/resource_providers/%s/inventories' % uuid,

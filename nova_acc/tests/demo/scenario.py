@@ -516,7 +516,7 @@ class _Run:
         name = entry.name
         held = {a: r for a, r in self.case.ledger(node).items()
                 if r.instance_uuid == server['id'] and
-                r.state in (ledger.CLAIMED, ledger.ATTACHED)}
+                r.state in ledger.ACTIVE}
         in_domain = sorted(d.address for d in entry.devices)
         if sorted(held) != in_domain:
             self.problem('the ledger of %s gives %s device(s) %s; its domain '

@@ -21,8 +21,8 @@ from oslotest import base
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
-from nova_acc import inventory
 from nova_acc import matching
+from nova_acc import pools
 from nova_acc import request_groups
 from tests.unit.nova_acc import test_matching
 
@@ -70,13 +70,11 @@ class BindingStoreTest(base.BaseTestCase):
 
 
 def pool_rp(node, traits=()):
-    return inventory.pool_uuid(node, inventory.PoolKey('FPGA',
-                                                       tuple(traits)))
+    return pools.pool_uuid(node, pools.PoolKey('FPGA', tuple(traits)))
 
 
 def pool_name(node, traits=()):
-    return inventory.pool_name(node, inventory.PoolKey('FPGA',
-                                                       tuple(traits)))
+    return pools.pool_name(node, pools.PoolKey('FPGA', tuple(traits)))
 
 
 class ForMoveTest(base.BaseTestCase):
@@ -298,7 +296,7 @@ class ComputeBindingsTest(base.BaseTestCase):
         self.assertIn('0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77', str(e))
 
     def test_refuses_a_per_device_provider_of_before_pools(self):
-        rp = inventory.legacy_provider_uuid('n1', '0000:81:00.0')
+        rp = pools.legacy_provider_uuid('n1', '0000:81:00.0')
         e = self.assertRaises(
             exception.PrebindFailed, binding.compute_bindings,
             self.placement('n1_0000:81:00.0'), mock.Mock(),

@@ -20,6 +20,7 @@ from oslotest import base
 from nova_acc import conf
 from nova_acc import inventory
 from nova_acc import ledger
+from nova_acc import pools
 
 NODE = 'compute1'
 TRAIT = 'CUSTOM_NOVA_ACC'
@@ -44,7 +45,7 @@ def vf(address, parent):
 
 
 def pool_of(dev):
-    return inventory.pool_uuid(NODE, inventory.PoolKey.of(dev))
+    return pools.pool_uuid(NODE, pools.PoolKey.of(dev))
 
 
 def held(address, pool, state=ledger.ATTACHED, server='server'):
@@ -92,7 +93,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         data = self.tree.data(uuid)
         self.assertEqual('root-uuid', data.parent_uuid)
         self.assertTrue(data.name.startswith('compute1_FPGA_'))
-        self.assertTrue(inventory.is_pool_provider(NODE, data.name, uuid))
+        self.assertTrue(pools.is_pool_provider(NODE, data.name, uuid))
         self.assertEqual({'total': 3, 'reserved': 0, 'min_unit': 1,
                           'max_unit': 3, 'step_size': 1,
                           'allocation_ratio': 1.0}, data.inventory['FPGA'])
@@ -101,20 +102,6 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         self.assertEqual({'OWNER_NOVA', TRAIT},
                          self.tree.data(pool_of(plain)).traits)
         self.assertIn(TRAIT, self.tree.data(NODE).traits)
-
-    def test_pool_names_and_uuids_are_stable_and_per_node(self):
-        key = inventory.PoolKey.of(fpga('0000:81:00.0', ['CUSTOM_GZIP']))
-        self.assertEqual(inventory.pool_uuid(NODE, key),
-                         inventory.pool_uuid(NODE, inventory.PoolKey.of(
-                             fpga('0000:82:00.0', ['CUSTOM_GZIP']))))
-        self.assertNotEqual(inventory.pool_uuid(NODE, key),
-                            inventory.pool_uuid('compute2', key))
-        # A look-alike provider (UUID not derived from the name) is not one.
-        self.assertFalse(inventory.is_pool_provider(
-            NODE, inventory.pool_name(NODE, key), 'some-other-uuid'))
-        self.assertFalse(inventory.is_pool_provider(
-            'compute2', inventory.pool_name(NODE, key),
-            inventory.pool_uuid(NODE, key)))
 
     def test_same_devices_again_change_nothing(self):
         devs = [fpga('0000:81:00.0'), fpga('0000:81:01.0')]
@@ -257,8 +244,8 @@ class ReshapeTest(base.BaseTestCase):
         self.devs = [fpga('0000:81:0%d.0' % i) for i in range(3)]
         self.legacy = {}
         for dev in self.devs:
-            uuid = inventory.legacy_provider_uuid(NODE, dev.address)
-            self.tree.new_child(inventory.legacy_provider_name(
+            uuid = pools.legacy_provider_uuid(NODE, dev.address)
+            self.tree.new_child(pools.legacy_provider_name(
                 NODE, dev.address), NODE, uuid=uuid)
             self.tree.update_inventory(uuid, inventory._inventory(
                 'FPGA', 1, 0))

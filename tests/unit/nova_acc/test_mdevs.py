@@ -12,11 +12,9 @@
 """Mediated devices in the ledger, the inventory and the release."""
 
 import dataclasses
-import hashlib
 import itertools
 
 import os_acc
-from oslo_serialization import jsonutils
 from oslotest import base
 
 from nova_acc import exception
@@ -56,28 +54,6 @@ def host_mdev(uuid, gpu=GPU1, mdev_type='nvidia-11'):
 def uuids():
     counter = itertools.count(1)
     return lambda: '00000000-0000-4000-8000-%012d' % next(counter)
-
-
-class PoolKeyTest(base.BaseTestCase):
-
-    def test_whole_device_pools_keep_their_names(self):
-        # The digest of pools before mdev types existed: the upgrade must
-        # not rename (and so re-create) every pool provider.
-        key = inventory.PoolKey('FPGA', ('CUSTOM_GZIP',), None, None)
-        old = hashlib.sha256(jsonutils.dumps(
-            ['FPGA', ['CUSTOM_GZIP'], None, None],
-            sort_keys=True).encode()).hexdigest()[:10]
-        self.assertEqual(old, key.digest())
-
-    def test_mdev_pools_by_type(self):
-        a = inventory.PoolKey.of(parent(GPU1))
-        b = inventory.PoolKey.of(parent(GPU2))
-        c = inventory.PoolKey.of(parent(GPU1, 'nvidia-12'))
-        self.assertEqual(a, b)  # the parents of one type are one pool
-        self.assertNotEqual(a.digest(), c.digest())
-        self.assertEqual('VGPU_nvidia-11', a.label())
-        whole = dataclasses.replace(parent(GPU1), mdev_type=None)
-        self.assertNotEqual(a, inventory.PoolKey.of(whole))
 
 
 class LedgerClaimMdevTest(base.BaseTestCase):
