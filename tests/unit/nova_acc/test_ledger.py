@@ -288,14 +288,22 @@ class LedgerStorageTest(base.BaseTestCase):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             try:
-                with lockutils.lock(self.book.lock_name, external=True,
-                                    lock_path=self.dir):
+                os.close(locked_r)
+                os.close(release_w)
+                with lockutils.lock('nova-acc-ledger-' + NODE,
+                                    external=True, lock_path=self.dir):
                     os.write(locked_w, b'x')
                     os.read(release_r, 1)
+            except BaseException as e:
+                os.write(locked_w, repr(e).encode())
             finally:
                 os._exit(0)
+        os.close(locked_w)
+        os.close(release_r)
         self.addCleanup(os.waitpid, pid, 0)
-        self.assertEqual(b'x', os.read(locked_r, 1))
+        self.addCleanup(os.close, release_w)
+        self.assertEqual(b'x', os.read(locked_r, 200))
+        os.close(locked_r)
         entered = threading.Event()
 
         def claim():
