@@ -65,10 +65,13 @@ def reset(record: ledger.DeviceRecord, sysfs_root: str,
     """Reset a device: (True, '') or (False, why it was not reset).
 
     :param resetter: how to reset; nova-compute passes its privsep
-        entrypoint (``nova_acc.privsep.reset_device``), the operator command
-        (run as root) resets in its own process. Its verdicts on the device
-        are os_acc exceptions (``ResetFailed``, ``DeviceNotFound``...);
-        anything else means the reset was not attempted.
+        entrypoint (``nova_acc.privsep.reset_for_release``, which leaves
+        the sysfs root to the daemon's own configuration); the operator
+        command goes through the same daemon, or resets in its own
+        process with the same checks (``nova_acc.cmd.manage``). Its
+        verdicts on the device are os_acc exceptions (``ResetFailed``,
+        ``DeviceNotFound``, ``DeviceNotManaged``...); anything else means
+        the reset was not attempted.
     :raises ResetNotAttempted: see there.
     """
     try:
