@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from xml.etree import ElementTree
 
 from nova import context as nova_context
 from nova import exception as nova_exc
@@ -60,38 +59,6 @@ from nova_acc import release
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
-
-
-def pci_addresses(domain_xml: str) -> set[str]:
-    """PCI addresses (``0000:81:00.0``) of the PCI hostdevs of a domain.
-
-    A hostdev whose address does not parse is left out alone (and logged):
-    it cannot be a device nova-acc manages, whose addresses are valid, and
-    it must not hide the guest's other hostdevs.
-    """
-    addresses = set()
-    for addr in ElementTree.fromstring(domain_xml).findall(
-            "./devices/hostdev[@type='pci']/source/address"):
-        try:
-            addresses.add(str(os_acc.PciAddress.from_libvirt_attrs(
-                addr.attrib)))
-        except (acc_exc.InvalidDeviceAddress, ValueError) as e:
-            LOG.warning('Ignoring a PCI hostdev with a malformed address '
-                        '%s in a guest: %s', dict(addr.attrib), e)
-    return addresses
-
-
-def mdev_uuids(domain_xml: str) -> set[str]:
-    """UUIDs (lowercase) of the mdev hostdevs of a domain."""
-    return {addr.get('uuid', '').lower()
-            for addr in ElementTree.fromstring(domain_xml).findall(
-                "./devices/hostdev[@type='mdev']/source/address")}
-
-
-def guest_devices(domain_xml: str) -> set[str]:
-    """What the ledger knows a domain's devices by: PCI addresses and mdev
-    UUIDs."""
-    return pci_addresses(domain_xml) | mdev_uuids(domain_xml)
 
 
 class HostDevices:

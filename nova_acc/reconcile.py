@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
+import os_acc
 from oslo_log import log as logging
 
 from nova_acc import ledger
@@ -367,10 +368,9 @@ def gather_facts(host, nodename: str, managed: dict,
     from nova import objects
 
     from nova_acc import binding
-    from nova_acc import hostdev
     from nova_acc import pools
 
-    guests, unreadable = read_guests(host, hostdev.guest_devices)
+    guests, unreadable = read_guests(host, os_acc.guest_devices)
     wanted = interesting_servers(records, guests)
     bound: dict[str, set[str]] = {}
     bound_pools: dict[str, dict[str, dict[str, int]]] = {}

@@ -14,8 +14,10 @@
 In the manner of os-vif, a small API over plugins: parse what a user asks
 for (:func:`parse_device_context`), find what the host has (from sysfs with
 :func:`discover`, from libvirt node devices with
-:func:`discover_from_nodedevs`), and attach or detach it (:func:`attach`,
-:func:`detach`) through the plugin of its interface type.
+:func:`discover_from_nodedevs`), attach or detach it (:func:`attach`,
+:func:`detach`; :func:`get_config` for a guest being defined) through the
+plugin of its interface type, and read back which devices a guest's
+hostdevs hold (:func:`guest_devices`).
 
 Everything a caller needs is importable from here and listed in
 ``__all__``; ``os_acc.internal`` is not an API. Importing os_acc imports no
@@ -33,6 +35,7 @@ from stevedore import extension
 
 from os_acc import exception
 from os_acc.internal import device_spec as _device_spec
+from os_acc.internal import hostdev as _hostdev
 from os_acc.internal import nodedev as _nodedev
 from os_acc.internal.pci import PciAddress
 from os_acc.internal import reset as _reset
@@ -66,6 +69,8 @@ __all__ = [
     'discover',
     'discover_from_nodedevs',
     'get_config',
+    'guest_devices',
+    'guest_pci_addresses',
     'initialize',
     'is_valid_mdev_type',
     'mdevs_from_nodedevs',
@@ -271,6 +276,30 @@ def mdevs_from_nodedevs(nodedev_xmls: ty.Iterable[str]
     logged as a warning and skipped.
     """
     return _nodedev.read_mdevs(nodedev_xmls)
+
+
+def guest_devices(domain_xml: str) -> set[str]:
+    """The devices in a guest's hostdevs: what the plugins attached.
+
+    PCI addresses as :class:`PciAddress` writes them (``0000:81:00.0``) and
+    mdev UUIDs in lowercase, from the ``<hostdev type='pci'>`` and
+    ``<hostdev type='mdev'>`` elements of ``<devices>``. A PCI hostdev
+    whose address does not parse is logged as a warning and left out
+    alone: os_acc writes none such, and it must not hide the others.
+
+    :param domain_xml: a libvirt domain's XML (``virDomain.XMLDesc()``).
+    :raises xml.etree.ElementTree.ParseError: XML that does not parse.
+    """
+    return _hostdev.guest_devices(domain_xml)
+
+
+def guest_pci_addresses(domain_xml: str) -> list[str]:
+    """The PCI addresses of a guest's PCI hostdevs, as in
+    :func:`guest_devices`, one per hostdev in the order of the XML.
+
+    :raises xml.etree.ElementTree.ParseError: XML that does not parse.
+    """
+    return _hostdev.guest_pci_addresses(domain_xml)
 
 
 def reset_device(address: str, sysfs_root: str = '/sys',

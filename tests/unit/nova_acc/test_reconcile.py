@@ -388,7 +388,6 @@ class ReadGuestsTest(base.BaseTestCase):
         self.fakelibvirt = fakelibvirt
 
     def test_gone_unreadable_and_malformed(self):
-        from nova_acc import hostdev
         hostdev_xml = ("<hostdev mode='subsystem' type='pci'><source>"
                        "<address domain='0x0000' bus='0x%s' slot='0x00' "
                        "function='0x0'/></source></hostdev>")
@@ -404,7 +403,7 @@ class ReadGuestsTest(base.BaseTestCase):
                           self.Guest(GUEST, error=timeout),
                           self.Guest(B, xml='<domain><devices>')])
         guests, unreadable = reconcile.read_guests(host,
-                                                   hostdev.guest_devices)
+                                                   os_acc.guest_devices)
         # The malformed address hides only its own hostdev.
         self.assertEqual({SERVER: {A}}, guests)
         self.assertEqual({GUEST, B}, set(unreadable))
