@@ -56,7 +56,9 @@ from __future__ import annotations
 
 import contextlib
 
+from nova.compute import resource_tracker
 from nova import exception as nova_exc
+from nova import utils
 from oslo_log import log as logging
 from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt import driver as libvirt_driver
@@ -239,12 +241,20 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         """Report the device pools to placement now, not at the next update.
 
         As the resource tracker does on every update, through the compute
-        service's own report client (its provider tree cache); only what
-        changed is sent, in practice the ``reserved`` of the pools whose
-        devices a release just freed. A failure (a conflict with the
-        resource tracker's own update, placement down) is logged: the next
-        periodic update reports the same.
+        service's own report client (its provider tree cache) and under the
+        resource tracker's own lock, which guards that cache: the tracker
+        may be updating the same tree in another thread (a build, the
+        periodic). Only what changed is sent, in practice the ``reserved``
+        of the pools whose devices a release just freed. A failure
+        (placement down) is logged: the next periodic update reports the
+        same. ``destroy`` is never called with that lock held.
         """
+        report = utils.synchronized(
+            resource_tracker.COMPUTE_RESOURCE_SEMAPHORE, fair=True)(
+                self._report_device_pools_locked)
+        report(context)
+
+    def _report_device_pools_locked(self, context) -> None:
         nodename = self.acc_devices.nodename
         client = self.virtapi.reportclient
         try:

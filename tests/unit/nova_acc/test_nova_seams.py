@@ -272,6 +272,27 @@ class NovaSeamTest(base.BaseTestCase):
         self.assertIn('prov_tree, nodename, allocations=allocs)', update)
         self.assertIn('allocations=allocs if driver_reshaped', update)
 
+    def test_report_after_release_seam(self):
+        # After a guest teardown frees devices, the driver reports the
+        # pools as the resource tracker does (_update_to_placement: the
+        # compute's report client, a subtree copy, update_from_provider_
+        # tree), under the tracker's lock that guards the client's cache.
+        from nova.compute import resource_tracker
+        self.assertEqual('compute_resources',
+                         resource_tracker.COMPUTE_RESOURCE_SEMAPHORE)
+        update = inspect.getsource(resource_tracker.ResourceTracker
+                                   ._update_available_resource)
+        self.assertIn('@utils.synchronized(COMPUTE_RESOURCE_SEMAPHORE, '
+                      'fair=True)', update)
+        to_placement = inspect.getsource(
+            resource_tracker.ResourceTracker._update_to_placement)
+        self.assertIn('get_provider_subtree_and_ensure_root(', to_placement)
+        self.assertIn('update_from_provider_tree(', to_placement)
+        self.assertEqual(['compute'], params(
+            compute_manager.ComputeVirtAPI.__init__)[1:])
+        self.assertIn('self.reportclient = compute.reportclient',
+                      inspect.getsource(compute_manager.ComputeVirtAPI))
+
     def test_move_seams(self):
         # Resize and cold migration: the destination binds and claims in
         # finish_migration (Nova moved the server's node there before, and
