@@ -11,7 +11,12 @@
 #    under the License.
 """The ``[nova_acc]`` options of nova.conf."""
 
+import typing as ty
+
 from oslo_config import cfg
+from oslo_serialization import jsonutils
+
+from nova_acc import exception
 
 GROUP = cfg.OptGroup(
     'nova_acc',
@@ -170,6 +175,31 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(OPTS + TEST_OPTS, group=GROUP)
     conf.register_group(CYBORG_GROUP)
     conf.register_opts(CYBORG_OPTS, group=CYBORG_GROUP)
+
+
+def device_specs() -> list[dict[str, ty.Any]]:
+    """The ``[nova_acc] device_spec`` entries, one dict per option line.
+
+    Read by nova-compute (discovery) and by the privsep daemon (which
+    devices it may reset), each from its own configuration. Only the JSON
+    is checked here; the entries themselves are validated by os_acc when
+    devices are selected (``InvalidDeviceSpec``).
+
+    :raises InvalidDeviceSpecConfig: naming the line that is not a JSON
+        object.
+    """
+    specs = []
+    for line in CONF.nova_acc.device_spec:
+        try:
+            spec = jsonutils.loads(line)
+        except ValueError as e:
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r is not valid JSON: %s' % (line, e))
+        if not isinstance(spec, dict):
+            raise exception.InvalidDeviceSpecConfig(
+                '[nova_acc] device_spec %r must be a JSON object' % line)
+        specs.append(spec)
+    return specs
 
 
 def list_opts():

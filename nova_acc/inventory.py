@@ -69,10 +69,8 @@ from nova.virt.libvirt import host as libvirt_host
 import os_acc
 import os_traits
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 
 from nova_acc import conf
-from nova_acc import exception
 from nova_acc import ledger
 from nova_acc import pools
 
@@ -453,29 +451,6 @@ def _fold_legacy_providers(provider_tree, nodename: str,
 # ---- which devices the host has -------------------------------------------
 
 
-def configured_device_specs() -> list[dict[str, ty.Any]]:
-    """The ``[nova_acc] device_spec`` entries, one dict per option line.
-
-    Only the JSON is checked here; the entries themselves are validated by
-    os_acc when devices are discovered (``InvalidDeviceSpec``).
-
-    :raises InvalidDeviceSpecConfig: naming the line that is not a JSON
-        object.
-    """
-    specs = []
-    for line in CONF.nova_acc.device_spec:
-        try:
-            spec = jsonutils.loads(line)
-        except ValueError as e:
-            raise exception.InvalidDeviceSpecConfig(
-                '[nova_acc] device_spec %r is not valid JSON: %s' % (line, e))
-        if not isinstance(spec, dict):
-            raise exception.InvalidDeviceSpecConfig(
-                '[nova_acc] device_spec %r must be a JSON object' % line)
-        specs.append(spec)
-    return specs
-
-
 def _nodedev_xmls(host: libvirt_host.Host) -> ty.Iterator[str]:
     """The XML of each PCI node device libvirt knows of, listed lazily."""
     # Nova's Host imports libvirt lazily; the module is set by now.
@@ -499,7 +474,7 @@ def discover(host: libvirt_host.Host,
     mdev type come once more per type, with ``mdev_type`` set.
 
     :param host: the libvirt driver's ``nova.virt.libvirt.host.Host``.
-    :param device_specs: as :func:`configured_device_specs` returns them.
+    :param device_specs: as ``nova_acc.conf.device_specs`` returns them.
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
     """
     return os_acc.discover_from_nodedevs(_nodedev_xmls(host), device_specs)

@@ -30,12 +30,10 @@ else.
 
 from oslo_privsep import capabilities
 from oslo_privsep import priv_context
-from oslo_serialization import jsonutils
 
 import os_acc
 
 from nova_acc import conf
-from nova_acc import exception
 
 CONF = conf.CONF
 
@@ -46,29 +44,6 @@ sys_admin_pctxt = priv_context.PrivContext(
     # Writing a root-owned sysfs attribute.
     capabilities=[capabilities.CAP_DAC_OVERRIDE],
 )
-
-
-def managed_device_specs() -> list[dict]:
-    """``[nova_acc] device_spec`` as this process's configuration says.
-
-    The same parsing as ``nova_acc.inventory.configured_device_specs``,
-    without the Nova modules inventory needs, which the daemon does not.
-
-    :raises InvalidDeviceSpecConfig: naming the line that is not a JSON
-        object.
-    """
-    specs = []
-    for line in CONF.nova_acc.device_spec:
-        try:
-            spec = jsonutils.loads(line)
-        except ValueError as e:
-            raise exception.InvalidDeviceSpecConfig(
-                '[nova_acc] device_spec %r is not valid JSON: %s' % (line, e))
-        if not isinstance(spec, dict):
-            raise exception.InvalidDeviceSpecConfig(
-                '[nova_acc] device_spec %r must be a JSON object' % line)
-        specs.append(spec)
-    return specs
 
 
 def reset_managed_device(address: str) -> bool:
@@ -83,7 +58,7 @@ def reset_managed_device(address: str) -> bool:
     :raises: the other errors of ``os_acc.reset_device``.
     """
     return os_acc.reset_device(address, sysfs_root=CONF.nova_acc.sysfs_root,
-                               device_specs=managed_device_specs())
+                               device_specs=conf.device_specs())
 
 
 @sys_admin_pctxt.entrypoint

@@ -87,7 +87,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only=read_only)
         self.acc_devices = hostdev.HostDevices(
-            self._host, inventory.configured_device_specs())
+            self._host, conf.device_specs())
         # Nodes whose provider tree this process has updated once.
         self._acc_nodes_reported: set[str] = set()
         os_acc.initialize()

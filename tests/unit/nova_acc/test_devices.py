@@ -86,16 +86,16 @@ class DeviceSpecConfigTest(base.BaseTestCase):
         self.conf.config(group='nova_acc', device_spec=[
             '{"vendor_id": "1172", "resource_class": "FPGA"}'])
         self.assertEqual([{'vendor_id': '1172', 'resource_class': 'FPGA'}],
-                         devices.configured_device_specs())
+                         conf.device_specs())
 
     def test_bad_json_names_the_line(self):
         self.conf.config(group='nova_acc', device_spec=['{vendor_id: 1}'])
         e = self.assertRaises(exception.InvalidDeviceSpecConfig,
-                              devices.configured_device_specs)
+                              conf.device_specs)
         self.assertIn("[nova_acc] device_spec '{vendor_id: 1}' is not valid "
                       "JSON", str(e))
 
     def test_not_an_object(self):
         self.conf.config(group='nova_acc', device_spec=['["a"]'])
         self.assertRaises(exception.InvalidDeviceSpecConfig,
-                          devices.configured_device_specs)
+                          conf.device_specs)
