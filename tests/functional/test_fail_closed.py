@@ -72,6 +72,14 @@ class FailClosedTestBase(base.DeviceContextTestBase):
         return self.api.get_services(host=hostname,
                                      binary='nova-compute')[0]['id']
 
+    def delete_while_the_compute_is_down(self, hostname, server):
+        """The API deletes the server; its guest stays on the host."""
+        self.computes[hostname].stop()
+        self.api.put_service_force_down(self.service_id(hostname), True)
+        self._delete_server(server)
+        self.api.put_service_force_down(self.service_id(hostname), False)
+        self.restart_compute_service(hostname)
+
 
 class UnreadableGuestTest(FailClosedTestBase):
     """Item 1: a guest that cannot be read might use any device."""
@@ -141,11 +149,7 @@ class UnreadableGuestTest(FailClosedTestBase):
     def test_orphaned_device_of_an_unreadable_guest(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot(CONTEXT)
-        self.computes['compute1'].stop()
-        self.api.put_service_force_down(self.service_id('compute1'), True)
-        self._delete_server(server)
-        self.api.put_service_force_down(self.service_id('compute1'), False)
-        self.restart_compute_service('compute1')
+        self.delete_while_the_compute_is_down('compute1', server)
         self.assert_out_of_service('compute1', fpga, 'orphaned',
                                    server['id'])
 
@@ -318,11 +322,7 @@ class ReportAfterReleaseTest(FailClosedTestBase):
     def test_reaped_guest_device_is_offered_without_a_periodic(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot(CONTEXT)
-        self.computes['compute1'].stop()
-        self.api.put_service_force_down(self.service_id('compute1'), True)
-        self._delete_server(server)
-        self.api.put_service_force_down(self.service_id('compute1'), False)
-        self.restart_compute_service('compute1')
+        self.delete_while_the_compute_is_down('compute1', server)
         self.assertEqual(1, self.reserved('compute1', fpga))
 
         # Nova reaps the guest; no periodic update runs after it.

@@ -42,7 +42,8 @@ def held(address, server, state=ledger.ATTACHED, pool='rp'):
     return rec
 
 
-class ReconcileTest(base.BaseTestCase):
+class ReconcileTestBase(base.BaseTestCase):
+    """Runs the reconcile on facts spelled out; records what it released."""
 
     def setUp(self):
         super().setUp()
@@ -53,12 +54,16 @@ class ReconcileTest(base.BaseTestCase):
         rec.free(reset=True)
 
     def run_reconcile(self, records, managed=(A,), guests=None, bound=None,
-                      bound_pools=None, **kw):
+                      bound_pools=None, unreadable=None, **kw):
         facts = reconcile.HostFacts(
             managed={a: device(a) for a in managed}, guests=guests or {},
             bound=bound or {}, bound_pools=bound_pools or {},
-            pool_of={a: POOL for a in managed})
+            pool_of={a: POOL for a in managed},
+            unreadable=unreadable or {})
         return reconcile.reconcile(records, facts, self.release, **kw)
+
+
+class ReconcileTest(ReconcileTestBase):
 
     # ---- servers bound to a pool: the ledger names their devices ----------
 
@@ -293,25 +298,8 @@ class ReconcileTest(base.BaseTestCase):
             records, {GUEST: {B}, OTHER: set()}))
 
 
-class FailClosedTest(base.BaseTestCase):
+class FailClosedTest(ReconcileTestBase):
     """While a guest cannot be read, nothing is released."""
-
-    def setUp(self):
-        super().setUp()
-        self.released = []
-
-    def release(self, records, rec, why):
-        self.released.append(rec.address)
-        rec.free(reset=True)
-
-    def run_reconcile(self, records, managed=(A,), guests=None, bound=None,
-                      bound_pools=None, unreadable=None, **kw):
-        facts = reconcile.HostFacts(
-            managed={a: device(a) for a in managed}, guests=guests or {},
-            bound=bound or {}, bound_pools=bound_pools or {},
-            pool_of={a: POOL for a in managed},
-            unreadable=unreadable or {})
-        return reconcile.reconcile(records, facts, self.release, **kw)
 
     def test_nothing_is_released_while_a_guest_cannot_be_read(self):
         cases = {
