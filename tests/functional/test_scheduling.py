@@ -132,7 +132,15 @@ class RescheduleTest(base.DeviceContextTestBase):
 
         server = self.boot('resources:FPGA=1', expected_state='ERROR')
 
-        self.assertIn('Exhausted all hosts', self.fault_message(server))
+        # Nova's "Exhausted all hosts", reworded to say which context the
+        # last host refused and why (issue 19 item 12); the foreign guest
+        # is not the user's to know.
+        message = self.fault_message(server)
+        self.assertIn('Exceeded maximum number of retries. No host is left '
+                      'to try', message)
+        self.assertIn("device context 'resources:FPGA=1' needs 1 device(s)",
+                      message)
+        self.assertNotIn('11111111-2222-3333-4444-555555555555', message)
         self.assertEqual({}, self._get_allocations_by_server_uuid(
             server['id']))
         for host, fpga in (('compute1', self.fpga1),
