@@ -199,11 +199,14 @@ stop_service() {
 }
 
 # wait_for NAME LOG SECONDS CMD...: waits until CMD succeeds; fails naming
-# the log when the time is up or the service's process died.
+# the log when the time is up or the service's process died. The time is
+# bash's SECONDS, not a count of tries: a check that itself takes seconds
+# (an openstack command) must not stretch the limit.
 wait_for() {
-    local name=$1 logfile=$2 timeout=$3 i
+    local name=$1 logfile=$2 timeout=$3 deadline
     shift 3
-    for ((i = 0; i < timeout * 2; i++)); do
+    deadline=$((SECONDS + timeout))
+    while :; do
         if "$@" >/dev/null 2>&1; then
             return 0
         fi
@@ -211,6 +214,7 @@ wait_for() {
             tail -n 20 "$logfile" >&2 || true
             die "$name exited during start-up; see $logfile"
         fi
+        ((SECONDS < deadline)) || break
         sleep 0.5
     done
     tail -n 20 "$logfile" >&2 || true
