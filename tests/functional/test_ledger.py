@@ -425,17 +425,8 @@ class ConcurrentReleaseTest(LedgerTestMixin, base.DeviceContextTestBase):
 
     def test_delete_while_spawning(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
-        spawning, go_on = threading.Event(), threading.Event()
         real = libvirt_driver.LibvirtDriver._create_guest_with_network
-
-        def slow(drv, *args, **kwargs):
-            spawning.set()
-            go_on.wait(30)
-            return real(drv, *args, **kwargs)
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver.'
-            '_create_guest_with_network', slow))
+        spawning, go_on = self.hold_spawns()
         server = self.boot(CONTEXT, wait=False)
         self.assertTrue(spawning.wait(30))
         self.assertEqual(('claimed', server['id']),

@@ -23,10 +23,8 @@ do, exactly once.
 import builtins
 import errno
 import os
-import threading
 
 import fixtures
-from nova.virt.libvirt import driver as libvirt_driver
 
 from tests.functional import base
 from tests.functional import test_ledger
@@ -195,17 +193,7 @@ class BuildInFlightMixin(test_ledger.LedgerTestMixin):
         fault = self.useFixture(LedgerReadFault(NODE + '.json', self.ERROR))
         ledger_file = os.path.join(self.ledger_dir, NODE + '.json')
         self.start_fpga_host(NODE, num_fpgas=2)
-        spawning, go_on = threading.Event(), threading.Event()
-        real = libvirt_driver.LibvirtDriver._create_guest_with_network
-
-        def slow(drv, *args, **kwargs):
-            spawning.set()
-            go_on.wait(30)
-            return real(drv, *args, **kwargs)
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver.'
-            '_create_guest_with_network', slow))
+        spawning, go_on = self.hold_spawns()
         server = self.boot(CONTEXT, wait=False)
         self.assertTrue(spawning.wait(30))
         claimed = self.held_devices(NODE, server)
