@@ -26,9 +26,9 @@ Ratios against a baseline measured in the same run (see README.md):
   the host without devices: the first report and unchanged periodic runs
   (which must write nothing to placement), with and without a server
   holding 4 VFs.
-* ``pure_cpu``: ``nova_acc.inventory.update_provider_tree`` alone on Nova's
-  ``ProviderTree`` with ``os_acc.Device`` objects, no cloud: PF + 2048 VFs +
-  8 GPUs / 8 GPUs, and PF + 2048 VFs / PF + 256 VFs (8x the devices).
+* ``pure_cpu``: ``nova_acc.compute.inventory.update_provider_tree`` alone on
+Nova's   ``ProviderTree`` with ``os_acc.Device`` objects, no cloud: PF + 2048
+VFs +   8 GPUs / 8 GPUs, and PF + 2048 VFs / PF + 256 VFs (8x the devices).
 
 Run: ``.venv/bin/python benchmarks/bench_inventory.py [--json]``.
 """
@@ -51,8 +51,8 @@ from nova import context as nova_context  # noqa: E402
 import os_acc  # noqa: E402
 from oslo_serialization import jsonutils  # noqa: E402
 
-from nova_acc import inventory  # noqa: E402
-from nova_acc import ledger  # noqa: E402
+from nova_acc.compute import inventory  # noqa: E402
+from nova_acc.compute import ledger  # noqa: E402
 from nova_acc import pools  # noqa: E402
 
 

@@ -12,13 +12,14 @@
 """Step 2 of the flow, allocation: nova-acc's part of claiming devices.
 
 Placement picks a host and a device pool per group and Nova's scheduler
-claims them. Because a pool counts its devices (``nova_acc.inventory``), a
-second server claiming the same pool - in the same multi-create or in a
-concurrent request - gets one of the devices left instead of losing a race
-for one device: Nova 34 claims only the *first* allocation candidate of a
-host (see the TODOs in ``SchedulerManager._schedule``), which with one
-provider per device failed claims while devices were free. This module
-decides, for requests with device contexts only:
+claims them. Because a pool counts its devices
+(``nova_acc.compute.inventory``), a second server claiming the same pool - in
+the same multi-create or in a concurrent request - gets one of the devices left
+instead of losing a race for one device: Nova 34 claims only the *first*
+allocation candidate of a host (see the TODOs in
+``SchedulerManager._schedule``), which with one provider per device failed
+claims while devices were free. This module decides, for requests with device
+contexts only:
 
 * ``should_retry``: placement is asked again, with fresh candidates, when
   every claim failed, in case a concurrent request took the last devices

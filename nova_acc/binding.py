@@ -18,8 +18,8 @@ chose for each of them (Nova's ``fill_provider_mapping``), so binding means
 checking that provider is a device pool of the chosen node and recording
 it, with how many devices the group takes from it, with the instance. The
 concrete devices are picked by the host when it claims them, under its
-ledger lock (``nova_acc.hostdev``): a conductor cannot know which devices
-of a pool are free on the host at that moment, and several conductors
+ledger lock (``nova_acc.compute.hostdev``): a conductor cannot know which
+devices of a pool are free on the host at that moment, and several conductors
 could pick the same one. For ID-based contexts the backend (Cyborg) binds
 them here too, and its attach handle names the device.
 
@@ -27,7 +27,7 @@ Where bindings live: the instance's system metadata in the cell database.
 The conductor writes them; the compute reads them on build and on every
 guest definition, and its reconcile reads them to tell which servers still
 hold which devices (who holds a device *now* is the device ledger's fact,
-``nova_acc.ledger``). System metadata travels with the Instance object,
+``nova_acc.compute.ledger``). System metadata travels with the Instance object,
 needs no schema of our own, and is soft-deleted with the server. One key
 per group keeps each value far below the 255-character column.
 

@@ -16,9 +16,9 @@ What each operation does (the support matrix of the user guide):
 * resize and cold migration, to another host or the same one: the
   scheduler asks placement for the server's groups again; the destination
   binds them to the pools of the new allocation and picks their devices
-  (``nova_acc.hostdev.HostDevices.claim_for_move``); the source keeps its
-  devices until the move is confirmed, and a revert gives them back and
-  releases the destination's (``nova_acc.reconcile``);
+  (``nova_acc.compute.hostdev.HostDevices.claim_for_move``); the source keeps
+  its devices until the move is confirmed, and a revert gives them back and
+  releases the destination's (``nova_acc.compute.reconcile``);
 * evacuate: Nova's conductor binds nothing for such servers; the new
   host binds the groups to its pools in the evacuation's allocation when
   Nova rebuilds the server there through the driver's ``spawn``

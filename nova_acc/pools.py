@@ -13,7 +13,7 @@
 
 Interchangeable devices - the same resource class and traits, and for VFs
 the same PF (``PoolKey``) - form one *pool*, reported to placement as one
-child provider of the compute node (``nova_acc.inventory``). A pool's
+child provider of the compute node (``nova_acc.compute.inventory``). A pool's
 provider is named ``<nodename>_<label>_<digest>`` (``pool_name``; the label
 is the resource class, prefixed by the PF's address for VFs and followed by
 ``numaN`` when ``[nova_acc] pool_by_numa`` is set; the digest is of the

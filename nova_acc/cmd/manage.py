@@ -11,8 +11,8 @@
 #    under the License.
 """nova-acc-manage: the operator's view of a compute host's device ledger.
 
-The device ledger (``nova_acc.ledger``) is kept on the compute host's own
-disk so that it needs no service to be up; this command reads and changes
+The device ledger (``nova_acc.compute.ledger``) is kept on the compute host's
+own disk so that it needs no service to be up; this command reads and changes
 it in place, on the host, like ``nova-manage`` does for the databases:
 
 ``nova-acc-manage devices list``
@@ -36,7 +36,7 @@ ledger directory (its uid, gid and groups) for everything else, so that no
 file that user can put in the directory makes root act on another file.
 Only a device reset needs root: ``clear-dirty`` forks nova-acc's privsep
 daemon first (root with CAP_DAC_OVERRIDE alone), which resets the device
-after the same checks it makes for nova-compute (``nova_acc.privsep``).
+after the same checks it makes for nova-compute (``nova_acc.compute.privsep``).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ import nova.conf
 
 import nova_acc.conf  # noqa: F401 - registers [nova_acc]
 from nova_acc import exception
-from nova_acc import ledger
-from nova_acc import privsep
-from nova_acc import release
+from nova_acc.compute import ledger
+from nova_acc.compute import privsep
+from nova_acc.compute import release
 
 CONF = nova.conf.CONF
 

@@ -13,14 +13,14 @@
 
 Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
 ``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). Each
-override is a few lines calling ``nova_acc.hostdev.HostDevices``:
+override is a few lines calling ``nova_acc.compute.hostdev.HostDevices``:
 
 * ``init_host``: refuse devices that ``[pci] device_spec`` also selects
   (and mdev types with Nova's own ``[devices] enabled_mdev_types``);
   recreate the mdevs servers hold that a host reboot lost;
 * ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
   resource update): the device pools as child providers
-  (``nova_acc.inventory``), the devices the ledger keeps out of service
+  (``nova_acc.compute.inventory``), the devices the ledger keeps out of service
   reserved; per-device providers of before pools are reshaped into pools;
 * ``spawn`` (step 4): wait for the backend, check the bindings, pick and
   claim the devices in the ledger; a pool without enough free devices
@@ -67,8 +67,8 @@ import os_acc
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
-from nova_acc import hostdev
-from nova_acc import inventory
+from nova_acc.compute import hostdev
+from nova_acc.compute import inventory
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)

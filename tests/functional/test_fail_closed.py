@@ -28,8 +28,8 @@ from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_privsep import daemon as privsep_daemon
 
-from nova_acc import ledger
-from nova_acc import privsep
+from nova_acc.compute import ledger
+from nova_acc.compute import privsep
 from tests.functional import base
 
 # Nova's test fixtures replace it with one that refuses to start a helper;

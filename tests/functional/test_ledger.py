@@ -30,7 +30,7 @@ from oslo_utils import uuidutils
 
 from nova_acc.cmd import manage
 from nova_acc import binding
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from tests.functional import base
 
 CONTEXT = 'resources:FPGA=1'

@@ -27,7 +27,7 @@ from nova.tests.functional.api import client
 from nova.virt.libvirt import driver as libvirt_driver
 
 from nova_acc import binding
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from tests.functional import base
 
 CONTEXT = 'resources:FPGA=1'

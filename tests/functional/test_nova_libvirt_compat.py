@@ -40,8 +40,8 @@ from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import importutils
 
 from nova_acc.cmd import _service
-from nova_acc import ledger
-from nova_acc import privsep
+from nova_acc.compute import ledger
+from nova_acc.compute import privsep
 from nova_acc.tests.fixtures import cloud
 
 CONF = nova_conf.CONF

@@ -28,7 +28,7 @@ from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 
 from nova_acc import binding
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from nova_acc import pools
 from tests.functional import base
 

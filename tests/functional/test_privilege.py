@@ -33,8 +33,8 @@ from oslotest import base
 
 from nova_acc import conf as nova_acc_conf
 from nova_acc import exception
-from nova_acc import ledger
-from nova_acc import privsep
+from nova_acc.compute import ledger
+from nova_acc.compute import privsep
 from tests.unit.os_acc import fake_sysfs
 
 NOBODY = 65534

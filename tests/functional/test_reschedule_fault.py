@@ -24,7 +24,7 @@ import fixtures
 from nova import exception as nova_exc
 from nova.tests.fixtures import libvirt as fakelibvirt
 
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from tests.functional import base
 
 NOVA_ALONE = 'Exhausted all hosts available for retrying build failures'

@@ -27,7 +27,7 @@ from oslo_serialization import jsonutils
 
 from oslo_utils import uuidutils
 
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from nova_acc.tests.fixtures import mdev_host
 from tests.functional import base

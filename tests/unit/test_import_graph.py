@@ -137,22 +137,23 @@ class ImportGraphTest(base.BaseTestCase):
         source = (
             'import typing\n'
             'import os_acc\n'
-            'from nova_acc import ledger\n'
+            'from nova_acc.compute import ledger\n'
             'if typing.TYPE_CHECKING:\n'
             '    from nova_acc.seams import libvirt\n'
             'def gather():\n'
-            '    from nova_acc import hostdev as h\n'
+            '    from nova_acc.compute import hostdev as h\n'
             '    from . import release\n')
-        names = imported_names(ast.parse(source), 'nova_acc.reconcile')
-        for name in ('os_acc', 'nova_acc.ledger', 'nova_acc.seams.libvirt',
-                     'nova_acc.hostdev', 'nova_acc.release'):
+        names = imported_names(ast.parse(source), 'nova_acc.compute.reconcile')
+        for name in ('os_acc', 'nova_acc.compute.ledger',
+                     'nova_acc.seams.libvirt',
+                     'nova_acc.compute.hostdev', 'nova_acc.compute.release'):
             self.assertIn(name, names)
 
     def test_the_graph_has_both_packages(self):
         graph = import_graph()
         self.assertIn('os_acc.exception', graph['os_acc'])
         self.assertIn('nova_acc.tests.fixtures.cloud', graph)
-        self.assertNotIn('nova_acc', graph['nova_acc.reconcile'])
+        self.assertNotIn('nova_acc', graph['nova_acc.compute.reconcile'])
 
     def test_a_cycle_is_found(self):
         graph = {'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}

@@ -40,7 +40,7 @@ import os_acc
 import os_traits
 
 from nova_acc import conf
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from nova_acc.tests.demo import plan
 from nova_acc.tests.demo import report
 

@@ -47,14 +47,6 @@ CONTROL_PLANE = (
 COMPUTE_ONLY = (
     'nova.virt',
     'libvirt',
-    'nova_acc.inventory',
-    'nova_acc.ledger',
-    'nova_acc.hostdev',
-    'nova_acc.mdev',
-    'nova_acc.reconcile',
-    'nova_acc.release',
-    'nova_acc.privsep',
-    # The compute package the hostdev split grows into.
     'nova_acc.compute',
 )
 
@@ -158,15 +150,16 @@ class ControlPlaneImportsTest(base.BaseTestCase):
         found = imports_in(
             'import os\n'
             'def f():\n'
-            '    from nova_acc import ledger\n'
+            '    from nova_acc.compute import ledger\n'
             '    if True:\n'
             '        from nova.virt.libvirt import host\n'
             'class C:\n'
             '    def g(self):\n'
-            '        from .. import release\n', 'nova_acc.seams')
+            '        from . import release\n', 'nova_acc.compute')
         self.assertEqual(['nova.virt.libvirt', 'nova.virt.libvirt.host',
-                          'nova_acc.ledger', 'nova_acc.release'],
+                          'nova_acc.compute', 'nova_acc.compute.ledger',
+                          'nova_acc.compute.release'],
                          sorted(m for m in found
                                 if any(_is_compute_only(p)
                                        for p in _parents(m) + [m])))
-        self.assertFalse(_is_compute_only('nova_acc.ledgerless'))
+        self.assertFalse(_is_compute_only('nova_acc.computer'))

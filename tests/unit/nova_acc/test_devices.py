@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova_acc.inventory: [nova_acc] device_spec and libvirt's listing.
+"""nova_acc.compute.inventory: [nova_acc] device_spec and libvirt's listing.
 
 The node-device XML parsing is os_acc's: tests/unit/os_acc/test_nodedev.py.
 """
@@ -25,7 +25,7 @@ from os_acc import exception as acc_exc
 
 from nova_acc import conf
 from nova_acc import exception
-from nova_acc import inventory as devices
+from nova_acc.compute import inventory as devices
 from tests.unit.os_acc import test_nodedev
 
 
@@ -58,7 +58,7 @@ class DiscoverTest(base.BaseTestCase):
         ]
 
     def test_lists_pci_node_devices(self):
-        with self.assertLogs('nova_acc.inventory', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.compute.inventory', 'WARNING') as logs:
             found = devices.discover(self.host, [{'address': '*'}])
         self.host.list_all_devices.assert_called_once_with(
             libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)

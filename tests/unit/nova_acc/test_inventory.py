@@ -18,8 +18,8 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from nova_acc import conf
-from nova_acc import inventory
-from nova_acc import ledger
+from nova_acc.compute import inventory
+from nova_acc.compute import ledger
 from nova_acc import pools
 
 NODE = 'compute1'
@@ -128,7 +128,7 @@ class ProviderTreeUpdateTest(base.BaseTestCase):
         a = fpga('0000:81:00.0')
         self.update(a)
         self.allocated.add(pool_of(a))
-        with self.assertLogs('nova_acc.inventory', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.compute.inventory', 'WARNING') as logs:
             self.update()
         self.assertIn('keeping it fully reserved', logs.output[0])
         self.assertEqual((1, 1), self.inv(a))
@@ -297,7 +297,7 @@ class ReshapeTest(base.BaseTestCase):
         a = self.devs[0].address
         self.allocated.add(self.legacy[a])
         records = {a: held(a, self.legacy[a])}
-        with self.assertLogs('nova_acc.inventory', 'WARNING'):
+        with self.assertLogs('nova_acc.compute.inventory', 'WARNING'):
             self.assertEqual({}, inventory.update_provider_tree(
                 self.tree, NODE, self.devs, TRAIT,
                 has_allocations=self.allocated.__contains__,
@@ -310,7 +310,7 @@ class ReshapeTest(base.BaseTestCase):
     def test_allocated_provider_of_a_gone_device_is_kept_reserved(self):
         gone = self.devs.pop(0)
         self.allocated.add(self.legacy[gone.address])
-        with self.assertLogs('nova_acc.inventory', 'WARNING'):
+        with self.assertLogs('nova_acc.compute.inventory', 'WARNING'):
             self.update()
         self.assertEqual(1, self.tree.data(self.legacy[gone.address])
                          .inventory['FPGA']['reserved'])

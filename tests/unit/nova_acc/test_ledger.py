@@ -24,7 +24,7 @@ from oslo_concurrency import lockutils
 from oslotest import base
 
 from nova_acc import exception
-from nova_acc import ledger
+from nova_acc.compute import ledger
 
 NODE = 'compute1'
 A = '0000:81:00.0'

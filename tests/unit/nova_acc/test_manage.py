@@ -23,7 +23,7 @@ import fixtures
 from oslotest import base
 
 from nova_acc.cmd import manage
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from tests.unit.os_acc import fake_sysfs
 
 SERVER = '8c1e0b52-3f4a-4d47-9b1e-6a0c2f7d9e11'

@@ -18,9 +18,9 @@ import os_acc
 from oslotest import base
 
 from nova_acc import exception
-from nova_acc import inventory
-from nova_acc import ledger
-from nova_acc import release
+from nova_acc.compute import inventory
+from nova_acc.compute import ledger
+from nova_acc.compute import release
 
 GPU1 = '0000:81:00.0'
 GPU2 = '0000:81:01.0'

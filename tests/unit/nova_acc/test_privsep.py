@@ -25,9 +25,9 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from nova_acc import exception
-from nova_acc import ledger
-from nova_acc import privsep
-from nova_acc import release
+from nova_acc.compute import ledger
+from nova_acc.compute import privsep
+from nova_acc.compute import release
 from os_acc import exception as acc_exc
 from tests.unit.os_acc import fake_sysfs
 

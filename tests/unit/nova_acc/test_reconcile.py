@@ -15,8 +15,8 @@ import fixtures
 import os_acc
 from oslotest import base
 
-from nova_acc import ledger
-from nova_acc import reconcile
+from nova_acc.compute import ledger
+from nova_acc.compute import reconcile
 
 A = '0000:81:00.0'
 B = '0000:81:01.0'

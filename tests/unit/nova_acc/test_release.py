@@ -19,8 +19,8 @@ from oslo_privsep import comm as privsep_comm
 from oslo_privsep import daemon as privsep_daemon
 from oslotest import base
 
-from nova_acc import ledger
-from nova_acc import release
+from nova_acc.compute import ledger
+from nova_acc.compute import release
 
 A = '0000:81:00.0'
 SERVER = '11111111-1111-4111-8111-111111111111'

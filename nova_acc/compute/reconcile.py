@@ -35,8 +35,8 @@ failed, while after a confirmed move the server's older devices on the
 same host are. When a server stops
 holding a device (deleted, reclaimed, shelved offloaded, rescheduled,
 moved, deleted while this host was down) its device is released
-(``nova_acc.release``: reset, or dirty) - but only once no guest uses it:
-until then it is ``orphaned`` and reserved. A device in a guest that is not
+(``nova_acc.compute.release``: reset, or dirty) - but only once no guest uses
+it: until then it is ``orphaned`` and reserved. A device in a guest that is not
 its bound server is ``foreign`` and reserved. The reconcile is idempotent:
 a second run with the same facts changes nothing and writes nothing.
 
@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable
 import os_acc
 from oslo_log import log as logging
 
-from nova_acc import ledger
+from nova_acc.compute import ledger
 
 LOG = logging.getLogger(__name__)
 

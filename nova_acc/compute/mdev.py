@@ -11,15 +11,16 @@
 #    under the License.
 """The mediated devices (vGPUs) of a libvirt host: list, create, remove.
 
-nova-acc creates an mdev when a server claims one (``nova_acc.hostdev``,
-recorded in the device ledger first) and removes it when the server lets
-go (``nova_acc.release``); a removed mdev's capacity returns to its parent,
-and nothing of the previous tenant survives in a new mdev. Creation is the
-way Nova's libvirt driver does it (``LibvirtDriver._create_mdev``): a
-transient node device made persistent and set to autostart, so the host's
-mdevs come back after a reboot (and Nova's ``init_host`` starts any that
-did not); nova-acc also recreates, with the same UUID, every mdev the
-ledger gives a server that is missing when a guest is defined.
+nova-acc creates an mdev when a server claims one
+(``nova_acc.compute.hostdev``, recorded in the device ledger first) and removes
+it when the server lets go (``nova_acc.compute.release``); a removed mdev's
+capacity returns to its parent, and nothing of the previous tenant survives in
+a new mdev. Creation is the way Nova's libvirt driver does it
+(``LibvirtDriver._create_mdev``): a transient node device made persistent and
+set to autostart, so the host's mdevs come back after a reboot (and Nova's
+``init_host`` starts any that did not); nova-acc also recreates, with the same
+UUID, every mdev the ledger gives a server that is missing when a guest is
+defined.
 
 Only libvirt's node-device API is used: no sysfs writes, so no privileges
 beyond nova-compute's libvirt connection.

@@ -12,7 +12,7 @@
 """Release: reset a device nobody holds any more, or keep it out of service.
 
 Called with a ledger record whose holder is gone (the reconcile decides
-that, see ``nova_acc.reconcile``) and with the ledger locked. A device
+that, see ``nova_acc.compute.reconcile``) and with the ledger locked. A device
 nova-acc manages is reset before it is ``free`` again; one whose reset
 fails, or that offers no reset method, becomes ``dirty`` and is never
 handed out until an operator clears it. A device of an ID-based context
@@ -31,7 +31,7 @@ import os_acc
 from os_acc import exception as acc_exc
 from oslo_log import log as logging
 
-from nova_acc import ledger
+from nova_acc.compute import ledger
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ Unbinder = Callable[[str, list], None]
 #: reset_device(address, sysfs_root) -> bool, as os_acc.reset_device.
 Resetter = Callable[[str, str], bool]
 
-#: remove_mdev(uuid) -> None, as nova_acc.mdev.remove; raises on failure.
+#: remove_mdev(uuid) -> None, as nova_acc.compute.mdev.remove; raises on
+#: failure.
 MdevRemover = Callable[[str], object]
 
 
@@ -65,8 +66,8 @@ def reset(record: ledger.DeviceRecord, sysfs_root: str,
     """Reset a device: (True, '') or (False, why it was not reset).
 
     :param resetter: how to reset; nova-compute passes its privsep
-        entrypoint (``nova_acc.privsep.reset_for_release``, which leaves
-        the sysfs root to the daemon's own configuration); the operator
+        entrypoint (``nova_acc.compute.privsep.reset_for_release``, which
+        leaves the sysfs root to the daemon's own configuration); the operator
         command goes through the same daemon, or resets in its own
         process with the same checks (``nova_acc.cmd.manage``). Its
         verdicts on the device are os_acc exceptions (``ResetFailed``,

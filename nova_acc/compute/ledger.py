@@ -48,8 +48,8 @@ States of a device (``DeviceRecord.state``):
     reset never happens unless the ledger already says the device is no
     longer held: a ledger that cannot be written releases nothing, and a
     write that fails after the reset does not make the next attempt reset
-    the device again (see ``nova_acc.hostdev``). A release that could not
-    be attempted (the privsep daemon down) leaves the device here, out of
+    the device again (see ``nova_acc.compute.hostdev``). A release that could
+    not be attempted (the privsep daemon down) leaves the device here, out of
     service, and nova-compute tries again at its next resource update.
 ``dirty``
     Released but not reset: the reset failed or the device has none. It is

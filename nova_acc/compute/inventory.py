@@ -16,8 +16,8 @@ devices - the same resource class and traits, and for VFs the same PF
 (``PoolKey``) - form one *pool*: one child provider of the compute node
 with an inventory of as many units as the pool has devices, its traits,
 ``OWNER_NOVA`` and the capability trait. Placement counts; the host picks
-the concrete devices when it claims them (``nova_acc.hostdev``, recorded
-in the device ledger). That is how Nova treats the VFs of a PF in
+the concrete devices when it claims them (``nova_acc.compute.hostdev``,
+recorded in the device ledger). That is how Nova treats the VFs of a PF in
 placement, and it keeps ``GET /allocation_candidates`` small: a server
 asking for 8 devices of one pool is one group and one candidate per host,
 not 8! permutations of 8 single-device providers.
@@ -71,7 +71,7 @@ import os_traits
 from oslo_log import log as logging
 
 from nova_acc import conf
-from nova_acc import ledger
+from nova_acc.compute import ledger
 from nova_acc import pools
 
 CONF = conf.CONF

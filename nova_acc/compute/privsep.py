@@ -68,7 +68,7 @@ def reset_device(address: str) -> bool:
 
 
 def reset_for_release(address: str, sysfs_root: str) -> bool:
-    """``reset_device`` as a ``nova_acc.release.Resetter``.
+    """``reset_device`` as a ``nova_acc.compute.release.Resetter``.
 
     ``sysfs_root`` is not passed on: the daemon uses its own.
     """

@@ -14,17 +14,17 @@
 The compute side of nova-acc for one libvirt host (``HostDevices``, used by
 the driver seam ``nova_acc.seams.libvirt``): before a build it waits for
 the backend's attach handles (ID-based contexts), checks the bindings and
-claims the devices in the host's ledger (``nova_acc.ledger``). For a group
-bound to a pool, this is where the concrete devices are chosen: under the
+claims the devices in the host's ledger (``nova_acc.compute.ledger``). For a
+group bound to a pool, this is where the concrete devices are chosen: under the
 ledger lock, which every build, move, delete and reconcile on this host
 takes, the host picks as many free devices of the pool as placement
 allocated (as Nova's PCI tracker picks VFs under the resource tracker's
 lock), never a device held, out of service or blocked by its PF or VFs,
 and records them before the guest is defined. Every guest definition then
 gets an ``os_acc`` hostdev per device the server holds.
-It also runs the reconcile (``nova_acc.reconcile``) with the release of
-step 5 (``nova_acc.release``), and tells inventory which devices placement
-must not offer.
+It also runs the reconcile (``nova_acc.compute.reconcile``) with the release of
+step 5 (``nova_acc.compute.release``), and tells inventory which devices
+placement must not offer.
 
 Failures raise ``DeviceNotUsable``; the seam turns it into Nova's
 ``ComputeResourcesUnavailable`` so the server alone is rescheduled.
@@ -49,13 +49,13 @@ from nova_acc import backends
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
-from nova_acc import inventory
-from nova_acc import ledger
-from nova_acc import mdev
+from nova_acc.compute import inventory
+from nova_acc.compute import ledger
+from nova_acc.compute import mdev
 from nova_acc import pools
-from nova_acc import privsep
-from nova_acc import reconcile
-from nova_acc import release
+from nova_acc.compute import privsep
+from nova_acc.compute import reconcile
+from nova_acc.compute import release
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ class HostDevices:
         Two ledger transactions: the first records what is to be released
         (``releasing``), the second releases it (reset, unbind, removal)
         and records the outcome. Nothing is released when a guest could not
-        be read (``nova_acc.reconcile``).
+        be read (``nova_acc.compute.reconcile``).
 
         :param managed: the devices of ``device_spec`` on the host, if the
             caller has just listed them.
@@ -872,7 +872,7 @@ class HostDevices:
         for that move; the backend's objects are bound to the providers of
         the allocation here (the source's guest is shut off by now). The
         source keeps its own devices until the move is confirmed
-        (``nova_acc.reconcile``).
+        (``nova_acc.compute.reconcile``).
 
         :raises DeviceNotUsable: a group has no pool in the allocation, a
             binding cannot move, a pool has too few free devices, or the
