@@ -17,7 +17,10 @@ for (:func:`parse_device_context`), find what the host has (from sysfs with
 :func:`discover_from_nodedevs`), attach or detach it (:func:`attach`,
 :func:`detach`; :func:`get_config` for a guest being defined) through the
 plugin of its interface type, and read back which devices a guest's
-hostdevs hold (:func:`guest_devices`).
+hostdevs hold (:func:`guest_devices`), and configure a claimed device as its
+context's config data asks (:func:`config_rules_for`, :func:`configure`,
+:func:`unconfigure`, through the configurator its ``device_spec`` entry
+names; see ``os_acc.configurator``).
 
 Everything a caller needs is importable from here and listed in
 ``__all__``; ``os_acc.internal`` is not an API. Importing os_acc imports no
@@ -33,6 +36,7 @@ import typing as ty
 from oslo_log import log as logging
 from stevedore import extension
 
+from os_acc import configurator as _configurator
 from os_acc import exception
 from os_acc.internal import device_spec as _device_spec
 from os_acc.internal import hostdev as _hostdev
@@ -58,12 +62,17 @@ if ty.TYPE_CHECKING:
 
 __all__ = [
     'Accelerator',
+    'ConfigRules',
+    'ConfigureRequest',
     'Device',
     'DeviceContext',
     'DeviceContextGroup',
     'MediatedDevice',
     'PciAddress',
     'attach',
+    'config_rules_for',
+    'config_trait',
+    'configure',
     'detach',
     'device_from_nodedev_xml',
     'discover',
@@ -77,6 +86,7 @@ __all__ = [
     'parse_device_context',
     'reset_device',
     'select_devices',
+    'unconfigure',
 ]
 
 LOG = logging.getLogger(__name__)
@@ -87,6 +97,10 @@ PLUGIN_NAMESPACE = 'os_acc'
 BUILTIN_PLUGINS = ('pci', 'mdev')
 
 _EXT_MANAGER: PluginManager | None = None
+
+ConfigRules = _device_spec.ConfigRules
+config_trait = _device_spec.config_trait
+ConfigureRequest = _configurator.ConfigureRequest
 
 AcceleratorLike = ty.Union[Accelerator, ty.Mapping[str, ty.Any]]
 DeviceSpecs = ty.Iterable[ty.Mapping[str, ty.Any]]
@@ -214,6 +228,38 @@ def select_devices(devices: ty.Iterable[Device],
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
     """
     return _device_spec.select_devices(devices, device_specs)
+
+
+def config_rules_for(device: Device, device_specs: DeviceSpecs
+                     ) -> ConfigRules | None:
+    """What config data ``device`` accepts, or None if it accepts none.
+
+    ``device`` is one :func:`select_devices` returned for the same
+    ``device_specs``; the rules are those of the entry that selected it.
+
+    :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    """
+    return _device_spec.config_rules_for(
+        device, _device_spec.parse_device_specs(device_specs))
+
+
+def configure(rules: ConfigRules, request: ConfigureRequest) -> None:
+    """Check ``request.config`` against ``rules``, then apply it.
+
+    :raises os_acc.exception.InvalidConfig: the config is not allowed
+        (nothing was done).
+    :raises os_acc.exception.ConfiguratorNotFound: the entry's configurator
+        is not installed (nothing was done).
+    :raises os_acc.exception.ConfigureFailed: the configurator failed; it
+        left the device unconfigured.
+    """
+    rules.check(request.config)
+    _configurator.load(rules.configurator).configure(request)
+
+
+def unconfigure(rules: ConfigRules, address: str) -> None:
+    """Undo :func:`configure` on ``address`` (best effort, before reset)."""
+    _configurator.load(rules.configurator).unconfigure(address)
 
 
 def discover(device_specs: DeviceSpecs,

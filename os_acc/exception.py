@@ -83,3 +83,22 @@ class InvalidDeviceAddress(OsAccException, ValueError):
 
 class LibraryNotInitialized(OsAccException):
     """os_acc.initialize() must be called before using plugins."""
+
+
+class InvalidConfig(OsAccException, ValueError):
+    """A device context's config data is not what the device allows.
+
+    The message names the key (and the value, when the key is allowed) and
+    what the operator's ``device_spec`` allows instead.
+    """
+
+
+class ConfiguratorNotFound(OsAccException):
+    """A ``device_spec`` entry names a configurator that is not installed."""
+
+
+class ConfigureFailed(OsAccException):
+    """A configurator could not configure a device.
+
+    The message says why in words fit for the user's fault.
+    """

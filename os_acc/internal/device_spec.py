@@ -32,6 +32,19 @@ that matches it, and for each mdev type the tags of the first entry of that
 type that matches it, if the device lists that type. One GPU can so be
 offered whole and as vGPUs; the host then hands it out one way at a time.
 The resource class of an mdev entry defaults to ``VGPU``.
+
+An entry may let device contexts configure the devices it selects: it names
+the configurator (an ``os_acc.configurators`` plugin) and, for each
+``accel:`` key it allows, which values: ``"uuid"`` (any UUID), ``"string"``
+(any value the spec grammar accepts) or a list of the literal values::
+
+    {"vendor_id": "10ee", "resource_class": "FPGA",
+     "configurator": "fpga_bitstream", "config": {"bitstream_id": "uuid"}}
+
+Each allowed key also becomes a trait of the devices
+(``CUSTOM_ACC_CONFIG_BITSTREAM_ID``, see :func:`config_trait`) that a request
+group using the key requires, so placement only offers devices whose entry
+allows it; the host checks the values again when it claims the device.
 """
 
 from __future__ import annotations
@@ -48,7 +61,12 @@ from os_acc import objects
 
 MATCH_KEYS = ('vendor_id', 'product_id', 'address', 'physfn')
 TAG_KEYS = ('resource_class', 'traits', 'mdev_type')
+CONFIG_KEYS = ('configurator', 'config')
 ANY = '*'
+#: Allowed-value kinds of a ``config`` key.
+CONFIG_ANY_UUID = 'uuid'
+CONFIG_ANY_STRING = 'string'
+CONFIG_TRAIT_PREFIX = 'CUSTOM_ACC_CONFIG_'
 
 _ID_RE = re.compile(r'(?:0[xX])?([0-9a-fA-F]{1,4})')
 # Hex digits, the address separators and fnmatch syntax, nothing else: a
@@ -58,6 +76,10 @@ _ADDRESS_GLOB_RE = re.compile(r'[0-9a-fA-F:.*?\[\]!-]+')
 # "mlx5_core-local". Nothing that could escape a sysfs path or an XML
 # attribute.
 _MDEV_TYPE_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}')
+# Entry point names: a configurator name is looked up, never a path.
+_CONFIGURATOR_RE = re.compile(r'[a-z][a-z0-9_]{0,63}')
+_UUID_RE = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                      r'[0-9a-f]{12}')
 #: The resource class of an mdev entry that names none, as in Nova.
 DEFAULT_MDEV_RESOURCE_CLASS = 'VGPU'
 
@@ -141,6 +163,90 @@ def _parse_mdev_type(key: str, value: object) -> str:
     return value
 
 
+def config_trait(key: str) -> str:
+    """The trait of devices whose entry allows the ``accel:`` key ``key``.
+
+    Keys match ``[A-Za-z0-9_.-]+`` (the grammar); trait names only allow
+    ``[A-Z0-9_]``, so other characters become ``_``.
+    """
+    return CONFIG_TRAIT_PREFIX + re.sub(r'[^A-Z0-9_]', '_', key.upper())
+
+
+def _parse_configurator(key: str, value: object) -> str:
+    if not isinstance(value, str) or \
+            _CONFIGURATOR_RE.fullmatch(value) is None:
+        raise _error(key, '%r is not a configurator name such as '
+                     '"fpga_bitstream"', value)
+    return value
+
+
+def _parse_allowed_config(key: str, value: object
+                          ) -> dict[str, str | frozenset[str]]:
+    if not isinstance(value, collections.abc.Mapping) or not value:
+        raise _error(key, 'expected a non-empty dict of accel key -> '
+                     '"uuid", "string" or a list of values, got %r', value)
+    allowed: dict[str, str | frozenset[str]] = {}
+    for name, values in value.items():
+        if not isinstance(name, str):
+            raise _error(key, 'accel key %r is not a string', name)
+        try:
+            grammar.check_accel_name(name, name)
+        except exception.InvalidDeviceContext as e:
+            raise _error(key, '%s', e) from e
+        if values in (CONFIG_ANY_UUID, CONFIG_ANY_STRING):
+            allowed[name] = ty.cast(str, values)
+            continue
+        if not isinstance(values, list) or not values:
+            raise _error(key, 'the values of %r must be "uuid", "string" or '
+                         'a non-empty list of strings, got %r', name, values)
+        for item in values:
+            if not isinstance(item, str):
+                raise _error(key, 'value %r of %r is not a string', item,
+                             name)
+            try:
+                grammar.check_accel_value(item, '%s=%s' % (name, item))
+            except exception.InvalidDeviceContext as e:
+                raise _error(key, '%s', e) from e
+        allowed[name] = frozenset(values)
+    return allowed
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigRules:
+    """What config data the devices of one entry accept, and who applies it.
+
+    :ivar configurator: the ``os_acc.configurators`` plugin name.
+    :ivar allowed: accel key -> ``"uuid"``, ``"string"`` or the set of
+        allowed values.
+    """
+
+    configurator: str
+    allowed: ty.Mapping[str, str | frozenset[str]]
+
+    def check(self, config: ty.Mapping[str, str]) -> None:
+        """Refuse config data this entry does not allow.
+
+        :raises os_acc.exception.InvalidConfig: naming the key and what is
+            allowed instead.
+        """
+        for name, value in sorted(config.items()):
+            rule = self.allowed.get(name)
+            if rule is None:
+                raise exception.InvalidConfig(
+                    'accel:%s is not allowed on this device; allowed: %s' %
+                    (name, ', '.join('accel:' + k
+                                     for k in sorted(self.allowed))))
+            if rule == CONFIG_ANY_UUID:
+                if _UUID_RE.fullmatch(value) is None:
+                    raise exception.InvalidConfig(
+                        'accel:%s=%s: the value must be a UUID in lowercase '
+                        'canonical form' % (name, value))
+            elif rule != CONFIG_ANY_STRING and value not in rule:
+                raise exception.InvalidConfig(
+                    'accel:%s=%s is not allowed on this device; allowed '
+                    'values: %s' % (name, value, ', '.join(sorted(rule))))
+
+
 class DeviceSpec:
     """One validated ``device_spec`` entry."""
 
@@ -148,11 +254,12 @@ class DeviceSpec:
         if not isinstance(spec, collections.abc.Mapping):
             raise exception.InvalidDeviceSpec(
                 'A device_spec entry must be a dict, not %r' % (spec,))
-        unknown = set(spec) - set(MATCH_KEYS) - set(TAG_KEYS)
+        unknown = (set(spec) - set(MATCH_KEYS) - set(TAG_KEYS) -
+                   set(CONFIG_KEYS))
         if unknown:
             raise _error(min(unknown, key=repr),
                          'unknown key; expected one of %s',
-                         ', '.join(MATCH_KEYS + TAG_KEYS))
+                         ', '.join(MATCH_KEYS + TAG_KEYS + CONFIG_KEYS))
         # An entry that matches on nothing would claim every PCI function of
         # the host, host bridges included; ask for an explicit "*" instead.
         if not any(key in spec for key in MATCH_KEYS):
@@ -175,6 +282,25 @@ class DeviceSpec:
                        if 'traits' in spec else frozenset())
         self.mdev_type = (_parse_mdev_type('mdev_type', spec['mdev_type'])
                           if 'mdev_type' in spec else None)
+        self.config_rules = self._parse_config_rules(spec)
+        # Placement offers the devices only to groups whose keys they allow.
+        self.device_traits = self.traits | frozenset(
+            config_trait(name) for name in (
+                self.config_rules.allowed if self.config_rules else ()))
+
+    @staticmethod
+    def _parse_config_rules(spec: ty.Mapping[str, ty.Any]
+                            ) -> ConfigRules | None:
+        if 'configurator' not in spec and 'config' not in spec:
+            return None
+        if 'configurator' not in spec or 'config' not in spec:
+            raise exception.InvalidDeviceSpec(
+                'A device_spec entry that allows config data needs both '
+                '"configurator" and "config"')
+        return ConfigRules(
+            configurator=_parse_configurator('configurator',
+                                             spec['configurator']),
+            allowed=_parse_allowed_config('config', spec['config']))
 
     def match(self, device: objects.Device) -> bool:
         if self.vendor_id is not None and device.vendor_id != self.vendor_id:
@@ -236,8 +362,22 @@ def match_devices(devices: ty.Iterable[objects.Device],
             selected.append(dataclasses.replace(
                 device,
                 resource_class=entry.resource_class_for(device),
-                traits=set(entry.traits), mdev_type=entry.mdev_type))
+                traits=set(entry.device_traits), mdev_type=entry.mdev_type))
     return sorted(selected, key=lambda d: (d.address, d.mdev_type or ''))
+
+
+def config_rules_for(device: objects.Device,
+                     specs: ty.Sequence[DeviceSpec]) -> ConfigRules | None:
+    """The config rules of the entry that gave ``device`` its tags.
+
+    ``device`` is one of :func:`match_devices`' results (its ``mdev_type``
+    says which kind of entry selected it); None when that entry allows no
+    config data.
+    """
+    for entry in specs:
+        if entry.mdev_type == device.mdev_type and entry.match(device):
+            return entry.config_rules
+    return None
 
 
 def select_devices(

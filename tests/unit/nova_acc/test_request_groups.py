@@ -69,6 +69,16 @@ class ContextsTest(base.BaseTestCase):
         self.assertEqual({'CUSTOM_ACC_X'}, rg.required_traits)
         self.assertEqual({'CUSTOM_SLOW'}, rg.forbidden_traits)
 
+    def test_config_keys_require_devices_that_allow_them(self):
+        # Placement must not offer a device whose device_spec entry would
+        # refuse the config data (os_acc.config_trait).
+        self.conf.config(group='nova_acc', capability_trait='CUSTOM_ACC_X')
+        cg = request_groups.context_groups(spec_with(
+            'resources:FPGA=1,accel:bitstream_id=x,accel:mode=fast'))[0]
+        rg = request_groups.to_request_group(cg)
+        self.assertEqual({'CUSTOM_ACC_X', 'CUSTOM_ACC_CONFIG_BITSTREAM_ID',
+                          'CUSTOM_ACC_CONFIG_MODE'}, rg.required_traits)
+
     def test_apply_is_idempotent_and_keeps_other_groups(self):
         port_group = objects.RequestGroup(
             requester_id='port-uuid',
