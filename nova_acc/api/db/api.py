@@ -1,0 +1,249 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Queries of nova-acc-api's database.
+
+Each function is one transaction. A state change that must not race (a
+bind, an unbind, a delete, a config change) is one ``UPDATE``/``DELETE``
+whose ``WHERE`` says the state it expects: the database decides which of
+two concurrent callers wins, on MySQL as on sqlite, with no lock held
+between a read and a write. When nothing matched, the row is read again
+to say why (missing, or bound to which server).
+"""
+
+from __future__ import annotations
+
+import datetime
+import typing as ty
+
+from oslo_config import cfg
+from oslo_db.sqlalchemy import enginefacade
+from oslo_serialization import jsonutils
+from oslo_utils import timeutils
+from oslo_utils import uuidutils
+import sqlalchemy as sa
+
+from nova_acc.api.db import models
+from nova_acc.api import exception
+
+Context = dict[str, ty.Any]
+M = models.DeviceContext
+
+
+@enginefacade.transaction_context_provider
+class _Transaction:
+    """What enginefacade hangs a transaction on, one per call."""
+
+
+def _timestamp(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _to_dict(row: M) -> Context:
+    return {
+        'id': row.id, 'name': row.name, 'description': row.description,
+        'project_id': row.project_id, 'user_id': row.user_id,
+        'spec': row.spec, 'config': jsonutils.loads(row.config),
+        'state': row.state, 'server_id': row.server_id, 'host': row.host,
+        'devices': jsonutils.loads(row.devices), 'fault': row.fault,
+        'created_at': _timestamp(row.created_at),
+        'updated_at': _timestamp(row.updated_at),
+    }
+
+
+class Database:
+    """nova-acc-api's database, from the ``[database]`` options.
+
+    An instance of its own (not a module-global facade as placement
+    has), so that tests and the in-process fixture can run several.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self._facade = enginefacade.transaction_context()
+        self._facade.configure(connection=conf.database.connection,
+                               max_retries=conf.database.max_retries,
+                               sqlite_synchronous=(
+                                   conf.database.sqlite_synchronous))
+
+    def engine(self) -> sa.engine.Engine:
+        return self._facade.writer.get_engine()
+
+    def dispose(self) -> None:
+        self._facade.dispose_pool()
+
+    def _writer(self) -> ty.Any:
+        return self._facade.writer.using(_Transaction())
+
+    def _reader(self) -> ty.Any:
+        return self._facade.reader.using(_Transaction())
+
+    # ---- user-facing calls ------------------------------------------------
+
+    def create(self, project_id: str, user_id: str, spec: str,
+               config: dict[str, str], name: str | None = None,
+               description: str | None = None) -> Context:
+        row = M(id=uuidutils.generate_uuid(), name=name,
+                description=description, project_id=project_id,
+                user_id=user_id, spec=spec, config=jsonutils.dumps(config),
+                state=models.UNBOUND, devices='[]',
+                created_at=timeutils.utcnow())
+        with self._writer() as session:
+            session.add(row)
+            session.flush()
+            return _to_dict(row)
+
+    def count(self, project_id: str) -> int:
+        with self._reader() as session:
+            return int(session.scalar(
+                sa.select(sa.func.count()).select_from(M).where(
+                    M.project_id == project_id)) or 0)
+
+    def get(self, context_id: str) -> Context | None:
+        with self._reader() as session:
+            row = session.get(M, context_id)
+            return None if row is None else _to_dict(row)
+
+    def list(self, project_id: str | None = None,
+             server_id: str | None = None,
+             state: str | None = None) -> list[Context]:
+        query = sa.select(M).order_by(M.created_at, M.id)
+        if project_id is not None:
+            query = query.where(M.project_id == project_id)
+        if server_id is not None:
+            query = query.where(M.server_id == server_id)
+        if state is not None:
+            query = query.where(M.state == state)
+        with self._reader() as session:
+            return [_to_dict(row) for row in session.scalars(query)]
+
+    def update(self, context_id: str, values: dict[str, ty.Any]) -> Context:
+        """Change name/description/config; config only while unbound."""
+        values = dict(values)
+        where = [M.id == context_id]
+        if 'config' in values:
+            values['config'] = jsonutils.dumps(values['config'])
+            where.append(M.state == models.UNBOUND)
+        values['updated_at'] = timeutils.utcnow()
+        self._change(where, values, context_id,
+                     'its config cannot change while it is bound')
+        return self._get_or_raise(context_id)
+
+    def delete(self, context_id: str) -> None:
+        with self._writer() as session:
+            deleted = session.execute(
+                sa.delete(M).where(M.id == context_id,
+                                   M.state == models.UNBOUND)).rowcount
+        if not deleted:
+            self._raise_why(context_id,
+                            'delete or detach the server first')
+
+    def delete_if_over(self, context_id: str, project_id: str,
+                       limit: int) -> bool:
+        """Delete a just-created context if its project is over ``limit``.
+
+        The second half of the quota check (Nova's ``recheck_quota``):
+        counted after the commit, so two racing creates both see each
+        other and neither overshoots the limit.
+        """
+        if self.count(project_id) <= limit:
+            return False
+        with self._writer() as session:
+            session.execute(sa.delete(M).where(M.id == context_id))
+        return True
+
+    # ---- calls of Nova's side -------------------------------------------
+
+    def bind(self, context_id: str, project_id: str, server_id: str,
+             host: str) -> Context:
+        """Bind to ``server_id`` on ``host``: the compare-and-swap.
+
+        Wins only if the context is unbound, or already this server's (a
+        move or a reschedule: the host changes, the devices are cleared,
+        a fault is forgotten).
+        """
+        self._change(
+            [M.id == context_id, M.project_id == project_id,
+             sa.or_(M.state == models.UNBOUND, M.server_id == server_id)],
+            {'state': models.BOUND, 'server_id': server_id, 'host': host,
+             'devices': '[]', 'fault': None,
+             'updated_at': timeutils.utcnow()},
+            context_id, project_id=project_id)
+        return self._get_or_raise(context_id)
+
+    def unbind(self, context_id: str, server_id: str,
+               host: str | None = None) -> bool:
+        """Unbind if bound to ``server_id`` (on ``host``); True if it was."""
+        where = [M.id == context_id, M.server_id == server_id]
+        if host is not None:
+            where.append(M.host == host)
+        with self._writer() as session:
+            return bool(session.execute(
+                sa.update(M).where(*where).values(
+                    state=models.UNBOUND, server_id=None, host=None,
+                    devices='[]', fault=None,
+                    updated_at=timeutils.utcnow())).rowcount)
+
+    def record_devices(self, context_id: str, server_id: str, host: str,
+                       devices: list[dict[str, str]]) -> Context:
+        self._change(
+            [M.id == context_id, M.server_id == server_id, M.host == host,
+             M.state == models.BOUND],
+            {'devices': jsonutils.dumps(devices),
+             'updated_at': timeutils.utcnow()},
+            context_id, on_host=host)
+        return self._get_or_raise(context_id)
+
+    def set_fault(self, context_id: str, server_id: str,
+                  fault: str) -> Context:
+        self._change(
+            [M.id == context_id, M.server_id == server_id,
+             M.state.in_((models.BOUND, models.ERROR))],
+            {'state': models.ERROR, 'fault': fault,
+             'updated_at': timeutils.utcnow()},
+            context_id)
+        return self._get_or_raise(context_id)
+
+    # ---- helpers ----------------------------------------------------------
+
+    def _change(self, where: list[ty.Any], values: dict[str, ty.Any],
+                context_id: str, action: str = '',
+                project_id: str | None = None,
+                on_host: str | None = None) -> None:
+        with self._writer() as session:
+            changed = session.execute(
+                sa.update(M).where(*where).values(**values)).rowcount
+        if not changed:
+            self._raise_why(context_id, action, project_id, on_host)
+
+    def _get_or_raise(self, context_id: str) -> Context:
+        found = self.get(context_id)
+        if found is None:
+            raise exception.ContextNotFound(context_id)
+        return found
+
+    def _raise_why(self, context_id: str, action: str = '',
+                   project_id: str | None = None,
+                   on_host: str | None = None) -> ty.NoReturn:
+        """Why a guarded change matched nothing: 404 or 409."""
+        found = self.get(context_id)
+        if found is None or (project_id is not None and
+                             found['project_id'] != project_id):
+            raise exception.ContextNotFound(context_id)
+        if found['state'] == models.UNBOUND:
+            raise exception.Conflict(
+                'device context %s is not bound' % context_id)
+        if on_host is not None and found['host'] != on_host:
+            raise exception.Conflict(
+                'device context %s is not bound on host %s'
+                % (context_id, on_host))
+        raise exception.ContextBound(context_id, found['server_id'], action)

@@ -1,0 +1,250 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The handlers of ``/v1/device-contexts``: one function per call.
+
+Each handler checks the policy, validates what it was sent
+(:mod:`.validation`) and makes one database call (:mod:`.db.api`).
+A context of another project is answered as missing (404), never as
+forbidden, so a caller never learns what another project has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing as ty
+
+from oslo_config import cfg
+from oslo_context import context as oslo_context
+from oslo_policy import policy as oslo_policy
+import webob
+
+from nova_acc.api import auth
+from nova_acc.api.db import api as db_api
+from nova_acc.api.db import models
+from nova_acc.api import exception
+from nova_acc.api import policy
+from nova_acc.api import validation
+
+COLLECTION = '/v1/device-contexts'
+
+
+@dataclasses.dataclass
+class Service:
+    """What every handler needs: options, database, policy."""
+
+    conf: cfg.ConfigOpts
+    db: db_api.Database
+    rules: oslo_policy.Enforcer
+
+
+Handler = ty.Callable[..., webob.Response]
+
+
+def _json(body: object, status: int = 200) -> webob.Response:
+    return webob.Response(json_body=body, status=status,
+                          content_type='application/json', charset='utf-8')
+
+
+def _one(found: db_api.Context, status: int = 200) -> webob.Response:
+    return _json({'device_context': found}, status)
+
+
+def _body(req: webob.Request) -> object:
+    try:
+        return json.loads(req.body.decode('utf-8'))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise exception.BadRequest('The body is not valid JSON')
+
+
+def _context_id(value: str) -> str:
+    found = validation.context_id(value)
+    if found is None:
+        raise exception.ContextNotFound(value)
+    return found
+
+
+def _authorize(service: Service, context: oslo_context.RequestContext,
+               rule: str, project_id: str | None) -> None:
+    if not policy.allows(service.rules, context, rule, project_id):
+        raise exception.Forbidden('Policy does not allow %s' % rule)
+
+
+def _visible(service: Service, req: webob.Request, raw_id: str, rule: str,
+             project_id: str | None = None) -> db_api.Context:
+    """The context ``rule`` may be applied to; 404 if another project's."""
+    context = auth.context_of(req)
+    context_id = _context_id(raw_id)
+    found = service.db.get(context_id)
+    if found is None or (project_id is not None and
+                         found['project_id'] != project_id):
+        raise exception.ContextNotFound(context_id)
+    if not policy.allows(service.rules, context, rule, found['project_id']):
+        if found['project_id'] != context.project_id:
+            raise exception.ContextNotFound(context_id)
+        raise exception.Forbidden('Policy does not allow %s' % rule)
+    return found
+
+
+# ---- user-facing calls ----------------------------------------------------
+
+def create(service: Service, req: webob.Request) -> webob.Response:
+    context = auth.context_of(req)
+    _authorize(service, context, policy.CREATE, context.project_id)
+    if not context.project_id:
+        raise exception.Forbidden('A device context belongs to a project: '
+                                  'use a project-scoped token')
+    validation.query(req.GET, ())
+    obj = validation.body_object(
+        _body(req), 'device_context',
+        ('spec', 'name', 'description', 'config'), required=('spec',))
+    values = _names(obj)
+    spec = validation.spec(obj['spec'])
+    config = validation.config(obj.get('config', {}))
+    limit = service.conf.quota.device_contexts
+    over = ('Quota exceeded: project %s may have %d device contexts'
+            % (context.project_id, limit))
+    if limit >= 0 and service.db.count(context.project_id) >= limit:
+        raise exception.OverQuota(over)
+    created = service.db.create(context.project_id, context.user_id, spec,
+                                config, **values)
+    if limit >= 0 and service.db.delete_if_over(
+            created['id'], context.project_id, limit):
+        raise exception.OverQuota(over)
+    response = _one(created, 201)
+    response.location = '%s%s/%s' % (req.application_url, COLLECTION,
+                                     created['id'])
+    return response
+
+
+def _names(obj: dict[str, ty.Any]) -> dict[str, ty.Any]:
+    values = {}
+    if 'name' in obj:
+        values['name'] = validation.text(obj, 'name', models.NAME_LENGTH,
+                                         nullable=True)
+    if 'description' in obj:
+        values['description'] = validation.text(
+            obj, 'description', models.DESCRIPTION_LENGTH, nullable=True)
+    return values
+
+
+def index(service: Service, req: webob.Request) -> webob.Response:
+    context = auth.context_of(req)
+    params = validation.query(
+        req.GET, ('server_id', 'state', 'all_projects'))
+    server_id = validation.query_uuid(params, 'server_id')
+    state = validation.query_state(params)
+    project_id: str | None = context.project_id
+    if validation.query_bool(params, 'all_projects'):
+        _authorize(service, context, policy.LIST_ALL_PROJECTS, project_id)
+        project_id = None
+    else:
+        _authorize(service, context, policy.LIST, project_id)
+    return _json({'device_contexts': service.db.list(
+        project_id=project_id, server_id=server_id, state=state)})
+
+
+def show(service: Service, req: webob.Request,
+         context_id: str) -> webob.Response:
+    params = validation.query(req.GET, ('project_id',))
+    return _one(_visible(service, req, context_id, policy.SHOW,
+                         project_id=params.get('project_id')))
+
+
+def update(service: Service, req: webob.Request,
+           context_id: str) -> webob.Response:
+    validation.query(req.GET, ())
+    found = _visible(service, req, context_id, policy.UPDATE)
+    obj = validation.body_object(_body(req), 'device_context',
+                                 ('name', 'description', 'config'))
+    values = _names(obj)
+    if 'config' in obj:
+        values['config'] = validation.config(obj['config'])
+    return _one(service.db.update(found['id'], values))
+
+
+def delete(service: Service, req: webob.Request,
+           context_id: str) -> webob.Response:
+    validation.query(req.GET, ())
+    found = _visible(service, req, context_id, policy.DELETE)
+    service.db.delete(found['id'])
+    return webob.Response(status=204)
+
+
+# ---- calls of Nova's side -------------------------------------------------
+
+def bind(service: Service, req: webob.Request,
+         context_id: str) -> webob.Response:
+    validation.query(req.GET, ())
+    obj = validation.body_object(
+        _body(req), 'binding', ('server_id', 'host', 'project_id'),
+        required=('server_id', 'host', 'project_id'))
+    server_id = validation.uuid(obj, 'server_id')
+    host = validation.identifier(obj, 'host', models.HOST_LENGTH)
+    project_id = validation.identifier(obj, 'project_id',
+                                       models.PROJECT_LENGTH)
+    _authorize(service, auth.context_of(req), policy.BIND, project_id)
+    return _one(service.db.bind(_context_id(context_id), project_id,
+                                server_id, host))
+
+
+def unbind(service: Service, req: webob.Request,
+           context_id: str) -> webob.Response:
+    params = validation.query(req.GET, ('server_id', 'host'))
+    server_id = validation.query_uuid(params, 'server_id')
+    if server_id is None:
+        raise exception.BadRequest("Query parameter 'server_id' is required")
+    host = None
+    if 'host' in params:
+        host = validation.identifier(params, 'host', models.HOST_LENGTH)
+    _authorize(service, auth.context_of(req), policy.UNBIND, None)
+    found_id = validation.context_id(context_id)
+    if found_id is not None:
+        service.db.unbind(found_id, server_id, host)
+    return webob.Response(status=204)
+
+
+def record_devices(service: Service, req: webob.Request,
+                   context_id: str) -> webob.Response:
+    validation.query(req.GET, ())
+    body = _body(req)
+    if not isinstance(body, dict) or set(body) != {
+            'devices', 'server_id', 'host'}:
+        raise exception.BadRequest(
+            'The body must be a JSON object with the keys devices, '
+            'server_id and host')
+    server_id = validation.uuid(body, 'server_id')
+    host = validation.identifier(body, 'host', models.HOST_LENGTH)
+    devices = validation.devices(body['devices'])
+    _authorize(service, auth.context_of(req), policy.RECORD_DEVICES, None)
+    return _one(service.db.record_devices(
+        _context_id(context_id), server_id, host, devices))
+
+
+def set_fault(service: Service, req: webob.Request,
+              context_id: str) -> webob.Response:
+    validation.query(req.GET, ())
+    body = _body(req)
+    if not isinstance(body, dict) or set(body) != {'fault', 'server_id'}:
+        raise exception.BadRequest(
+            'The body must be a JSON object with the keys fault and '
+            'server_id')
+    server_id = validation.uuid(body, 'server_id')
+    fault = body['fault']
+    if not isinstance(fault, str) or not fault.strip() or (
+            len(fault) > models.FAULT_LENGTH):
+        raise exception.BadRequest(
+            "'fault' must be a non-empty string of at most %d characters"
+            % models.FAULT_LENGTH)
+    _authorize(service, auth.context_of(req), policy.SET_FAULT, None)
+    return _one(service.db.set_fault(_context_id(context_id), server_id,
+                                     fault))
