@@ -61,37 +61,19 @@
 # same configuration files; the [nova_acc] options are in them from the
 # post-config phase on.
 
-# Writes the multi-valued option [nova_acc] OPTION of FILE from VALUES, a
-# newline-separated list (blank lines ignored), keeping the order: the first
-# matching device_spec entry wins. Nothing is written for an empty list, so
+# nova-acc's settings are written by the tool tools/run-cloud.sh and
+# tools/run-vfio-host.sh use too (tools/lib/nova_conf.py, standard library
+# only): _nova_acc_conf FILE SETTINGS... merges SETTINGS into FILE, keeping
+# every other line. A --device-spec or --profile of several lines is one
+# entry a line and replaces all of the option's values, in order (the
+# first matching device_spec entry wins); an empty one writes nothing, so
 # values set another way (e.g. a post-config section of local.conf, merged
 # after this phase) stay.
-function _nova_acc_set_multi {
+function _nova_acc_conf {
     local file=$1
-    local option=$2
-    local values=$3
-    local lines=()
-    local line
-    local i
-    while IFS= read -r line; do
-        line=$(echo "$line" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
-        if [[ -n "$line" ]]; then
-            lines+=("$line")
-        fi
-    done <<< "$values"
-    if [[ ${#lines[@]} -eq 0 ]]; then
-        return 0
-    fi
-    if ! grep -q '^\[nova_acc\]' "$file"; then
-        printf '\n[nova_acc]\n' >> "$file"
-    fi
-    inidelete "$file" nova_acc "$option"
-    # iniadd_literal inserts right below the section header (and, unlike
-    # iniset_multiline, keeps values with spaces whole): add the values last
-    # to first so that they end up in order.
-    for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
-        iniadd_literal "$file" nova_acc "$option" "${lines[$i]}"
-    done
+    shift
+    "${PYTHON:-python3}" "$NOVA_ACC_DIR/tools/lib/nova_conf.py" set "$file" "$@" \
+        || die $LINENO "nova-acc: writing its settings into $file failed"
 }
 
 # Writes the [nova_acc] options of devstack/settings into FILE, if it exists.
@@ -103,8 +85,8 @@ function _nova_acc_write_options {
     if [[ -z "$file" || ! -f "$file" ]]; then
         return 0
     fi
-    _nova_acc_set_multi "$file" device_spec "$NOVA_ACC_DEVICE_SPEC"
-    _nova_acc_set_multi "$file" profile "$NOVA_ACC_PROFILES"
+    _nova_acc_conf "$file" --device-spec "$NOVA_ACC_DEVICE_SPEC" \
+        --profile "$NOVA_ACC_PROFILES"
 }
 
 # Sets NOVA_ACC_PYTHON to the interpreter of Nova's console scripts (the
@@ -116,11 +98,11 @@ function _nova_acc_find_python {
     fi
 }
 
-# Runs Nova's Python with arguments "$@" from /: with the working directory
-# on sys.path, a checkout there (nova-acc's own nova/ or nova_acc.egg-info)
-# would be found instead of what is installed.
-function _nova_acc_python {
-    (cd / && $NOVA_ACC_PYTHON "$@")
+# Runs tools/lib/install_check.py with Nova's Python and arguments "$@",
+# from /: a checkout in the working directory (nova-acc's own nova/ or
+# nova_acc.egg-info) must not be what is found.
+function _nova_acc_install_check {
+    (cd / && $NOVA_ACC_PYTHON "$NOVA_ACC_DIR/tools/lib/install_check.py" "$@")
 }
 
 function install_nova_acc {
@@ -144,12 +126,12 @@ function install_nova_acc {
     # really imported from. With a Nova installed into site-packages (its
     # nova/virt/__init__.py next to the shim) nothing is moved.
     local site_shim
-    site_shim=$(_nova_acc_python -c 'import importlib.metadata as m; print(m.distribution("nova-acc").locate_file("nova/virt/nova_acc"))')
+    site_shim=$(_nova_acc_install_check locate nova-acc nova/virt/nova_acc)
     if [[ "$site_shim" == /* && -d "$site_shim" && ! -f "$(dirname "$site_shim")/__init__.py" ]]; then
         sudo rm -rf "$site_shim"
         sudo rmdir --ignore-fail-on-non-empty "$(dirname "$site_shim")" "$(dirname "$(dirname "$site_shim")")"
         local virt_dir
-        virt_dir=$(_nova_acc_python -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))')
+        virt_dir=$(_nova_acc_install_check package-dir nova.virt)
         if [[ -z "$virt_dir" || ! -f "$virt_dir/__init__.py" ]]; then
             die $LINENO "nova-acc: cannot find the nova/virt directory of Nova"
         fi
@@ -158,14 +140,15 @@ function install_nova_acc {
             "$NOVA_ACC_DIR/nova/virt/nova_acc/__init__.py" "$virt_dir/nova_acc/__init__.py"
     fi
     # The operator guide's check; the driver (nova.virt.nova_acc imports
-    # Nova's libvirt driver) only where n-cpu runs and libvirt-python is
-    # installed.
-    local check='import nova, nova_acc, os_acc, importlib.util, sys; sys.exit(nova.__file__ is None or importlib.util.find_spec("nova.virt.nova_acc") is None)'
+    # Nova's libvirt driver) imported only where n-cpu runs and
+    # libvirt-python is installed, elsewhere only found.
+    local check=(check --import nova --import nova_acc --import os_acc
+                 --find nova.virt.nova_acc)
     if is_service_enabled n-cpu; then
-        check='import nova.virt.nova_acc, nova_acc, os_acc'
+        check=(check --import nova.virt.nova_acc --import nova_acc --import os_acc)
     fi
-    if ! _nova_acc_python -c "$check"; then
-        die $LINENO "nova-acc: '$check' fails with $NOVA_ACC_PYTHON"
+    if ! _nova_acc_install_check "${check[@]}"; then
+        die $LINENO "nova-acc: not installed right in $NOVA_ACC_PYTHON's environment (above)"
     fi
 
     local version
@@ -190,8 +173,13 @@ function configure_nova_acc {
         # In $NOVA_CONF: start_nova_compute creates $NOVA_CPU_CONF by
         # copying $NOVA_CONF (then merges local.conf's post-config section
         # of $NOVA_CPU_CONF), so whatever is written into $NOVA_CPU_CONF now
-        # would be lost. The driver is set before n-cpu ever starts.
-        iniset "$NOVA_CONF" DEFAULT compute_driver "$NOVA_ACC_COMPUTE_DRIVER"
+        # would be lost. The driver is set before n-cpu ever starts: the
+        # tool's (nova_acc.LibvirtAccDriver) unless NOVA_ACC_COMPUTE_DRIVER
+        # names another.
+        local settings=(--compute-driver)
+        if [[ -n "$NOVA_ACC_COMPUTE_DRIVER" ]]; then
+            settings=(--compute-driver "$NOVA_ACC_COMPUTE_DRIVER")
+        fi
         # nova-compute resets released devices through nova-acc's own
         # privsep daemon. tools/run-cloud.sh sets its helper_command
         # explicitly (privsep-helper with the compute's config file); here
@@ -199,11 +187,12 @@ function configure_nova_acc {
         # NOVA_ACC_PRIVSEP_ROOTWRAP=True, through nova-rootwrap and the
         # filter below, like Nova's own privsep daemons in devstack.
         if [[ "$(trueorfalse False NOVA_ACC_PRIVSEP_ROOTWRAP)" == "True" ]]; then
-            inidelete "$NOVA_CONF" nova_acc_sys_admin helper_command
+            settings+=(--no-privsep-helper)
         else
-            iniset "$NOVA_CONF" nova_acc_sys_admin helper_command \
-                "sudo $NOVA_BIN_DIR/privsep-helper --config-file $NOVA_CPU_CONF"
+            settings+=(--privsep-helper
+                "sudo $NOVA_BIN_DIR/privsep-helper --config-file $NOVA_CPU_CONF")
         fi
+        _nova_acc_conf "$NOVA_CONF" "${settings[@]}"
         # configure_nova (before the install phase) recreated rootwrap.d.
         sudo install -m 0644 -o root -g root \
             "$NOVA_ACC_DIR/etc/nova/rootwrap.d/nova-acc.filters" \
@@ -273,14 +262,16 @@ function start_nova_acc {
     done
     export PATH=$old_path
 
-    # n-cpu started with $NOVA_CPU_CONF, a copy of $NOVA_CONF with
-    # local.conf's post-config section of $NOVA_CPU_CONF merged in; the
-    # latter may have set another driver.
+    # n-cpu started with $NOVA_CPU_CONF, a copy of $NOVA_CONF (where the
+    # post-config phase wrote nova-acc's driver) with local.conf's
+    # post-config section of $NOVA_CPU_CONF merged in; the latter may have
+    # set another driver.
     if is_service_enabled n-cpu; then
-        local driver
+        local driver want
         driver=$(iniget "$NOVA_CPU_CONF" DEFAULT compute_driver)
-        if [[ "$driver" != "$NOVA_ACC_COMPUTE_DRIVER" ]]; then
-            die $LINENO "nova-acc: n-cpu runs compute_driver '$driver' ($NOVA_CPU_CONF), not $NOVA_ACC_COMPUTE_DRIVER; check local.conf's post-config sections"
+        want=$(iniget "$NOVA_CONF" DEFAULT compute_driver)
+        if [[ "$driver" != "$want" ]]; then
+            die $LINENO "nova-acc: n-cpu runs compute_driver '$driver' ($NOVA_CPU_CONF), not $want; check local.conf's post-config sections"
         fi
     fi
 }

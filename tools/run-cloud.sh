@@ -43,13 +43,9 @@ HOST=127.0.0.1
 RABBIT_USER=nova_acc
 NOVA_VERSION=34.0.0
 TEMPEST_VERSION=47.0.0
-# The profile a profile:NAME context can name, and the device_spec of the
-# compute. 1234:11e8 is QEMU's "edu" PCI device: no device of this machine
-# has it (they are its disk and network), so here nova-acc reports no
-# devices; a compute VM with "-device edu" reports one CUSTOM_EDU device.
-DEVICE_SPEC='{"vendor_id": "1234", "product_id": "11e8", "resource_class": "CUSTOM_EDU"}'
-PROFILE_NAME=edu
-PROFILE_SPEC='resources:CUSTOM_EDU=1'
+# nova-acc's settings in nova.conf come from this tool (write_configs),
+# as they do for tools/run-vfio-host.sh and devstack/plugin.sh.
+NOVA_CONF_TOOL=$ROOT/tools/lib/nova_conf.py
 
 APT_PACKAGES=(
     mariadb-server rabbitmq-server
@@ -71,8 +67,6 @@ API_SERVICES=(
 START_TIME=$(date +%s)
 STARTED=0  # set to 1 when this run starts anything
 
-log() { nova_acc_log "$@"; }
-die() { nova_acc_error "$@"; exit 1; }
 elapsed() { echo $(($(date +%s) - START_TIME)); }
 
 # set_dirs [create]: checks the state directory (tools/lib/common.sh:
@@ -198,26 +192,20 @@ stop_service() {
     rm -f "$RUN/$name.pid"
 }
 
-# wait_for NAME LOG SECONDS CMD...: waits until CMD succeeds; fails naming
-# the log when the time is up or the service's process died. The time is
-# bash's SECONDS, not a count of tries: a check that itself takes seconds
-# (an openstack command) must not stretch the limit.
+# not_gone NAME: NAME runs, or this script has no pidfile of it (libvirtd,
+# which may be the machine's own).
+not_gone() { [[ ! -e $RUN/$1.pid ]] || running "$1"; }
+
+# wait_for NAME LOG SECONDS CMD...: waits until CMD succeeds (every 0.5 s,
+# at most SECONDS: nova_acc_wait); fails naming the log when the time is up
+# or the service's process died.
 wait_for() {
-    local name=$1 logfile=$2 timeout=$3 deadline
+    local name=$1 logfile=$2 timeout=$3 rc=0
     shift 3
-    deadline=$((SECONDS + timeout))
-    while :; do
-        if "$@" >/dev/null 2>&1; then
-            return 0
-        fi
-        if [[ -e $RUN/$name.pid ]] && ! running "$name"; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$name exited during start-up; see $logfile"
-        fi
-        ((SECONDS < deadline)) || break
-        sleep 0.5
-    done
+    nova_acc_wait "$timeout" 0.5 --alive not_gone "$name" -- "$@" || rc=$?
+    ((rc != 0)) || return 0
     tail -n 20 "$logfile" >&2 || true
+    ((rc != 2)) || die "$name exited during start-up; see $logfile"
     die "$name did not answer within $timeout s; see $logfile"
 }
 
@@ -491,9 +479,6 @@ use_stderr = true
 my_ip = $HOST
 state_path = $DATA/nova
 transport_url = $(rabbit_url)
-compute_driver = nova_acc.LibvirtAccDriver
-# Busybox guests ignore ACPI shutdown.
-shutdown_timeout = 5
 enabled_apis = osapi_compute
 osapi_compute_listen = $HOST
 metadata_listen = $HOST
@@ -510,36 +495,23 @@ workers = 1
 discover_hosts_in_cells_interval = 30
 [conductor]
 workers = 1
-[libvirt]
-virt_type = qemu
-cpu_mode = none
-[vnc]
-enabled = false
-[spice]
-enabled = false
 [oslo_concurrency]
 lock_path = $DATA/nova/lock
-[nova_sys_admin]
-helper_command = $helper
-[privsep_osbrick]
-helper_command = $helper
-[vif_plug_ovs_privileged]
-helper_command = $helper
-[vif_plug_linux_bridge_privileged]
-helper_command = $helper
-# nova-acc's own privsep daemon (device resets): no sudo/rootwrap here.
-[nova_acc_sys_admin]
-helper_command = $helper
-[nova_acc]
-# Selects no device of this machine (see tools/run-cloud.sh).
-device_spec = $DEVICE_SPEC
-profile = $PROFILE_NAME=$PROFILE_SPEC
 EOT
         auth_section keystone_authtoken nova
         auth_section placement nova
         auth_section neutron nova
         auth_section service_user nova
     } > "$ETC/nova/nova.conf"
+    # nova-acc's part: its driver under TCG; every privsep daemon (Nova's
+    # and nova-acc's, device resets) started directly, as root without
+    # sudo or rootwrap; the edu device (1234:11e8), which no device of this
+    # machine is (they are its disk and network: here nova-acc reports no
+    # devices, a compute VM with "-device edu" one), and its profile.
+    "$PYTHON" "$NOVA_CONF_TOOL" set "$ETC/nova/nova.conf" \
+        --compute-driver --tcg-compute --every-privsep-helper "$helper" \
+        --edu-device --edu-profile \
+        || die "writing nova-acc's settings into $ETC/nova/nova.conf failed"
     cp "$nova_venv/etc/nova/api-paste.ini" "$ETC/nova/"
     # Root's only (an existing file keeps its mode when rewritten, and an
     # older version of this script made them 0644).
@@ -862,8 +834,9 @@ source_openrc() {
 
 # ---------------------------------------------------------------------------
 # The guest image, from Debian packages: the kernel of linux-image-*-amd64
-# and a busybox initramfs that prints the guest's PCI devices to its serial
-# console, then sleeps. Uploaded as aki/ari/ami (the ami is an empty disk).
+# and the probe initramfs (tools/lib/build-probe-initramfs.sh: busybox
+# printing the guest's PCI devices to its serial console, then sleeping).
+# Uploaded as aki/ari/ami (the ami is an empty disk).
 
 build_image() {
     local d=$DATA/image pkg deb
@@ -872,7 +845,7 @@ build_image() {
     fi
     log "building the guest image in $d (log $LOGS/setup-image.log)"
     rm -rf "$d"
-    mkdir -p "$d/deb" "$d/kernel" "$d/initramfs"/{bin,dev,proc,sys}
+    mkdir -p "$d/deb" "$d/kernel"
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
     [[ -n $pkg ]] || die "no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)"
     (cd "$d/deb" && apt-get download "$pkg") >>"$LOGS/setup-image.log" 2>&1 \
@@ -880,23 +853,9 @@ build_image() {
     deb=$(ls "$d"/deb/*.deb)
     dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$d/kernel" ./boot
     cp "$d"/kernel/boot/vmlinuz-* "$d/vmlinuz"
-    cp /bin/busybox "$d/initramfs/bin/busybox"
-    cat > "$d/initramfs/init" <<'EOT'
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-{
-    echo "nova-acc guest: up"
-    for dev in /sys/bus/pci/devices/*; do
-        echo "nova-acc guest: pci ${dev##*/} $(cat "$dev/vendor"):$(cat "$dev/device")"
-    done
-} > /dev/ttyS0 2>&1
-while true; do sleep 3600; done
-EOT
-    chmod 755 "$d/initramfs/init"
-    (cd "$d/initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$d/initrd"
+    "$ROOT/tools/lib/build-probe-initramfs.sh" /bin/busybox "$d/initrd" \
+        >>"$LOGS/setup-image.log" 2>&1 \
+        || die "building the probe initramfs failed; see $LOGS/setup-image.log"
     truncate -s 1M "$d/disk"
     rm -rf "$d/deb" "$d/kernel"
 }
@@ -982,6 +941,9 @@ cmd_up() {
     start_nova_services
     log "nova services up ($(elapsed) s)"
     create_resources
+    local profile device_spec
+    profile=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc profile | head -n 1)
+    device_spec=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc device_spec | head -n 1)
     if ((STARTED)); then
         log "the cloud is up ($(elapsed) s)"
     else
@@ -992,10 +954,10 @@ cmd_up() {
 nova-acc cloud in $DIR (logs in $LOGS, passwords in $PASSWORDS):
   source $DIR/admin-openrc    # or demo-openrc
   openstack server create --flavor m1.nano --image nova-acc-guest --nic none \\
-      --hint device_context=profile:$PROFILE_NAME vm1
+      --hint device_context=profile:${profile%%=*} vm1
   openstack server show vm1 -c status -c fault
   $ROOT/tools/run-cloud.sh --status | --stop
-Profile: $PROFILE_NAME=$PROFILE_SPEC; device_spec: $DEVICE_SPEC (no such device here)
+Profile: $profile; device_spec: $device_spec (no such device here)
 Tempest: $ROOT/tools/run-tempest.sh
 EOT
 }

@@ -12,7 +12,8 @@
 # satisfy (e.g. resources:CUSTOM_EDU=1); unset here, where no host has a
 # device, so the tests that need one are skipped.
 # NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE=true: a host has a device for the
-# profile "edu" (then profile:edu must boot, not fail with NoValidHost).
+# cloud's profile ("edu", the first [nova_acc] profile of its nova.conf;
+# then profile:edu must boot, not fail with NoValidHost).
 # NOVA_ACC_TEMPEST_LIBVIRT_URI: libvirt of the compute host, for the domain
 # XML checks (default qemu:///system, this machine's).
 # NOVA_ACC_TEMPEST_LIBVIRT_HOST: the compute host that URI reaches, when
@@ -38,9 +39,6 @@ PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
 LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
 LIBVIRT_HOST=${NOVA_ACC_TEMPEST_LIBVIRT_HOST:-}
 
-log() { nova_acc_log "$@"; }
-die() { nova_acc_error "$@"; exit 1; }
-
 rc=0
 checked=$(nova_acc_state_dir "$DIR" NOVA_ACC_CLOUD_DIR) || rc=$?
 ((rc != 2)) || die "no cloud in $DIR: run $ROOT/tools/run-cloud.sh first"
@@ -64,6 +62,12 @@ source "$DIR/admin-openrc"
 
 image=$("$OPENSTACK" image show nova-acc-guest -f value -c id)
 [[ -n $image ]] || die "no image nova-acc-guest"
+# The profile the cloud's nova.conf names first (tools/lib/nova_conf.py
+# wrote it there): profile:NAME must reach the scheduler.
+profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
+    nova_acc profile | head -n 1) \
+    || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
+profile=${profile%%=*}
 
 if [[ ! -d $WORKSPACE/etc ]]; then
     (cd "$DIR" && "$TEMPEST" init --workspace-path "$DIR/tempest-workspaces.yaml" \
@@ -117,7 +121,7 @@ nova_acc = true
 
 [nova_acc]
 unsatisfiable_context = resources:FPGA=1
-profile = edu
+profile = $profile
 profile_satisfiable = $PROFILE_SATISFIABLE
 libvirt_uri = $LIBVIRT_URI
 openstack_command = $OPENSTACK

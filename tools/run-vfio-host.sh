@@ -56,6 +56,7 @@ umask 077
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=tools/lib/common.sh
 source "$ROOT/tools/lib/common.sh"
+NOVA_ACC_LOG_PREFIX="run-vfio-host: "
 # set_dirs and check_cloud_dir (below) check these before anything uses them.
 DIR=${NOVA_ACC_VFIO_DIR:-/var/tmp/nova-acc-vfio}
 CLOUD_DIR=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
@@ -81,9 +82,6 @@ PACKAGES=(
     pciutils kmod busybox-static udev iproute2 procps
     openssh-server socat ca-certificates less
 )
-
-log() { nova_acc_log "$@"; }
-die() { nova_acc_error "$@"; exit 1; }
 
 # set_dirs [create]: checks the state directory (tools/lib/common.sh: owned
 # by this uid, writable by nobody else, no symlink, parents only root
@@ -365,49 +363,20 @@ say "libvirtd: $(virsh -c qemu:///system version 2>&1 | tr '\n' ' ')"
 say "READY after $(cut -d' ' -f1 /proc/uptime) s"
 
 # Reap orphans; SIGTERM (or SIGPWR) shuts the VM down.
-exec python3 -c '
-import os, signal, subprocess
-def down(*_):
-    subprocess.call(["/sbin/nova-acc-vm-init", "shutdown"])
-signal.signal(signal.SIGTERM, down)
-signal.signal(signal.SIGPWR, down)
-while True:
-    try:
-        os.wait()
-    except ChildProcessError:
-        signal.pause()
-    except InterruptedError:
-        pass
-'
+exec python3 /usr/local/sbin/nova-acc-vm-reaper /sbin/nova-acc-vm-init shutdown
 EOT
     chmod 755 "$ROOTFS/sbin/nova-acc-vm-init"
+    install -D -m 755 "$ROOT/tools/lib/vm_reaper.py" \
+        "$ROOTFS/usr/local/sbin/nova-acc-vm-reaper"
 
-    # The nested guest: the VM's own kernel and a busybox initramfs that
-    # lists its PCI devices on its serial console.
-    local n=$ROOTFS/var/lib/libvirt/images i
+    # The nested guest: the VM's own kernel and the probe initramfs (the
+    # cloud's guest image's too), with the rootfs's busybox.
+    local n=$ROOTFS/var/lib/libvirt/images
     mkdir -p "$n"
     cp "$(rootfs_kernel)" "$n/edu-probe.vmlinuz"
-    i=$(mktemp -d)
-    mkdir -p "$i"/{bin,dev,proc,sys}
-    cp "$ROOTFS/bin/busybox" "$i/bin/busybox"
-    cat > "$i/init" <<'EOT'
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-{
-    echo "nested guest: up after $(cut -d' ' -f1 /proc/uptime) s"
-    for dev in /sys/bus/pci/devices/*; do
-        echo "nested guest: pci ${dev##*/} $(cat "$dev/vendor"):$(cat "$dev/device")"
-    done
-    echo "nested guest: done"
-} > /dev/ttyS0 2>&1
-while true; do sleep 3600; done
-EOT
-    chmod 755 "$i/init"
-    (cd "$i" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$n/edu-probe.initrd"
-    rm -rf "$i"
+    "$ROOT/tools/lib/build-probe-initramfs.sh" "$ROOTFS/bin/busybox" \
+        "$n/edu-probe.initrd" >>"$LOGS/build.log" 2>&1 \
+        || die "building the probe initramfs failed; see $LOGS/build.log"
 }
 
 build_disk() {
@@ -484,22 +453,20 @@ start_vm() {
         -monitor "unix:$DIR/monitor.sock,server=on,wait=off" \
         -pidfile "$PIDFILE" -daemonize >>"$LOGS/qemu.log" 2>&1 \
         || die "QEMU did not start; see $LOGS/qemu.log"
-    local i=0
-    until grep -q 'nova-acc-vm: READY' "$SERIAL" 2>/dev/null; do
-        vm_running || die "QEMU exited; see $SERIAL and $LOGS/qemu.log"
-        i=$((i + 5)); [[ $i -gt 900 ]] && die "the VM was not ready after 900 s; see $SERIAL"
-        sleep 5
-    done
-    until vm_ssh true; do
-        i=$((i + 5)); [[ $i -gt 900 ]] && die "no ssh into the VM; see $SERIAL"
-        sleep 5
-    done
+    local rc=0
+    nova_acc_wait 900 5 --alive vm_running -- \
+        grep -q 'nova-acc-vm: READY' "$SERIAL" || rc=$?
+    ((rc != 2)) || die "QEMU exited; see $SERIAL and $LOGS/qemu.log"
+    ((rc == 0)) || die "the VM was not ready after 900 s; see $SERIAL"
+    # sshd started before READY.
+    nova_acc_wait 300 5 --alive vm_running -- vm_ssh true \
+        || die "no ssh into the VM; see $SERIAL"
     log "VM ready in $((SECONDS - t0)) s:"
     grep 'nova-acc-vm:' "$SERIAL" >&2
 }
 
 stop_vm() {
-    local pid i match
+    local pid match
     if ! pid=$(vm_pid); then
         log "VM not running"
         return 0
@@ -508,20 +475,9 @@ stop_vm() {
     mapfile -t match < <(qemu_cmd)
     log "stopping the VM (pid $pid)"
     vm_ssh 'nohup /sbin/nova-acc-vm-init shutdown >/dev/null 2>&1 &' || true
-    for ((i = 0; i < 90; i++)); do
-        nova_acc_pid_is "$pid" "${match[@]}" || break
-        sleep 1
-    done
-    if nova_acc_pid_is "$pid" "${match[@]}"; then
-        log "no clean poweroff after 90 s; SIGTERM to QEMU"
-        kill -TERM "$pid"
-        for ((i = 0; i < 15; i++)); do
-            nova_acc_pid_is "$pid" "${match[@]}" || break
-            sleep 1
-        done
-        if nova_acc_pid_is "$pid" "${match[@]}"; then
-            kill -KILL "$pid"
-        fi
+    if ! nova_acc_wait 90 1 nova_acc_pid_gone "$pid" "${match[@]}"; then
+        log "no clean poweroff after 90 s"
+        nova_acc_stop_pid QEMU "$pid" "${match[@]}"
     fi
     rm -f "$PIDFILE"
     log "VM stopped"
@@ -577,17 +533,17 @@ EOX
         virsh -q start edu-probe
         virsh dumpxml edu-probe | sed -n '/<hostdev/,/<\/hostdev>/p'" >&2
     log "guest started after $((SECONDS - t0)) s; waiting for its console"
-    local i=0
-    until vm_ssh 'grep -q "nested guest: done" /var/log/libvirt/edu-probe-console.log 2>/dev/null'; do
-        i=$((i + 10)); [[ $i -gt 1200 ]] && { vm_ssh 'cat /var/log/libvirt/edu-probe-console.log' >&2 || true; die "no console output of the nested guest after 1200 s"; }
-        sleep 10
-    done
+    if ! nova_acc_wait 1200 10 vm_ssh \
+            'grep -q "nova-acc guest: done" /var/log/libvirt/edu-probe-console.log'; then
+        vm_ssh 'cat /var/log/libvirt/edu-probe-console.log' >&2 || true
+        die "no console output of the nested guest after 1200 s"
+    fi
     vm_ssh 'cat /var/log/libvirt/edu-probe-console.log' > "$DIR/nested-console.log"
     log "nested guest's console after $((SECONDS - t0)) s ($DIR/nested-console.log):"
-    grep -a 'nested guest:\|^[0-9a-f]*:[0-9a-f]*\.[0-9]' "$DIR/nested-console.log" >&2 || true
+    grep -a 'nova-acc guest:\|^[0-9a-f]*:[0-9a-f]*\.[0-9]' "$DIR/nested-console.log" >&2 || true
     vm_ssh 'virsh -q destroy edu-probe; virsh -q undefine edu-probe;
             lspci -nnk -d 1234:11e8' >&2
-    grep -q 'nested guest: pci .* 0x1234:0x11e8' "$DIR/nested-console.log" \
+    grep -q 'nova-acc guest: pci .* 0x1234:0x11e8' "$DIR/nested-console.log" \
         || die "the nested guest does not list 1234:11e8"
     log "stage 2 OK: the nested guest lists the edu device (1234:11e8) in $((SECONDS - t0)) s"
 }
@@ -595,62 +551,26 @@ EOX
 # ---------------------------------------------------------------------------
 # Stage 3: nova-compute in the VM, joined to tools/run-cloud.sh's cloud.
 
+# compute_conf OUTPUT: the VM's nova.conf (tools/lib/nova_conf.py
+# compute-host): the cloud's own, minus what is that machine's (databases,
+# API listeners, my_ip, its [nova_acc]), with the VM's host name and state
+# path, nova-acc's driver under TCG, every privsep daemon started directly
+# (root without sudo), and only the VM's emulated edu device. edu has no
+# reset method: with a reset on release it would become dirty.
 compute_conf() {
     check_cloud_dir
     local conf=$CLOUD_DIR/etc/nova/nova.conf
     [[ -f $conf ]] || die "no cloud: $conf is missing (tools/run-cloud.sh)"
-    local helper="$VENV/bin/privsep-helper --config-file /etc/nova/nova.conf"
-    # The cloud's own nova.conf, minus what is this machine's: the VM has
-    # its own host name, state path, no database, and only the edu device.
-    python3 - "$conf" "$VM_HOST" "$VENV" "$helper" <<'EOT'
-import configparser, sys
-src, host, venv, helper = sys.argv[1:]
-cp = configparser.RawConfigParser(strict=False)
-cp.optionxform = str
-cp.read(src)
-out = configparser.RawConfigParser()
-out.optionxform = str
-keep = ['DEFAULT', 'keystone_authtoken', 'placement', 'neutron',
-        'service_user', 'glance', 'oslo_messaging_rabbit', 'libvirt']
-for s in keep:
-    if s != 'DEFAULT' and not cp.has_section(s):
-        continue
-    if s != 'DEFAULT':
-        out.add_section(s)
-    items = cp.defaults() if s == 'DEFAULT' else {
-        k: v for k, v in cp.items(s, raw=True) if k not in cp.defaults()}
-    for k, v in items.items():
-        out.set(s, k, v)
-d = out.defaults()
-for k in ('my_ip', 'osapi_compute_listen', 'metadata_listen', 'enabled_apis'):
-    d.pop(k, None)
-out.set('DEFAULT', 'host', host)
-out.set('DEFAULT', 'my_ip', '10.0.2.15')
-out.set('DEFAULT', 'state_path', '/var/lib/nova')
-out.set('DEFAULT', 'compute_driver', 'nova_acc.LibvirtAccDriver')
-out.set('DEFAULT', 'shutdown_timeout', '5')
-out.set('DEFAULT', 'use_stderr', 'true')
-if not out.has_section('libvirt'):
-    out.add_section('libvirt')
-out.set('libvirt', 'virt_type', 'qemu')
-out.set('libvirt', 'cpu_mode', 'none')
-for s in ('vnc', 'spice'):
-    out.add_section(s)
-    out.set(s, 'enabled', 'false')
-out.add_section('oslo_concurrency')
-out.set('oslo_concurrency', 'lock_path', '/var/lib/nova/lock')
-for s in ('nova_sys_admin', 'privsep_osbrick', 'vif_plug_ovs_privileged',
-          'vif_plug_linux_bridge_privileged', 'nova_acc_sys_admin'):
-    out.add_section(s)
-    out.set(s, 'helper_command', helper)
-out.add_section('nova_acc')
-# Only the VM's emulated edu device.
-out.set('nova_acc', 'device_spec',
-        '{"vendor_id": "1234", "product_id": "11e8", "resource_class": "CUSTOM_EDU"}')
-# edu has no reset method: with a reset on release it would become dirty.
-out.set('nova_acc', 'reset_on_release', 'false')
-out.write(sys.stdout)
-EOT
+    python3 "$ROOT/tools/lib/nova_conf.py" compute-host "$conf" "$1" \
+        --set DEFAULT host "$VM_HOST" \
+        --set DEFAULT my_ip 10.0.2.15 \
+        --set DEFAULT state_path /var/lib/nova \
+        --set DEFAULT use_stderr true \
+        --set oslo_concurrency lock_path /var/lib/nova/lock \
+        --compute-driver --tcg-compute \
+        --every-privsep-helper "$VENV/bin/privsep-helper --config-file /etc/nova/nova.conf" \
+        --edu-device --reset-on-release false \
+        || die "writing the VM's nova.conf ($1) failed"
 }
 
 compute() {
@@ -659,12 +579,13 @@ compute() {
     [[ -s $CLOUD_DIR/admin-openrc ]] || die "no cloud: $CLOUD_DIR/admin-openrc is missing (tools/run-cloud.sh)"
     local p
     for p in $PORTS; do
-        vm_ssh "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $p), 10)'" \
+        # shellcheck disable=SC2029  # $p is expanded here on purpose
+        vm_ssh "timeout 10 bash -c ': </dev/tcp/127.0.0.1/$p'" \
             || die "the VM cannot reach 127.0.0.1:$p of this machine (is the cloud up?)"
     done
     # It holds the cloud's passwords: 0600 here (also when it existed) and
     # in the VM.
-    compute_conf > "$DIR/nova-compute.conf"
+    compute_conf "$DIR/nova-compute.conf"
     chmod 600 "$DIR/nova-compute.conf"
     vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
     vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
@@ -677,7 +598,7 @@ compute() {
     if [[ -s $DIR/compute_id ]]; then
         node_uuid=$(<"$DIR/compute_id")
     else
-        node_uuid=$(python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "nova-acc-vfio:" + sys.argv[1]))' "$VM_HOST")
+        node_uuid=$(python3 "$ROOT/tools/lib/nova_conf.py" node-uuid "$VM_HOST")
     fi
     # shellcheck disable=SC2029  # expanded here on purpose
     vm_ssh "test -s /var/lib/nova/compute_id || echo $node_uuid > /var/lib/nova/compute_id"
@@ -690,15 +611,32 @@ compute() {
             >>/var/log/nova/nova-compute.log 2>&1 </dev/null & echo started"
     fi
     # Up when the cloud lists the VM's compute service.
-    local i=0 t0=$SECONDS
-    # shellcheck disable=SC1091
-    until (source "$CLOUD_DIR/admin-openrc" && openstack compute service list \
-            --service nova-compute --host "$VM_HOST" -f value -c State 2>/dev/null | grep -q up); do
-        i=$((i + 10)); [[ $i -gt 900 ]] && die "nova-compute in the VM did not report up after 900 s; see --ssh tail /var/log/nova/nova-compute.log"
-        vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null' || { vm_ssh 'tail -30 /var/log/nova/nova-compute.log' >&2; die "nova-compute in the VM exited"; }
-        sleep 10
-    done
+    local t0=$SECONDS rc=0
+    nova_acc_wait 900 10 --alive vm_ssh 'pgrep -f "[b]in/nova-compute"' -- \
+        compute_service_up || rc=$?
+    if ((rc == 2)); then
+        vm_ssh 'tail -30 /var/log/nova/nova-compute.log' >&2
+        die "nova-compute in the VM exited"
+    fi
+    ((rc == 0)) || die "nova-compute in the VM did not report up after 900 s; see --ssh tail /var/log/nova/nova-compute.log"
     log "nova-compute in the VM is up after $((SECONDS - t0)) s (host $VM_HOST)"
+}
+
+# compute_service_up: the cloud lists the VM's nova-compute as up.
+compute_service_up() {
+    # shellcheck disable=SC1091
+    (source "$CLOUD_DIR/admin-openrc" && openstack compute service list \
+        --service nova-compute --host "$VM_HOST" -f value -c State | grep -q up)
+}
+
+# pool_unused POOL: placement says resource provider POOL is used by none.
+pool_unused() {
+    [[ $(openstack resource provider usage show "$1" -f value -c usage) == 0 ]]
+}
+
+# server_built ID: server ID is out of BUILD (ACTIVE, ERROR...).
+server_built() {
+    [[ $(openstack server show "$1" -f value -c status) != BUILD ]]
 }
 
 compute_stop() {
@@ -735,21 +673,15 @@ demo() {
     done
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/admin-openrc"
-    for ((i = 0; i < 60; i++)); do
-        usage=$(openstack resource provider usage show "$pool" -f value -c usage)
-        [[ $usage == 0 ]] && break
-        sleep 2
-    done
+    nova_acc_wait 120 2 pool_unused "$pool" || true
+    usage=$(openstack resource provider usage show "$pool" -f value -c usage)
     [[ $usage == 0 ]] || die "pool $pool of $VM_HOST is in use ($usage CUSTOM_EDU) by another server"
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/demo-openrc"
     log "openstack server create --flavor m1.nano --image nova-acc-guest --nic none --hint device_context=resources:CUSTOM_EDU=1 edu-vfio"
     id=$(openstack server create --flavor m1.nano --image nova-acc-guest --nic none \
         --hint device_context=resources:CUSTOM_EDU=1 edu-vfio -f value -c id)
-    for ((i = 0; i < 120; i++)); do
-        [[ $(openstack server show "$id" -f value -c status) == BUILD ]] || break
-        sleep 5
-    done
+    nova_acc_wait 600 5 server_built "$id" || true
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/admin-openrc"
     openstack server show "$id" -f value -c status | grep -qx ACTIVE \
@@ -789,11 +721,8 @@ demo() {
     openstack server delete --wait "$id"
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/admin-openrc"
-    for ((i = 0; i < 30; i++)); do
-        usage=$(openstack resource provider usage show "$pool" -f value -c usage)
-        [[ $usage == 0 ]] && break
-        sleep 2
-    done
+    nova_acc_wait 60 2 pool_unused "$pool" || true
+    usage=$(openstack resource provider usage show "$pool" -f value -c usage)
     log "placement: pool $pool uses $usage CUSTOM_EDU after the delete"
     vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list; virsh list --all' >&2
     [[ $usage == 0 ]] || die "the pool's usage is $usage after the delete"

@@ -16,6 +16,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=tools/lib/common.sh
+source "$ROOT/tools/lib/common.sh"
+NOVA_ACC_LOG_PREFIX="setup: "
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-$ROOT/.venv}
@@ -25,8 +28,6 @@ VENV=${VENV:-$ROOT/.venv}
 # (libvirt-clients), a wrapper around xmllint (libxml2-utils).
 APT_PACKAGES=(libvirt-dev pkg-config libvirt-clients libxml2-utils)
 
-
-log() { echo "setup: $*" >&2; }
 
 # ---- 1. system packages ---------------------------------------------------
 missing=()
@@ -83,13 +84,7 @@ rm -rf "$ROOT/build"
 "${PIP[@]}" --no-deps --no-build-isolation --force-reinstall "$ROOT"
 
 # The compute_driver shim must sit inside the installed nova package.
-"$VENV/bin/python" - <<'PY'
-import importlib.util
-import sys
-
-missing = [m for m in ('nova.virt.nova_acc', 'nova_acc', 'os_acc', 'stestr')
-           if importlib.util.find_spec(m) is None]
-if missing:
-    sys.exit('setup: not importable after install: %s' % ', '.join(missing))
-PY
+"$VENV/bin/python" "$ROOT/tools/lib/install_check.py" check \
+    --find nova.virt.nova_acc --find nova_acc --find os_acc --find stestr \
+    || die "nova-acc is not importable after the install (above)"
 log "ready: $VENV"

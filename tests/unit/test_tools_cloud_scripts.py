@@ -33,6 +33,7 @@ import textwrap
 import time
 import unittest
 
+from oslo_config import cfg
 from oslotest import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -291,6 +292,48 @@ class PasswordsTest(ScriptTestCase):
         self.assertIn('password = %s' % passwords['NOVA_PASSWORD'], conf)
         self.assertIn('nova_acc:%s@' % passwords['DB_PASSWORD'], conf)
         self.assertIn('nova_acc:%s@' % passwords['RABBIT_PASSWORD'], conf)
+
+
+class NovaConfTest(ScriptTestCase):
+    """The cloud's nova.conf has nova-acc's settings (tools/lib/nova_conf.py).
+
+    Read back as oslo.config reads it: the settings the tool merges into
+    the file write_configs writes, next to Nova's own options.
+    """
+
+    def test_nova_conf_has_nova_acc_settings(self):
+        for rel in ('glance/etc/glance/glance-api-paste.ini',
+                    'neutron/etc/neutron/api-paste.ini',
+                    'nova/etc/nova/api-paste.ini'):
+            path = os.path.join(self.dir, 'venv', rel)
+            os.makedirs(os.path.dirname(path))
+            with open(path, 'w') as f:
+                f.write('[pipeline:main]\n')
+        result = self.bash('prepare; write_configs')
+        self.assertEqual(0, result.returncode, result.stderr)
+        nova_conf = os.path.join(self.dir, 'etc', 'nova', 'nova.conf')
+        sections = {}
+        cfg.ConfigParser(nova_conf, sections).parse()
+        helper = '%s/venv/nova/bin/privsep-helper --config-file %s' % (
+            self.dir, nova_conf)
+        self.assertEqual(['nova_acc.LibvirtAccDriver'],
+                         sections['DEFAULT']['compute_driver'])
+        self.assertEqual(['5'], sections['DEFAULT']['shutdown_timeout'])
+        self.assertEqual(['qemu'], sections['libvirt']['virt_type'])
+        for section in ('nova_sys_admin', 'privsep_osbrick',
+                        'vif_plug_ovs_privileged',
+                        'vif_plug_linux_bridge_privileged',
+                        'nova_acc_sys_admin'):
+            self.assertEqual([helper], sections[section]['helper_command'])
+        self.assertEqual(
+            ['{"vendor_id": "1234", "product_id": "11e8", '
+             '"resource_class": "CUSTOM_EDU"}'],
+            sections['nova_acc']['device_spec'])
+        self.assertEqual(['edu=resources:CUSTOM_EDU=1'],
+                         sections['nova_acc']['profile'])
+        # Nova's own options stay.
+        self.assertEqual(['1'], sections['scheduler']['workers'])
+        self.assertEqual(0o600, _mode(nova_conf))
 
 
 class PidfileTest(ScriptTestCase):

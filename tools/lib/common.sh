@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared helpers of tools/run-cloud.sh, tools/run-vfio-host.sh and
-# tools/run-tempest.sh: sourced, it defines functions and nothing else.
+# The shell helpers of tools/*.sh, in this one file: sourced, it defines
+# functions (and the password keys) and nothing else. The scripts keep no
+# copies of their own of these (log, die, waiting, pidfiles, signals).
 #
 # These scripts run as root and keep their state (venvs they execute,
 # configuration with passwords, pidfiles) in a directory under /var/tmp, a
@@ -24,6 +25,46 @@ nova_acc_log() {
 }
 
 nova_acc_error() { nova_acc_log "ERROR: $*"; }
+
+# The scripts' short names for the two above: log MESSAGE, die MESSAGE
+# (exits with status 1).
+log() { nova_acc_log "$@"; }
+die() {
+    nova_acc_error "$@"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Waiting.
+
+# nova_acc_wait TIMEOUT INTERVAL [--alive CMD... --] CHECK...: runs CHECK
+# (its output discarded) every INTERVAL seconds until it succeeds (returns
+# 0). Returns 1 when TIMEOUT seconds have passed: bash's SECONDS, not a
+# count of tries, so that a check that itself takes seconds (an openstack
+# command, ssh) does not stretch the limit. With --alive, CMD (its stdout
+# discarded) runs after each failed check and must succeed: the process
+# being waited for is still there; otherwise returns 2 at once.
+nova_acc_wait() {
+    local timeout=$1 interval=$2 deadline alive=()
+    shift 2
+    if [[ ${1:-} == --alive ]]; then
+        shift
+        while (($#)) && [[ $1 != -- ]]; do
+            alive+=("$1")
+            shift
+        done
+        shift  # the --
+    fi
+    deadline=$((SECONDS + timeout))
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        if ((${#alive[@]})) && ! "${alive[@]}" >/dev/null; then
+            return 2
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep "$interval"
+    done
+}
 
 # ---------------------------------------------------------------------------
 # The state directory.
@@ -283,6 +324,10 @@ nova_acc_pid_is() {
     done
 }
 
+# nova_acc_pid_gone PID PATTERN...: the opposite of nova_acc_pid_is (to
+# wait for with nova_acc_wait).
+nova_acc_pid_gone() { ! nova_acc_pid_is "$@"; }
+
 # nova_acc_pgrp PID: the process group of PID.
 nova_acc_pgrp() {
     local stat rest pgrp
@@ -343,7 +388,7 @@ nova_acc_signal() {
 # nova_acc_signal), wait up to 20 s, then SIGKILL. A PID that is not NAME
 # is left alone.
 nova_acc_stop_pid() {
-    local name=$1 pid=$2 i
+    local name=$1 pid=$2
     shift 2
     if ! nova_acc_pid_is "$pid" "$@"; then
         nova_acc_log "not stopping pid $pid: it is not $name (gone, or" \
@@ -352,15 +397,9 @@ nova_acc_stop_pid() {
     fi
     nova_acc_log "stopping $name (pid $pid)"
     nova_acc_signal TERM "$pid" "$@"
-    for ((i = 0; i < 40; i++)); do
-        nova_acc_pid_is "$pid" "$@" || return 0
-        sleep 0.5
-    done
+    nova_acc_wait 20 0.5 nova_acc_pid_gone "$pid" "$@" && return 0
     nova_acc_log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
     nova_acc_signal KILL "$pid" "$@"
-    for ((i = 0; i < 20; i++)); do
-        nova_acc_pid_is "$pid" "$@" || return 0
-        sleep 0.5
-    done
+    nova_acc_wait 10 0.5 nova_acc_pid_gone "$pid" "$@" && return 0
     nova_acc_log "WARNING: $name (pid $pid) is still there after SIGKILL"
 }
