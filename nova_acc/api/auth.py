@@ -103,4 +103,5 @@ class ContextMiddleware:
 
 
 def context_of(req: webob.Request) -> oslo_context.RequestContext:
-    return req.environ[CONTEXT_KEY]
+    context: oslo_context.RequestContext = req.environ[CONTEXT_KEY]
+    return context

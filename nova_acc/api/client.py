@@ -155,7 +155,7 @@ class DeviceContextClient:
                    params=params)
 
     def record_devices(self, context_id: str, server_id: str, host: str,
-                       devices: list[dict[str, str]]) -> Context:
+                       devices: ty.List[dict[str, str]]) -> Context:
         """Record the devices the compute picked for the bound server."""
         return self._call(
             'PUT', '%s/%s/devices' % (PATH, context_id),

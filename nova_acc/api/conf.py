@@ -102,6 +102,6 @@ def load(argv: ty.Sequence[str] = (),
     return conf
 
 
-def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+def list_opts() -> list[tuple[cfg.OptGroup, ty.Sequence[cfg.Opt]]]:
     """Entry point of ``oslo.config.opts`` (nova_acc.api)."""
     return [(API_GROUP, API_OPTS), (QUOTA_GROUP, QUOTA_OPTS)]

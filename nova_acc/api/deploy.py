@@ -64,13 +64,19 @@ class FaultWrapper:
     def __call__(self, req: webob.Request) -> ty.Any:
         req_id = req.environ.get(request_id.ENV_REQUEST_ID)
         try:
-            return req.get_response(self.application)
+            response = req.get_response(self.application)
         except exception.APIError as error:
             response = error_response(error.code, error.title,
                                       error.message, req_id)
             if isinstance(error, exception.MethodNotAllowed):
                 response.allow = error.allowed
             return response
+        except UnicodeDecodeError:
+            # webob decodes the path and the query string as UTF-8 when
+            # they are read.
+            return error_response(400, 'Bad Request',
+                                  'The path or query string is not valid '
+                                  'UTF-8', req_id)
         except webob.exc.HTTPException as error:
             # oslo.middleware's size limit raises these from body reads.
             return error_response(error.code, error.title,
@@ -85,6 +91,23 @@ class FaultWrapper:
             return error_response(500, 'Internal Server Error',
                                   'Unexpected error; see the service log '
                                   'for request %s' % req_id, req_id)
+        if response.status_int >= 400 and (
+                response.content_type != 'application/json'):
+            # An error a middleware answered itself (oslo.middleware's
+            # size limit) gets the one error shape too.
+            return error_response(response.status_int,
+                                  response.status.split(' ', 1)[-1],
+                                  _plain_text(response), req_id)
+        return response
+
+
+def _plain_text(response: webob.Response) -> str:
+    """The first line of a middleware's error page, without markup."""
+    text = response.text if response.charset else ''
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and '<' not in line and
+             line.strip() != response.status]
+    return lines[0][:255] if lines else response.status
 
 
 class HealthcheckDispatch:

@@ -89,7 +89,10 @@ def _visible(service: Service, req: webob.Request, raw_id: str, rule: str,
                          found['project_id'] != project_id):
         raise exception.ContextNotFound(context_id)
     if not policy.allows(service.rules, context, rule, found['project_id']):
-        if found['project_id'] != context.project_id:
+        # Forbidden only tells a caller who may see the context that it
+        # exists; to anyone else it is missing.
+        if not policy.allows(service.rules, context, policy.SHOW,
+                             found['project_id']):
             raise exception.ContextNotFound(context_id)
         raise exception.Forbidden('Policy does not allow %s' % rule)
     return found
@@ -103,6 +106,11 @@ def create(service: Service, req: webob.Request) -> webob.Response:
     if not context.project_id:
         raise exception.Forbidden('A device context belongs to a project: '
                                   'use a project-scoped token')
+    if (len(context.project_id) > models.PROJECT_LENGTH or
+            len(context.user_id or '') > models.PROJECT_LENGTH):
+        raise exception.BadRequest('The project or user ID of the token is '
+                                   'longer than %d characters'
+                                   % models.PROJECT_LENGTH)
     validation.query(req.GET, ())
     obj = validation.body_object(
         _body(req), 'device_context',
@@ -115,7 +123,7 @@ def create(service: Service, req: webob.Request) -> webob.Response:
             % (context.project_id, limit))
     if limit >= 0 and service.db.count(context.project_id) >= limit:
         raise exception.OverQuota(over)
-    created = service.db.create(context.project_id, context.user_id, spec,
+    created = service.db.create(context.project_id, str(context.user_id), spec,
                                 config, **values)
     if limit >= 0 and service.db.delete_if_over(
             created['id'], context.project_id, limit):
@@ -230,6 +238,16 @@ def record_devices(service: Service, req: webob.Request,
         _context_id(context_id), server_id, host, devices))
 
 
+def _is_utf8(value: str) -> bool:
+    # A fault is free text (Nova's messages have newlines), but a lone
+    # surrogate from a JSON escape cannot be stored in any database.
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def set_fault(service: Service, req: webob.Request,
               context_id: str) -> webob.Response:
     validation.query(req.GET, ())
@@ -241,7 +259,7 @@ def set_fault(service: Service, req: webob.Request,
     server_id = validation.uuid(body, 'server_id')
     fault = body['fault']
     if not isinstance(fault, str) or not fault.strip() or (
-            len(fault) > models.FAULT_LENGTH):
+            len(fault) > models.FAULT_LENGTH) or not _is_utf8(fault):
         raise exception.BadRequest(
             "'fault' must be a non-empty string of at most %d characters"
             % models.FAULT_LENGTH)

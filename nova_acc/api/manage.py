@@ -29,6 +29,7 @@ from nova_acc.api.db import migration
 
 
 def _sync(database: db_api.Database) -> int:
+    """Create or upgrade the schema to the newest revision."""
     migration.upgrade(database.engine())
     print('Database at revision %s'
           % migration.version(database.engine()))
@@ -36,6 +37,7 @@ def _sync(database: db_api.Database) -> int:
 
 
 def _version(database: db_api.Database) -> int:
+    """Print the schema's revision."""
     print(migration.version(database.engine()) or 'None (empty database)')
     return 0
 

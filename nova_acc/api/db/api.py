@@ -25,6 +25,7 @@ import datetime
 import typing as ty
 
 from oslo_config import cfg
+from oslo_db import api as oslo_db_api
 from oslo_db.sqlalchemy import enginefacade
 from oslo_serialization import jsonutils
 from oslo_utils import timeutils
@@ -61,6 +62,12 @@ def _to_dict(row: M) -> Context:
     }
 
 
+#: Retry a write that InnoDB chose as a deadlock victim: each write is one
+#: guarded statement in its own transaction, so running it again is safe.
+_retry_on_deadlock = oslo_db_api.wrap_db_retry(max_retries=5,
+                                               retry_on_deadlock=True)
+
+
 class Database:
     """nova-acc-api's database, from the ``[database]`` options.
 
@@ -76,7 +83,8 @@ class Database:
                                    conf.database.sqlite_synchronous))
 
     def engine(self) -> sa.engine.Engine:
-        return self._facade.writer.get_engine()
+        engine: sa.engine.Engine = self._facade.writer.get_engine()
+        return engine
 
     def dispose(self) -> None:
         self._facade.dispose_pool()
@@ -138,6 +146,7 @@ class Database:
                      'its config cannot change while it is bound')
         return self._get_or_raise(context_id)
 
+    @_retry_on_deadlock
     def delete(self, context_id: str) -> None:
         with self._writer() as session:
             deleted = session.execute(
@@ -180,6 +189,7 @@ class Database:
             context_id, project_id=project_id)
         return self._get_or_raise(context_id)
 
+    @_retry_on_deadlock
     def unbind(self, context_id: str, server_id: str,
                host: str | None = None) -> bool:
         """Unbind if bound to ``server_id`` (on ``host``); True if it was."""
@@ -194,7 +204,7 @@ class Database:
                     updated_at=timeutils.utcnow())).rowcount)
 
     def record_devices(self, context_id: str, server_id: str, host: str,
-                       devices: list[dict[str, str]]) -> Context:
+                       devices: ty.List[dict[str, str]]) -> Context:
         self._change(
             [M.id == context_id, M.server_id == server_id, M.host == host,
              M.state == models.BOUND],
@@ -215,7 +225,8 @@ class Database:
 
     # ---- helpers ----------------------------------------------------------
 
-    def _change(self, where: list[ty.Any], values: dict[str, ty.Any],
+    @_retry_on_deadlock
+    def _change(self, where: ty.List[ty.Any], values: dict[str, ty.Any],
                 context_id: str, action: str = '',
                 project_id: str | None = None,
                 on_host: str | None = None) -> None:

@@ -25,7 +25,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         'device_contexts',
         sa.Column('id', sa.String(36), primary_key=True),
