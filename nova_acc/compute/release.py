@@ -32,6 +32,7 @@ from os_acc import exception as acc_exc
 from oslo_log import log as logging
 
 from nova_acc.compute import ledger
+from nova_acc import request_groups
 
 LOG = logging.getLogger(__name__)
 
@@ -96,6 +97,36 @@ def release(records: dict[str, ledger.DeviceRecord],
     :param why: what happened to the holder, for the log.
     :param remove_mdev: how to remove an mdev (required for mdev records).
     """
+    # A device of a pool picked for a device context of nova-acc-api (the
+    # local backend): the host owns and resets the device as for an inline
+    # spec, and the context is let go too once the release is done. Its
+    # requester id names the context; the release clears it.
+    context_id = None if record.backend_owned else \
+        request_groups.context_id_of(record.requester_id)
+    holder_uuid = record.instance_uuid
+    _release(records, record, why, reset_on_release=reset_on_release,
+             sysfs_root=sysfs_root, unbind=unbind, resetter=resetter,
+             remove_mdev=remove_mdev)
+    released = records.get(record.address) is not record or \
+        record.state != ledger.RELEASING
+    if context_id and holder_uuid and unbind is not None and released:
+        try:
+            unbind(holder_uuid, [context_id])
+        except Exception as e:  # the backend's errors are many
+            # The device is released: the context is taken over by the
+            # next server bound to it (its holder is gone), see
+            # nova_acc.backends.local.
+            LOG.error('Could not unbind device context %s of server %s '
+                      'after releasing device %s: %s', context_id,
+                      holder_uuid, record.address, e)
+
+
+def _release(records: dict[str, ledger.DeviceRecord],
+             record: ledger.DeviceRecord, why: str, *,
+             reset_on_release: bool, sysfs_root: str,
+             unbind: Unbinder | None,
+             resetter: Resetter,
+             remove_mdev: MdevRemover | None) -> None:
     holder = record.holder or 'no known holder'
     if record.is_mdev and not record.backend_owned:
         _remove_mdev(records, record, why, holder, remove_mdev)
