@@ -333,8 +333,8 @@ class ServiceTestCase(base.APITestCase):
         self.assertEqual(('v1.0', 'CURRENT'),
                          (version['id'], version['status']))
         self.assertTrue(version['links'][0]['href'].endswith('/v1/'))
-        self.assertEqual('v1.0', self.request('GET', '/v1').json[
-            'version']['id'])
+        self.assertEqual('v1.0', self.request('GET', '/v1', project=None)
+                         .json['version']['id'])
 
     def test_healthcheck_needs_no_token(self):
         response = self.request('GET', '/healthcheck', project=None)
