@@ -288,12 +288,20 @@ class BindingTestCase(base.APITestCase):
                          'not bound')
         self.bind(self.ctx['id'], server)
         self.assertError(409, self.nova('PUT', '/devices',
-                                        dict(body, host='host2')), 'host2')
+                                        dict(body, host='host2')),
+                         'not bound on host host2')
+        # Another server is told whose it is, wherever it asks for.
         self.assertError(409, self.nova(
             'PUT', '/devices',
-            dict(body, server_id=uuidutils.generate_uuid())), server)
+            dict(body, server_id=uuidutils.generate_uuid(), host='host2')),
+            'is bound to server %s' % server)
         response = self.nova('PUT', '/devices', body)
         self.assertEqual(devices, response.json['device_context']['devices'])
+        # In error, the devices stay what they were until a new binding.
+        self.nova('PUT', '/fault', {'fault': 'f', 'server_id': server})
+        self.assertError(409, self.nova('PUT', '/devices',
+                                        dict(body, devices=[])),
+                         'in state error')
 
     def test_devices_are_validated(self):
         server, _ = self.bind(self.ctx['id'])
