@@ -13,6 +13,7 @@
 
 import typing as ty
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_serialization import jsonutils
 
@@ -118,9 +119,11 @@ device-context grammar, for example::
         default='local',
         help='Service that owns ID-based device contexts (a hint value that '
              'is a UUID), loaded from the ``nova_acc.backends`` entry points: '
-             '``local`` has none (inline specs and profiles only); '
-             '``cyborg`` treats the UUID as a Cyborg accelerator request, '
-             'reached with the ``[cyborg]`` client options.'),
+             '``local`` reads them from nova-acc-api (``[device_context_api]``'
+             '; without it, inline specs and profiles only) and the hosts '
+             'pick their devices from nova-acc\'s pools; ``cyborg`` treats '
+             'the UUID as a Cyborg accelerator request, reached with the '
+             '``[cyborg]`` client options.'),
     cfg.BoolOpt(
         'reset_on_release',
         default=True,
@@ -160,6 +163,44 @@ CYBORG_OPTS = [
              'contexts before it gives up on the build on this host.'),
 ]
 
+
+CONTEXT_API_GROUP = cfg.OptGroup(
+    'device_context_api',
+    title='nova-acc: the device-context API (nova-acc-api)',
+    help='''
+How nova-conductor, nova-scheduler and nova-compute reach nova-acc-api, the
+service that keeps device contexts created before a boot (``[nova_acc]
+backend = local``). Nova calls it with these service credentials (a user
+with the ``service`` role), never with the user's token: it passes the
+server's project, and the API refuses another project's context as
+unknown. Without ``auth_type`` a context ID in a boot is refused, and only
+inline specs and profiles work. Keystone's catalog gives the endpoint
+(service type ``device-context``) unless ``endpoint_override`` is set.
+''')
+#: The Keystone service type of nova-acc-api.
+CONTEXT_API_SERVICE_TYPE = 'device-context'
+
+
+_ADAPTER_VERSION_OPTS = ('version', 'min_version', 'max_version')
+
+
+def _context_api_adapter_opts() -> list[cfg.Opt]:
+    opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
+    # The client knows the API version it speaks (/v1); the operator
+    # does not set one, as for Nova's own service groups.
+    opts = [o for o in opts if o.dest not in _ADAPTER_VERSION_OPTS]
+    cfg.set_defaults(opts, valid_interfaces=['internal', 'public'],
+                     service_type=CONTEXT_API_SERVICE_TYPE)
+    return opts
+
+
+def _context_api_list_opts() -> list[cfg.Opt]:
+    return (ks_loading.get_session_conf_options() +
+            ks_loading.get_auth_common_conf_options() +
+            ks_loading.get_auth_plugin_conf_options('password') +
+            _context_api_adapter_opts())
+
+
 # Options only tests set; not listed for operators (list_opts).
 TEST_OPTS = [
     cfg.StrOpt(
@@ -175,6 +216,25 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(OPTS + TEST_OPTS, group=GROUP)
     conf.register_group(CYBORG_GROUP)
     conf.register_opts(CYBORG_OPTS, group=CYBORG_GROUP)
+    _register_context_api_opts(conf)
+
+
+def _register_context_api_opts(conf: cfg.ConfigOpts) -> None:
+    """``[device_context_api]``: keystoneauth session, auth and adapter.
+
+    Registered as Nova registers its ``[cyborg]`` group
+    (``nova.conf.utils.register_ksa_opts``), with the auth options too:
+    Nova calls nova-acc-api as itself, not as the user.
+    """
+    group = CONTEXT_API_GROUP.name
+    conf.register_group(CONTEXT_API_GROUP)
+    ks_loading.register_session_conf_options(conf, group)
+    ks_loading.register_auth_conf_options(conf, group)
+    conf.register_opts(_context_api_adapter_opts(), group=group)
+    # keystoneauth's adapter loader reads them: present, but never set.
+    for name in _ADAPTER_VERSION_OPTS:
+        conf.register_opt(cfg.Opt(name, type=lambda value: None),
+                          group=group)
 
 
 def device_specs() -> list[dict[str, ty.Any]]:
@@ -204,7 +264,8 @@ def device_specs() -> list[dict[str, ty.Any]]:
 
 def list_opts():
     """Entry point of ``oslo.config.opts`` for oslo-config-generator."""
-    return [(GROUP, OPTS), (CYBORG_GROUP, CYBORG_OPTS)]
+    return [(GROUP, OPTS), (CYBORG_GROUP, CYBORG_OPTS),
+            (CONTEXT_API_GROUP, _context_api_list_opts())]
 
 
 CONF = cfg.CONF

@@ -15,7 +15,9 @@ A hint value that is a UUID names a device context object a user created
 before the boot. ``[nova_acc] backend`` selects the service that owns such
 objects, loaded from the ``nova_acc.backends`` entry points:
 
-* ``local`` (default): no ID-based contexts; inline specs and profiles only.
+* ``local`` (default): the UUID is a device context of nova-acc's own API
+  (``nova-acc-api``, reached with ``[device_context_api]``); its groups go
+  to nova-acc's pools. Without that API: inline specs and profiles only.
 * ``cyborg``: the UUID is a Cyborg accelerator request (ARQ).
 """
 

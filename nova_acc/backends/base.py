@@ -34,6 +34,12 @@ class ResolvedContext:
 
 
 class Backend(abc.ABC):
+    #: True: the backend's service picks the devices and the compute
+    #: attaches its attach handles (Cyborg). False: a context only holds a
+    #: spec; its groups go to nova-acc's pools like an inline spec's, are
+    #: recorded as pool bindings, and the host picks the devices from its
+    #: ledger (``wait_bound`` is then never asked).
+    picks_devices: bool = True
     #: Set on request groups of this backend: keeps them on the providers
     #: the owning service manages.
     required_traits: frozenset[str] = frozenset()

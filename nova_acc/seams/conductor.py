@@ -49,6 +49,7 @@ from nova.conductor import manager
 from nova import exception as nova_exc
 from oslo_log import log as logging
 
+from nova_acc import backends
 from nova_acc import binding
 from nova_acc import exception
 from nova_acc import hint
@@ -171,6 +172,26 @@ def _refusal_of(filter_properties, request_spec, instances
                                       groups_per_context, own_ids, nodes)
 
 
+def _context_ids_of(request_spec) -> list[str]:
+    """The IDs of the device context objects a server was booted with."""
+    if request_spec is None:
+        return []
+    return sorted({hint.context_id(v)
+                   for v in request_groups.hint_values(request_spec)
+                   if hint.is_context_id(v)})
+
+
+def _unbind_quietly(context, instance, context_ids: list[str]) -> None:
+    if not context_ids:
+        return
+    try:
+        backends.get_backend().unbind(context, instance, context_ids)
+    except Exception as e:  # best effort: the server's fault is set anyway
+        LOG.error('Could not unbind device contexts %s of a server whose '
+                  'build failed: %s', ', '.join(context_ids), e,
+                  instance=instance)
+
+
 class ComputeTaskManager(manager.ComputeTaskManager):
 
     def __init__(self):
@@ -178,6 +199,9 @@ class ComputeTaskManager(manager.ComputeTaskManager):
         # Server UUID -> (its last host's reason, the fault for it if its
         # reschedule gives up), while build_instances handles it.
         self._refusals: dict[str, tuple[str, str]] = {}
+        # Server UUID -> the IDs of its device contexts, while
+        # build_instances reschedules it.
+        self._context_ids: dict[str, list[str]] = {}
 
     def schedule_and_build_instances(self, context, build_requests,
                                      request_specs, image, admin_password,
@@ -209,6 +233,9 @@ class ComputeTaskManager(manager.ComputeTaskManager):
             refusal = None
         if refusal is not None:
             self._refusals[instances[0].uuid] = refusal
+        context_ids = _context_ids_of(request_spec)
+        for instance in instances if context_ids else ():
+            self._context_ids[instance.uuid] = context_ids
         try:
             return super().build_instances(
                 context, instances, image, filter_properties, admin_password,
@@ -219,6 +246,8 @@ class ComputeTaskManager(manager.ComputeTaskManager):
         finally:
             if refusal is not None:
                 self._refusals.pop(instances[0].uuid, None)
+            for instance in instances:
+                self._context_ids.pop(instance.uuid, None)
 
     def _cleanup_when_reschedule_fails(self, context, instance, exception,
                                        legacy_request_spec,
@@ -233,6 +262,11 @@ class ComputeTaskManager(manager.ComputeTaskManager):
             LOG.warning('%s The last host refused the server: %s', exception,
                         reason, instance=instance)
             exception = nova_exc.MaxRetriesExceeded(reason=fault)
+        # The server ends in ERROR on no host: it lets go of its device
+        # contexts wherever a host bound them (a failed build on a host
+        # before its claim leaves nothing on that host to release them).
+        _unbind_quietly(context, instance,
+                        self._context_ids.get(instance.uuid, []))
         return super()._cleanup_when_reschedule_fails(
             context, instance, exception, legacy_request_spec,
             requested_networks)

@@ -210,7 +210,7 @@ class Database:
              M.state == models.BOUND],
             {'devices': jsonutils.dumps(devices),
              'updated_at': timeutils.utcnow()},
-            context_id, server_id=server_id, on_host=host)
+            context_id, on_host=host)
         return self._get_or_raise(context_id)
 
     def set_fault(self, context_id: str, server_id: str,
@@ -220,7 +220,7 @@ class Database:
              M.state.in_((models.BOUND, models.ERROR))],
             {'state': models.ERROR, 'fault': fault,
              'updated_at': timeutils.utcnow()},
-            context_id, server_id=server_id)
+            context_id)
         return self._get_or_raise(context_id)
 
     # ---- helpers ----------------------------------------------------------
@@ -228,15 +228,13 @@ class Database:
     @_retry_on_deadlock
     def _change(self, where: ty.List[ty.Any], values: dict[str, ty.Any],
                 context_id: str, action: str = '',
-                project_id: str | None = None, server_id: str | None = None,
+                project_id: str | None = None,
                 on_host: str | None = None) -> None:
-        """One guarded UPDATE; if it matched nothing, raise why."""
         with self._writer() as session:
             changed = session.execute(
                 sa.update(M).where(*where).values(**values)).rowcount
         if not changed:
-            self._raise_why(context_id, action, project_id, server_id,
-                            on_host)
+            self._raise_why(context_id, action, project_id, on_host)
 
     def _get_or_raise(self, context_id: str) -> Context:
         found = self.get(context_id)
@@ -246,13 +244,8 @@ class Database:
 
     def _raise_why(self, context_id: str, action: str = '',
                    project_id: str | None = None,
-                   server_id: str | None = None,
                    on_host: str | None = None) -> ty.NoReturn:
-        """Why a guarded change matched nothing: 404 or 409.
-
-        ``server_id`` and ``on_host`` are the caller's: the binding it
-        expected to find.
-        """
+        """Why a guarded change matched nothing: 404 or 409."""
         found = self.get(context_id)
         if found is None or (project_id is not None and
                              found['project_id'] != project_id):
@@ -260,13 +253,8 @@ class Database:
         if found['state'] == models.UNBOUND:
             raise exception.Conflict(
                 'device context %s is not bound' % context_id)
-        if server_id is None or found['server_id'] != server_id:
-            raise exception.ContextBound(context_id, found['server_id'],
-                                         action)
         if on_host is not None and found['host'] != on_host:
             raise exception.Conflict(
                 'device context %s is not bound on host %s'
                 % (context_id, on_host))
-        raise exception.Conflict(
-            'device context %s is in state %s' % (context_id,
-                                                  found['state']))
+        raise exception.ContextBound(context_id, found['server_id'], action)
