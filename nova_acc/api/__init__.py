@@ -25,7 +25,8 @@ not installed, and its options live in its own ``cfg.ConfigOpts``.
 * :mod:`.validation` - request bodies and query strings;
 * :mod:`.policy` - the rules, defaults in code;
 * :mod:`.handlers`, :mod:`.router`, :mod:`.auth`, :mod:`.deploy`,
-  :mod:`.wsgi` - the WSGI application;
+  :mod:`.wsgi` - the WSGI application (:mod:`.wsgi_app` for uwsgi's
+  ``--module``); :mod:`.exception` - the errors and their HTTP codes;
 * :mod:`.client` - the Python client Nova's side uses;
 * :mod:`.manage` - ``nova-acc-api-manage db sync|version``.
 """

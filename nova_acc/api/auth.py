@@ -14,7 +14,7 @@
 Either way the result is the Keystone headers (``X-User-Id``,
 ``X-Project-Id``, ``X-Roles``) from which :class:`ContextMiddleware`
 builds the oslo.context request context the handlers and the policy
-read. The version document and ``/healthcheck`` need no token.
+read. The version documents and ``/healthcheck`` need no token.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from nova_acc.api import exception
 
 #: Where the request context is kept in the WSGI environ.
 CONTEXT_KEY = 'nova_acc_api.context'
-#: Paths answered without a token.
-PUBLIC_PATHS = frozenset({'', '/'})
+#: Paths answered without a token: the version documents.
+PUBLIC_PATHS = frozenset({'', '/', '/v1', '/v1/'})
 
 WSGIApp = ty.Callable[..., ty.Any]
 

@@ -30,6 +30,7 @@ No Nova import: the client installs where Nova is not.
 from __future__ import annotations
 
 import typing as ty
+import urllib.parse
 
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exceptions
@@ -39,6 +40,12 @@ SERVICE_TYPE = 'device-context'
 PATH = '/v1/device-contexts'
 
 Context = dict[str, ty.Any]
+
+
+def _url(context_id: str, suffix: str = '') -> str:
+    # Quoted: an ID that came from a user's hint never changes the path.
+    return '%s/%s%s' % (PATH, urllib.parse.quote(str(context_id), safe=''),
+                        suffix)
 
 
 class ContextAPIError(Exception):
@@ -108,11 +115,14 @@ class DeviceContextClient:
             ) -> Context:
         """The context; with ``project_id``, 404 unless it is theirs."""
         params = {'project_id': project_id} if project_id else None
-        return self._call('GET', '%s/%s' % (PATH, context_id),
+        return self._call('GET', _url(context_id),
                           params=params)['device_context']
 
     def list(self, **filters: ty.Any) -> list[Context]:
-        """Contexts by ``server_id``, ``state``, ``all_projects``."""
+        """Contexts by ``server_id``, ``state``, ``all_projects``.
+
+        ``limit`` and ``marker`` give one page (api-ref.rst).
+        """
         return self._call('GET', PATH, params=filters or None
                           )['device_contexts']
 
@@ -129,11 +139,11 @@ class DeviceContextClient:
 
     def update(self, context_id: str, **values: ty.Any) -> Context:
         """Change ``name``, ``description`` or ``config``."""
-        return self._call('PATCH', '%s/%s' % (PATH, context_id),
+        return self._call('PATCH', _url(context_id),
                           json={'device_context': values})['device_context']
 
     def delete(self, context_id: str) -> None:
-        self._call('DELETE', '%s/%s' % (PATH, context_id))
+        self._call('DELETE', _url(context_id))
 
     # ---- calls of Nova's side -------------------------------------------
 
@@ -141,7 +151,7 @@ class DeviceContextClient:
              project_id: str) -> Context:
         """Bind to the server on the host; ContextConflict if elsewhere."""
         return self._call(
-            'PUT', '%s/%s/binding' % (PATH, context_id),
+            'PUT', _url(context_id, '/binding'),
             json={'binding': {'server_id': server_id, 'host': host,
                               'project_id': project_id}})['device_context']
 
@@ -151,14 +161,14 @@ class DeviceContextClient:
         params = {'server_id': server_id}
         if host is not None:
             params['host'] = host
-        self._call('DELETE', '%s/%s/binding' % (PATH, context_id),
+        self._call('DELETE', _url(context_id, '/binding'),
                    params=params)
 
     def record_devices(self, context_id: str, server_id: str, host: str,
                        devices: ty.List[dict[str, str]]) -> Context:
         """Record the devices the compute picked for the bound server."""
         return self._call(
-            'PUT', '%s/%s/devices' % (PATH, context_id),
+            'PUT', _url(context_id, '/devices'),
             json={'devices': devices, 'server_id': server_id,
                   'host': host})['device_context']
 
@@ -166,5 +176,5 @@ class DeviceContextClient:
                   fault: str) -> Context:
         """Put the context in the error state with ``fault``."""
         return self._call(
-            'PUT', '%s/%s/fault' % (PATH, context_id),
+            'PUT', _url(context_id, '/fault'),
             json={'fault': fault, 'server_id': server_id})['device_context']

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing as ty
+import urllib.parse
 
 from oslo_config import cfg
 from oslo_context import context as oslo_context
@@ -148,17 +149,30 @@ def _names(obj: dict[str, ty.Any]) -> dict[str, ty.Any]:
 def index(service: Service, req: webob.Request) -> webob.Response:
     context = auth.context_of(req)
     params = validation.query(
-        req.GET, ('server_id', 'state', 'all_projects'))
+        req.GET, ('server_id', 'state', 'all_projects', 'limit', 'marker'))
     server_id = validation.query_uuid(params, 'server_id')
     state = validation.query_state(params)
+    limit = validation.query_limit(params)
+    marker = validation.query_uuid(params, 'marker')
     project_id: str | None = context.project_id
     if validation.query_bool(params, 'all_projects'):
         _authorize(service, context, policy.LIST_ALL_PROJECTS, project_id)
         project_id = None
     else:
         _authorize(service, context, policy.LIST, project_id)
-    return _json({'device_contexts': service.db.list(
-        project_id=project_id, server_id=server_id, state=state)})
+    found = service.db.list(project_id=project_id, server_id=server_id,
+                            state=state, limit=limit, marker=marker)
+    body: dict[str, ty.Any] = {'device_contexts': found}
+    if limit is not None and len(found) == limit:
+        # Neutron's and Cinder's shape: the next page starts after the
+        # last one shown.
+        query = dict(params, marker=found[-1]['id'])
+        body['device_contexts_links'] = [{
+            'rel': 'next',
+            'href': '%s%s?%s' % (req.application_url, COLLECTION,
+                                 urllib.parse.urlencode(sorted(
+                                     query.items())))}]
+    return _json(body)
 
 
 def show(service: Service, req: webob.Request,

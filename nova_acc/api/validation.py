@@ -20,6 +20,7 @@ accepted here can be scheduled.
 
 from __future__ import annotations
 
+import re
 import typing as ty
 
 import os_acc
@@ -38,6 +39,9 @@ MAX_CONFIG_KEYS = 64
 #: MAX_GROUPS groups of at most MAX_AMOUNT devices, far more than a host
 #: has; this bounds the row.
 MAX_DEVICES = 1024
+#: The largest page a list call gives when asked for one.
+MAX_LIMIT = 1000
+_LIMIT_RE = re.compile('[0-9]{1,4}')
 
 
 def _bad(message: str, *args: object) -> exception.BadRequest:
@@ -202,6 +206,18 @@ def query_state(params: dict[str, str]) -> str | None:
         raise _bad("Query parameter 'state' must be one of %s",
                    ', '.join(models.STATES))
     return state
+
+
+def query_limit(params: dict[str, str]) -> int | None:
+    """``limit``: 1 to MAX_LIMIT results per page."""
+    if 'limit' not in params:
+        return None
+    value = params['limit']
+    # ASCII digits only, and few: int() refuses '²' and 5000-digit text.
+    if not _LIMIT_RE.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise _bad("Query parameter 'limit' must be an integer from 1 to %d",
+                   MAX_LIMIT)
+    return int(value)
 
 
 def query_bool(params: dict[str, str], key: str) -> bool:

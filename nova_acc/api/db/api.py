@@ -123,7 +123,13 @@ class Database:
 
     def list(self, project_id: str | None = None,
              server_id: str | None = None,
-             state: str | None = None) -> list[Context]:
+             state: str | None = None, limit: int | None = None,
+             marker: str | None = None) -> list[Context]:
+        """Contexts oldest first; a page of ``limit`` after ``marker``.
+
+        :raises BadRequest: if ``marker`` is not a context of the listing
+            (missing, or another project's).
+        """
         query = sa.select(M).order_by(M.created_at, M.id)
         if project_id is not None:
             query = query.where(M.project_id == project_id)
@@ -131,7 +137,20 @@ class Database:
             query = query.where(M.server_id == server_id)
         if state is not None:
             query = query.where(M.state == state)
+        if limit is not None:
+            query = query.limit(limit)
         with self._reader() as session:
+            if marker is not None:
+                after = session.get(M, marker)
+                if after is None or (project_id is not None and
+                                     after.project_id != project_id):
+                    raise exception.BadRequest(
+                        'Marker %s is not a device context of this '
+                        'listing' % marker)
+                query = query.where(sa.or_(
+                    M.created_at > after.created_at,
+                    sa.and_(M.created_at == after.created_at,
+                            M.id > after.id)))
             return [_to_dict(row) for row in session.scalars(query)]
 
     def update(self, context_id: str, values: dict[str, ty.Any]) -> Context:
@@ -210,7 +229,7 @@ class Database:
              M.state == models.BOUND],
             {'devices': jsonutils.dumps(devices),
              'updated_at': timeutils.utcnow()},
-            context_id, on_host=host)
+            context_id, server_id=server_id, on_host=host)
         return self._get_or_raise(context_id)
 
     def set_fault(self, context_id: str, server_id: str,
@@ -220,7 +239,7 @@ class Database:
              M.state.in_((models.BOUND, models.ERROR))],
             {'state': models.ERROR, 'fault': fault,
              'updated_at': timeutils.utcnow()},
-            context_id)
+            context_id, server_id=server_id)
         return self._get_or_raise(context_id)
 
     # ---- helpers ----------------------------------------------------------
@@ -228,13 +247,15 @@ class Database:
     @_retry_on_deadlock
     def _change(self, where: ty.List[ty.Any], values: dict[str, ty.Any],
                 context_id: str, action: str = '',
-                project_id: str | None = None,
+                project_id: str | None = None, server_id: str | None = None,
                 on_host: str | None = None) -> None:
+        """One guarded UPDATE; if it matched nothing, raise why."""
         with self._writer() as session:
             changed = session.execute(
                 sa.update(M).where(*where).values(**values)).rowcount
         if not changed:
-            self._raise_why(context_id, action, project_id, on_host)
+            self._raise_why(context_id, action, project_id, server_id,
+                            on_host)
 
     def _get_or_raise(self, context_id: str) -> Context:
         found = self.get(context_id)
@@ -244,8 +265,13 @@ class Database:
 
     def _raise_why(self, context_id: str, action: str = '',
                    project_id: str | None = None,
+                   server_id: str | None = None,
                    on_host: str | None = None) -> ty.NoReturn:
-        """Why a guarded change matched nothing: 404 or 409."""
+        """Why a guarded change matched nothing: 404 or 409.
+
+        ``server_id`` and ``on_host`` are the caller's: the binding it
+        expected to find.
+        """
         found = self.get(context_id)
         if found is None or (project_id is not None and
                              found['project_id'] != project_id):
@@ -253,8 +279,13 @@ class Database:
         if found['state'] == models.UNBOUND:
             raise exception.Conflict(
                 'device context %s is not bound' % context_id)
+        if server_id is None or found['server_id'] != server_id:
+            raise exception.ContextBound(context_id, found['server_id'],
+                                         action)
         if on_host is not None and found['host'] != on_host:
             raise exception.Conflict(
                 'device context %s is not bound on host %s'
                 % (context_id, on_host))
-        raise exception.ContextBound(context_id, found['server_id'], action)
+        raise exception.Conflict(
+            'device context %s is in state %s' % (context_id,
+                                                  found['state']))

@@ -134,3 +134,11 @@ class ClientTestCase(base.BaseTestCase):
                                   self.user.create, 'resources:FPGA=x')
         self.assertEqual(400, error.status)
         self.assertIn('FPGA=x', error.message)
+
+    def test_an_id_cannot_change_the_path(self):
+        # '../..' would reach the collection if the ID were not quoted.
+        self.assertRaises(api_client.ContextNotFound, self.user.get,
+                          '..%2F..')
+        self.assertRaises(api_client.ContextNotFound, self.user.get, '../')
+        self.assertRaises(api_client.ContextNotFound, self.user.get,
+                          'x?all_projects=1')

@@ -90,8 +90,9 @@ class FuzzTestCase(base.APITestCase):
             context_id + data.draw(SUFFIXES)]) | TEXT.map(lambda t: '/' + t))
         params = data.draw(st.dictionaries(
             st.sampled_from(['server_id', 'state', 'all_projects', 'host',
-                             'project_id']) | TEXT,
-            st.sampled_from([self.server, 'bound', 'True', 'host1']) | TEXT,
+                             'project_id', 'limit', 'marker']) | TEXT,
+            st.sampled_from([self.server, self.ctx['id'], 'bound', 'True',
+                             'host1', '1', '1000', '9' * 5000]) | TEXT,
             max_size=3))
         query = data.draw(st.sampled_from(
             [urllib.parse.urlencode(params), '%ff%fe=1', 'a=%ff', '&&=']))

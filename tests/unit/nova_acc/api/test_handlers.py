@@ -132,8 +132,35 @@ class ListTestCase(base.APITestCase):
                          every)
         self.assertError(403, self.request('GET', PATH + '?all_projects=1'))
 
+    def test_pages(self):
+        more = [self.create() for _ in range(3)]
+        every = [self.mine['id'], self.bound['id']] + [c['id'] for c in more]
+        response = self.request('GET', PATH + '?limit=2')
+        self.assertEqual(every[:2], [c['id'] for c in response.json[
+            'device_contexts']])
+        seen = []
+        url = PATH + '?limit=2'
+        while url:
+            body = self.request('GET', url).json
+            seen += [c['id'] for c in body['device_contexts']]
+            links = body.get('device_contexts_links', [])
+            url = links[0]['href'].split('localhost', 1)[1] if links else None
+        self.assertEqual(every, seen)
+        self.assertEqual(every[3:], [c['id'] for c in self.request(
+            'GET', PATH + '?marker=' + every[2]).json['device_contexts']])
+
+    def test_a_marker_of_another_project_is_refused(self):
+        self.assertError(400, self.request(
+            'GET', PATH + '?marker=' + self.theirs['id']), 'Marker')
+        self.assertError(400, self.request(
+            'GET', PATH + '?marker=' + uuidutils.generate_uuid()), 'Marker')
+
     def test_bad_filters(self):
-        for query, word in (('?state=gone', 'state'),
+        for query, word in (('?limit=0', 'limit'), ('?limit=1001', 'limit'),
+                            ('?limit=' + '9' * 5000, 'limit'),
+                            ('?limit=%C2%B2', 'limit'),
+                            ('?marker=x', 'marker'),
+                            ('?state=gone', 'state'),
                             ('?server_id=x', 'server_id'),
                             ('?all_projects=maybe', 'all_projects'),
                             ('?project_id=project-b', 'project_id'),
@@ -288,12 +315,20 @@ class BindingTestCase(base.APITestCase):
                          'not bound')
         self.bind(self.ctx['id'], server)
         self.assertError(409, self.nova('PUT', '/devices',
-                                        dict(body, host='host2')), 'host2')
+                                        dict(body, host='host2')),
+                         'not bound on host host2')
+        # Another server is told whose it is, wherever it asks for.
         self.assertError(409, self.nova(
             'PUT', '/devices',
-            dict(body, server_id=uuidutils.generate_uuid())), server)
+            dict(body, server_id=uuidutils.generate_uuid(), host='host2')),
+            'is bound to server %s' % server)
         response = self.nova('PUT', '/devices', body)
         self.assertEqual(devices, response.json['device_context']['devices'])
+        # In error, the devices stay what they were until a new binding.
+        self.nova('PUT', '/fault', {'fault': 'f', 'server_id': server})
+        self.assertError(409, self.nova('PUT', '/devices',
+                                        dict(body, devices=[])),
+                         'in state error')
 
     def test_devices_are_validated(self):
         server, _ = self.bind(self.ctx['id'])
@@ -333,8 +368,8 @@ class ServiceTestCase(base.APITestCase):
         self.assertEqual(('v1.0', 'CURRENT'),
                          (version['id'], version['status']))
         self.assertTrue(version['links'][0]['href'].endswith('/v1/'))
-        self.assertEqual('v1.0', self.request('GET', '/v1').json[
-            'version']['id'])
+        self.assertEqual('v1.0', self.request('GET', '/v1', project=None)
+                         .json['version']['id'])
 
     def test_healthcheck_needs_no_token(self):
         response = self.request('GET', '/healthcheck', project=None)

@@ -86,6 +86,12 @@ class DeployedTestCase(base.BaseTestCase):
         self.assertEqual(200, response.status_int, response.text)
         self.assertEqual({'device_contexts': []}, response.json)
 
+    def test_uwsgi_module_has_the_application(self):
+        manage.main(['db', 'sync'])
+        self.addCleanup(sys.modules.pop, 'nova_acc.api.wsgi_app', None)
+        from nova_acc.api import wsgi_app
+        self.assertEqual(200, self.get(wsgi_app.application, '/v1').status_int)
+
     def test_keystone_strategy_refuses_no_token_without_keystone(self):
         self.write_conf('keystone')
         manage.main(['db', 'sync'])
