@@ -89,6 +89,17 @@ class Backend(abc.ABC):
         alone.
         """
 
+    def record_devices(self, instance_uuid: str, hostname: str,
+                       held) -> None:
+        """On the compute: the devices it picked for the server's contexts.
+
+        :param held: the ledger records (``nova_acc.compute.ledger.
+            DeviceRecord``) the server holds on ``hostname`` after a claim.
+
+        Nothing by default: a backend that picks devices (Cyborg) knows
+        them already.
+        """
+
     def unbind_orphaned(self, admin_context, instance_uuid: str,
                         context_ids: list[str],
                         hostname: str | None = None) -> None:

@@ -234,14 +234,16 @@ class LocalBackend(base.Backend):
         """
         return {}
 
-    def record_devices(self, instance_uuid: str, hostname: str,
-                       devices: dict[str, list[dict]]) -> None:
+    def record_devices(self, instance_uuid, hostname, held) -> None:
         """Tell the API which devices the host picked for each context.
 
-        :param devices: context ID -> ``[{"pool", "address"}]`` or
-            ``[{"pool", "mdev_uuid"}]``, as the contract has them.
+        See the base class; the devices of inline groups are not sent.
+
         :raises BackendUnavailable: naming the context and why.
         """
+        devices = devices_by_context(held)
+        if not devices:
+            return
         client = self._client('record devices')
         for context_id, picked in sorted(devices.items()):
             try:
@@ -315,6 +317,27 @@ class LocalBackend(base.Backend):
             LOG.info('Device context %s of server %s follows it from node '
                      '%s to node %s.', context_id, server.uuid, hostname,
                      server.node)
+
+
+def devices_by_context(held) -> dict[str, list[dict[str, str]]]:
+    """The devices of ``held`` ledger records, by the context they serve.
+
+    As the API records them: ``{"pool": <pool provider UUID>, "address":
+    <PCI address>}`` or ``{"pool": ..., "mdev_uuid": <UUID>}``. Only the
+    records of groups that came from a context ID (their requester id
+    names it), picked by the host (not a backend's own devices).
+    """
+    # Imported here: request_groups imports the backends.
+    from nova_acc import request_groups
+    result: dict[str, list[dict[str, str]]] = {}
+    for rec in sorted(held, key=lambda r: r.address):
+        context_id = request_groups.context_id_of(rec.requester_id)
+        if context_id is None or rec.backend_owned:
+            continue
+        key = 'mdev_uuid' if rec.is_mdev else 'address'
+        result.setdefault(context_id, []).append(
+            {'pool': rec.rp_uuid, key: rec.address})
+    return result
 
 
 # A server in these states lets go of its contexts with its devices: it

@@ -349,3 +349,44 @@ class ServerIsGoneTest(base.BaseTestCase):
             objects.InstanceMapping, 'get_by_instance_uuid',
             return_value=objects.InstanceMapping(cell_mapping=None)))
         self.assertFalse(local._server_is_gone(SERVER))
+
+
+class RecordDevicesTest(LocalBackendTestBase):
+    """What the compute would send once it calls record_devices."""
+
+    def record(self, address, requester, is_mdev=False, context_id=None):
+        return mock.Mock(address=address, requester_id=requester,
+                         rp_uuid='pool-1', is_mdev=is_mdev,
+                         backend_owned=context_id is not None)
+
+    def test_devices_grouped_by_context_inline_ones_left_out(self):
+        from nova_acc import request_groups
+        ours = request_groups.RequesterId(0, 0, CTX).encode()
+        inline = request_groups.RequesterId(1, 0).encode()
+        held = [self.record('0000:81:00.1', ours),
+                self.record('9e3c7a52-0000-4000-8000-000000000001', ours,
+                            is_mdev=True),
+                self.record('0000:81:00.2', inline),
+                self.record('0000:81:00.3', ours, context_id=CTX)]
+        self.assertEqual({CTX: [
+            {'pool': 'pool-1', 'address': '0000:81:00.1'},
+            {'pool': 'pool-1',
+             'mdev_uuid': '9e3c7a52-0000-4000-8000-000000000001'}]},
+            local.devices_by_context(held))
+
+    def test_api_refusal_names_the_context(self):
+        from nova_acc import request_groups
+        calls = []
+
+        def refuse(*args):
+            calls.append(args)
+            raise api_client.ContextConflict('not bound to this server')
+        self.api.record_devices = refuse
+        ours = request_groups.RequesterId(0, 0, CTX).encode()
+        e = self.assertRaises(
+            exception.BackendUnavailable, self.backend.record_devices,
+            SERVER, 'node1', [self.record('0000:81:00.1', ours)])
+        self.assertIn('device context %s could not be given its devices: '
+                      'not bound to this server' % CTX, str(e))
+        self.assertEqual([(CTX, SERVER, 'node1', [
+            {'pool': 'pool-1', 'address': '0000:81:00.1'}])], calls)
