@@ -14,21 +14,27 @@
 Ratios against a baseline measured in the same run (see README.md):
 
 * ``periodic``: hosts with N FPGAs (one device pool), N = 8, 64, 512, and a
-  host without devices, in one cloud. The periodic resource update
-  (``ComputeManager.update_available_resource``) and the provider-tree
-  update in it (``ResourceTracker._update_to_placement``: the driver's
-  ``update_provider_tree`` and the sync to placement) of a host with N /
-  of the host without; the same N devices on a host where nova-acc manages
-  none (no ``device_spec``) separate Nova's own cost of N PCI devices.
+  host without devices, in one cloud; and hosts with N FPGAs (512) whose
+  ``device_spec`` also has an mdev entry (``fpga<N>_mdev``). Each host's
+  ``device_spec`` is pinned here (``FPGA_DEVICE_SPEC``,
+  ``FPGA_MDEV_DEVICE_SPEC``), not taken from the demo cloud. The periodic
+  resource update (``ComputeManager.update_available_resource``) and the
+  provider-tree update in it (``ResourceTracker._update_to_placement``:
+  the driver's ``update_provider_tree`` and the sync to placement) of a
+  host with N / of the host without; the same N devices on a host where
+  nova-acc manages none (no ``device_spec``) separate Nova's own cost of N
+  PCI devices.
   Placement requests: the first report's writes, a periodic run's GETs and
   writes.
-* ``big_host``: a host with one PF with 2048 VFs plus 8 GPUs (3 pools) /
+* ``big_host``: a host with one PF with 2048 VFs plus 8 GPUs (3 pools,
+  ``VF_HOST_DEVICE_SPEC``, which the host without devices has too) /
   the host without devices: the first report and unchanged periodic runs
   (which must write nothing to placement), with and without a server
   holding 4 VFs.
 * ``pure_cpu``: ``nova_acc.compute.inventory.update_provider_tree`` alone on
-Nova's   ``ProviderTree`` with ``os_acc.Device`` objects, no cloud: PF + 2048
-VFs +   8 GPUs / 8 GPUs, and PF + 2048 VFs / PF + 256 VFs (8x the devices).
+  Nova's ``ProviderTree`` with ``os_acc.Device`` objects, no cloud: PF +
+  2048 VFs + 8 GPUs / 8 GPUs, and PF + 2048 VFs / PF + 256 VFs (8x the
+  devices).
 
 Run: ``.venv/bin/python benchmarks/bench_inventory.py [--json]``.
 """
@@ -49,7 +55,6 @@ import bench_scheduling as common  # noqa: E402
 from nova.compute import provider_tree as nova_provider_tree  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 import os_acc  # noqa: E402
-from oslo_serialization import jsonutils  # noqa: E402
 
 from nova_acc.compute import inventory  # noqa: E402
 from nova_acc.compute import ledger  # noqa: E402
@@ -132,25 +137,38 @@ def _ratios(results, baseline, key):
     return {h: r[key] / results[baseline][key] for h, r in results.items()}
 
 
-def bench_periodic(sizes, repeats):
+#: ``[nova_acc] device_spec`` of the hosts of ``periodic``: their FPGAs...
+FPGA_DEVICE_SPEC = [common.FPGA_SPEC]
+#: ... and the same with an mdev entry, which selects none of their devices
+#: (``fpga<N>_mdev``): what every update of a host costs for it.
+FPGA_MDEV_DEVICE_SPEC = [common.FPGA_SPEC, common.VGPU_SPEC]
+
+
+def bench_periodic(sizes, mdev_sizes, repeats):
     with common.running() as case:
         requests = common.PlacementRequests(case)
+        common.pin_device_spec(case, FPGA_DEVICE_SPEC)
         _warm_up(case)
         first = {'empty': _start_empty(case, requests)}
-        specs = list(case.device_spec)
-        case.flags(device_spec=[], group='nova_acc')
+        common.pin_device_spec(case, [])
         for n in sizes:
             first['nova%d' % n] = _start_fpgas(case, requests, 'nova%d' % n,
                                                n)
-        case.flags(device_spec=[jsonutils.dumps(s) for s in specs],
-                   group='nova_acc')
+        common.pin_device_spec(case, FPGA_DEVICE_SPEC)
         for n in sizes:
             first['fpga%d' % n] = _start_fpgas(case, requests, 'fpga%d' % n,
                                                n)
+        common.pin_device_spec(case, FPGA_MDEV_DEVICE_SPEC)
+        for n in mdev_sizes:
+            first['fpga%d_mdev' % n] = _start_fpgas(
+                case, requests, 'fpga%d_mdev' % n, n)
         pools = len(case.pool_rps())
         runs = _periodics(case, requests, list(first), repeats)
     return {
-        'sizes': list(sizes), 'pools': pools, 'first_report': first,
+        'sizes': list(sizes), 'mdev_sizes': list(mdev_sizes),
+        'device_spec': FPGA_DEVICE_SPEC,
+        'device_spec_mdev': FPGA_MDEV_DEVICE_SPEC,
+        'pools': pools, 'first_report': first,
         'periodic': runs,
         'ratio_periodic': _ratios(runs, 'empty', 'periodic_s'),
         'ratio_tree_update': _ratios(runs, 'empty', 'tree_update_s'),
@@ -161,15 +179,14 @@ def bench_periodic(sizes, repeats):
 def bench_big_host(num_vfs, num_gpus, repeats):
     with common.running() as case:
         requests = common.PlacementRequests(case)
+        common.pin_device_spec(case, common.VF_HOST_DEVICE_SPEC)
         _warm_up(case)
         first = {'empty': _start_empty(case, requests)}
-        case.flags(device_spec=[], group='nova_acc')
+        common.pin_device_spec(case, [])
         first['big_nova_only'] = _start(
             case, requests, 'big_nova_only',
             pci_info=common.vf_host_pci_info(case, num_vfs, num_gpus))
-        case.flags(device_spec=[jsonutils.dumps(s) for s in
-                                common.VF_HOST_DEVICE_SPEC],
-                   group='nova_acc')
+        common.pin_device_spec(case, common.VF_HOST_DEVICE_SPEC)
         first['big'] = _start(
             case, requests, 'big',
             pci_info=common.vf_host_pci_info(case, num_vfs, num_gpus))
@@ -195,6 +212,7 @@ def bench_big_host(num_vfs, num_gpus, repeats):
         reserved_freed = _reserved(case)
     return {
         'vfs': num_vfs, 'gpus': num_gpus,
+        'device_spec': common.VF_HOST_DEVICE_SPEC,
         'pools': {name: {rc: {k: v for k, v in i.items()
                               if k in ('total', 'reserved')}
                          for rc, i in inv.items()}
@@ -310,9 +328,8 @@ def bench_pure_cpu(num_vfs, num_gpus, repeats):
         'ratio_vfs_vs_256_unchanged': vfs['unchanged_s'] /
         vfs_256['unchanged_s'],
         'device_ratio_vfs_vs_256': vfs['devices'] / vfs_256['devices'],
-        # update_provider_tree groups the devices into pools twice
-        # (pools_of, and pool_of_address in _members).
-        'share_of_pools_of_in_big_unchanged': 2 * big['pools_of_s'] /
+        # update_provider_tree groups the devices into pools once.
+        'share_of_pools_of_in_big_unchanged': big['pools_of_s'] /
         big['unchanged_s'],
         'share_of_blocked_in_big_one_vf_in_use': big['blocked_s'] /
         big['one_vf_in_use_s'],
@@ -326,6 +343,9 @@ def main():
                              '[%(default)s]')
     parser.add_argument('--sizes', default='8,64,512',
                         help='FPGAs per host in "periodic" [%(default)s]')
+    parser.add_argument('--mdev-sizes', default='512',
+                        help='FPGAs per host in "periodic" with an mdev '
+                             'entry in device_spec [%(default)s]')
     parser.add_argument('--repeats', type=int, default=5,
                         help='periodic runs per host (median), pure-CPU '
                              'runs (fastest) [%(default)s]')
@@ -346,7 +366,9 @@ def main():
                                              args.repeats)
     if 'periodic' in only:
         results['periodic'] = bench_periodic(
-            [int(n) for n in args.sizes.split(',')], args.repeats)
+            [int(n) for n in args.sizes.split(',')],
+            [int(n) for n in args.mdev_sizes.split(',') if n],
+            args.repeats)
     if 'big_host' in only:
         results['big_host'] = bench_big_host(args.vfs, args.gpus,
                                              max(3, args.repeats // 2))

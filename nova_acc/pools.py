@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 import dataclasses
+import functools
 import hashlib
 import uuid as uuid_lib
 
@@ -71,13 +72,19 @@ class PoolKey:
     mdev_type: str | None = None
 
     @classmethod
-    def of(cls, dev: os_acc.Device) -> PoolKey:
+    def of(cls, dev: os_acc.Device, by_numa: bool | None = None) -> PoolKey:
+        """The key of ``dev``'s pool.
+
+        :param by_numa: ``[nova_acc] pool_by_numa``, read when not given
+            (a caller keying many devices reads it once).
+        """
+        if by_numa is None:
+            by_numa = CONF.nova_acc.pool_by_numa
         return cls(resource_class=str(dev.resource_class),
                    traits=tuple(sorted(dev.traits)),
                    # The mdevs of a type form one pool whatever the parent.
                    parent=dev.physfn if dev.mdev_type is None else None,
-                   numa_node=dev.numa_node if CONF.nova_acc.pool_by_numa
-                   else None,
+                   numa_node=dev.numa_node if by_numa else None,
                    mdev_type=dev.mdev_type)
 
     def digest(self) -> str:
@@ -99,11 +106,19 @@ class PoolKey:
         return '_'.join(parts)
 
 
+# A pool's name and UUID are pure functions of the node and the key, and a
+# host has a few pools: computed once each, not once per device and update.
+# Bounded, for a process that serves many nodes or sees device_spec change.
+_POOL_IDENTITY_CACHE = 1024
+
+
+@functools.lru_cache(maxsize=_POOL_IDENTITY_CACHE)
 def pool_name(nodename: str, key: PoolKey) -> str:
     """The name of the provider of pool ``key`` of ``nodename``."""
     return '%s_%s_%s' % (nodename, key.label(), key.digest())
 
 
+@functools.lru_cache(maxsize=_POOL_IDENTITY_CACHE)
 def pool_uuid(nodename: str, key: PoolKey) -> str:
     """The UUID of that provider: stable, and derived from its name."""
     return str(uuid_lib.uuid5(_POOL_NAMESPACE, pool_name(nodename, key)))
@@ -136,15 +151,15 @@ def pools_of(nodename: str, devices: Iterable[os_acc.Device]
     Each pool's addresses are sorted, so a claim picks devices in a stable
     order (the lowest free address first).
     """
-    result: dict[str, Pool] = {}
+    by_numa = CONF.nova_acc.pool_by_numa
+    by_key: dict[PoolKey, list[str]] = {}
     for dev in devices:
-        key = PoolKey.of(dev)
+        by_key.setdefault(PoolKey.of(dev, by_numa), []).append(dev.address)
+    result: dict[str, Pool] = {}
+    for key, addresses in by_key.items():
         uuid = pool_uuid(nodename, key)
-        pool = result.setdefault(uuid, Pool(key, pool_name(nodename, key),
-                                            uuid))
-        pool.addresses.append(dev.address)
-    for pool in result.values():
-        pool.addresses.sort()
+        result[uuid] = Pool(key, pool_name(nodename, key), uuid,
+                            sorted(addresses))
     return result
 
 

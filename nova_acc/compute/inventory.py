@@ -23,9 +23,11 @@ asking for 8 devices of one pool is one group and one candidate per host,
 not 8! permutations of 8 single-device providers.
 
 Which devices form a pool and its provider's name and UUID are
-``nova_acc.pools``, shared with the conductor; this module reports them,
-and folds the per-device providers nova-acc reported before pools
-(``pools.legacy_device_address``) into them (the upgrade reshape).
+``nova_acc.pools``, shared with the conductor; this module reports them.
+The per-device providers nova-acc reported before pools are folded into
+them by ``nova_acc.compute.reshape`` (the upgrade reshape); which free
+devices are blocked by a relative is ``nova_acc.compute.claims``' rule,
+reported here as reserved.
 
 What a pool reports (``pool_inventory``):
 
@@ -64,14 +66,16 @@ from collections.abc import Callable, Iterable, Mapping, Set
 import dataclasses
 import typing as ty
 
-from nova import exception as nova_exc
+from nova import utils
 from nova.virt.libvirt import host as libvirt_host
 import os_acc
 import os_traits
 from oslo_log import log as logging
 
 from nova_acc import conf
+from nova_acc.compute import claims
 from nova_acc.compute import ledger
+from nova_acc.compute import reshape
 from nova_acc import pools
 
 CONF = conf.CONF
@@ -79,37 +83,14 @@ CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 
-def blocked(managed: Mapping[str, os_acc.Device],
-            records: Mapping[str, ledger.DeviceRecord],
-            parents_with_mdevs: Set[str] = frozenset()) -> set[str]:
-    """Free devices that must not be handed out because of a relative.
-
-    A PF and its VFs are never used at once: a PF is blocked while any of
-    its VFs is not free, and each VF while its PF is not free. A parent
-    with mdevs (``parents_with_mdevs``) is not handed out whole.
-    """
-    busy = {a for a, rec in records.items() if rec.state != ledger.FREE}
-    by_mdevs = {a for a in parents_with_mdevs
-                if a in managed and a not in busy}
-    if not busy:
-        return by_mdevs
-    pfs_with_busy_vfs = {managed[a].physfn for a in busy
-                         if a in managed and managed[a].physfn}
-    return by_mdevs | {address for address, dev in managed.items()
-                       if address not in busy and
-                       ((dev.physfn is not None and dev.physfn in busy) or
-                        address in pfs_with_busy_vfs)}
+# The blocking rules are the claims' (a device blocked there is reserved
+# here); named here too for the callers that read them from inventory.
+blocked = claims.blocked
+parents_with_mdevs = claims.parents_with_mdevs
+relatives = claims.relatives
 
 
 # ---- mediated devices ----------------------------------------------------
-
-
-def parents_with_mdevs(records: Mapping[str, ledger.DeviceRecord],
-                       host_mdevs: Mapping[str, os_acc.MediatedDevice]
-                       ) -> set[str]:
-    """Parents with mdevs, recorded or on the host: not to be used whole."""
-    return ({r.parent for r in records.values() if r.is_mdev and r.parent} |
-            {m.parent for m in host_mdevs.values() if m.parent})
 
 
 def _types_on(parent: str, records: Mapping[str, ledger.DeviceRecord],
@@ -173,16 +154,6 @@ def mdev_pool_inventory(parents: Iterable[os_acc.Device],
     return total, min(total, reserved + held_without_allocation)
 
 
-def relatives(managed: Mapping[str, os_acc.Device]) -> dict[str, set[str]]:
-    """address -> the devices that must not be in use with it (PF <-> VFs)."""
-    result: dict[str, set[str]] = {}
-    for address, dev in managed.items():
-        if dev.physfn and dev.physfn in managed:
-            result.setdefault(address, set()).add(dev.physfn)
-            result.setdefault(dev.physfn, set()).add(address)
-    return result
-
-
 # ---- the provider tree ------------------------------------------------------
 
 
@@ -192,22 +163,6 @@ def _inventory(resource_class: str, total: int, reserved: int) -> dict:
         'max_unit': total, 'step_size': 1, 'allocation_ratio': 1.0}}
 
 
-def _fully_reserved(inventory: dict) -> dict:
-    return {rc: dict(record, reserved=record['total'])
-            for rc, record in inventory.items()}
-
-
-def _children(provider_tree, nodename: str, owned: Callable[[str, str], bool]
-              ) -> dict[str, str]:
-    """Children of ``nodename`` for which ``owned(name, uuid)``: uuid->name."""
-    result = {}
-    for uuid in provider_tree.get_provider_uuids_in_tree(nodename):
-        name = provider_tree.data(uuid).name
-        if uuid != provider_tree.data(nodename).uuid and owned(name, uuid):
-            result[uuid] = name
-    return result
-
-
 @dataclasses.dataclass
 class _Member:
     address: str
@@ -215,7 +170,8 @@ class _Member:
     record: ledger.DeviceRecord | None
 
 
-def _members(nodename: str, managed: Mapping[str, os_acc.Device],
+def _members(device_pools: Mapping[str, pools.Pool],
+             managed: Mapping[str, os_acc.Device],
              records: Mapping[str, ledger.DeviceRecord],
              known_pools: set[str], legacy_left: Set[str] = frozenset()
              ) -> dict[str, list[_Member]]:
@@ -225,9 +181,12 @@ def _members(nodename: str, managed: Mapping[str, os_acc.Device],
     (``record.rp_uuid``) even when it vanished or ``device_spec`` now puts
     it elsewhere: the server's allocation is there.
     """
-    current = pools.pool_of_address(nodename, managed.values())
+    current = {a: uuid for uuid, pool in device_pools.items()
+               for a in pool.addresses}
+    pool_ids = known_pools | set(device_pools)
     members: dict[str, list[_Member]] = {}
-    for address in sorted(set(managed) | set(records)):
+    # Counted, not listed: the order does not matter.
+    for address in set(managed) | set(records):
         rec = records.get(address)
         if rec is not None and rec.is_mdev:
             continue  # counted by mdev_pool_inventory
@@ -235,7 +194,7 @@ def _members(nodename: str, managed: Mapping[str, os_acc.Device],
         if rec is not None and rec.state in ledger.HELD:
             if rec.rp_uuid in legacy_left:
                 continue  # its allocation is on its per-device provider
-            if rec.rp_uuid in known_pools | set(current.values()):
+            if rec.rp_uuid in pool_ids:
                 pool = rec.rp_uuid
         if pool is None:
             continue  # gone and not held: nothing to count
@@ -293,72 +252,110 @@ def update_provider_tree(
     :returns: per-device provider UUID -> the pool UUID its allocations
         moved to (for the ledger), when a reshape happened.
     """
-    records = records or {}
-    held_without_allocation = held_without_allocation or {}
-    host_mdevs = host_mdevs or {}
     managed = {d.address: d for d in devices}
     device_pools = pools.pools_of(nodename, managed.values())
     mdev_parents = list(mdev_parents)
     mdev_pools = pools.pools_of(nodename, mdev_parents)
-    parents_of = {uuid: [d for d in mdev_parents
-                         if d.address in pool.addresses and
-                         d.mdev_type == pool.key.mdev_type]
-                  for uuid, pool in mdev_pools.items()}
     provider_tree.add_traits(nodename, capability_trait)
 
-    moved = _fold_legacy_providers(provider_tree, nodename, managed,
-                                   device_pools, has_allocations, allocations,
-                                   may_reshape)
+    moved = reshape.fold_legacy_providers(
+        provider_tree, nodename, managed, device_pools, has_allocations,
+        allocations, may_reshape)
 
-    ours = _children(provider_tree, nodename,
-                     lambda name, uuid: pools.is_pool_provider(
-                         nodename, name, uuid))
+    ours = reshape.children(provider_tree, nodename,
+                            lambda name, uuid: pools.is_pool_provider(
+                                nodename, name, uuid))
     # Per-device providers still allocated (until Nova can reshape them):
     # their devices count there, not in a pool.
-    legacy_left = set(_children(
-        provider_tree, nodename,
-        lambda name, uuid: pools.legacy_device_address(
-            nodename, name, uuid) is not None))
-    members = _members(nodename, managed, records, set(ours), legacy_left)
-    blocked_addresses = blocked(managed, records,
-                                parents_with_mdevs(records, host_mdevs))
+    legacy_left = set(reshape.legacy_children(provider_tree, nodename))
+    counts = _pool_counts(
+        _HostDevices(managed, mdev_parents, records or {}, host_mdevs or {}),
+        device_pools, mdev_pools, held_without_allocation or {}, set(ours),
+        legacy_left)
     kept = set()
-    for uuid in sorted(set(device_pools) | set(members) | set(mdev_pools)):
+    for uuid, (total, reserved) in counts.items():
         pool = device_pools.get(uuid) or mdev_pools.get(uuid)
-        if uuid in mdev_pools:
-            total, reserved = mdev_pool_inventory(
-                parents_of[uuid], records, host_mdevs,
-                held_without_allocation.get(uuid, 0))
-        else:
-            total, reserved = pool_inventory(
-                members.get(uuid, []), blocked_addresses,
-                held_without_allocation.get(uuid, 0))
         if total == 0 or (pool is None and not provider_tree.exists(uuid)):
             continue  # no devices: handled below with the stale pools
         kept.add(uuid)
-        if pool is not None:
-            resource_class = pool.key.resource_class
-            if not provider_tree.exists(uuid):
-                provider_tree.new_child(pool.name, nodename, uuid=uuid)
-                LOG.info('Reporting device pool %s (%d x %s) as resource '
-                         'provider %s', pool.name, total, resource_class,
-                         uuid)
-            provider_tree.update_traits(uuid, set(pool.key.traits) | {
-                os_traits.OWNER_NOVA, capability_trait})
-        else:
-            # Devices still held from a pool that device_spec no longer
-            # makes: it keeps its class and traits until they are released.
-            resource_class = next(iter(provider_tree.data(uuid).inventory))
-        inventory = _inventory(resource_class, total, reserved)
-        old = provider_tree.data(uuid).inventory.get(resource_class)
-        if old is not None and (old['total'], old['reserved']) != (
-                total, inventory[resource_class]['reserved']):
-            LOG.info('Device pool %s: %d device(s), %d reserved (was %d, '
-                     '%d).', provider_tree.data(uuid).name, total,
-                     inventory[resource_class]['reserved'], old['total'],
-                     old['reserved'])
-        provider_tree.update_inventory(uuid, inventory)
+        _report_pool(provider_tree, nodename, uuid, pool, total, reserved,
+                     capability_trait)
+    _drop_stale_pools(provider_tree, ours, kept, has_allocations)
+    return moved
 
+
+@dataclasses.dataclass
+class _HostDevices:
+    """What a pool's counts are made of (see ``update_provider_tree``)."""
+
+    managed: Mapping[str, os_acc.Device]
+    mdev_parents: list[os_acc.Device]
+    records: Mapping[str, ledger.DeviceRecord]
+    host_mdevs: Mapping[str, os_acc.MediatedDevice]
+
+
+def _pool_counts(host: _HostDevices, device_pools: Mapping[str, pools.Pool],
+                 mdev_pools: Mapping[str, pools.Pool],
+                 held_without_allocation: Mapping[str, int],
+                 known_pools: set[str], legacy_left: Set[str]
+                 ) -> dict[str, tuple[int, int]]:
+    """pool UUID -> (total, reserved), in UUID order.
+
+    For the pools the devices form now, and for pools that only devices
+    servers still hold count in (the others are not reported).
+    """
+    parents_of = {uuid: [d for d in host.mdev_parents
+                         if d.address in pool.addresses and
+                         d.mdev_type == pool.key.mdev_type]
+                  for uuid, pool in mdev_pools.items()}
+    members = _members(device_pools, host.managed, host.records,
+                       known_pools, legacy_left)
+    blocked_addresses = claims.blocked(
+        host.managed, host.records,
+        claims.parents_with_mdevs(host.records, host.host_mdevs))
+    counts = {}
+    for uuid in sorted(set(device_pools) | set(members) | set(mdev_pools)):
+        if uuid in mdev_pools:
+            counts[uuid] = mdev_pool_inventory(
+                parents_of[uuid], host.records, host.host_mdevs,
+                held_without_allocation.get(uuid, 0))
+        else:
+            counts[uuid] = pool_inventory(
+                members.get(uuid, []), blocked_addresses,
+                held_without_allocation.get(uuid, 0))
+    return counts
+
+
+def _report_pool(provider_tree, nodename: str, uuid: str,
+                 pool: pools.Pool | None, total: int, reserved: int,
+                 capability_trait: str) -> None:
+    """Create or update one pool's provider: its traits and inventory."""
+    if pool is not None:
+        resource_class = pool.key.resource_class
+        if not provider_tree.exists(uuid):
+            provider_tree.new_child(pool.name, nodename, uuid=uuid)
+            LOG.info('Reporting device pool %s (%d x %s) as resource '
+                     'provider %s', pool.name, total, resource_class, uuid)
+        provider_tree.update_traits(uuid, set(pool.key.traits) | {
+            os_traits.OWNER_NOVA, capability_trait})
+    else:
+        # Devices still held from a pool that device_spec no longer
+        # makes: it keeps its class and traits until they are released.
+        resource_class = next(iter(provider_tree.data(uuid).inventory))
+    inventory = _inventory(resource_class, total, reserved)
+    old = provider_tree.data(uuid).inventory.get(resource_class)
+    if old is not None and (old['total'], old['reserved']) != (
+            total, inventory[resource_class]['reserved']):
+        LOG.info('Device pool %s: %d device(s), %d reserved (was %d, '
+                 '%d).', provider_tree.data(uuid).name, total,
+                 inventory[resource_class]['reserved'], old['total'],
+                 old['reserved'])
+    provider_tree.update_inventory(uuid, inventory)
+
+
+def _drop_stale_pools(provider_tree, ours: Mapping[str, str], kept: Set[str],
+                      has_allocations: Callable[[str], bool]) -> None:
+    """Remove the pool providers with no devices left, unless allocated."""
     for uuid, name in ours.items():
         if uuid in kept:
             continue
@@ -367,102 +364,62 @@ def update_provider_tree(
             # would stop every later inventory update of this host. Keep it,
             # fully reserved so nothing new lands on it, until it is freed.
             inv = provider_tree.data(uuid).inventory
-            if inv and _fully_reserved(inv) != inv:
+            if inv and reshape.fully_reserved(inv) != inv:
                 LOG.warning(
                     'Device pool %s (%s) is allocated but none of its '
                     'devices is on the host or in [nova_acc] device_spec '
                     'any more; keeping it fully reserved until its servers '
                     'are deleted.', name, uuid)
-                provider_tree.update_inventory(uuid, _fully_reserved(inv))
+                provider_tree.update_inventory(uuid,
+                                               reshape.fully_reserved(inv))
         else:
             LOG.info('Device pool %s (%s) has no devices any more; removing '
                      'its provider.', name, uuid)
             provider_tree.remove(uuid)
-    return moved
-
-
-def _fold_legacy_providers(provider_tree, nodename: str,
-                           managed: Mapping[str, os_acc.Device],
-                           device_pools: Mapping[str, pools.Pool],
-                           has_allocations: Callable[[str], bool],
-                           allocations: dict | None,
-                           may_reshape: bool = True) -> dict[str, str]:
-    """Remove the per-device providers of before pools; reshape if needed.
-
-    A provider whose device is not on the host any more cannot be mapped
-    to a pool: if allocated it stays, fully reserved, until it is freed.
-    """
-    legacy = _children(
-        provider_tree, nodename,
-        lambda name, uuid: pools.legacy_device_address(
-            nodename, name, uuid) is not None)
-    if not legacy:
-        return {}
-    target = {}
-    for uuid, name in legacy.items():
-        address = pools.legacy_device_address(nodename, name, uuid)
-        dev = managed.get(address or '')
-        if dev is not None:
-            target[uuid] = pools.pool_uuid(nodename, pools.PoolKey.of(dev))
-    allocated = {u for u in legacy if has_allocations(u)}
-    if allocated & set(target) and allocations is None:
-        if may_reshape:
-            LOG.info('Per-device providers of node %s have allocations: '
-                     'asking Nova to reshape them into device pools.',
-                     nodename)
-            raise nova_exc.ReshapeNeeded()
-        # Nova reshapes only at startup: until then, nothing new may land
-        # on them, and their devices are kept out of the pools.
-        LOG.warning('Per-device providers of node %s have allocations; they '
-                    'are moved into device pools when nova-compute next '
-                    'starts.', nodename)
-        target = {}
-    for pool_id in set(target.values()):
-        pool = device_pools[pool_id]
-        if not provider_tree.exists(pool_id):
-            provider_tree.new_child(pool.name, nodename, uuid=pool_id)
-    moved = {}
-    for consumer in (allocations or {}).values():
-        allocs = consumer['allocations']
-        for uuid in [u for u in allocs if u in target]:
-            resources = allocs.pop(uuid)['resources']
-            into = allocs.setdefault(target[uuid], {'resources': {}})[
-                'resources']
-            for rc, amount in resources.items():
-                into[rc] = into.get(rc, 0) + amount
-            moved[uuid] = target[uuid]
-    for uuid, name in legacy.items():
-        if uuid in target and (uuid in moved or uuid not in allocated):
-            LOG.info('Replacing per-device provider %s by device pool %s.',
-                     name, device_pools[target[uuid]].name)
-            provider_tree.remove(uuid)
-        elif uuid in allocated:
-            inv = provider_tree.data(uuid).inventory
-            if _fully_reserved(inv) != inv:
-                LOG.warning('Per-device provider %s is allocated but its '
-                            'device is gone; keeping it fully reserved '
-                            'until its servers are deleted.', name)
-                provider_tree.update_inventory(uuid, _fully_reserved(inv))
-        else:
-            provider_tree.remove(uuid)
-    return moved
 
 
 # ---- which devices the host has -------------------------------------------
+
+
+class _NodeDeviceDescriber:
+    """Describes many node devices in one call, run in one native thread.
+
+    Nova proxies every libvirt object through eventlet's thread pool, so
+    each ``XMLDesc`` of a listed device is a round trip to a native thread:
+    on a host with a PF of 2048 VFs that alone was a large part of each
+    discovery. Called through ``nova.utils.tpool_wrap``, the whole loop is
+    one round trip (a proxied call made inside the pool runs directly);
+    without eventlet the wrap does nothing.
+    """
+
+    @staticmethod
+    def describe(devices: list) -> list[tuple[str | None, str | None]]:
+        """(XML, None) for each device, or (None, why) for one that libvirt
+        cannot describe."""
+        libvirt = libvirt_host.libvirt
+        described: list[tuple[str | None, str | None]] = []
+        for dev in devices:
+            try:
+                described.append((dev.XMLDesc(0), None))
+            except libvirt.libvirtError as e:
+                described.append((None, str(e)))
+        return described
 
 
 def _nodedev_xmls(host: libvirt_host.Host) -> ty.Iterator[str]:
     """The XML of each PCI node device libvirt knows of, listed lazily."""
     # Nova's Host imports libvirt lazily; the module is set by now.
     libvirt = libvirt_host.libvirt
-    for dev in host.list_all_devices(
-            libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV):
-        try:
-            yield dev.XMLDesc(0)
-        except libvirt.libvirtError as e:
+    listed = host.list_all_devices(
+        libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+    describer = utils.tpool_wrap(_NodeDeviceDescriber())
+    for xml, error in describer.describe(listed):
+        if xml is None:
             # A VF can go away between the listing and its description.
             LOG.warning('Ignoring a node device libvirt cannot describe: %s',
-                        e)
+                        error)
+            continue
+        yield xml
 
 
 def discover(host: libvirt_host.Host,
@@ -475,6 +432,9 @@ def discover(host: libvirt_host.Host,
 
     :param host: the libvirt driver's ``nova.virt.libvirt.host.Host``.
     :param device_specs: as ``nova_acc.conf.device_specs`` returns them.
+    :returns: devices shared with other discoveries that found the same
+        node device (``os_acc.discover_from_nodedevs`` works each out
+        once): read them, never change them.
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
     """
     return os_acc.discover_from_nodedevs(_nodedev_xmls(host), device_specs)

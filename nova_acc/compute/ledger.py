@@ -28,207 +28,51 @@ or the new ledger, never a mix. Every change happens inside
 file lock, so the operator command (``nova-acc-manage``) and nova-compute
 never overwrite each other.
 
-States of a device (``DeviceRecord.state``):
-
-``free``
-    Nobody holds it; it may be handed out.
-``claimed``
-    Claimed for a server whose build is in progress on this host.
-``attached``
-    A server's guest is defined with it.
-``orphaned``
-    Its server left this host (deleted while nova-compute was down, for
-    example) but a guest still holds the device. It is released - and reset
-    - when that guest is gone.
-``foreign``
-    A guest Nova does not know (or a server not bound to it) holds it.
-``releasing``
-    Its holder is gone and no guest uses it; nova-acc is releasing it
-    (reset, unbind or mdev removal). Recorded *before* the reset runs, so a
-    reset never happens unless the ledger already says the device is no
-    longer held: a ledger that cannot be written releases nothing, and a
-    write that fails after the reset does not make the next attempt reset
-    the device again (see ``nova_acc.compute.hostdev``). A release that could
-    not be attempted (the privsep daemon down) leaves the device here, out of
-    service, and nova-compute tries again at its next resource update.
-``dirty``
-    Released but not reset: the reset failed or the device has none. It is
-    never handed out until an operator clears it
-    (``nova-acc-manage devices clear-dirty``).
-
-Only ``free`` devices are handed out; ``orphaned``, ``foreign``,
-``releasing`` and ``dirty`` ones are reported ``reserved`` to placement.
-
-Mediated devices (vGPUs) are recorded too, under their UUID instead of a
-PCI address, with their parent and type (``DeviceRecord.is_mdev``). They
-exist only while a server holds them: a claim records them (``claimed``)
-before the host creates them, and their release removes them and drops
-their record; one that cannot be removed is ``dirty`` and keeps its
-capacity out of service until it is.
+The records and their transitions - the states of a device, who holds it
+- are ``nova_acc.compute.records`` (named here too, for callers that read
+them from the ledger); which devices a claim picks is
+``nova_acc.compute.claims``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
 import errno
 import fcntl
 import json
 import os
 import stat
 import time
-import typing as ty
 import uuid as uuid_lib
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
 from nova_acc import exception
+# The records, their states and transitions, by their old names here.
+from nova_acc.compute.records import ACTIVE  # noqa: F401
+from nova_acc.compute.records import ATTACHED  # noqa: F401
+from nova_acc.compute.records import CLAIMED  # noqa: F401
+from nova_acc.compute.records import describe_unavailable  # noqa: F401
+from nova_acc.compute.records import DeviceRecord
+from nova_acc.compute.records import DIRTY  # noqa: F401
+from nova_acc.compute.records import FOREIGN  # noqa: F401
+from nova_acc.compute.records import FREE  # noqa: F401
+from nova_acc.compute.records import HELD  # noqa: F401
+from nova_acc.compute.records import now
+from nova_acc.compute.records import ORPHANED  # noqa: F401
+from nova_acc.compute.records import OUT_OF_SERVICE  # noqa: F401
+from nova_acc.compute.records import RELEASING  # noqa: F401
+from nova_acc.compute.records import STATES  # noqa: F401
+# The picking moved to claims; named here until every caller calls it
+# there (claims imports records, not this module).
+from nova_acc.compute.claims import claim  # noqa: F401
+from nova_acc.compute.claims import PoolRequest  # noqa: F401
 
 LOG = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-FREE = 'free'
-CLAIMED = 'claimed'
-ATTACHED = 'attached'
-ORPHANED = 'orphaned'
-FOREIGN = 'foreign'
-RELEASING = 'releasing'
-DIRTY = 'dirty'
-STATES = (FREE, CLAIMED, ATTACHED, ORPHANED, FOREIGN, RELEASING, DIRTY)
-#: States in which a device must not be offered by placement.
-OUT_OF_SERVICE = frozenset({ORPHANED, FOREIGN, RELEASING, DIRTY})
-#: States in which a server holds the device.
-HELD = frozenset({CLAIMED, ATTACHED, ORPHANED})
-#: States in which the device serves its server: claimed for it or in its
-#: guest (held and not orphaned).
-ACTIVE = frozenset({CLAIMED, ATTACHED})
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec='seconds')
-
-
-@dataclasses.dataclass
-class DeviceRecord:
-    """What the host knows of one device.
-
-    :ivar address: PCI address (``0000:81:00.0``) - the device's identity
-        on the host; for an mdev, its UUID.
-    :ivar state: one of ``STATES``.
-    :ivar instance_uuid: the server holding it (claimed, attached,
-        orphaned).
-    :ivar guest: UUID of the libvirt domain holding it when that is not a
-        server bound to it (``foreign``).
-    :ivar rp_uuid, resource_class, traits: the provider (the device's pool),
-        resource class and traits the device was allocated from, kept while
-        it is held so a changed ``[nova_acc] device_spec`` does not move a
-        device from under its server.
-    :ivar requester_id: the request group of the server the device serves
-        (a group asking for 4 devices of a pool is served by 4 records).
-    :ivar migration_id: set on the destination of a resize or cold
-        migration: the move (Nova's migration ID) the device was claimed
-        for. Until the move is confirmed the server holds its source devices
-        too (on the same host: untagged records), and a reverted move
-        releases exactly the devices tagged with it.
-    :ivar context_id: for devices of ID-based contexts (a Cyborg ARQ): the
-        context; its backend owns the device and resets it, nova-acc only
-        records who holds it.
-    :ivar changed_at: when the state last changed (UTC, ISO 8601).
-    :ivar last_reset: when nova-acc last reset the device.
-    :ivar reason: why it is in this state, for operators.
-    :ivar parent: for an mdev: the PCI address of its parent (the GPU).
-    :ivar mdev_type: for an mdev: its type.
-    """
-
-    address: str
-    state: str = FREE
-    instance_uuid: str | None = None
-    guest: str | None = None
-    rp_uuid: str | None = None
-    requester_id: str | None = None
-    migration_id: int | None = None
-    resource_class: str | None = None
-    traits: list[str] = dataclasses.field(default_factory=list)
-    context_id: str | None = None
-    changed_at: str | None = None
-    last_reset: str | None = None
-    reason: str | None = None
-    parent: str | None = None
-    mdev_type: str | None = None
-
-    @property
-    def is_mdev(self) -> bool:
-        return self.mdev_type is not None
-
-    @property
-    def holder(self) -> str | None:
-        return self.instance_uuid or self.guest
-
-    @property
-    def backend_owned(self) -> bool:
-        return self.context_id is not None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DeviceRecord:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        record = cls(**{k: v for k, v in data.items() if k in fields})
-        if record.state not in STATES:
-            raise exception.LedgerError('device %s has unknown state %r' % (
-                record.address, record.state))
-        return record
-
-    # ---- transitions: the only code that changes a record ---------------
-
-    def _set(self, state: str, reason: str | None = None, **fields) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.state = state
-        self.reason = reason
-        self.changed_at = now()
-
-    def claim(self, instance_uuid: str, rp_uuid: str | None,
-              resource_class: str | None, traits, context_id: str | None,
-              requester_id: str | None = None,
-              migration_id: int | None = None) -> None:
-        self._set(CLAIMED, instance_uuid=instance_uuid, guest=None,
-                  rp_uuid=rp_uuid, resource_class=resource_class,
-                  traits=sorted(traits or ()), context_id=context_id,
-                  requester_id=requester_id, migration_id=migration_id)
-
-    def attach(self) -> None:
-        self._set(ATTACHED, reason=None)
-
-    def orphan(self, reason: str) -> None:
-        self._set(ORPHANED, reason=reason)
-
-    def held_by_guest(self, guest: str, reason: str) -> None:
-        self._set(FOREIGN, reason=reason, guest=guest, instance_uuid=None,
-                  context_id=None, requester_id=None, migration_id=None)
-
-    def releasing(self, reason: str) -> None:
-        # The holder's fields stay: the release needs them (the backend
-        # context to unbind, the server to name in the log).
-        self._set(RELEASING, reason=reason)
-
-    def free(self, reset: bool, reason: str | None = None) -> None:
-        if reset:
-            self.last_reset = now()
-        self._set(FREE, reason=reason, instance_uuid=None, guest=None,
-                  rp_uuid=None, resource_class=None, traits=[],
-                  context_id=None, requester_id=None, migration_id=None)
-
-    def dirty(self, reason: str) -> None:
-        self._set(DIRTY, reason=reason, instance_uuid=None, guest=None,
-                  context_id=None, requester_id=None, migration_id=None)
-
 
 #: Mode of the ledger file and its lock file: nova-compute's user reads and
 #: writes them, its group may read them.
@@ -241,6 +85,109 @@ def default_dir() -> str:
     from nova_acc import conf
     return conf.CONF.nova_acc.ledger_dir or os.path.join(
         conf.CONF.state_path, 'nova_acc')
+
+
+def _new_file_owner(dir_fd: int, filename: str) -> tuple[int, int] | None:
+    """(uid, gid) a file this process creates in the directory gets.
+
+    The ledger file's owner (never followed if it is a link), else the
+    directory's: when root writes, the files stay nova-compute's user's.
+    None when that is this process's own user and group.
+    """
+    try:
+        st = os.stat(filename, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            st = os.fstat(dir_fd)
+    except FileNotFoundError:
+        st = os.fstat(dir_fd)
+    owner = (st.st_uid, st.st_gid)
+    return None if owner == (os.geteuid(), os.getegid()) else owner
+
+
+class _LedgerLock:
+    """The lock of one ledger: a thread lock, then a file lock.
+
+    The file lock is a POSIX lock (``lockf``) on ``nova-acc-ledger-<node>``
+    in the ledger directory, the file and kind of lock oslo.concurrency's
+    external locks take (which nova-acc used before), so nova-compute and
+    nova-acc-manage of any version exclude each other. POSIX locks belong
+    to a process, so threads of one process exclude each other with the
+    thread lock first (the one ``lockutils.lock`` takes for the same name).
+    The lock file is opened without following links and, created by root,
+    given to the ledger's owner.
+    """
+
+    def __init__(self, dir_fd: int, directory: str, lock_name: str,
+                 ledger_filename: str):
+        self._dir_fd = dir_fd
+        self._directory = directory
+        self._lock_name = lock_name
+        self._ledger_filename = ledger_filename
+
+    def _open(self) -> int:
+        dir_fd, lock_name = self._dir_fd, self._lock_name
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        where = os.path.join(self._directory, lock_name)
+        try:
+            try:
+                fd = os.open(lock_name, flags | os.O_CREAT | os.O_EXCL,
+                             FILE_MODE, dir_fd=dir_fd)
+                created = True
+            except FileExistsError:
+                fd = os.open(lock_name, flags, dir_fd=dir_fd)
+                created = False
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise exception.LedgerUnreadable(
+                    'the lock file %s of the device ledger is a symbolic '
+                    'link; nova-acc never follows links in its ledger '
+                    'directory: remove it' % where)
+            raise exception.LedgerUnreadable(
+                'cannot open the lock file %s of the device ledger: %s'
+                % (where, e))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise exception.LedgerUnreadable(
+                    'the lock file %s of the device ledger is not a regular '
+                    'file: remove it' % where)
+            owner = (_new_file_owner(dir_fd, self._ledger_filename)
+                     if created else None)
+            if owner is not None:
+                # Created by root: nova-compute must be able to lock it too.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, *owner)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with lockutils.internal_lock(self._lock_name):
+            fd = self._open()
+            try:
+                delay = 0.01
+                while True:
+                    try:
+                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as e:
+                        if e.errno not in (errno.EACCES, errno.EAGAIN):
+                            raise exception.LedgerUnreadable(
+                                'cannot lock the device ledger %s: %s'
+                                % (os.path.join(self._directory,
+                                                self._ledger_filename), e))
+                    # Not a blocking lockf: under eventlet that would stop
+                    # every green thread of nova-compute while the other
+                    # process holds the lock.
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                try:
+                    yield
+                finally:
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 class DeviceLedger:
@@ -273,6 +220,10 @@ class DeviceLedger:
         # Set when the file was corrupt and moved aside: the caller decides
         # what to do with the devices (reconcile resets them).
         self.recovered_from: str | None = None
+        # The bytes last read and the fields of the records they hold: a
+        # ledger that did not change since is not decoded again (a host
+        # with 2048 VFs reads it on every resource update).
+        self._decoded: tuple[bytes, dict[str, dict]] | None = None
 
     # ---- storage ------------------------------------------------------------
 
@@ -300,95 +251,12 @@ class DeviceLedger:
         finally:
             os.close(fd)
 
-    def _new_file_owner(self, dir_fd: int) -> tuple[int, int] | None:
-        """(uid, gid) a file this process creates in the directory gets.
-
-        The ledger file's owner (never followed if it is a link), else the
-        directory's: when root writes, the files stay nova-compute's user's.
-        None when that is this process's own user and group.
-        """
-        try:
-            st = os.stat(self.filename, dir_fd=dir_fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                st = os.fstat(dir_fd)
-        except FileNotFoundError:
-            st = os.fstat(dir_fd)
-        owner = (st.st_uid, st.st_gid)
-        return None if owner == (os.geteuid(), os.getegid()) else owner
-
-    def _open_lock_file(self, dir_fd: int) -> int:
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        where = os.path.join(self.directory, self.lock_name)
-        try:
-            try:
-                fd = os.open(self.lock_name, flags | os.O_CREAT | os.O_EXCL,
-                             FILE_MODE, dir_fd=dir_fd)
-                created = True
-            except FileExistsError:
-                fd = os.open(self.lock_name, flags, dir_fd=dir_fd)
-                created = False
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise exception.LedgerUnreadable(
-                    'the lock file %s of the device ledger is a symbolic '
-                    'link; nova-acc never follows links in its ledger '
-                    'directory: remove it' % where)
-            raise exception.LedgerUnreadable(
-                'cannot open the lock file %s of the device ledger: %s'
-                % (where, e))
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise exception.LedgerUnreadable(
-                    'the lock file %s of the device ledger is not a regular '
-                    'file: remove it' % where)
-            owner = self._new_file_owner(dir_fd) if created else None
-            if owner is not None:
-                # Created by root: nova-compute must be able to lock it too.
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fd, *owner)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     @contextlib.contextmanager
     def _lock(self, dir_fd: int) -> Iterator[None]:
-        """Hold the ledger lock: a thread lock, then a file lock.
-
-        The file lock is a POSIX lock (``lockf``) on ``nova-acc-ledger-
-        <node>`` in the ledger directory, the file and kind of lock
-        oslo.concurrency's external locks take (which nova-acc used
-        before), so nova-compute and nova-acc-manage of any version
-        exclude each other. POSIX locks belong to a process, so threads of
-        one process exclude each other with the thread lock first (the one
-        ``lockutils.lock`` takes for the same name). The lock file is
-        opened without following links and, created by root, given to the
-        ledger's owner.
-        """
-        with lockutils.internal_lock(self.lock_name):
-            fd = self._open_lock_file(dir_fd)
-            try:
-                delay = 0.01
-                while True:
-                    try:
-                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except OSError as e:
-                        if e.errno not in (errno.EACCES, errno.EAGAIN):
-                            raise exception.LedgerUnreadable(
-                                'cannot lock the device ledger %s: %s'
-                                % (self.path, e))
-                    # Not a blocking lockf: under eventlet that would stop
-                    # every green thread of nova-compute while the other
-                    # process holds the lock.
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
-                try:
-                    yield
-                finally:
-                    fcntl.lockf(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        """Hold the ledger lock (``_LedgerLock``)."""
+        with _LedgerLock(dir_fd, self.directory, self.lock_name,
+                         self.filename).held():
+            yield
 
     def _exists_in(self, dir_fd: int) -> bool:
         try:
@@ -442,6 +310,20 @@ class DeviceLedger:
         except OSError as e:
             raise exception.LedgerUnreadable(
                 'cannot read device ledger %s: %s' % (self.path, e))
+        decoded = self._decoded
+        if decoded is not None and decoded[0] == raw:
+            return {address: DeviceRecord._from_fields(fields)
+                    for address, fields in decoded[1].items()}
+        records = self._decode(raw)
+        self._decoded = (raw, {address: dict(vars(rec), traits=tuple(
+            rec.traits)) for address, rec in records.items()})
+        return records
+
+    def _decode(self, raw: bytes) -> dict[str, DeviceRecord]:
+        """The records of a ledger file's bytes.
+
+        :raises LedgerCorrupt: they are not a ledger.
+        """
         try:
             data = json.loads(raw.decode('utf-8'))
         except ValueError as e:  # UnicodeDecodeError too
@@ -472,7 +354,7 @@ class DeviceLedger:
                             for a, r in sorted(records.items())}}
         payload = (json.dumps(data, indent=1, sort_keys=True) +
                    '\n').encode('utf-8')
-        owner = self._new_file_owner(dir_fd)
+        owner = _new_file_owner(dir_fd, self.filename)
         tmp = '.%s.%s.tmp' % (self.nodename, uuid_lib.uuid4().hex[:12])
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                      os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
@@ -600,219 +482,8 @@ class DeviceLedger:
             with self._lock(dir_fd):
                 records = (self._load_or_recover(dir_fd) if recover
                            else self._read(dir_fd))
-                before = {a: r.to_dict() for a, r in records.items()}
+                before = {a: r.fingerprint() for a, r in records.items()}
                 yield records
-                after = {a: r.to_dict() for a, r in records.items()}
+                after = {a: r.fingerprint() for a, r in records.items()}
                 if after != before or not self._exists_in(dir_fd):
                     self._write(records, dir_fd)
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolRequest:
-    """``count`` devices of pool ``rp_uuid`` for group ``requester_id``.
-
-    :ivar candidates: the addresses of the pool's devices on the host now,
-        in the order to try them; for an mdev pool, of its parents.
-    :ivar mdev_type: set for an mdev pool: ``count`` new mdevs of this type
-        are recorded, on parents with capacity left.
-    """
-
-    requester_id: str
-    rp_uuid: str
-    count: int
-    candidates: tuple[str, ...]
-    resource_class: str | None = None
-    traits: tuple[str, ...] = ()
-    mdev_type: str | None = None
-
-
-def claim(records: dict[str, DeviceRecord], instance_uuid: str,
-          wanted: list[dict], pools: list[PoolRequest] = (),
-          blocked: frozenset[str] | set[str] = frozenset(),
-          relatives: Mapping[str, Set[str]] | None = None,
-          migration_id: int | None = None,
-          held_tags: Set[int | None] | None = None,
-          mdev_capacity: Mapping[tuple[str, str], int] | None = None,
-          new_uuid: ty.Callable[[], str] = lambda: str(uuid_lib.uuid4()),
-          ) -> list[DeviceRecord]:
-    """Claim devices for a server, all or nothing.
-
-    :param wanted: specific devices, one dict each: ``address`` and
-        optionally ``rp_uuid``, ``resource_class``, ``traits``,
-        ``context_id``, ``requester_id`` (the devices of backend contexts,
-        whose backend chose them, and bindings made before pools).
-    :param pools: devices for the host to pick: for each request, the
-        devices the server already holds for that group count first (a
-        rebuild or a retried spawn claims nothing twice), then free devices
-        of the pool that no other claim of this call took and that are not
-        ``blocked`` (a PF whose VFs are in use, or the reverse).
-    :param relatives: address -> the devices that must not be in use at the
-        same time (a PF's VFs, a VF's PF): a device picked here blocks its
-        relatives for the rest of this claim too, so one server never gets
-        a PF and one of its VFs.
-    :param migration_id: the move (resize, cold migration) the devices are
-        claimed for on its destination: recorded with them, and only what
-        the server holds for the same move counts as already held (on the
-        same host the server keeps its source devices meanwhile).
-    :param held_tags: the ``migration_id`` values of the records that count
-        as already held by the server (default: ``migration_id`` alone).
-    :param mdev_capacity: (parent address, mdev type) -> how many more mdevs
-        of that type the parent can take now, for mdev pools. A parent that
-        gets an mdev here is not handed out whole in the same claim.
-    :param new_uuid: makes the UUID of each new mdev.
-    :raises DeviceNotFree: a specific device is held by someone else, dirty
-        or out of service, or a pool has fewer free devices than asked;
-        nothing was claimed.
-    """
-    for want in wanted:
-        rec = records.get(want['address'])
-        if (rec is None or rec.state == FREE) and \
-                want['address'] not in blocked:
-            continue
-        if rec is not None and rec.state in ACTIVE and \
-                rec.instance_uuid == instance_uuid:
-            continue  # idempotent: a rebuild or a retried spawn
-        if rec is None or rec.state == FREE:
-            raise exception.DeviceNotFree(
-                'device %s is blocked: its PF or one of its VFs is in use'
-                % want['address'])
-        raise exception.DeviceNotFree(describe_unavailable(rec))
-    relatives = relatives or {}
-    if held_tags is None:
-        held_tags = {migration_id}
-    taken = {w['address'] for w in wanted}
-    blocked = set(blocked)
-    for address in taken:
-        blocked |= set(relatives.get(address, ()))
-    for want in wanted:
-        clash = set(relatives.get(want['address'], ())) & taken
-        if clash:
-            raise exception.DeviceNotFree(
-                'device %s cannot be claimed together with its PF or VF %s'
-                % (want['address'], ', '.join(sorted(clash))))
-    picks: list[tuple[PoolRequest, list[str]]] = []
-    new_mdevs: dict[str, tuple[str, str]] = {}
-    capacity_left = dict(mdev_capacity or {})
-    for req in pools:
-        if req.mdev_type is not None:
-            picks.append((req, _pick_mdevs(
-                records, instance_uuid, req, held_tags, taken | blocked,
-                capacity_left, new_mdevs, new_uuid)))
-            blocked |= {new_mdevs[u][0] for u in picks[-1][1]
-                        if u in new_mdevs}
-            continue
-        mine = [a for a, r in sorted(records.items())
-                if r.instance_uuid == instance_uuid and
-                r.state in ACTIVE and
-                r.requester_id == req.requester_id and
-                r.migration_id in held_tags][:req.count]
-        chosen = list(mine)
-        for address in mine:
-            blocked |= set(relatives.get(address, ()))
-        for address in req.candidates:
-            if len(chosen) == req.count:
-                break
-            rec = records.get(address)
-            if address in taken or address in blocked or address in chosen \
-                    or (rec is not None and rec.state != FREE):
-                continue
-            chosen.append(address)
-            blocked |= set(relatives.get(address, ()))
-        if len(chosen) < req.count:
-            # Say why the others are not free: what an operator acts on.
-            why = [describe_unavailable(records[a]) for a in req.candidates
-                   if a in records and records[a].state != FREE and
-                   records[a].instance_uuid != instance_uuid][:3]
-            why += ['device %s is blocked: its PF or one of its VFs is in '
-                    'use' % a for a in req.candidates
-                    if a in blocked and a not in chosen and
-                    (a not in records or records[a].state == FREE)][:1]
-            raise exception.DeviceNotFree(
-                'device group %s needs %d device(s) of pool %s, only %d '
-                'free%s' % (req.requester_id, req.count, req.rp_uuid,
-                            len(chosen),
-                            ' (%s)' % '; '.join(why) if why else ''))
-        taken.update(chosen)
-        picks.append((req, chosen))
-    claimed = []
-    for want in wanted:
-        rec = records.setdefault(want['address'],
-                                 DeviceRecord(address=want['address']))
-        if rec.state == FREE:
-            rec.claim(instance_uuid, want.get('rp_uuid'),
-                      want.get('resource_class'), want.get('traits'),
-                      want.get('context_id'), want.get('requester_id'),
-                      migration_id)
-        claimed.append(rec)
-    for req, chosen in picks:
-        for address in chosen:
-            if address in new_mdevs:
-                parent, mdev_type = new_mdevs[address]
-                records[address] = DeviceRecord(
-                    address=address, parent=parent, mdev_type=mdev_type)
-            rec = records.setdefault(address, DeviceRecord(address=address))
-            if rec.state == FREE:
-                rec.claim(instance_uuid, req.rp_uuid, req.resource_class,
-                          req.traits, None, req.requester_id,
-                          migration_id)
-            claimed.append(rec)
-    return claimed
-
-
-def _pick_mdevs(records: dict[str, DeviceRecord], instance_uuid: str,
-                req: PoolRequest, held_tags: Set[int | None],
-                unavailable: Set[str],
-                capacity_left: dict[tuple[str, str], int],
-                new_mdevs: dict[str, tuple[str, str]],
-                new_uuid: ty.Callable[[], str]) -> list[str]:
-    """The mdevs of one request: those held for it, then new ones.
-
-    New ones are packed on the first parents (in ``req.candidates`` order)
-    with capacity left, so that other parents stay free for other types or
-    for being handed out whole.
-    """
-    mdev_type = ty.cast(str, req.mdev_type)
-    chosen = [a for a, r in sorted(records.items())
-              if r.instance_uuid == instance_uuid and
-              r.state in ACTIVE and
-              r.requester_id == req.requester_id and
-              r.migration_id in held_tags][:req.count]
-    for parent in req.candidates:
-        if parent in unavailable:
-            continue
-        while len(chosen) < req.count and \
-                capacity_left.get((parent, mdev_type), 0) > 0:
-            uuid = new_uuid()
-            new_mdevs[uuid] = (parent, mdev_type)
-            capacity_left[(parent, mdev_type)] -= 1
-            chosen.append(uuid)
-    if len(chosen) < req.count:
-        raise exception.DeviceNotFree(
-            'device group %s needs %d mdev(s) of type %s from pool %s, only '
-            '%d can be created now (parents %s: full, or used whole or for '
-            'another mdev type)' % (
-                req.requester_id, req.count, mdev_type, req.rp_uuid,
-                len(chosen), ', '.join(req.candidates) or 'none'))
-    return chosen
-
-
-def describe_unavailable(rec: DeviceRecord) -> str:
-    if rec.is_mdev and rec.state == DIRTY:
-        return ('mdev %s on %s could not be removed (%s) and keeps its '
-                'capacity out of service' % (rec.address, rec.parent,
-                                             rec.reason))
-    if rec.state == DIRTY:
-        return ('device %s is dirty (%s) and out of service until an '
-                'operator clears it' % (rec.address, rec.reason or
-                                        'released without a reset'))
-    if rec.state == FOREIGN:
-        return ('device %s is used by guest %s, which Nova does not know as '
-                'its holder' % (rec.address, rec.guest))
-    if rec.state == RELEASING:
-        return ('device %s is being released (%s) and is handed out once '
-                'it is reset' % (rec.address, rec.reason))
-    if rec.state == ORPHANED:
-        return ('device %s is still held by the guest of server %s, which '
-                'left this host' % (rec.address, rec.instance_uuid))
-    return 'device %s is %s by server %s' % (rec.address, rec.state,
-                                             rec.instance_uuid)

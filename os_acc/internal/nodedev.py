@@ -28,6 +28,8 @@ sysfs, and is logged at debug level.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import typing as ty
 from xml.etree import ElementTree
@@ -262,6 +264,58 @@ def read_devices(nodedev_xmls: ty.Iterable[str]) -> list[objects.Device]:
     return devices
 
 
+#: Node devices whose selection ``_selected`` keeps: more than the PCI
+#: functions of any host (a PF with 2048 VFs and a few hundred other
+#: functions fits several times), and bounded, so that what was cached for
+#: devices long gone (or for a device_spec no longer used) is dropped.
+SELECTED_CACHE_SIZE = 16384
+
+
+@functools.lru_cache(maxsize=16)
+def _specs_of(specs_key: str) -> tuple[device_spec.DeviceSpec, ...]:
+    """The parsed ``device_specs`` that ``specs_key`` (their JSON) names."""
+    return tuple(device_spec.parse_device_specs(json.loads(specs_key)))
+
+
+@functools.lru_cache(maxsize=SELECTED_CACHE_SIZE)
+def _selected(xml: str, specs_key: str
+              ) -> tuple[objects.Device, ...] | exception.InvalidNodeDevice:
+    """What ``device_specs`` select of one node device, worked out once.
+
+    A host's discovery lists the same node devices on every resource
+    update, and parsing and matching them was most of its cost. The XML
+    text and the specs are the whole input: a device that appears,
+    vanishes or changes (its NUMA node, its VFs, the mdevs it can still
+    create) is a new key, and one that is gone is no longer asked for.
+
+    :returns: as ``match_devices`` for this device alone, or what
+        ``device_from_nodedev_xml`` raised. The Devices are shared by
+        every discovery that finds the same XML: read them, never change
+        them.
+    """
+    try:
+        device = device_from_nodedev_xml(xml)
+    except exception.InvalidNodeDevice as e:
+        return e
+    if device is None:
+        return ()
+    return tuple(device_spec.match_devices([device], _specs_of(specs_key)))
+
+
+def _select_cached(nodedev_xmls: ty.Iterable[str], specs_key: str
+                   ) -> list[objects.Device]:
+    selected: list[objects.Device] = []
+    for xml in nodedev_xmls:
+        found = _selected(xml, specs_key)
+        if isinstance(found, exception.InvalidNodeDevice):
+            LOG.warning('Ignoring a node device libvirt described as: %s',
+                        found)
+            continue
+        selected.extend(found)
+    # As match_devices orders them.
+    return sorted(selected, key=lambda d: (d.address, d.mdev_type or ''))
+
+
 def discover(nodedev_xmls: ty.Iterable[str],
              device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
              ) -> list[objects.Device]:
@@ -277,4 +331,23 @@ def discover(nodedev_xmls: ty.Iterable[str],
     specs = device_spec.parse_device_specs(device_specs)
     if not specs:
         return []
-    return device_spec.match_devices(read_devices(nodedev_xmls), specs)
+    specs_key = _specs_key(device_specs)
+    if specs_key is None:
+        return device_spec.match_devices(read_devices(nodedev_xmls), specs)
+    return _select_cached(nodedev_xmls, specs_key)
+
+
+def _specs_key(device_specs: ty.Iterable[ty.Mapping[str, ty.Any]]
+               ) -> str | None:
+    """``device_specs`` as JSON, if JSON gives them back exactly.
+
+    What ``nova_acc.conf.device_specs`` returns always does (it parses
+    JSON); None for anything else, which is then not cached.
+    """
+    if not isinstance(device_specs, (list, tuple)):
+        return None
+    try:
+        key = json.dumps(list(device_specs), sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return key if json.loads(key) == list(device_specs) else None

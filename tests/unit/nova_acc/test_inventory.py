@@ -297,7 +297,7 @@ class ReshapeTest(base.BaseTestCase):
         a = self.devs[0].address
         self.allocated.add(self.legacy[a])
         records = {a: held(a, self.legacy[a])}
-        with self.assertLogs('nova_acc.compute.inventory', 'WARNING'):
+        with self.assertLogs('nova_acc.compute.reshape', 'WARNING'):
             self.assertEqual({}, inventory.update_provider_tree(
                 self.tree, NODE, self.devs, TRAIT,
                 has_allocations=self.allocated.__contains__,
@@ -310,7 +310,7 @@ class ReshapeTest(base.BaseTestCase):
     def test_allocated_provider_of_a_gone_device_is_kept_reserved(self):
         gone = self.devs.pop(0)
         self.allocated.add(self.legacy[gone.address])
-        with self.assertLogs('nova_acc.compute.inventory', 'WARNING'):
+        with self.assertLogs('nova_acc.compute.reshape', 'WARNING'):
             self.update()
         self.assertEqual(1, self.tree.data(self.legacy[gone.address])
                          .inventory['FPGA']['reserved'])

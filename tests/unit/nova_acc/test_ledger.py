@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""The device ledger's storage and claims, on a real directory."""
+"""The device ledger's storage and transitions, on a real directory."""
 
 import builtins
 import errno
@@ -24,6 +24,7 @@ from oslo_concurrency import lockutils
 from oslotest import base
 
 from nova_acc import exception
+from nova_acc.compute import claims
 from nova_acc.compute import ledger
 
 NODE = 'compute1'
@@ -83,7 +84,7 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def test_transaction_writes_a_versioned_readable_file(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
 
         with open(self.book.path) as f:
             data = json.load(f)
@@ -99,20 +100,66 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def test_nothing_written_when_nothing_changed(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
         before = os.stat(self.book.path).st_mtime_ns
         with mock.patch.object(self.book, '_write') as write:
             with self.book.transaction() as records:
-                ledger.claim(records, SERVER, [want(A)])  # idempotent
+                claims.claim(records, SERVER, [want(A)])  # idempotent
         write.assert_not_called()
         self.assertEqual(before, os.stat(self.book.path).st_mtime_ns)
 
+    def test_every_change_is_written(self):
+        # A transaction compares fingerprints, not dicts: a change of any
+        # field, of a traits list in place, a record added or removed, is
+        # still written.
+        changes = [
+            lambda records: setattr(records[A], 'rp_uuid', 'elsewhere'),
+            lambda records: records[A].traits.append('CUSTOM_MORE'),
+            lambda records: records[A].traits.sort(reverse=True),
+            lambda records: records.__setitem__(
+                A, ledger.DeviceRecord(**dict(vars(records[A]),
+                                              reason='replaced'))),
+            lambda records: records.__setitem__(
+                B, ledger.DeviceRecord(address=B)),
+            lambda records: records.pop(B),
+        ]
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A, traits=['A', 'B'])])
+        for change in changes:
+            expected = self.book.read()
+            change(expected)
+            with self.book.transaction() as records:
+                change(records)
+            self.assertEqual(expected, ledger.DeviceLedger(
+                NODE, self.dir).read())
+
+    def test_read_again_after_another_process_wrote(self):
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A)])
+        self.assertEqual(ledger.CLAIMED, self.book.read()[A].state)
+        # nova-acc-manage: another ledger object on the same file.
+        with ledger.DeviceLedger(NODE, self.dir).transaction() as records:
+            records[A].attach()
+        self.assertEqual(ledger.ATTACHED, self.book.read()[A].state)
+        self.assertEqual(ledger.ATTACHED, self.book.records()[A].state)
+
+    def test_records_read_are_copies(self):
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A)])
+        first = self.book.read()
+        first[A].traits.append('CUSTOM_CHANGED')
+        first[A].attach()
+        again = self.book.read()
+        self.assertEqual((ledger.CLAIMED, ['CUSTOM_GZIP']),
+                         (again[A].state, again[A].traits))
+        self.assertIsNot(first[A], again[A])
+
     def test_failed_transaction_writes_nothing(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
         with self.book.transaction() as records:
             try:
-                ledger.claim(records, OTHER, [want(B), want(A)])
+                claims.claim(records, OTHER, [want(B), want(A)])
             except exception.DeviceNotFree:
                 pass
         records = self.book.records()
@@ -122,7 +169,7 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def test_write_is_atomic_rename_of_a_synced_temp_file(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
         real_replace = os.replace
         seen = []
 
@@ -136,14 +183,14 @@ class LedgerStorageTest(base.BaseTestCase):
 
         with mock.patch('os.replace', side_effect=replace):
             with self.book.transaction() as records:
-                ledger.claim(records, OTHER, [want(B)])
+                claims.claim(records, OTHER, [want(B)])
         self.assertEqual(['claimed'], seen)
         self.assertEqual([], [n for n in os.listdir(self.dir)
                               if n.endswith('.tmp')])
 
     def test_crash_during_write_keeps_the_old_ledger(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
         with mock.patch('os.replace', side_effect=OSError('disk gone')):
             self.assertRaises(OSError, self._claim_b)
         records = self.book.records()
@@ -153,7 +200,7 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def _claim_b(self):
         with self.book.transaction() as records:
-            ledger.claim(records, OTHER, [want(B)])
+            claims.claim(records, OTHER, [want(B)])
 
     def test_corrupt_ledger_is_kept_aside_and_flagged(self):
         with open(self.book.path, 'w') as f:
@@ -161,7 +208,7 @@ class LedgerStorageTest(base.BaseTestCase):
         with self.book.transaction() as records:
             self.assertEqual({}, records)
             self.assertIsNotNone(self.book.recovered_from)
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
         self.assertTrue(os.path.exists(self.book.recovered_from))
         self.assertEqual(SERVER, self.book.records()[A].instance_uuid)
 
@@ -180,7 +227,7 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def _claim_a(self):
         with self.book.transaction() as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
 
     def _ledger_dir_listing(self):
         return sorted(n for n in os.listdir(self.dir)
@@ -228,7 +275,7 @@ class LedgerStorageTest(base.BaseTestCase):
 
     def _claim_without_recovery(self):
         with self.book.transaction(recover=False) as records:
-            ledger.claim(records, SERVER, [want(A)])
+            claims.claim(records, SERVER, [want(A)])
 
     def test_a_corrupt_ledger_that_cannot_be_moved_aside_is_kept(self):
         with open(self.book.path, 'w') as f:
@@ -316,144 +363,6 @@ class LedgerStorageTest(base.BaseTestCase):
         os.write(release_w, b'x')
         self.assertTrue(entered.wait(10))
         thread.join(10)
-
-
-class ClaimTest(base.BaseTestCase):
-
-    def test_claims_free_and_unknown_devices(self):
-        records = {A: ledger.DeviceRecord(address=A)}
-        claimed = ledger.claim(records, SERVER, [want(A), want(B)])
-        self.assertEqual([A, B], [r.address for r in claimed])
-        self.assertTrue(all(r.state == ledger.CLAIMED and
-                            r.instance_uuid == SERVER for r in claimed))
-
-    def test_claim_of_the_own_device_is_idempotent(self):
-        records = {}
-        ledger.claim(records, SERVER, [want(A)])
-        records[A].attach()
-        ledger.claim(records, SERVER, [want(A)])
-        self.assertEqual(ledger.ATTACHED, records[A].state)
-
-    def test_each_unavailable_state_refuses_and_says_why(self):
-        cases = {
-            ledger.CLAIMED: 'claimed by server ' + OTHER,
-            ledger.ATTACHED: 'attached by server ' + OTHER,
-            ledger.ORPHANED: 'still held by the guest of server ' + OTHER,
-            ledger.DIRTY: 'dirty (reset failed: EIO)',
-            ledger.FOREIGN: 'used by guest dom-1',
-        }
-        for state, text in cases.items():
-            rec = ledger.DeviceRecord(
-                address=A, state=state,
-                instance_uuid=OTHER if state in ledger.HELD else None,
-                guest='dom-1' if state == ledger.FOREIGN else None,
-                reason='reset failed: EIO' if state == ledger.DIRTY
-                else None)
-            records = {A: rec}
-            e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
-                                  records, SERVER, [want(A)])
-            self.assertIn(text, str(e))
-            self.assertEqual(state, records[A].state)
-
-    def test_dirty_device_of_the_same_server_is_not_handed_back(self):
-        records = {A: ledger.DeviceRecord(address=A, state=ledger.DIRTY,
-                                          reason='no reset method')}
-        self.assertRaises(exception.DeviceNotFree, ledger.claim, records,
-                          SERVER, [want(A)])
-
-
-class PoolClaimTest(base.BaseTestCase):
-    """The host picks the devices of a pool."""
-
-    POOL = [ADDR_FMT % i for i in range(4)]
-
-    def request(self, count, group='nova_acc_0_0'):
-        return ledger.PoolRequest(group, 'pool', count, tuple(self.POOL),
-                                  'FPGA', ('CUSTOM_GZIP',))
-
-    def test_picks_free_devices_and_records_pool_and_group(self):
-        records = {self.POOL[0]: ledger.DeviceRecord(
-            address=self.POOL[0], state=ledger.DIRTY)}
-        claimed = ledger.claim(records, 'a', [], [self.request(2)])
-        self.assertEqual(self.POOL[1:3], [r.address for r in claimed])
-        for rec in claimed:
-            self.assertEqual((ledger.CLAIMED, 'a', 'pool', 'nova_acc_0_0',
-                              'FPGA', ['CUSTOM_GZIP']),
-                             (rec.state, rec.instance_uuid, rec.rp_uuid,
-                              rec.requester_id, rec.resource_class,
-                              rec.traits))
-
-    def test_never_picks_a_device_twice(self):
-        records = {}
-        first = ledger.claim(records, 'a', [], [self.request(1, 'g1'),
-                                                self.request(2, 'g2')])
-        second = ledger.claim(records, 'b', [], [self.request(1)])
-        addresses = [r.address for r in first + second]
-        self.assertEqual(sorted(set(addresses)), sorted(addresses))
-        self.assertEqual(4, len(addresses))
-        e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
-                              records, 'c', [], [self.request(1)])
-        self.assertIn('needs 1 device(s) of pool pool, only 0 free', str(e))
-
-    def test_a_short_pool_says_why_its_devices_are_not_free(self):
-        records = {a: ledger.DeviceRecord(address=a) for a in self.POOL}
-        records[self.POOL[0]].dirty('reset failed')
-        for a in self.POOL[1:]:
-            records[a].claim('other', 'pool', 'FPGA', (), None)
-        e = self.assertRaises(exception.DeviceNotFree, ledger.claim,
-                              records, 'a', [], [self.request(1)])
-        self.assertIn('device %s is dirty (reset failed)' % self.POOL[0],
-                      str(e))
-        self.assertIn('claimed by server other', str(e))
-
-    def test_a_retried_claim_picks_nothing_new(self):
-        records = {}
-        first = [r.address for r in ledger.claim(records, 'a', [],
-                                                 [self.request(2)])]
-        again = [r.address for r in ledger.claim(records, 'a', [],
-                                                 [self.request(2)])]
-        self.assertEqual(first, again)
-        self.assertEqual(2, sum(1 for r in records.values()
-                                if r.state == ledger.CLAIMED))
-
-    def test_not_enough_free_claims_nothing(self):
-        records = {a: ledger.DeviceRecord(address=a) for a in self.POOL}
-        records[self.POOL[0]].claim('x', 'pool', 'FPGA', (), None)
-        self.assertRaises(exception.DeviceNotFree, ledger.claim, records,
-                          'a', [{'address': '0000:99:00.0'}],
-                          [self.request(4)])
-        self.assertEqual(1, sum(1 for r in records.values()
-                                if r.state != ledger.FREE))
-        self.assertNotIn('0000:99:00.0', records)
-
-    def test_blocked_devices_are_not_picked(self):
-        records = {}
-        claimed = ledger.claim(records, 'a', [], [self.request(2)],
-                               blocked={self.POOL[0], self.POOL[2]})
-        self.assertEqual([self.POOL[1], self.POOL[3]],
-                         [r.address for r in claimed])
-        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
-                              'a', [{'address': self.POOL[0]}],
-                              blocked={self.POOL[0]})
-        self.assertIn('its PF or one of its VFs is in use', str(e))
-
-    def test_a_pf_and_its_vf_never_go_together(self):
-        pf, vfs = '0000:83:00.0', ['0000:83:00.1', '0000:83:00.2']
-        relatives = {pf: set(vfs), vfs[0]: {pf}, vfs[1]: {pf}}
-        pf_pool = ledger.PoolRequest('g1', 'pf-pool', 1, (pf,))
-        vf_pool = ledger.PoolRequest('g2', 'vf-pool', 1, tuple(vfs))
-        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
-                              'a', [], [pf_pool, vf_pool],
-                              relatives=relatives)
-        self.assertIn('needs 1 device(s) of pool vf-pool, only 0', str(e))
-        # Two VFs of one PF are fine together.
-        claimed = ledger.claim({}, 'a', [], [ledger.PoolRequest(
-            'g', 'vf-pool', 2, tuple(vfs))], relatives=relatives)
-        self.assertEqual(vfs, [r.address for r in claimed])
-        e = self.assertRaises(exception.DeviceNotFree, ledger.claim, {},
-                              'a', [{'address': pf}, {'address': vfs[0]}],
-                              relatives=relatives)
-        self.assertIn('together with its PF or VF', str(e))
 
 
 class TransitionTest(base.BaseTestCase):

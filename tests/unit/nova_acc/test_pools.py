@@ -13,6 +13,7 @@
 
 import dataclasses
 import hashlib
+from unittest import mock
 
 import os_acc
 from oslo_config import fixture as config_fixture
@@ -136,6 +137,26 @@ class PoolNamingTest(base.BaseTestCase):
                           '0000:81:01.0': pools.pool_uuid(
                               NODE, pools.PoolKey.of(devs[2]))},
                          pools.pool_of_address(NODE, devs))
+
+    def test_pool_identity_is_worked_out_once_per_pool(self):
+        # A host's update groups thousands of devices into a few pools: the
+        # name and UUID (a hash of the key) are worked out per pool, once.
+        for func in (pools.pool_name, pools.pool_uuid):
+            clear = getattr(func, 'cache_clear', None)
+            if clear is not None:
+                self.addCleanup(clear)
+                clear()
+        devs = ([fpga('0000:81:%02x.0' % i) for i in range(50)] +
+                [fpga('0000:82:%02x.0' % i, ['CUSTOM_GZIP'])
+                 for i in range(50)])
+        real = pools.PoolKey.digest
+        with mock.patch.object(pools.PoolKey, 'digest', autospec=True,
+                               side_effect=real) as digest:
+            for _ in range(3):
+                self.assertEqual(2, len(pools.pools_of(NODE, devs)))
+                self.assertEqual(100, len(pools.pool_of_address(NODE,
+                                                                devs)))
+        self.assertEqual(2, digest.call_count)
 
 
 class LegacyNamingTest(base.BaseTestCase):

@@ -16,10 +16,12 @@ import os
 import subprocess
 import sys
 
+import fixtures
 from oslotest import base
 
 import os_acc
 from os_acc import exception
+from os_acc.internal import nodedev
 
 # Shapes as libvirt 9/10 prints them for an SR-IOV PF, one of its VFs and
 # an mdev-capable GPU (trimmed to the elements os_acc reads).
@@ -206,6 +208,83 @@ class DiscoverFromNodedevsTest(base.BaseTestCase):
             exception.InvalidDeviceSpec, os_acc.discover_from_nodedevs,
             xmls(), [{'vendor': '10de'}])
         self.assertIn("'vendor'", str(exc))
+
+
+class DiscoveryCacheTest(base.BaseTestCase):
+    """Discovery works each node device out once, and still sees changes.
+
+    A host lists the same node devices on every resource update; what a
+    device's XML and the specs select is kept (``nodedev._selected``),
+    keyed by both, so a device that appears, vanishes or changes is seen
+    at once, and the cache stays bounded.
+    """
+
+    SPECS = [{'address': '*'}]
+
+    def setUp(self):
+        super().setUp()
+        # Each test starts from an empty cache (and leaves one behind).
+        self.addCleanup(self.clear_cache)
+        self.clear_cache()
+        self.parsed = []
+        real = nodedev.device_from_nodedev_xml
+
+        def counting(xml):
+            self.parsed.append(xml)
+            return real(xml)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'os_acc.internal.nodedev.device_from_nodedev_xml', counting))
+
+    @staticmethod
+    def clear_cache():
+        cached = getattr(nodedev, '_selected', None)
+        if cached is not None:
+            cached.cache_clear()
+
+    def discover(self, xmls, specs=None):
+        return [(d.address, d.resource_class, d.numa_node) for d in
+                os_acc.discover_from_nodedevs(xmls, specs or self.SPECS)]
+
+    def test_the_same_devices_are_parsed_once(self):
+        first = self.discover([GPU_XML, PF_XML])
+        self.assertEqual(first, self.discover([GPU_XML, PF_XML]))
+        self.assertEqual([GPU_XML, PF_XML], self.parsed)
+
+    def test_a_device_that_appears_or_vanishes_is_seen(self):
+        self.discover([GPU_XML])
+        self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
+                         [a for a, *_ in self.discover([GPU_XML, PF_XML])])
+        self.assertEqual(['0000:3b:00.0'],
+                         [a for a, *_ in self.discover([PF_XML])])
+
+    def test_a_changed_device_is_parsed_again(self):
+        moved = PF_XML.replace("<numa node='1'/>", "<numa node='0'/>")
+        self.assertNotEqual(moved, PF_XML)
+        self.assertEqual([1], [n for *_, n in self.discover([PF_XML])])
+        self.assertEqual([0], [n for *_, n in self.discover([moved])])
+
+    def test_other_specs_select_again(self):
+        self.discover([GPU_XML])
+        found = self.discover([GPU_XML], [{'vendor_id': '10de',
+                                           'resource_class': 'CUSTOM_GPU'}])
+        self.assertEqual([('0000:af:00.0', 'CUSTOM_GPU', None)], found)
+
+    def test_an_unusable_device_is_logged_every_time(self):
+        for _ in range(2):
+            with self.assertLogs('os_acc.internal.nodedev', 'WARNING'):
+                self.assertEqual([], self.discover(['<device']))
+
+    def test_devices_are_not_shared_with_other_callers(self):
+        # Only discovery reads the cached devices; device_from_nodedev_xml
+        # gives every caller a device of its own.
+        self.discover([GPU_XML])
+        self.assertIsNot(os_acc.device_from_nodedev_xml(GPU_XML),
+                         os_acc.device_from_nodedev_xml(GPU_XML))
+
+    def test_bounded(self):
+        self.assertEqual(nodedev.SELECTED_CACHE_SIZE,
+                         nodedev._selected.cache_info().maxsize)
 
 
 class ImportTest(base.BaseTestCase):
