@@ -255,13 +255,15 @@ def to_request_group(cg: ContextGroup) -> objects.RequestGroup:
         # does not manage (Cyborg's, or Nova's own PCI-in-placement ones)
         # even when they expose the same resource class.
         required.add(CONF.nova_acc.capability_trait)
-        # Only devices whose device_spec entry allows each accel: key carry
-        # its trait, so placement offers no device that would refuse it.
-        required |= {os_acc.config_trait(key) for key in cg.group.config}
     else:
         backend = backends.get_backend()
         required |= backend.required_traits
         forbidden |= backend.forbidden_traits
+    if cg.context_id is None or not backend.picks_devices:
+        # The group goes to nova-acc's pools. Only devices whose device_spec
+        # entry allows each accel: key carry its trait, so placement offers
+        # no device that would refuse the config data.
+        required |= {os_acc.config_trait(key) for key in cg.group.config}
     return objects.RequestGroup(
         use_same_provider=True,
         requester_id=cg.requester_id,

@@ -51,6 +51,8 @@ UNBOUND, BOUND, ERROR = 'unbound', 'bound', 'error'
 #: Every refusal of the API (404, 409, 5xx and unreachable, and the
 #: others: a 403 says Nova's credentials lack the ``service`` role).
 _API_ERRORS = (api_client.ContextAPIError,)
+#: The prefix of config keys in a context's ``config`` (the spec grammar's).
+ACCEL_PREFIX = 'accel:'
 
 
 def _why(context_id: str, what: str, error: Exception) -> str:
@@ -154,11 +156,20 @@ class LocalBackend(base.Backend):
             raise exception.ContextRefused(
                 'device context %s has no usable spec' % context_id)
         try:
-            return request_groups.resolve(spec)
+            device_context = request_groups.resolve(spec)
         except exception.InvalidDeviceContextHint as e:
             raise exception.ContextRefused(
                 'device context %s cannot be used: %s' % (context_id, e)
             ) from e
+        # The context's config data (accel:* keys, validated by the API)
+        # applies to each of its groups; a key the spec sets itself wins.
+        config = ctx.get('config') or {}
+        for group in device_context.groups:
+            for key, value in config.items():
+                name = key[len(ACCEL_PREFIX):]
+                if key.startswith(ACCEL_PREFIX) and isinstance(value, str):
+                    group.config.setdefault(name, value)
+        return device_context
 
     # ---- step 3: bind -----------------------------------------------------
 

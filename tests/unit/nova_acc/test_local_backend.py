@@ -123,6 +123,32 @@ class ResolveTest(LocalBackendTestBase):
         self.assertEqual({'FPGA': 2}, dict(group.resources))
         self.assertIn('CUSTOM_GZIP', group.required_traits)
 
+    def test_config_data_applies_to_every_group(self):
+        self.api.add(CTX, spec='resources:FPGA=1;resources:FPGA=1,'
+                               'accel:mode=own',
+                     config={'accel:bitstream_id': 'img', 'accel:mode': 'x'})
+        groups = self.backend.resolve(self.ctxt, self.spec(),
+                                      CTX).device_context.groups
+        # A key the spec sets itself wins over the context's config.
+        self.assertEqual([{'bitstream_id': 'img', 'mode': 'x'},
+                          {'bitstream_id': 'img', 'mode': 'own'}],
+                         [g.config for g in groups])
+
+    def test_config_keys_become_required_traits_of_its_groups(self):
+        from nova_acc import request_groups
+        self.conf.config(group='nova_acc', capability_trait='CUSTOM_X')
+        self.api.add(CTX, config={'accel:bitstream_id': 'img'})
+        group = self.backend.resolve(self.ctxt, self.spec(),
+                                     CTX).device_context.groups[0]
+        self.useFixture(fixtures.MockPatchObject(
+            request_groups.backends, 'get_backend',
+            return_value=self.backend))
+        rg = request_groups.to_request_group(request_groups.ContextGroup(
+            context_index=0, group_index=0, group=group, hint_value=CTX,
+            context_id=CTX))
+        self.assertEqual({'CUSTOM_X', 'CUSTOM_ACC_CONFIG_BITSTREAM_ID'},
+                         rg.required_traits)
+
     def test_groups_go_to_nova_acc_pools(self):
         self.conf.config(group='nova_acc', capability_trait='CUSTOM_X')
         self.assertFalse(self.backend.picks_devices)
