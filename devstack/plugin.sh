@@ -21,16 +21,25 @@
 #                      compute_driver, [nova_acc_sys_admin] helper_command,
 #                      nova-acc's rootwrap filter (compute hosts), and
 #                      [nova_acc] device_spec / profile in $NOVA_CONF and
-#                      every cell conductor's nova_cell<N>.conf.
-#   stack extra        Restarts n-sch as nova-acc-scheduler and n-cond /
-#                      n-super-cond / n-cond-cell<N> as nova-acc-conductor,
-#                      with the arguments lib/nova gives nova-scheduler and
-#                      nova-conductor; checks n-cpu's compute_driver.
+#                      every cell conductor's nova_cell<N>.conf. With the
+#                      service nova-acc-api: its configuration, uwsgi file
+#                      and database (db sync), its Keystone user, service
+#                      (type device-context) and endpoint, the service role
+#                      for Nova's user, and [device_context_api] in Nova's
+#                      files.
+#   stack extra        Starts nova-acc-api (uwsgi) and waits for its
+#                      /healthcheck; restarts n-sch as nova-acc-scheduler
+#                      and n-cond / n-super-cond / n-cond-cell<N> as
+#                      nova-acc-conductor, with the arguments lib/nova gives
+#                      nova-scheduler and nova-conductor; checks n-cpu's
+#                      compute_driver.
 #   stack test-config  nova-acc into tempest's venv; [service_available]
-#                      nova_acc and the [nova_acc] group in tempest.conf.
-#   unstack            Stops the services it restarted.
-#   clean              Removes the rootwrap filter and the driver shim it
-#                      put into Nova's source tree.
+#                      nova_acc (and nova_acc_api) and the [nova_acc] group
+#                      in tempest.conf.
+#   unstack            Stops the services it started or restarted.
+#   clean              Removes the rootwrap filter, the driver shim it put
+#                      into Nova's source tree and nova-acc-api's uwsgi
+#                      site.
 #
 # This file is sourced by stack.sh / unstack.sh / clean.sh after lib/nova
 # and devstack/settings: the NOVA_* (lib/nova), TEMPEST_* (lib/tempest) and
@@ -207,6 +216,78 @@ function configure_nova_acc {
     for i in $(seq 1 "${NOVA_NUM_CELLS:-1}"); do
         _nova_acc_write_options "$(conductor_conf "$i")"
     done
+
+    if is_service_enabled nova-acc-api; then
+        configure_nova_acc_api
+        init_nova_acc_api
+        _nova_acc_write_api_auth "$NOVA_CONF"
+        for i in $(seq 1 "${NOVA_NUM_CELLS:-1}"); do
+            _nova_acc_write_api_auth "$(conductor_conf "$i")"
+        done
+    fi
+}
+
+# nova-acc-api, the device-context API, the way lib/placement runs
+# placement-api: uwsgi behind Apache at $NOVA_ACC_API_URL_PATH, a database
+# of its own, a Keystone user of its own for keystonemiddleware, Keystone
+# service type device-context. Nova's services call it as Nova's service
+# user ([device_context_api], the credentials of $NOVA_ACC_API_AUTH_SECTION
+# copied by tools/lib/nova_conf.py), who needs the service role: the API's
+# policy lets only it (or an admin) bind contexts to servers.
+function _nova_acc_api_url {
+    echo "$SERVICE_PROTOCOL://$SERVICE_HOST$NOVA_ACC_API_URL_PATH"
+}
+
+function configure_nova_acc_api {
+    sudo install -d -o "$STACK_USER" -m 0755 "$NOVA_ACC_API_CONF_DIR"
+    rm -f "$NOVA_ACC_API_CONF"
+    iniset "$NOVA_ACC_API_CONF" DEFAULT debug "$ENABLE_DEBUG_LOG_LEVEL"
+    iniset "$NOVA_ACC_API_CONF" api auth_strategy keystone
+    iniset "$NOVA_ACC_API_CONF" database connection \
+        "$(database_connection_url "$NOVA_ACC_API_DB")"
+    configure_keystone_authtoken_middleware "$NOVA_ACC_API_CONF" nova-acc-api
+    write_uwsgi_config "$NOVA_ACC_API_UWSGI_CONF" "$NOVA_ACC_API_UWSGI_MODULE" \
+        "$NOVA_ACC_API_URL_PATH" "" nova-acc-api
+    # devstack's write_uwsgi_config sets "module" (newer) or "wsgi-file"
+    # (older) from its second argument: nova-acc-api is a module either way.
+    inidelete "$NOVA_ACC_API_UWSGI_CONF" uwsgi wsgi-file
+    iniset "$NOVA_ACC_API_UWSGI_CONF" uwsgi module "$NOVA_ACC_API_UWSGI_MODULE"
+}
+
+function init_nova_acc_api {
+    recreate_database "$NOVA_ACC_API_DB"
+    "$NOVA_BIN_DIR/nova-acc-api-manage" --config-file "$NOVA_ACC_API_CONF" db sync \
+        || die $LINENO "nova-acc: nova-acc-api-manage db sync failed"
+    create_service_user nova-acc-api admin
+    get_or_create_role service
+    get_or_add_user_project_role service nova "$SERVICE_PROJECT_NAME" \
+        "$SERVICE_DOMAIN_NAME" "$SERVICE_DOMAIN_NAME"
+    local service
+    service=$(get_or_create_service nova-acc-api device-context \
+        "Device contexts (nova-acc)")
+    get_or_create_endpoint "$service" "$REGION_NAME" "$(_nova_acc_api_url)"
+}
+
+# [device_context_api] in FILE, with the credentials of its
+# $NOVA_ACC_API_AUTH_SECTION; a file without that section (a cell
+# conductor's, if lib/nova wrote none there) is left alone, with a warning.
+function _nova_acc_write_api_auth {
+    local file=$1
+    if [[ -z "$file" || ! -f "$file" ]]; then
+        return 0
+    fi
+    if [[ -z "$(iniget "$file" "$NOVA_ACC_API_AUTH_SECTION" username)" ]]; then
+        warn $LINENO "nova-acc: $file has no [$NOVA_ACC_API_AUTH_SECTION] credentials: no [device_context_api] written there"
+        return 0
+    fi
+    _nova_acc_conf "$file" --device-context-api-auth-from "$NOVA_ACC_API_AUTH_SECTION"
+}
+
+function start_nova_acc_api {
+    run_process nova-acc-api "$(which uwsgi) --procname-prefix nova-acc-api --ini $NOVA_ACC_API_UWSGI_CONF"
+    if ! wait_for_service "$SERVICE_TIMEOUT" "$(_nova_acc_api_url)/healthcheck"; then
+        die $LINENO "nova-acc: nova-acc-api did not answer $(_nova_acc_api_url)/healthcheck"
+    fi
 }
 
 # Sets NOVA_ACC_SERVICES to "<devstack service> <nova-acc binary> <config
@@ -245,6 +326,9 @@ function _nova_acc_services {
 }
 
 function start_nova_acc {
+    if is_service_enabled nova-acc-api; then
+        start_nova_acc_api
+    fi
     _nova_acc_services
     local entry service binary conf
     # As lib/nova's start functions: rootwrap is found through the PATH
@@ -283,6 +367,7 @@ function stop_nova_acc {
         read -r service binary conf <<< "$entry"
         stop_process "$service"
     done
+    stop_process nova-acc-api
 }
 
 function configure_tempest_nova_acc {
@@ -301,6 +386,9 @@ function configure_tempest_nova_acc {
     PIP_VIRTUAL_ENV=$venv pip_install --no-deps --force-reinstall "$NOVA_ACC_DIR"
 
     iniset "$TEMPEST_CONFIG" service_available nova_acc True
+    if is_service_enabled nova-acc-api; then
+        iniset "$TEMPEST_CONFIG" service_available nova_acc_api True
+    fi
     local profile=$NOVA_ACC_TEMPEST_PROFILE
     if [[ -z "$profile" ]]; then
         profile=$(echo "$NOVA_ACC_PROFILES" | sed -n -e 's/^[[:space:]]*\([^=[:space:]]*\)=.*/\1/p' | head -n 1)
@@ -328,6 +416,10 @@ function configure_tempest_nova_acc {
 
 function cleanup_nova_acc {
     sudo rm -f "$NOVA_CONF_DIR/rootwrap.d/nova-acc.filters"
+    # nova-acc-api's Apache site and uwsgi file; its database goes with
+    # devstack's database server, its configuration stays in
+    # $NOVA_ACC_API_CONF_DIR (rewritten by the next stack.sh).
+    remove_uwsgi_config "$NOVA_ACC_API_UWSGI_CONF" nova-acc-api
     # The shim the install phase put into Nova's source tree (never a file
     # Nova's git tracks). The device ledger ($NOVA_STATE_PATH/nova_acc) goes
     # with $NOVA_STATE_PATH in lib/nova's cleanup_nova.
@@ -346,7 +438,7 @@ if is_service_enabled nova-acc; then
         echo_summary "Configuring Nova for nova-acc"
         configure_nova_acc
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
-        echo_summary "Starting nova-acc-scheduler and nova-acc-conductor"
+        echo_summary "Starting nova-acc's services"
         start_nova_acc
     elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
         echo_summary "Configuring tempest for nova-acc"

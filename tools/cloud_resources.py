@@ -20,11 +20,13 @@ python-openstackclient)::
 PASSWORDS_FILE is the cloud's passwords file (``KEY_PASSWORD=VALUE``
 lines, made by tools/lib/common.sh): ``ADMIN`` to log in as admin,
 ``DEMO`` and one per service user (``NOVA``, ``PLACEMENT``, ``GLANCE``,
-``NEUTRON``). Passwords are never taken from the command line, which every
+``NEUTRON``, ``NOVAACCAPI``: a user's name in capitals without dashes).
+Passwords are never taken from the command line, which every
 user of the machine can read.
 
 ``identity``: the service project, the service users (admin in it), the
-catalog (compute, placement, image, network) and a demo project and user
+catalog (compute, placement, image, network, device-context: nova-acc-api)
+and a demo project and user
 (member); every one of these users gets its password from the file, also
 when it exists already (a cloud whose passwords changed). ``compute``: the
 guest images (aki/ari/ami from IMAGE_DIR) and the flavors. Nothing else
@@ -43,6 +45,8 @@ SERVICES = [
     ('placement', 'placement', 8778, ''),
     ('glance', 'image', 9292, ''),
     ('neutron', 'network', 9696, ''),
+    # nova-acc-api; its client adds /v1 (nova_acc.api.client).
+    ('nova-acc-api', 'device-context', 8790, ''),
 ]
 FLAVORS = [
     # name, id, vcpus, ram MiB, disk GiB
@@ -53,8 +57,13 @@ IMAGE = 'nova-acc-guest'
 PASSWORD_LINE = re.compile(r'^([A-Z]+)_PASSWORD=([A-Za-z0-9._~-]+)$')
 
 
+def password_key(user):
+    """The key of USER's password in read_passwords' result."""
+    return user.replace('-', '')
+
+
 def read_passwords(path):
-    """The passwords of PASSWORDS_FILE, by user name (``admin``, ``nova``)."""
+    """The passwords of PASSWORDS_FILE, by key (``admin``, ``novaaccapi``)."""
     passwords = {}
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -96,7 +105,7 @@ def identity(conn, host, passwords):
     demo_project = (idn.find_project('demo', domain_id=domain.id)
                     or idn.create_project(name='demo', domain_id=domain.id))
     for name, _, _, _ in SERVICES:
-        user = ensure_user(idn, domain, name, passwords[name])
+        user = ensure_user(idn, domain, name, passwords[password_key(name)])
         idn.assign_project_role_to_user(service_project, user, roles['admin'])
         if 'service' in roles:
             idn.assign_project_role_to_user(service_project, user,

@@ -23,8 +23,10 @@
 #
 # Services: MariaDB, RabbitMQ, Keystone (:5000), Placement (:8778), Glance
 # (:9292), a Neutron API server without agents (:9696), nova-api (:8774),
-# nova-acc-scheduler, nova-acc-conductor, virtlogd, virtlockd, libvirtd and
-# nova-compute with nova_acc.LibvirtAccDriver (QEMU TCG).
+# nova-acc-api, the device-context API (:8790, Keystone service type
+# device-context, its own database nova_acc_api), nova-acc-scheduler,
+# nova-acc-conductor, virtlogd, virtlockd, libvirtd and nova-compute with
+# nova_acc.LibvirtAccDriver (QEMU TCG).
 #
 # See "A real cloud on one machine" in doc/source/operator-guide.rst.
 set -euo pipefail
@@ -55,13 +57,15 @@ APT_PACKAGES=(
     curl shellcheck
 )
 
-# name port wsgi-module venv
+# name port wsgi-module venv. nova-acc-api runs in Nova's venv, where
+# nova-acc is installed (install_nova_acc); its libraries are Nova's.
 API_SERVICES=(
     "keystone 5000 keystone.wsgi.api:application keystone"
     "placement 8778 placement.wsgi.api:application placement"
     "glance 9292 glance.wsgi.api:application glance"
     "neutron 9696 neutron.wsgi.api:application neutron"
     "nova-api 8774 nova.wsgi.osapi_compute:application nova"
+    "nova-acc-api 8790 nova_acc.api.wsgi_app:application nova"
 )
 
 START_TIME=$(date +%s)
@@ -107,6 +111,7 @@ password_of() {
         placement) echo "$NOVA_ACC_PLACEMENT_PASSWORD" ;;
         glance) echo "$NOVA_ACC_GLANCE_PASSWORD" ;;
         neutron) echo "$NOVA_ACC_NEUTRON_PASSWORD" ;;
+        nova-acc-api) echo "$NOVA_ACC_NOVAACCAPI_PASSWORD" ;;
         *) die "no password for user $1" ;;
     esac
 }
@@ -210,6 +215,15 @@ wait_for() {
 }
 
 http_up() { curl -sf -o /dev/null --max-time 5 "$1"; }
+
+# health_url NAME PORT: what says API NAME is up: nova-acc-api's
+# /healthcheck (oslo.middleware, no token); the others' version document.
+health_url() {
+    case $1 in
+        nova-acc-api) echo "http://$HOST:$2/healthcheck" ;;
+        *) echo "http://$HOST:$2/" ;;
+    esac
+}
 
 # ---------------------------------------------------------------------------
 # Installation: Debian packages, venvs (each only when missing or changed).
@@ -382,7 +396,7 @@ grant_qemu_search() {
 
 write_configs() {
     local nova_venv=$VENVS/nova helper
-    mkdir -p "$ETC"/{keystone,placement,glance,neutron,nova} \
+    mkdir -p "$ETC"/{keystone,placement,glance,neutron,nova,nova-acc} \
         "$DATA"/{keystone-fernet,keystone-credential,glance-images,neutron} \
         "$DATA/nova/instances"
 
@@ -507,12 +521,28 @@ EOT
     # and nova-acc's, device resets) started directly, as root without
     # sudo or rootwrap; the edu device (1234:11e8), which no device of this
     # machine is (they are its disk and network: here nova-acc reports no
-    # devices, a compute VM with "-device edu" one), and its profile.
+    # devices, a compute VM with "-device edu" one), and its profile; and
+    # [device_context_api], nova-acc-api reached as Nova's service user
+    # (admin and service roles: tools/cloud_resources.py).
     "$PYTHON" "$NOVA_CONF_TOOL" set "$ETC/nova/nova.conf" \
         --compute-driver --tcg-compute --every-privsep-helper "$helper" \
-        --edu-device --edu-profile \
+        --edu-device --edu-profile --device-context-api-auth-from service_user \
         || die "writing nova-acc's settings into $ETC/nova/nova.conf failed"
     cp "$nova_venv/etc/nova/api-paste.ini" "$ETC/nova/"
+
+    # nova-acc-api: its own database; keystonemiddleware checks tokens as
+    # the nova-acc-api user. Policy: the defaults in code.
+    {
+        cat <<EOT
+[DEFAULT]
+use_stderr = true
+[api]
+auth_strategy = keystone
+[database]
+connection = $(db_url nova_acc_api)
+EOT
+        auth_section keystone_authtoken nova-acc-api
+    } > "$ETC/nova-acc/nova-acc-api.conf"
     # Root's only (an existing file keeps its mode when rewritten, and an
     # older version of this script made them 0644).
     chmod -R go-rwx "$ETC"
@@ -560,7 +590,8 @@ start_mariadb() {
     # stdin, not the command line, which every user can read.
     local db sql="CREATE USER IF NOT EXISTS 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
     sql+="ALTER USER 'nova_acc'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
-    for db in keystone placement glance neutron nova_api nova nova_cell0; do
+    for db in keystone placement glance neutron nova_api nova nova_cell0 \
+            nova_acc_api; do
         sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8mb4;"
         sql+="GRANT ALL PRIVILEGES ON $db.* TO 'nova_acc'@'127.0.0.1';"
     done
@@ -648,6 +679,14 @@ sync_once() {
     log "$name (log $LOGS/setup-$name.log)"
     "$@" >>"$LOGS/setup-$name.log" 2>&1 || return 1
     touch "$DATA/.done-$name"
+}
+
+# sync_always NAME CMD...: a set-up step run on every run.
+sync_always() {
+    local name=$1
+    shift
+    log "$name (log $LOGS/setup-$name.log)"
+    "$@" >>"$LOGS/setup-$name.log" 2>&1
 }
 
 sync_keystone() {
@@ -739,6 +778,11 @@ sync_databases() {
     sync_once neutron-db "$VENVS/neutron/bin/neutron-db-manage" \
         --config-file "$ETC/neutron/neutron.conf" upgrade heads & pids+=($!); names+=(neutron-db)
     sync_once nova-db sync_nova & pids+=($!); names+=(nova-db)
+    # On every run, not once: nova-acc may have been upgraded since (the
+    # migrations already applied are skipped).
+    sync_always nova-acc-api-db "$VENVS/nova/bin/nova-acc-api-manage" \
+        --config-file "$ETC/nova-acc/nova-acc-api.conf" db sync \
+        & pids+=($!); names+=(nova-acc-api-db)
     for i in "${!pids[@]}"; do
         if ! wait "${pids[$i]}"; then
             tail -n 10 "$LOGS/setup-${names[$i]}.log" >&2 || true
@@ -762,12 +806,13 @@ start_api() {
         OS_GLANCE_CONFIG_DIR="$ETC/glance" \
         OS_NEUTRON_CONFIG_DIR="$ETC/neutron" OS_NEUTRON_CONFIG_FILES=neutron.conf \
         OS_NOVA_CONFIG_DIR="$ETC/nova" \
+        NOVA_ACC_API_CONFIG_DIR="$ETC/nova-acc" \
         "$venv/bin/uwsgi" --http-socket "$HOST:$port" --module "$module" \
         --home "$venv" --master --processes "$processes" --threads 1 \
         --enable-threads --lazy-apps --die-on-term --need-app \
         --buffer-size 65535 \
         --add-header "Connection: close"
-    wait_for "$name" "$LOGS/$name.log" 120 http_up "http://$HOST:$port/"
+    wait_for "$name" "$LOGS/$name.log" 120 http_up "$(health_url "$name" "$port")"
 }
 
 NOVA_SERVICES=(nova-acc-conductor nova-acc-scheduler nova-compute)
@@ -970,7 +1015,7 @@ cmd_status() {
     fi
     for line in "${API_SERVICES[@]}"; do
         read -r name port module venv <<< "$line"
-        if running "$name" && http_up "http://$HOST:$port/"; then
+        if running "$name" && http_up "$(health_url "$name" "$port")"; then
             echo "$name: up (pid $(<"$RUN/$name.pid"), http://$HOST:$port)"
         else
             echo "$name: DOWN"; rc=1

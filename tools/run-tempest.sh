@@ -18,6 +18,8 @@
 # XML checks (default qemu:///system, this machine's).
 # NOVA_ACC_TEMPEST_LIBVIRT_HOST: the compute host that URI reaches, when
 # the cloud has several (e.g. nova-acc-vfio, tools/run-vfio-host.sh).
+# nova-acc-api's tests ([service_available] nova_acc_api) run when Keystone's
+# catalog has its service type, device-context (run-cloud.sh registers it).
 # NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
 # (tools/run-tests.sh counts it with the unit and functional tests).
 #
@@ -68,6 +70,13 @@ profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
     nova_acc profile | head -n 1) \
     || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
 profile=${profile%%=*}
+# nova-acc-api is there when the catalog has an endpoint of its type.
+api_available=false
+if "$OPENSTACK" endpoint list --service device-context -f value -c ID \
+        2>>"$DIR/logs/tempest-init.log" | grep -q .; then
+    api_available=true
+fi
+log "nova-acc-api (service type device-context) in the catalog: $api_available"
 
 if [[ ! -d $WORKSPACE/etc ]]; then
     (cd "$DIR" && "$TEMPEST" init --workspace-path "$DIR/tempest-workspaces.yaml" \
@@ -118,6 +127,7 @@ placement = true
 cinder = false
 swift = false
 nova_acc = true
+nova_acc_api = $api_available
 
 [nova_acc]
 unsatisfiable_context = resources:FPGA=1

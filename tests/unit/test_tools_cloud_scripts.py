@@ -23,6 +23,7 @@ They need root (chown to another uid, signals) and Linux's /proc; they
 start nothing but ``sleep`` and shell loops, and stop what they start.
 """
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -292,6 +293,21 @@ class PasswordsTest(ScriptTestCase):
         self.assertIn('password = %s' % passwords['NOVA_PASSWORD'], conf)
         self.assertIn('nova_acc:%s@' % passwords['DB_PASSWORD'], conf)
         self.assertIn('nova_acc:%s@' % passwords['RABBIT_PASSWORD'], conf)
+        # nova-acc-api's file: its own database, its own Keystone user.
+        api_conf = os.path.join(self.dir, 'etc', 'nova-acc',
+                                'nova-acc-api.conf')
+        self.assertIn(api_conf, files)
+        sections = {}
+        cfg.ConfigParser(api_conf, sections).parse()
+        self.assertEqual(['keystone'], sections['api']['auth_strategy'])
+        self.assertEqual(
+            ['mysql+pymysql://nova_acc:%s@127.0.0.1:13306/nova_acc_api'
+             '?charset=utf8' % passwords['DB_PASSWORD']],
+            sections['database']['connection'])
+        self.assertEqual(['nova-acc-api'],
+                         sections['keystone_authtoken']['username'])
+        self.assertEqual([passwords['NOVAACCAPI_PASSWORD']],
+                         sections['keystone_authtoken']['password'])
 
 
 class NovaConfTest(ScriptTestCase):
@@ -331,9 +347,52 @@ class NovaConfTest(ScriptTestCase):
             sections['nova_acc']['device_spec'])
         self.assertEqual(['edu=resources:CUSTOM_EDU=1'],
                          sections['nova_acc']['profile'])
+        # nova-acc-api as Nova's service user (the service role).
+        api = sections['device_context_api']
+        self.assertEqual(sections['service_user']['username'],
+                         api['username'])
+        self.assertEqual(sections['service_user']['password'],
+                         api['password'])
+        self.assertEqual(['nova'], api['username'])
+        self.assertEqual(['service'], api['project_name'])
         # Nova's own options stay.
         self.assertEqual(['1'], sections['scheduler']['workers'])
         self.assertEqual(0o600, _mode(nova_conf))
+
+
+class ContextAPIServiceTest(ScriptTestCase):
+    """nova-acc-api in the cloud: under uwsgi, waited for at /healthcheck."""
+
+    def test_api_service_and_its_health_url(self):
+        result = self.bash(
+            'prepare; for line in "${API_SERVICES[@]}"; do echo "$line"; done;'
+            ' health_url nova-acc-api 8790; health_url placement 8778;'
+            ' service_matches nova-acc-api')
+        self.assertEqual(0, result.returncode, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertIn('nova-acc-api 8790 nova_acc.api.wsgi_app:application '
+                      'nova', lines)
+        self.assertIn('http://127.0.0.1:8790/healthcheck', lines)
+        self.assertIn('http://127.0.0.1:8778/', lines)
+        self.assertIn('%s/venv/nova/bin/uwsgi --http-socket 127.0.0.1:8790'
+                      % self.dir, lines)
+
+    def test_catalog_users_have_passwords(self):
+        # tools/cloud_resources.py's service users, each with a password
+        # key that tools/lib/common.sh makes.
+        result = self.bash('echo "${NOVA_ACC_PASSWORD_KEYS[*]}"')
+        keys = result.stdout.split()
+        spec = importlib.util.spec_from_file_location(
+            'cloud_resources', os.path.join(TOOLS, 'cloud_resources.py'))
+        cloud_resources = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(cloud_resources)
+        except ImportError as e:
+            self.skipTest('cloud_resources.py needs openstacksdk: %s' % e)
+        types = {stype for _, stype, _, _ in cloud_resources.SERVICES}
+        self.assertIn('device-context', types)
+        for user, _, _, _ in cloud_resources.SERVICES:
+            self.assertIn(cloud_resources.password_key(user).upper(), keys)
 
 
 class PidfileTest(ScriptTestCase):

@@ -29,6 +29,7 @@ import tempfile
 import textwrap
 import uuid
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslotest import base
 
@@ -197,6 +198,82 @@ class SetTest(NovaConfTestCase):
                          result.stdout)
         result = self.tool('get', self.conf, 'nova_acc', 'device_spec')
         self.assertEqual((1, ''), (result.returncode, result.stdout))
+
+
+class ContextAPITest(NovaConfTestCase):
+    """[device_context_api]: Nova's service user for nova-acc-api."""
+
+    SERVICE_USER = '''\
+        [DEFAULT]
+        debug = true
+        [service_user]
+        send_service_user_token = true
+        auth_type = password
+        auth_url = http://127.0.0.1:5000/v3
+        www_authenticate_uri = http://127.0.0.1:5000/v3
+        project_domain_name = Default
+        user_domain_name = Default
+        project_name = service
+        username = nova
+        password = s3cret
+        region_name = RegionOne
+        [device_context_api]
+        # An old setting of other credentials goes.
+        user_id = 0123456789abcdef
+        timeout = 30
+        '''
+
+    def test_credentials_copied_as_nova_acc_reads_them(self):
+        self.write(self.SERVICE_USER)
+        self.set('--device-context-api-auth-from', 'service_user')
+        # Read as keystoneauth reads a group of Nova's services
+        # (nova_acc.conf registers [device_context_api] the same way).
+        conf = cfg.ConfigOpts()
+        ks_loading.register_session_conf_options(conf, 'device_context_api')
+        ks_loading.register_auth_conf_options(conf, 'device_context_api')
+        conf(['--config-file', self.conf])
+        plugin = ks_loading.load_auth_from_conf_options(
+            conf, 'device_context_api')
+        group = conf.device_context_api
+        self.assertEqual(('password', 30), (group.auth_type, group.timeout))
+        self.assertEqual(
+            ('nova', 's3cret', 'service', 'Default', 'Default', None),
+            (group.username, group.password, group.project_name,
+             group.user_domain_name, group.project_domain_name,
+             group.user_id))
+        self.assertEqual('http://127.0.0.1:5000/v3', plugin.auth_url)
+        # Only keystoneauth's options: not the service user's own.
+        sections = oslo_sections(self.conf)
+        self.assertNotIn('send_service_user_token',
+                         sections['device_context_api'])
+        self.assertNotIn('www_authenticate_uri',
+                         sections['device_context_api'])
+        self.assertEqual(['RegionOne'],
+                         sections['device_context_api']['region_name'])
+        self.assertEqual(['true'],
+                         sections['service_user']['send_service_user_token'])
+
+    def test_section_without_credentials_is_refused(self):
+        original = '[DEFAULT]\n[service_user]\nusername = nova\n'
+        self.write(original)
+        for section in ('service_user', 'no_such_section'):
+            result = self.tool('set', self.conf,
+                               '--device-context-api-auth-from', section)
+            self.assertEqual(1, result.returncode, result.stdout)
+            self.assertIn('[%s] has no' % section, result.stderr)
+            self.assertIn('password', result.stderr)
+            with open(self.conf) as f:
+                self.assertEqual(original, f.read())
+
+    def test_compute_host_keeps_it(self):
+        self.write(self.SERVICE_USER)
+        self.set('--device-context-api-auth-from', 'service_user')
+        vm_conf = os.path.join(self.dir, 'vm.conf')
+        result = self.tool('compute-host', self.conf, vm_conf)
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual(['s3cret'],
+                         oslo_sections(vm_conf)['device_context_api'][
+                             'password'])
 
 
 class ComputeHostTest(NovaConfTestCase):

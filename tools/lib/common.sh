@@ -202,7 +202,9 @@ nova_acc_state_dir() {
 # Passwords.
 
 # The passwords of one cloud, each a line KEY_PASSWORD=VALUE in the file.
-NOVA_ACC_PASSWORD_KEYS=(ADMIN DEMO NOVA PLACEMENT GLANCE NEUTRON DB RABBIT)
+# A Keystone user's key is its name in capitals without dashes
+# (nova-acc-api: NOVAACCAPI; tools/cloud_resources.py reads it so).
+NOVA_ACC_PASSWORD_KEYS=(ADMIN DEMO NOVA PLACEMENT GLANCE NEUTRON NOVAACCAPI DB RABBIT)
 # Letters, digits and URL-safe punctuation only: the passwords go into
 # database and transport URLs, ini files and shell files unquoted.
 NOVA_ACC_PASSWORD_RE='^[A-Za-z0-9._~-]+$'

@@ -31,11 +31,11 @@ only: devstack and the scripts run it with the machine's python3::
         (Nova's compute_id file), the same for the same HOST
 
 SETTINGS are nova-acc's (``--compute-driver``, ``--device-spec``,
-``--profile``, ``--privsep-helper`` ...; ``--help`` lists them) and any
-``--set SECTION OPTION VALUE``. A repeated ``--device-spec`` or
-``--profile`` (or one value of several lines, one entry a line, as
-devstack's NOVA_ACC_DEVICE_SPEC) replaces all of that option's values; an
-empty one leaves them as they are.
+``--profile``, ``--privsep-helper``, ``--device-context-api-auth-from``
+...; ``--help`` lists them) and any ``--set SECTION OPTION VALUE``. A
+repeated ``--device-spec`` or ``--profile`` (or one value of several
+lines, one entry a line, as devstack's NOVA_ACC_DEVICE_SPEC) replaces all
+of that option's values; an empty one leaves them as they are.
 
 The file is edited as oslo.config reads it (oslo_config/iniparser.py), not
 with configparser, which would drop comments and all but one value of a
@@ -68,6 +68,16 @@ NOVA_PRIVSEP = ('nova_sys_admin', 'privsep_osbrick', 'vif_plug_ovs_privileged',
 EDU_DEVICE_SPEC = json.dumps({'vendor_id': '1234', 'product_id': '11e8',
                               'resource_class': 'CUSTOM_EDU'})
 EDU_PROFILE = 'edu=resources:CUSTOM_EDU=1'
+# [device_context_api]: how Nova's services reach nova-acc-api (Keystone
+# service type device-context) with their service credentials. Its
+# keystoneauth password options are copied from another section of the same
+# file (Nova's [service_user]), so no password goes on a command line.
+CONTEXT_API_SECTION = 'device_context_api'
+KEYSTONEAUTH_PASSWORD_OPTIONS = (
+    'auth_type', 'auth_url', 'username', 'user_id', 'password',
+    'user_domain_name', 'user_domain_id', 'project_name', 'project_id',
+    'project_domain_name', 'project_domain_id', 'region_name')
+KEYSTONEAUTH_REQUIRED = ('auth_url', 'username', 'password')
 
 NAME_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
 PROFILE_RE = re.compile(r'^[A-Za-z0-9_.-]+=\S.*$')
@@ -245,6 +255,28 @@ def check_setting(section: str, option: str, values: Sequence[str]) -> None:
                                % (section, option, value))
 
 
+def context_api_settings(conf: ConfFile, section: str) -> List[Setting]:
+    """[device_context_api] with the keystoneauth options of SECTION.
+
+    Options SECTION does not set are removed from [device_context_api]
+    (they would belong to other credentials). Raises SettingError when
+    SECTION lacks what a password login needs.
+    """
+    missing = [o for o in KEYSTONEAUTH_REQUIRED if not conf.get(section, o)]
+    if missing:
+        raise SettingError('[%s] has no %s: it cannot give [%s] its '
+                           'credentials' % (section, ', '.join(missing),
+                                            CONTEXT_API_SECTION))
+    settings: List[Setting] = []
+    for option in KEYSTONEAUTH_PASSWORD_OPTIONS:
+        values = tuple(conf.get(section, option)[-1:])
+        if option == 'auth_type' and not values:
+            values = ('password',)
+        check_setting(CONTEXT_API_SECTION, option, values)
+        settings.append((CONTEXT_API_SECTION, option, values))
+    return settings
+
+
 def settings_from(args: argparse.Namespace) -> List[Setting]:
     """The settings ARGS ask for, checked, in the order they are written.
 
@@ -295,7 +327,8 @@ def settings_from(args: argparse.Namespace) -> List[Setting]:
 # API listeners, my_ip and the cloud's [nova_acc] stay the cloud's.
 COMPUTE_HOST_SECTIONS = ('DEFAULT', 'keystone_authtoken', 'placement',
                          'neutron', 'service_user', 'glance',
-                         'oslo_messaging_rabbit', 'libvirt')
+                         'oslo_messaging_rabbit', 'libvirt',
+                         CONTEXT_API_SECTION)
 COMPUTE_HOST_DROPPED = ('my_ip', 'osapi_compute_listen', 'metadata_listen',
                         'enabled_apis')
 
@@ -390,6 +423,11 @@ def _parser() -> argparse.ArgumentParser:
         '--reset-on-release', choices=('true', 'false'),
         help='[nova_acc] reset_on_release')
     group.add_argument(
+        '--device-context-api-auth-from', metavar='SECTION',
+        help='[%s] (nova-acc-api, service type device-context) gets the '
+             'keystoneauth password options of SECTION of the same file, '
+             'e.g. service_user' % CONTEXT_API_SECTION)
+    group.add_argument(
         '--set', nargs=3, action='append', default=[],
         metavar=('SECTION', 'OPTION', 'VALUE'), help='any other option')
     group.add_argument(
@@ -436,6 +474,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             conf = compute_host_conf(read(args.cloud_conf))
             target = args.output
+        if args.device_context_api_auth_from:
+            check_setting(args.device_context_api_auth_from, 'x', ())
+            settings += context_api_settings(
+                conf, args.device_context_api_auth_from)
         conf.apply(settings)
         write(target, conf)
     except (SettingError, OSError) as exc:
