@@ -153,8 +153,16 @@ def pools_of(nodename: str, devices: Iterable[os_acc.Device]
     """
     by_numa = CONF.nova_acc.pool_by_numa
     by_key: dict[PoolKey, list[str]] = {}
+    # The few distinct keys of many devices: a PoolKey is made once per
+    # combination of the fields it is made of, not once per device.
+    keys: dict[tuple, PoolKey] = {}
     for dev in devices:
-        by_key.setdefault(PoolKey.of(dev, by_numa), []).append(dev.address)
+        fields = (dev.resource_class, dev.physfn, dev.mdev_type,
+                  dev.numa_node if by_numa else None, tuple(dev.traits))
+        key = keys.get(fields)
+        if key is None:
+            key = keys[fields] = PoolKey.of(dev, by_numa)
+        by_key.setdefault(key, []).append(dev.address)
     result: dict[str, Pool] = {}
     for key, addresses in by_key.items():
         uuid = pool_uuid(nodename, key)

@@ -144,7 +144,17 @@ class DeviceRecord:
         return self.context_id is not None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, as the ledger file holds it (a copy).
+
+        Not ``dataclasses.asdict``, which deep-copies field by field: the
+        ledger writes every record of a host on each change, 2048 and more
+        on a host with many VFs. The one mutable field is copied.
+        """
+        return dict(vars(self), traits=list(self.traits))
+
+    def copy(self) -> DeviceRecord:
+        """A record equal to this one that changes on its own."""
+        return self._from_fields(vars(self))
 
     def fingerprint(self) -> tuple:
         """Every field's value, cheap to take and compare.

@@ -12,6 +12,7 @@
 """The device ledger's storage and transitions, on a real directory."""
 
 import builtins
+import dataclasses
 import errno
 import json
 import os
@@ -363,6 +364,29 @@ class LedgerStorageTest(base.BaseTestCase):
         os.write(release_w, b'x')
         self.assertTrue(entered.wait(10))
         thread.join(10)
+
+
+class RecordCopyTest(base.BaseTestCase):
+
+    def record(self):
+        rec = ledger.DeviceRecord(address=A, parent=B, mdev_type='t-1')
+        rec.claim(SERVER, 'rp', 'FPGA', ['T2', 'T1'], 'ctx', 'g0', 7)
+        return rec
+
+    def test_to_dict_is_every_field_as_asdict_gives_it(self):
+        rec = self.record()
+        self.assertEqual(dataclasses.asdict(rec), rec.to_dict())
+        rec.to_dict()['traits'].append('CUSTOM_X')
+        self.assertEqual(['T1', 'T2'], rec.traits)
+
+    def test_copy_is_equal_and_changes_on_its_own(self):
+        rec = self.record()
+        copy = rec.copy()
+        self.assertEqual(rec, copy)
+        copy.traits.append('CUSTOM_X')
+        copy.attach()
+        self.assertEqual((ledger.CLAIMED, ['T1', 'T2']),
+                         (rec.state, rec.traits))
 
 
 class TransitionTest(base.BaseTestCase):
