@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
 
 #: States of a device context. ``error`` keeps its server: the server
@@ -38,6 +39,13 @@ DESCRIPTION_LENGTH = 1024
 PROJECT_LENGTH = 255
 HOST_LENGTH = 255
 SPEC_LENGTH = 4096
+#: created_at and updated_at keep microseconds everywhere: MySQL's and
+#: MariaDB's plain DATETIME keeps whole seconds, so the time a POST or
+#: PATCH answers would differ from what a GET reads back, and contexts
+#: made in the same second would list out of creation order (migration
+#: b7c1d2e3f4a5).
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql',
+                                       'mariadb')
 FAULT_LENGTH = 2048
 
 
@@ -80,6 +88,6 @@ class DeviceContext(Base):
     fault: orm.Mapped[str | None] = orm.mapped_column(sa.Text,
                                                       nullable=True)
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
-        sa.DateTime, nullable=False)
+        TIMESTAMP, nullable=False)
     updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
-        sa.DateTime, nullable=True)
+        TIMESTAMP, nullable=True)

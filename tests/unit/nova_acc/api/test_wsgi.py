@@ -75,8 +75,8 @@ class DeployedTestCase(base.BaseTestCase):
         stdout.stream.flush()
         lines = stdout.getDetails()['stdout'].as_text().splitlines()
         self.assertEqual(['None (empty database)',
-                          'Database at revision a1b2c3d4e5f6',
-                          'a1b2c3d4e5f6'], lines)
+                          'Database at revision b7c1d2e3f4a5',
+                          'b7c1d2e3f4a5'], lines)
 
     def test_init_application_serves_after_db_sync(self):
         manage.main(['db', 'sync'])
