@@ -12,7 +12,10 @@
 """Configuration options of nova-acc's tempest plugin.
 
 ``[service_available] nova_acc`` turns the tests on; ``[nova_acc]`` says
-what the cloud under test has.
+what the cloud under test has. ``[service_available] nova_acc_api`` turns
+on the tests of nova-acc-api, the device-context API, whose service client
+``[device_context]`` configures (tools/run-tempest.sh and the devstack
+plugin set it when Keystone's catalog has the service type).
 """
 
 from oslo_config import cfg
@@ -23,6 +26,36 @@ service_available_opts = [
                 help='Whether the cloud runs nova-acc (nova-acc-scheduler, '
                      'nova-acc-conductor and nova_acc.LibvirtAccDriver); '
                      'the tests of this plugin run only then.'),
+    cfg.BoolOpt('nova_acc_api',
+                default=False,
+                help='Whether the cloud runs nova-acc-api, the device-'
+                     'context API (Keystone service type device-context); '
+                     'its tests and the boot-by-ID tests run only then.'),
+]
+
+device_context_group = cfg.OptGroup(
+    name='device_context',
+    title='nova-acc-api, the device-context API',
+    help='How the service client reaches nova-acc-api.')
+
+device_context_opts = [
+    cfg.StrOpt('catalog_type',
+               default='device-context',
+               help='The Keystone service type of nova-acc-api.'),
+    cfg.StrOpt('endpoint_type',
+               default='public',
+               choices=['public', 'admin', 'internal',
+                        'publicURL', 'adminURL', 'internalURL'],
+               help='The endpoint type of nova-acc-api to use.'),
+    cfg.StrOpt('region',
+               default='',
+               help='The region of nova-acc-api\'s endpoint; empty: '
+                    '[identity] region.'),
+    cfg.IntOpt('state_timeout',
+               default=120,
+               help='Seconds a device context may take to reach the state '
+                    'a test waits for (unbound after its server is '
+                    'deleted).'),
 ]
 
 nova_acc_group = cfg.OptGroup(

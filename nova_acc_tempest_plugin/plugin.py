@@ -34,9 +34,26 @@ class NovaAccTempestPlugin(plugins.TempestPlugin):
             plugin_config.service_available_opts)
         config.register_opt_group(
             conf, plugin_config.nova_acc_group, plugin_config.nova_acc_opts)
+        config.register_opt_group(
+            conf, plugin_config.device_context_group,
+            plugin_config.device_context_opts)
 
     def get_opt_lists(self):
         return [
             (plugin_config.nova_acc_group.name, plugin_config.nova_acc_opts),
+            (plugin_config.device_context_group.name,
+             plugin_config.device_context_opts),
             ('service_available', plugin_config.service_available_opts),
         ]
+
+    def get_service_clients(self):
+        """nova-acc-api's client, as ``<credentials>.device_context``."""
+        params = config.service_client_config(
+            plugin_config.device_context_group.name)
+        params.update({
+            'name': 'device_context',
+            'service_version': 'device_context.v1',
+            'module_path': 'nova_acc_tempest_plugin.services',
+            'client_names': ['DeviceContextClient'],
+        })
+        return [params]
