@@ -42,17 +42,24 @@ class ContextsAPIMixin:
     def setUp(self):
         super().setUp()
         self.contexts_api = self.useFixture(contexts_api.ContextsAPIFixture())
-        # A static noauth2 token instead of a Keystone login: "admin" has
-        # the admin role, which the API's binding calls accept as they
-        # accept the service role.
+        # A static token instead of a Keystone login; the API resolves it
+        # to Nova's service user with the service role only (not admin),
+        # so its policy for Nova's calls is the deployment's.
         nova_conf.CONF.register_opts(
             ks_loading.get_auth_plugin_conf_options('admin_token'),
             group='device_context_api')
-        self.flags(auth_type='admin_token', token='admin',
-                   endpoint=self.contexts_api.endpoint,
-                   group='device_context_api')
+        self.nova_token(contexts_api.SERVICE_USER, contexts_api.SERVICE_ROLES)
         self.project = self.api.project_id
         self.member = self.contexts_api.client(self.project)
+
+    def nova_token(self, identity, roles):
+        """Nova's services call the API as (user, project) with roles."""
+        user_id, project_id = identity
+        self.flags(auth_type='admin_token',
+                   token=self.contexts_api.issue_token(
+                       user_id, project_id, roles),
+                   endpoint=self.contexts_api.endpoint,
+                   group='device_context_api')
 
     def create(self, spec=SPEC, client=None):
         return (client or self.member).create(spec, name='gzip')['id']
@@ -180,6 +187,26 @@ class BootByIdTest(ContextsAPIMixin, base.DeviceContextTestBase):
             other.get(ctx)['host']))
         self.assertEqual('other-project', other.get(ctx)['project_id'])
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
+
+    def test_nova_without_the_service_role_may_not_bind(self):
+        # Nova configured with a plain member (and reader) of the server's
+        # project: it may read the context, but binding is the service
+        # role's (or admin's), so the API refuses it with a 403.
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        ctx = self.create()
+        self.nova_token(('nova', self.project), contexts_api.MEMBER_ROLES)
+
+        server = self.boot(ctx, expected_state='ERROR')
+
+        # The fault names the context and says the API refused (Nova cuts
+        # a fault's message at 255 characters, before the policy's words).
+        fault = self.fault_message(server)
+        self.assertIn("device context '%s'" % ctx, fault)
+        self.assertIn('binding on the host failed: the device-context API '
+                      'refused', fault)
+        self.assert_nothing_held(server, 'compute1')
+        self.assertEqual(('free', None), self.ledger_state('compute1', fpga))
+        self.assert_unbound(ctx)
 
     def test_api_down_during_the_boot_fails_it_cleanly(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
