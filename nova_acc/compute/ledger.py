@@ -44,7 +44,7 @@ import os
 import stat
 import time
 import uuid as uuid_lib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
@@ -188,6 +188,23 @@ class _LedgerLock:
                     fcntl.lockf(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+def _encode(nodename: str, records: Mapping[str, DeviceRecord]) -> bytes:
+    """The ledger file's bytes: JSON, one line per device.
+
+    Each record is encoded by the json module's C encoder (which an
+    indented ``json.dumps`` of the whole ledger does not use): the ledger
+    of a host with 2048 VFs is written on every change.
+    """
+    devices = ',\n'.join(
+        '  %s: %s' % (json.dumps(address), json.dumps(
+            {k: v for k, v in rec.to_dict().items() if k != 'address'},
+            sort_keys=True))
+        for address, rec in sorted(records.items()))
+    return ('{\n "devices": {%s},\n "node": %s,\n "version": %d\n}\n' % (
+        '\n%s\n ' % devices if devices else '', json.dumps(nodename),
+        FORMAT_VERSION)).encode('utf-8')
 
 
 class DeviceLedger:
@@ -348,12 +365,7 @@ class DeviceLedger:
         The new file is created exclusively without following links, and
         its mode and owner are set on its descriptor, never by name.
         """
-        data = {'version': FORMAT_VERSION, 'node': self.nodename,
-                'devices': {a: {k: v for k, v in r.to_dict().items()
-                                if k != 'address'}
-                            for a, r in sorted(records.items())}}
-        payload = (json.dumps(data, indent=1, sort_keys=True) +
-                   '\n').encode('utf-8')
+        payload = _encode(self.nodename, records)
         owner = _new_file_owner(dir_fd, self.filename)
         tmp = '.%s.%s.tmp' % (self.nodename, uuid_lib.uuid4().hex[:12])
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |

@@ -99,6 +99,21 @@ class LedgerStorageTest(base.BaseTestCase):
         self.assertEqual(ledger.CLAIMED, again[A].state)
         self.assertEqual('rp-' + A, again[A].rp_uuid)
 
+    def test_file_holds_every_field_one_line_per_device(self):
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A), want(B)])
+            records[ADDR_FMT % 1] = ledger.DeviceRecord(
+                address=ADDR_FMT % 1, traits=['Z', 'A"'], reason='\n"x"')
+        expected = {a: {k: v for k, v in dataclasses.asdict(r).items()
+                        if k != 'address'}
+                    for a, r in self.book.read().items()}
+        with open(self.book.path) as f:
+            text = f.read()
+        self.assertEqual({'version': ledger.FORMAT_VERSION, 'node': NODE,
+                          'devices': expected}, json.loads(text))
+        self.assertEqual(3, sum(1 for line in text.splitlines()
+                                if line.startswith('  "0000:')))
+
     def test_nothing_written_when_nothing_changed(self):
         with self.book.transaction() as records:
             claims.claim(records, SERVER, [want(A)])
