@@ -68,8 +68,9 @@ NOVA_VERSION=34.0.0
 VM_HOST=${NOVA_ACC_VFIO_HOST:-nova-acc-vfio}
 VM_MEM=${NOVA_ACC_VFIO_MEM:-6G}
 # The control plane's ports on this machine's 127.0.0.1 (tools/run-cloud.sh):
-# keystone, rabbitmq, nova-api, placement, glance, neutron.
-PORTS=${NOVA_ACC_VFIO_PORTS:-"5000 5672 8774 8778 9292 9696"}
+# keystone, rabbitmq, nova-api, placement, glance, neutron, nova-acc-api
+# (the VM's nova-compute unbinds device contexts there).
+PORTS=${NOVA_ACC_VFIO_PORTS:-"5000 5672 8774 8778 9292 9696 8790"}
 GW=10.0.2.100
 VENV=/opt/nova-acc/venv
 SRC_IN_VM=/opt/nova-acc/src

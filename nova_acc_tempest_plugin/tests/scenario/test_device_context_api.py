@@ -21,6 +21,7 @@ device_context``, a context a host of the cloud can satisfy.
 
 import time
 
+from tempest.common import waiters
 from tempest import config
 from tempest.lib.common.utils import data_utils
 from tempest.lib.common.utils import test_utils
@@ -218,6 +219,59 @@ class DeviceContextAPITest(DeviceContextAPIBase):
         self.contexts.delete_device_context(context['id'])
         self.assertRaises(lib_exc.NotFound, self.contexts.show_device_context,
                           context['id'])
+
+
+class DeviceContextBootRefusedTest(DeviceContextAPIBase):
+    """Boots by ID that must fail, and leave the context as it was.
+
+    No device is needed: Nova's side reads the context from nova-acc-api
+    (as Nova's service user, for the server's project) before any host is
+    picked.
+    """
+
+    def boot_as(self, servers_client, context_id):
+        server = servers_client.create_server(
+            name=data_utils.rand_name(prefix=CONF.resource_name_prefix,
+                                      name='nova-acc-by-id'),
+            imageRef=CONF.compute.image_ref,
+            flavorRef=CONF.compute.flavor_ref, networks='none',
+            scheduler_hints={'device_context': context_id})['server']
+        self.addCleanup(self.delete_server, server['id'])
+        waiters.wait_for_server_status(servers_client, server['id'],
+                                       'ERROR', raise_on_error=False)
+        return self.admin_servers.show_server(server['id'])['server']
+
+    @decorators.idempotent_id('192a3b4c-5f60-4819-a4b5-c6d7e8f95b06')
+    def test_another_project_cannot_boot_with_it(self):
+        """Refused as unknown, in the words a missing ID gets."""
+        context = self.create_context()
+        foreign = self.boot_as(self.os_alt.servers_client, context['id'])
+        missing_id = data_utils.rand_uuid()
+        missing = self.boot_as(self.os_alt.servers_client, missing_id)
+
+        self.assertIn('device context %s does not exist in your project'
+                      % context['id'], self.fault(foreign))
+        self.assertEqual(
+            self.fault(missing).replace(missing_id, context['id']),
+            self.fault(foreign))
+        self.assert_no_allocation(foreign['id'])
+        self.assertEqual('unbound', self.show(context['id'])['state'])
+
+    @decorators.idempotent_id('2a3b4c5d-6071-4a2a-b5c6-d7e8f9a05b07')
+    def test_no_host_has_the_devices(self):
+        """NoValidHost naming the context; the context stays unbound."""
+        context = self.create_context()
+        server = self.boot_as(self.servers_client, context['id'])
+        message = self.fault(server)
+        self.assertIn(test_device_context.NO_VALID_HOST, message)
+        self.assertIn(context['id'], message)
+        self.assert_no_allocation(server['id'])
+        unbound = self.show(context['id'])
+        self.assertEqual(('unbound', None, None, []),
+                         (unbound['state'], unbound['server_id'],
+                          unbound['host'], unbound['devices']))
+        self.delete_server(server['id'])
+        self.contexts.delete_device_context(context['id'])
 
 
 class DeviceContextBootTest(DeviceContextAPIBase):
