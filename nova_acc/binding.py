@@ -18,12 +18,10 @@ chose for each of them (Nova's ``fill_provider_mapping``), so binding means
 checking that provider is a device pool of the chosen node and recording
 it, with how many devices the group takes from it, with the instance. The
 concrete devices are picked by the host when it claims them, under its
-ledger lock (``nova_acc.compute.hostdev``): a conductor cannot know which
+ledger lock (``nova_acc.compute.claiming``): a conductor cannot know which
 devices of a pool are free on the host at that moment, and several conductors
-could pick the same one. For ID-based contexts the backend binds them
-here too: Cyborg's attach handle names the device; a context of
-nova-acc-api (the local backend) is marked bound to the server and host,
-and its groups are pool bindings whose devices the host picks.
+could pick the same one. For ID-based contexts the backend (Cyborg) binds
+them here too, and its attach handle names the device.
 
 Where bindings live: the instance's system metadata in the cell database.
 The conductor writes them; the compute reads them on build and on every
@@ -40,7 +38,6 @@ the compute turns the recorded error into a reschedule of this server only.
 
 from __future__ import annotations
 
-from collections.abc import Set
 import dataclasses
 
 from nova import context as nova_context
@@ -223,7 +220,7 @@ def for_move(bindings: list[Binding], allocations: dict,
     backend's object (a Cyborg ARQ) gets a provider of the allocation that
     is neither a pool, nor a node, nor one it is bound to now (on
     evacuation those are the source's), of its class; the backend is asked
-    to bind it there (``HostDevices``).
+    to bind it there (``nova_acc.compute.moves``).
     """
     for b in bindings:
         if not b.is_pool and not b.context_id:
@@ -275,33 +272,6 @@ def _match(demands, capacity, nodename: str, no_match: str
             'the device groups of the server could not be matched to the '
             'providers of its allocation on node %s: %s' % (nodename, e)
         ) from None
-
-
-def from_records(records, instance_uuid: str, nodename: str,
-                 held_states: Set[str]) -> list[Binding]:
-    """Pool bindings of a server rebuilt from the device ledger of a node.
-
-    A reverted move gives the server back the devices it kept on the
-    source, and with them the bindings it had there.
-
-    :param records: the node's ``ledger.DeviceRecord`` by address.
-    :param held_states: the ledger's states in which a server holds a
-        device (``ledger.HELD``).
-
-    This runs on the compute (the source of the move), not in the
-    conductor: the ledger's states are passed in so that this module,
-    which the conductor imports, does not import the compute's ledger.
-    It belongs with the compute's move code, where it can read them itself.
-    """
-    groups: dict[tuple, int] = {}
-    for rec in records.values():
-        if (rec.instance_uuid == instance_uuid and rec.requester_id and
-                rec.migration_id is None and not rec.backend_owned and
-                rec.state in held_states):
-            key = (rec.requester_id, rec.rp_uuid, rec.resource_class)
-            groups[key] = groups.get(key, 0) + 1
-    return [Binding(req, rp, None, nodename, amount=n, resource_class=rc)
-            for (req, rp, rc), n in sorted(groups.items())]
 
 
 # ---- the conductor's part ------------------------------------------------
@@ -463,35 +433,16 @@ def _bind(report_client, context, instance, nodename: str,
     context_ids = {
         rg.requester_id: request_groups.context_id_of(rg.requester_id)
         for rg in groups}
-    if not any(context_ids.values()):
-        return compute_bindings(report_client, context, groups, nodename)
-    backend = backends.get_backend()
-    # A backend that does not pick devices (local) has its groups bound to
-    # nova-acc's pools, as inline ones: the host picks their devices.
-    bindings = compute_bindings(
-        report_client, context, groups, nodename,
-        context_ids if backend.picks_devices else None)
-    backend.bind(context, instance, nodename, backend_contexts(bindings))
+    bindings = compute_bindings(report_client, context, groups, nodename,
+                                context_ids)
+    by_backend = {b.context_id: b.rp_uuid for b in bindings if b.context_id}
+    if by_backend:
+        backends.get_backend().bind(context, instance, nodename, by_backend)
     return bindings
 
 
-def backend_contexts(bindings) -> dict[str, str]:
-    """Context ID -> provider, for the bindings of ID-based contexts.
-
-    The pool bindings of a local context carry no ``context_id``, but
-    their group's requester id names it.
-    """
-    result: dict[str, str] = {}
-    for b in bindings:
-        context_id = b.context_id or request_groups.context_id_of(
-            b.requester_id)
-        if context_id:
-            result.setdefault(context_id, b.rp_uuid)
-    return result
-
-
 def _unbind_quietly(context, instance, bindings) -> None:
-    context_ids = sorted(backend_contexts(bindings))
+    context_ids = [b.context_id for b in bindings if b.context_id]
     if not context_ids:
         return
     try:

@@ -16,13 +16,13 @@ What each operation does (the support matrix of the user guide):
 * resize and cold migration, to another host or the same one: the
   scheduler asks placement for the server's groups again; the destination
   binds them to the pools of the new allocation and picks their devices
-  (``nova_acc.compute.hostdev.HostDevices.claim_for_move``); the source keeps
+  (``nova_acc.compute.moves.Moves.claim_for_move``); the source keeps
   its devices until the move is confirmed, and a revert gives them back and
   releases the destination's (``nova_acc.compute.reconcile``);
 * evacuate: Nova's conductor binds nothing for such servers; the new
   host binds the groups to its pools in the evacuation's allocation when
   Nova rebuilds the server there through the driver's ``spawn``
-  (``HostDevices.rebind_for_evacuation``), claims their devices tagged with
+  (``Moves.rebind_for_evacuation``), claims their devices tagged with
   the evacuation, and binds them back if it fails; the old host releases
   and resets its devices when Nova cleans up the evacuated guest there;
 * live migration: refused before anything moves. A passed-through device

@@ -33,6 +33,10 @@ server's device; or both fail and leave the ARQ half-bound to one of them.
 So an answer from Cyborg never says alone who holds an ARQ: every bind is
 checked by reading the ARQs back, and nothing is unbound without reading
 first whom it is bound to.
+
+``CyborgHTTP`` is the REST client (credentials, one call, the ARQ and
+profile reads, the PATCHes); ``CyborgBackend`` is the bind logic on top of
+it, one method per step of the flow.
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ from nova_acc import policy
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
-CYBORG_GROUP = 'cyborg'
+#: The keystoneauth options of Nova's own credentials for Cyborg
+#: (``[cyborg]``, Nova's group); not ``conf.CYBORG_GROUP``, which is
+#: nova-acc's ``[nova_acc_cyborg]``.
+CYBORG_AUTH_GROUP = 'cyborg'
 ARQ_URL = '/accelerator_requests'
 DEVICE_PROFILE_URL = '/device_profiles'
 BOUND_EVENT = 'accelerator-request-bound'
@@ -75,12 +82,12 @@ def register_opts(conf):
     calls Cyborg as the user. The plugin's own options (``username``...)
     are registered by keystoneauth when the credentials are loaded.
     """
-    ks_loading.register_auth_conf_options(conf, CYBORG_GROUP)
+    ks_loading.register_auth_conf_options(conf, CYBORG_AUTH_GROUP)
 
 
 def list_opts():
     """The ``[cyborg]`` options nova-acc adds, for oslo-config-generator."""
-    return [(CYBORG_GROUP, ks_loading.get_auth_common_conf_options() +
+    return [(CYBORG_AUTH_GROUP, ks_loading.get_auth_common_conf_options() +
              ks_loading.get_auth_plugin_conf_options('password'))]
 
 
@@ -91,9 +98,14 @@ def _holder(arq: dict) -> str | None:
     return arq.get('instance_uuid') or None
 
 
-class CyborgBackend(base.Backend):
-    # Cyborg's providers are Cyborg's, never Nova's.
-    forbidden_traits = frozenset({os_traits.OWNER_NOVA})
+class CyborgHTTP:
+    """Cyborg's REST API as the backend calls it: ARQs and device profiles.
+
+    As the user (user token plus Nova's service token), or, for Nova's own
+    tasks without a user, with Nova's credentials of ``[cyborg]``. Every
+    failure is ``BackendUnavailable`` naming what was being done; a 404 is
+    returned for the caller to read as "no such object".
+    """
 
     def _client(self, context, admin=False):
         if admin:
@@ -109,7 +121,7 @@ class CyborgBackend(base.Backend):
     @staticmethod
     def _service_credentials():
         try:
-            auth = service_auth.get_service_auth_plugin(CYBORG_GROUP)
+            auth = service_auth.get_service_auth_plugin(CYBORG_AUTH_GROUP)
         except Exception as e:  # keystoneauth's loading errors are many
             raise exception.BackendUnavailable(
                 'cannot load the Cyborg credentials of [cyborg]: %s' % e
@@ -141,12 +153,58 @@ class CyborgBackend(base.Backend):
                     what, resp.status_code, resp.text[:200]))
         return resp
 
-    # ---- step 1: resolve ----------------------------------------------------
-
     def get_arq(self, context, arq_uuid: str, admin=False) -> dict | None:
         resp = self._call(context, 'get', '%s/%s' % (ARQ_URL, arq_uuid),
                           'read device context %s' % arq_uuid, admin=admin)
         return None if resp.status_code == 404 else resp.json()
+
+    def _profile_group(self, context, arq) -> dict:
+        name = arq.get('device_profile_name')
+        resp = self._call(context, 'get', DEVICE_PROFILE_URL,
+                          'read device profile %s' % name,
+                          params={'name': name})
+        profiles = [] if resp.status_code == 404 else resp.json().get(
+            'device_profiles', [])
+        if len(profiles) != 1:
+            raise exception.ContextRefused(
+                'device profile %r of device context %s is gone' % (
+                    name, arq['uuid']))
+        groups = profiles[0].get('groups') or []
+        index = arq.get('device_profile_group_id') or 0
+        if not 0 <= index < len(groups):
+            raise exception.ContextRefused(
+                'device context %s names group %s of device profile %r, '
+                'which has %d groups' % (arq['uuid'], index, name,
+                                         len(groups)))
+        return groups[index]
+
+    def _patch(self, context, patch, what, admin=False, microversion=None):
+        kwargs = {'microversion': microversion} if microversion else {}
+        resp = self._call(context, 'patch', ARQ_URL, what, json=patch,
+                          expected=(200, 202), admin=admin, **kwargs)
+        if resp.status_code == 404:
+            raise exception.BackendUnavailable(
+                'Cyborg refused to %s: %s' % (what, resp.text[:200]))
+
+    def _unbind_now(self, context, arq_uuids, admin=False):
+        """One unbind PATCH for ARQs already checked to be unbindable."""
+        patch = {arq_uuid: [
+            {'path': '/hostname', 'op': 'remove'},
+            {'path': '/device_rp_uuid', 'op': 'remove'},
+            {'path': '/instance_uuid', 'op': 'remove'},
+        ] for arq_uuid in arq_uuids}
+        self._patch(context, patch, 'unbind device contexts %s' % ', '.join(
+            sorted(arq_uuids)), admin=admin)
+
+    def _read_all(self, context, arq_uuids) -> dict[str, dict | None]:
+        return {u: self.get_arq(context, u) for u in arq_uuids}
+
+
+class CyborgBackend(CyborgHTTP, base.Backend):
+    # Cyborg's providers are Cyborg's, never Nova's.
+    forbidden_traits = frozenset({os_traits.OWNER_NOVA})
+
+    # ---- step 1: resolve ----------------------------------------------------
 
     def resolve(self, context, request_spec, context_id):
         # Another project's ARQ is refused with the very words of one that
@@ -192,48 +250,7 @@ class CyborgBackend(base.Backend):
                 % (arq.get('device_profile_name'), context_id, e))
         return base.ResolvedContext(context_id, ctx)
 
-    def _profile_group(self, context, arq) -> dict:
-        name = arq.get('device_profile_name')
-        resp = self._call(context, 'get', DEVICE_PROFILE_URL,
-                          'read device profile %s' % name,
-                          params={'name': name})
-        profiles = [] if resp.status_code == 404 else resp.json().get(
-            'device_profiles', [])
-        if len(profiles) != 1:
-            raise exception.ContextRefused(
-                'device profile %r of device context %s is gone' % (
-                    name, arq['uuid']))
-        groups = profiles[0].get('groups') or []
-        index = arq.get('device_profile_group_id') or 0
-        if not 0 <= index < len(groups):
-            raise exception.ContextRefused(
-                'device context %s names group %s of device profile %r, '
-                'which has %d groups' % (arq['uuid'], index, name,
-                                         len(groups)))
-        return groups[index]
-
     # ---- step 3: bind -----------------------------------------------------
-
-    def _patch(self, context, patch, what, admin=False, microversion=None):
-        kwargs = {'microversion': microversion} if microversion else {}
-        resp = self._call(context, 'patch', ARQ_URL, what, json=patch,
-                          expected=(200, 202), admin=admin, **kwargs)
-        if resp.status_code == 404:
-            raise exception.BackendUnavailable(
-                'Cyborg refused to %s: %s' % (what, resp.text[:200]))
-
-    def _unbind_now(self, context, arq_uuids, admin=False):
-        """One unbind PATCH for ARQs already checked to be unbindable."""
-        patch = {arq_uuid: [
-            {'path': '/hostname', 'op': 'remove'},
-            {'path': '/device_rp_uuid', 'op': 'remove'},
-            {'path': '/instance_uuid', 'op': 'remove'},
-        ] for arq_uuid in arq_uuids}
-        self._patch(context, patch, 'unbind device contexts %s' % ', '.join(
-            sorted(arq_uuids)), admin=admin)
-
-    def _read_all(self, context, arq_uuids) -> dict[str, dict | None]:
-        return {u: self.get_arq(context, u) for u in arq_uuids}
 
     @staticmethod
     def _held_elsewhere(arqs: dict, instance_uuid: str) -> list[str]:

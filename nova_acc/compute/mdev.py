@@ -12,7 +12,7 @@
 """The mediated devices (vGPUs) of a libvirt host: list, create, remove.
 
 nova-acc creates an mdev when a server claims one
-(``nova_acc.compute.hostdev``, recorded in the device ledger first) and removes
+(``nova_acc.compute.guest``, recorded in the device ledger first) and removes
 it when the server lets go (``nova_acc.compute.release``); a removed mdev's
 capacity returns to its parent, and nothing of the previous tenant survives in
 a new mdev. Creation is the way Nova's libvirt driver does it

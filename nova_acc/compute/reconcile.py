@@ -59,31 +59,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
-import os_acc
 from oslo_log import log as logging
 
 from nova_acc.compute import ledger
+from nova_acc.compute import moves
 
 LOG = logging.getLogger(__name__)
-
-
-#: Migration statuses of a move that was undone: what its destination
-#: claimed is released.
-UNDONE = frozenset({'reverted', 'error', 'failed', 'cancelled'})
-#: Migration statuses of a move that is over and succeeded.
-SUCCEEDED = frozenset({'confirmed', 'done', 'completed'})
-#: Migration statuses after which the source no longer keeps the devices.
-SOURCE_RELEASED = SUCCEEDED | {'error', 'failed', 'cancelled'}
-
-
-@dataclasses.dataclass(frozen=True)
-class Move:
-    """A server's move under way, as its migration record says."""
-
-    migration_id: int
-    status: str
-    source_node: str | None
-    dest_node: str | None
 
 
 @dataclasses.dataclass
@@ -112,10 +93,10 @@ class HostFacts:
     #: This node's name.
     nodename: str | None = None
     #: server UUID -> its move under way (Nova's migration context).
-    moves: dict[str, Move] = dataclasses.field(default_factory=dict)
+    moves: dict[str, moves.Move] = dataclasses.field(default_factory=dict)
     #: migration ID -> the move, for the moves devices were claimed for
     #: (None: Nova has no such migration).
-    migrations: dict[int, Move | None] = dataclasses.field(
+    migrations: dict[int, moves.Move | None] = dataclasses.field(
         default_factory=dict)
     #: Servers holding devices here that were claimed for a move not undone
     #: (set by ``reconcile``, from the records, before it changes any).
@@ -145,17 +126,17 @@ class HostFacts:
         server = rec.instance_uuid
         if rec.migration_id is not None:
             tagged = self.migrations.get(rec.migration_id)
-            if tagged is None or tagged.status in UNDONE:
+            if tagged is None or tagged.status in moves.UNDONE:
                 return False  # the move it was claimed for was undone
             if tagged.dest_node == self.nodename and \
-                    tagged.status not in SUCCEEDED:
+                    tagged.status not in moves.SUCCEEDED:
                 # A move to here under way: Nova moves the server's node
                 # here only once its guest runs (evacuate).
                 return True
             return self.holds(server, rec.address, rec.rp_uuid)
         move = self.moves.get(server or '')
         if (move is not None and move.source_node == self.nodename and
-                move.status not in SOURCE_RELEASED):
+                move.status not in moves.SOURCE_RELEASED):
             return True  # a move from here is under way, or being reverted
         if server in self.live_tags:
             return False  # replaced by devices claimed for a confirmed move
@@ -217,7 +198,7 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
         r.instance_uuid for r in records.values()
         if r.migration_id is not None and r.instance_uuid and
         facts.migrations.get(r.migration_id) is not None and
-        facts.migrations[r.migration_id].status not in UNDONE}
+        facts.migrations[r.migration_id].status not in moves.UNDONE}
     notes = []
     for address in sorted(addresses):
         rec = records.get(address)
@@ -239,7 +220,7 @@ def reconcile(records: dict[str, ledger.DeviceRecord], facts: HostFacts,
         move = facts.migrations.get(rec.migration_id) if (
             rec is not None and rec.migration_id is not None) else None
         if (move is not None and rec.state in ledger.HELD and
-                move.status in SUCCEEDED):
+                move.status in moves.SUCCEEDED):
             rec.migration_id = None
     for note in notes:
         LOG.info('Device ledger: %s', note)
@@ -262,64 +243,83 @@ def _deferred_release(facts: HostFacts, release: Releaser) -> Releaser:
 
 def _reconcile_one(records, rec: ledger.DeviceRecord, facts: HostFacts,
                    release: Releaser) -> str | None:
-    address = rec.address
-    users = facts.guests_using(address)
+    """One device's record against the facts: the state machine's step."""
+    users = facts.guests_using(rec.address)
     if rec.state == ledger.RELEASING:
         return _reconcile_releasing(records, rec, release, users)
     if rec.state in ledger.HELD:
-        server = rec.instance_uuid
-        if facts.server_holds(rec):
-            others = [g for g in users if g != server]
-            if others:
-                # Only possible if something outside Nova attached it.
-                LOG.error('Device %s of server %s is also in guest(s) %s.',
-                          address, server, ', '.join(others))
-            if server in users and rec.state != ledger.ATTACHED:
-                rec.attach()
-                return 'attached to server %s' % server
-            if rec.state == ledger.ORPHANED:
-                rec.claim(server, rec.rp_uuid, rec.resource_class,
-                          rec.traits, rec.context_id, rec.requester_id,
-                          rec.migration_id)
-                return 'held by server %s again' % server
-            return None
-        # The server no longer holds the device on this node.
-        if server in users:
-            if rec.state != ledger.ORPHANED:
-                rec.orphan('server %s left this host but its guest still '
-                           'uses the device; released when the guest is '
-                           'gone' % server)
-                return 'orphaned: server %s is gone, its guest is not' % (
-                    server,)
-            return None
-        if users:
-            rec.held_by_guest(users[0], 'guest %s uses it after server %s '
-                              'left' % (users[0], server))
-            return 'foreign: guest %s uses it' % users[0]
-        release(records, rec, 'server %s no longer holds it on this node'
-                % server)
-        return 'released from server %s' % server
+        return _reconcile_held(records, rec, facts, release, users)
     if rec.state == ledger.FOREIGN:
-        adopter = facts.adopter(users, address, records)
-        if adopter:
-            server, pool, requester = adopter
-            rec.claim(server, pool, None, (), None, requester)
-            rec.attach()
-            return 'attached to server %s' % server
-        if users:
-            if rec.guest not in users:
-                rec.held_by_guest(users[0], 'guest %s uses it' % users[0])
-                return 'foreign: guest %s uses it' % users[0]
-            return None
-        release(records, rec, 'guest %s no longer uses it' % rec.guest)
-        return 'released from guest %s' % rec.guest
+        return _reconcile_foreign(records, rec, facts, release, users)
     if rec.state == ledger.DIRTY:
         if rec.is_mdev and not users:
             # Its removal failed before: try again, it holds capacity.
             release(records, rec, 'removing it again')
-            return None if address in records else 'mdev removed'
+            return None if rec.address in records else 'mdev removed'
         return None
-    # FREE
+    return _reconcile_free(records, rec, facts, users)
+
+
+def _reconcile_held(records, rec: ledger.DeviceRecord, facts: HostFacts,
+                    release: Releaser, users: list[str]) -> str | None:
+    """A device a server holds (claimed, attached or orphaned)."""
+    address = rec.address
+    server = rec.instance_uuid
+    if facts.server_holds(rec):
+        others = [g for g in users if g != server]
+        if others:
+            # Only possible if something outside Nova attached it.
+            LOG.error('Device %s of server %s is also in guest(s) %s.',
+                      address, server, ', '.join(others))
+        if server in users and rec.state != ledger.ATTACHED:
+            rec.attach()
+            return 'attached to server %s' % server
+        if rec.state == ledger.ORPHANED:
+            rec.claim(server, rec.rp_uuid, rec.resource_class,
+                      rec.traits, rec.context_id, rec.requester_id,
+                      rec.migration_id)
+            return 'held by server %s again' % server
+        return None
+    # The server no longer holds the device on this node.
+    if server in users:
+        if rec.state != ledger.ORPHANED:
+            rec.orphan('server %s left this host but its guest still '
+                       'uses the device; released when the guest is '
+                       'gone' % server)
+            return 'orphaned: server %s is gone, its guest is not' % (
+                server,)
+        return None
+    if users:
+        rec.held_by_guest(users[0], 'guest %s uses it after server %s '
+                          'left' % (users[0], server))
+        return 'foreign: guest %s uses it' % users[0]
+    release(records, rec, 'server %s no longer holds it on this node'
+            % server)
+    return 'released from server %s' % server
+
+
+def _reconcile_foreign(records, rec: ledger.DeviceRecord, facts: HostFacts,
+                       release: Releaser, users: list[str]) -> str | None:
+    """A device a guest that is not its server uses, or used."""
+    adopter = facts.adopter(users, rec.address, records)
+    if adopter:
+        server, pool, requester = adopter
+        rec.claim(server, pool, None, (), None, requester)
+        rec.attach()
+        return 'attached to server %s' % server
+    if users:
+        if rec.guest not in users:
+            rec.held_by_guest(users[0], 'guest %s uses it' % users[0])
+            return 'foreign: guest %s uses it' % users[0]
+        return None
+    release(records, rec, 'guest %s no longer uses it' % rec.guest)
+    return 'released from guest %s' % rec.guest
+
+
+def _reconcile_free(records, rec: ledger.DeviceRecord, facts: HostFacts,
+                    users: list[str]) -> str | None:
+    """A free device: adopted, foreign, forgotten or left free."""
+    address = rec.address
     if users:
         adopter = facts.adopter(users, address, records)
         if adopter:
@@ -358,10 +358,13 @@ def _reconcile_releasing(records, rec: ledger.DeviceRecord,
 
 
 def gather_facts(host, nodename: str, managed: dict,
-                 records: dict[str, ledger.DeviceRecord]) -> HostFacts:
+                 records: dict[str, ledger.DeviceRecord],
+                 guest_devices: Callable[[str], set[str]]) -> HostFacts:
     """Read the facts from libvirt (``host``) and Nova's cell database.
 
     :param host: ``nova.virt.libvirt.host.Host``
+    :param guest_devices: domain XML -> the PCI addresses and mdev UUIDs
+        of its hostdevs (``os_acc.guest_devices``, which builds them).
     """
     from nova.compute import vm_states
     from nova import context as nova_context
@@ -370,12 +373,12 @@ def gather_facts(host, nodename: str, managed: dict,
     from nova_acc import binding
     from nova_acc import pools
 
-    guests, unreadable = read_guests(host, os_acc.guest_devices)
+    guests, unreadable = read_guests(host, guest_devices)
     wanted = interesting_servers(records, guests)
     bound: dict[str, set[str]] = {}
     bound_pools: dict[str, dict[str, dict[str, int]]] = {}
-    moves: dict[str, Move] = {}
-    migrations: dict[int, Move | None] = {}
+    under_way: dict[str, moves.Move] = {}
+    migrations: dict[int, moves.Move | None] = {}
     if wanted:
         ctxt = nova_context.get_admin_context()
         instances = objects.InstanceList.get_by_filters(
@@ -386,9 +389,10 @@ def gather_facts(host, nodename: str, managed: dict,
             expected_attrs=['system_metadata', 'migration_context'])
         for inst in instances:
             if inst.migration_context is not None:
-                move = _move_of(ctxt, inst.migration_context.migration_id)
+                move = moves.read_move(
+                    ctxt, inst.migration_context.migration_id)
                 if move is not None:
-                    moves[inst.uuid] = move
+                    under_way[inst.uuid] = move
                     migrations[move.migration_id] = move
             # Nova's resource tracker frees a server's resources by the
             # same rule (deleted, or shelved offloaded and not unshelving).
@@ -406,13 +410,13 @@ def gather_facts(host, nodename: str, managed: dict,
     for rec in records.values():
         if rec.migration_id is not None and \
                 rec.migration_id not in migrations:
-            migrations[rec.migration_id] = _move_of(
+            migrations[rec.migration_id] = moves.read_move(
                 nova_context.get_admin_context(), rec.migration_id)
     return HostFacts(managed=managed, guests=guests, bound=bound,
                      bound_pools=bound_pools,
                      pool_of=pools.pool_of_address(nodename,
                                                    managed.values()),
-                     nodename=nodename, moves=moves,
+                     nodename=nodename, moves=under_way,
                      migrations=migrations, unreadable=unreadable)
 
 
@@ -457,15 +461,3 @@ def read_guests(host, devices_of: Callable[[str], set[str]]
                       'is released until it can be read.', uuid, e)
             unreadable[uuid] = str(e)
     return guests, unreadable
-
-
-def _move_of(ctxt, migration_id: int) -> Move | None:
-    from nova import exception as nova_exc
-    from nova import objects
-
-    try:
-        migration = objects.Migration.get_by_id(ctxt, migration_id)
-    except nova_exc.MigrationNotFound:
-        return None
-    return Move(migration.id, migration.status, migration.source_node,
-                migration.dest_node)

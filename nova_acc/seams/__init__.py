@@ -13,9 +13,9 @@
 
 Each module subclasses one Nova class, and each override is a few lines
 that call the step of the flow it stands for (``nova_acc.request_groups``,
-``allocation``, ``binding``, ``hostdev``, ``ledger``, ``reconcile``,
-``release``). The private Nova methods among them are pinned by the Nova
-range in requirements.txt and by tests/unit/nova_acc/test_nova_seams.py.
+``allocation``, ``binding``, and the rooms of ``nova_acc.compute``). The
+private Nova methods among them are pinned by the Nova range in
+requirements.txt and by tests/unit/nova_acc/test_nova_seams.py.
 
 * ``scheduler``: ``SchedulerManager`` (``nova-acc-scheduler``);
 * ``conductor``: ``ConductorManager`` / ``ComputeTaskManager``

@@ -13,21 +13,27 @@
 
 Enabled with ``[DEFAULT] compute_driver = nova_acc.LibvirtAccDriver`` (see
 ``nova/virt/nova_acc``: Nova only loads drivers from ``nova.virt``). Each
-override is a few lines calling ``nova_acc.compute.hostdev.HostDevices``:
+override is a few lines calling one room of ``nova_acc.compute`` (built and
+wired by ``nova_acc.compute.wiring``); an operation takes one snapshot of
+the host's devices (``nova_acc.compute.snapshot``) and passes it on:
 
 * ``init_host``: refuse devices that ``[pci] device_spec`` also selects
   (and mdev types with Nova's own ``[devices] enabled_mdev_types``);
   recreate the mdevs servers hold that a host reboot lost;
 * ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
   resource update): the device pools as child providers
-  (``nova_acc.compute.inventory``), the devices the ledger keeps out of service
-  reserved; per-device providers of before pools are reshaped into pools;
-* ``spawn`` (step 4): wait for the backend, check the bindings, pick and
-  claim the devices in the ledger; a pool without enough free devices
-  reschedules the server;
+  (``nova_acc.compute.report``), the devices the ledger keeps out of
+  service reserved; per-device providers of before pools are reshaped into
+  pools;
+* ``spawn`` (step 4): wait for the backend, then prepare the guest's
+  devices once (``nova_acc.compute.guest``: check the bindings, pick and
+  claim the devices in the ledger, create mdevs); a pool without enough
+  free devices reschedules the server;
 * ``_guest_add_pci_devices`` (step 4; private, see the pinned Nova range and
   tests/unit/nova_acc/test_nova_seams.py): a hostdev for each device the
-  server holds, in every guest definition Nova generates;
+  server holds, in every guest definition Nova generates: those spawn or
+  finish_migration prepared, else prepared for this definition (hard
+  reboot, power on, rescue...);
 * ``_guest_add_mdevs`` (private, pinned like the one above): Nova adds
   back the mdevs a guest had on a hard reboot or rescue, after the hook
   above added the server's nova-acc mdevs: each is added once;
@@ -67,8 +73,7 @@ import os_acc
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
-from nova_acc.compute import hostdev
-from nova_acc.compute import inventory
+from nova_acc.compute import wiring
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -86,17 +91,20 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only=read_only)
-        self.acc_devices = hostdev.HostDevices(
-            self._host, conf.device_specs())
+        self.acc = wiring.build(self._host, conf.device_specs())
         # Nodes whose provider tree this process has updated once.
         self._acc_nodes_reported: set[str] = set()
+        # Server UUID -> the devices its operation under way prepared for
+        # its guest (spawn, finish_migration), so the guest definition in
+        # that operation gets them without checking and listing again.
+        self._acc_prepared: dict[str, list[os_acc.Accelerator]] = {}
         os_acc.initialize()
 
     def init_host(self, host):
         super().init_host(host)
-        self.acc_devices.check_no_shared_devices()
+        self.acc.host.check_no_shared_devices()
         # Before Nova's _init_instance starts any guest (host reboot).
-        self.acc_devices.restore_mdevs()
+        self.acc.guests.restore_mdevs()
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,
@@ -106,54 +114,46 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
     def _update_device_pools(self, provider_tree, nodename,
                              allocations=None):
         """nova-acc's half of ``update_provider_tree``: the device pools."""
-        managed = self.acc_devices.managed_devices()
-        records = self.acc_devices.inventory_records(managed)
-        # After the reconcile, which may have removed released mdevs.
-        mdev_parents = self.acc_devices.mdev_parents()
-        # Raises ReshapeNeeded (at startup, after an upgrade from per-device
-        # providers); Nova then calls again with the allocations to move.
-        moved = inventory.update_provider_tree(
-            provider_tree, nodename, managed.values(),
-            CONF.nova_acc.capability_trait,
-            has_allocations=self.acc_devices.provider_has_allocations,
-            records=records,
-            held_without_allocation=self.acc_devices.held_without_allocation(
-                records),
-            allocations=allocations,
-            # Nova reshapes only on the first update after nova-compute
-            # starts; ReshapeNeeded on a later one would stop every update.
-            may_reshape=nodename not in self._acc_nodes_reported,
-            mdev_parents=mdev_parents,
-            host_mdevs=self.acc_devices.host_mdevs(records))
-        self.acc_devices.repoint(moved)
+        self.acc.report.update(
+            provider_tree, nodename, allocations,
+            may_reshape=nodename not in self._acc_nodes_reported)
         self._acc_nodes_reported.add(nodename)
+
+    @contextlib.contextmanager
+    def _acc_guest_prepared(self, instance, accelerators):
+        self._acc_prepared[instance.uuid] = accelerators
+        try:
+            yield
+        finally:
+            self._acc_prepared.pop(instance.uuid, None)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
+        snapshot = self.acc.host.snapshot()
         # Evacuate rebuilds the server here through spawn: its groups are
         # bound here first, and bound back if it fails here.
         with _reschedule_on_unusable_device():
-            evacuated_from = self.acc_devices.rebind_for_evacuation(
-                context, instance, allocations)
+            evacuated_from = self.acc.moves.rebind_for_evacuation(
+                context, instance, allocations, snapshot)
         try:
             # Before any disk or network work so a reschedule is cheap.
             with _reschedule_on_unusable_device():
-                self.acc_devices.wait_for_backend(context, instance,
-                                                  self.virtapi)
-                # Checks the bindings and claims the devices in the ledger.
-                self.acc_devices.accelerators(instance)
-            result = super().spawn(
-                context, instance, image_meta, injected_files,
-                admin_password, allocations, network_info=network_info,
-                block_device_info=block_device_info, power_on=power_on,
-                accel_info=accel_info)
+                self.acc.attach_handles.wait_for_backend(
+                    context, instance, self.virtapi)
+                prepared = self.acc.guests.prepare(instance, snapshot)
+            with self._acc_guest_prepared(instance, prepared):
+                result = super().spawn(
+                    context, instance, image_meta, injected_files,
+                    admin_password, allocations, network_info=network_info,
+                    block_device_info=block_device_info, power_on=power_on,
+                    accel_info=accel_info)
         except Exception:
             if evacuated_from is not None:
-                self.acc_devices.restore_bindings(context, instance,
-                                                  evacuated_from)
+                self.acc.moves.restore_bindings(context, instance,
+                                                evacuated_from)
             raise
-        self.acc_devices.mark_attached(instance)
+        self.acc.claims.mark_attached(instance)
         return result
 
     def _guest_add_pci_devices(self, guest, instance):
@@ -164,13 +164,18 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         # that wrap LibvirtDriver._get_guest_config around the driver's
         # bound method, as Nova's functional tests do, would make super()
         # call the wrapper, which calls this override again, without end.
-        # The bindings are checked on each generation, not only at spawn: a
+        # The bindings are checked for each operation, not only at spawn: a
         # bound device the ledger gives another server fails the operation
-        # instead of a guest started without it.
+        # instead of a guest started without it. Within spawn and
+        # finish_migration they were checked moments ago: not again.
         super()._guest_add_pci_devices(guest, instance)
-        with _reschedule_on_unusable_device():
-            for acc in self.acc_devices.accelerators(instance):
-                guest.add_device(os_acc.get_config(acc))
+        accelerators = self._acc_prepared.get(instance.uuid)
+        if accelerators is None:
+            with _reschedule_on_unusable_device():
+                accelerators = self.acc.guests.prepare(
+                    instance, self.acc.host.snapshot())
+        for acc in accelerators:
+            guest.add_device(os_acc.get_config(acc))
 
     def _guest_add_mdevs(self, guest, chosen_mdevs):
         # Private, see test_nova_seams. Nova adds back the mdevs the guest
@@ -185,22 +190,25 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                          network_info, image_meta, resize_instance,
                          allocations, block_device_info=None, power_on=True,
                          share_info=None):
+        snapshot = self.acc.host.snapshot()
         with _reschedule_on_unusable_device():
-            self.acc_devices.claim_for_move(context, instance, migration,
-                                            allocations, self.virtapi)
-        super().finish_migration(
-            context, migration, instance, disk_info, network_info,
-            image_meta, resize_instance, allocations,
-            block_device_info=block_device_info, power_on=power_on,
-            share_info=share_info)
-        self.acc_devices.mark_attached(instance)
+            self.acc.moves.claim_for_move(context, instance, migration,
+                                          allocations, self.virtapi, snapshot)
+            prepared = self.acc.guests.prepare(instance, snapshot)
+        with self._acc_guest_prepared(instance, prepared):
+            super().finish_migration(
+                context, migration, instance, disk_info, network_info,
+                image_meta, resize_instance, allocations,
+                block_device_info=block_device_info, power_on=power_on,
+                share_info=share_info)
+        self.acc.claims.mark_attached(instance)
 
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
                                 power_on=True, share_info=None):
         with _reschedule_on_unusable_device():
-            self.acc_devices.restore_after_revert(context, instance,
-                                                  self.virtapi)
+            self.acc.moves.restore_after_revert(context, instance,
+                                                self.virtapi)
         super().finish_revert_migration(
             context, instance, network_info, migration,
             block_device_info=block_device_info, power_on=power_on,
@@ -224,7 +232,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets)
         try:
-            self.acc_devices.after_teardown(context, instance)
+            self.acc.reconciler.after_teardown(context, instance)
         except Exception:
             # The guest is gone whatever happened here: failing the delete
             # (or the reboot) would not give the devices back. Nothing was
@@ -234,7 +242,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
                           'after its guest was destroyed; they stay out of '
                           'service and nova-compute tries again at its '
                           'next resource update.', instance=instance)
-        if self.acc_devices.take_freed_pools():
+        if self.acc.reconciler.take_freed_pools():
             self._report_device_pools(context)
 
     def _report_device_pools(self, context) -> None:
@@ -255,7 +263,7 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         report(context)
 
     def _report_device_pools_locked(self, context) -> None:
-        nodename = self.acc_devices.nodename
+        nodename = self.acc.host.nodename
         client = self.virtapi.reportclient
         try:
             found = client.get('/resource_providers?name=%s' % nodename,

@@ -141,12 +141,12 @@ class ImportGraphTest(base.BaseTestCase):
             'if typing.TYPE_CHECKING:\n'
             '    from nova_acc.seams import libvirt\n'
             'def gather():\n'
-            '    from nova_acc.compute import hostdev as h\n'
+            '    from nova_acc.compute import guest as g\n'
             '    from . import release\n')
         names = imported_names(ast.parse(source), 'nova_acc.compute.reconcile')
         for name in ('os_acc', 'nova_acc.compute.ledger',
                      'nova_acc.seams.libvirt',
-                     'nova_acc.compute.hostdev', 'nova_acc.compute.release'):
+                     'nova_acc.compute.guest', 'nova_acc.compute.release'):
             self.assertIn(name, names)
 
     def test_the_graph_has_both_packages(self):

@@ -16,6 +16,7 @@ import os_acc
 from oslotest import base
 
 from nova_acc.compute import ledger
+from nova_acc.compute import moves
 from nova_acc.compute import reconcile
 
 A = '0000:81:00.0'
@@ -97,7 +98,7 @@ class ReconcileTest(ReconcileTestBase):
 
     def move_facts(self, records, status, source='n1', dest='n2',
                    node='n1', on_node=False, tagged=None, **kw):
-        move = reconcile.Move(7, status, source, dest)
+        move = moves.Move(7, status, source, dest)
         facts = reconcile.HostFacts(
             managed={a: device(a) for a in (A, B)}, guests={},
             bound={SERVER: set()} if on_node else {},
