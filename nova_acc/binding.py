@@ -20,8 +20,10 @@ it, with how many devices the group takes from it, with the instance. The
 concrete devices are picked by the host when it claims them, under its
 ledger lock (``nova_acc.compute.claiming``): a conductor cannot know which
 devices of a pool are free on the host at that moment, and several conductors
-could pick the same one. For ID-based contexts the backend (Cyborg) binds
-them here too, and its attach handle names the device.
+could pick the same one. For ID-based contexts the backend binds them
+here too: Cyborg's attach handle names the device; a context of
+nova-acc-api (the local backend) is marked bound to the server and host,
+and its groups are pool bindings whose devices the host picks.
 
 Where bindings live: the instance's system metadata in the cell database.
 The conductor writes them; the compute reads them on build and on every
@@ -433,16 +435,35 @@ def _bind(report_client, context, instance, nodename: str,
     context_ids = {
         rg.requester_id: request_groups.context_id_of(rg.requester_id)
         for rg in groups}
-    bindings = compute_bindings(report_client, context, groups, nodename,
-                                context_ids)
-    by_backend = {b.context_id: b.rp_uuid for b in bindings if b.context_id}
-    if by_backend:
-        backends.get_backend().bind(context, instance, nodename, by_backend)
+    if not any(context_ids.values()):
+        return compute_bindings(report_client, context, groups, nodename)
+    backend = backends.get_backend()
+    # A backend that does not pick devices (local) has its groups bound to
+    # nova-acc's pools, as inline ones: the host picks their devices.
+    bindings = compute_bindings(
+        report_client, context, groups, nodename,
+        context_ids if backend.picks_devices else None)
+    backend.bind(context, instance, nodename, backend_contexts(bindings))
     return bindings
 
 
+def backend_contexts(bindings) -> dict[str, str]:
+    """Context ID -> provider, for the bindings of ID-based contexts.
+
+    The pool bindings of a local context carry no ``context_id``, but
+    their group's requester id names it.
+    """
+    result: dict[str, str] = {}
+    for b in bindings:
+        context_id = b.context_id or request_groups.context_id_of(
+            b.requester_id)
+        if context_id:
+            result.setdefault(context_id, b.rp_uuid)
+    return result
+
+
 def _unbind_quietly(context, instance, bindings) -> None:
-    context_ids = [b.context_id for b in bindings if b.context_id]
+    context_ids = sorted(backend_contexts(bindings))
     if not context_ids:
         return
     try:
