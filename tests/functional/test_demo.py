@@ -13,12 +13,17 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
+import requests
 import testtools
 
 from nova_acc.tests.demo import plan
+from nova_acc.tests.demo import serve
+from tests.functional import test_cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -98,6 +103,79 @@ class DemoCommandTest(testtools.TestCase):
                       failed['fault'])
 
         self.assertIs(True, result['devices_free_after_delete'])
+        self.assert_context_by_id(result['context_by_id'], pool, detail)
+
+    def assert_context_by_id(self, ctx, pool, detail):
+        """The context by ID booted two servers, one after the other, and
+        was bound to each while it lived, unbound after its delete."""
+        self.assertIsNone(ctx['skipped'], detail)
+        self.assertEqual((plan.DEFAULT_CONTEXT, {}),
+                         (ctx['spec'], ctx['config']), detail)
+        first, second = ctx['servers']
+        self.assertEqual(['demo-id-1', 'demo-id-2'],
+                         [first['name'], second['name']], detail)
+        self.assertNotEqual(first['id'], second['id'], detail)
+        self.assertEqual([
+            ('creation', 'unbound', None, None),
+            ('boot of demo-id-1', 'bound', first['id'], 'compute1'),
+            ('delete of demo-id-1', 'unbound', None, None),
+            ('boot of demo-id-2', 'bound', second['id'], 'compute1'),
+            ('delete of demo-id-2', 'unbound', None, None),
+        ], [(s['after'], s['state'], s['server_id'], s['host'])
+            for s in ctx['seen']], detail)
+        for server in (first, second):
+            self.assertEqual('ACTIVE', server['status'], detail)
+            device, = server['devices']
+            self.assertEqual(pool['resource_provider'],
+                             device['resource_provider'], detail)
+        # Once the compute records the devices it picked in the context,
+        # they are the server's.
+        for seen, server in ((ctx['seen'][1], first),
+                             (ctx['seen'][3], second)):
+            if seen['devices']:
+                self.assertEqual(
+                    [d['address'] for d in server['devices']],
+                    [d.get('address') for d in seen['devices']], detail)
+
+    def test_report_shows_the_context_by_id(self):
+        proc = run_demo('--hosts', '1', '--devices-per-host', '1',
+                        '--servers', '1')
+        detail = 'stdout:\n%s\nstderr:\n%s' % (proc.stdout, proc.stderr)
+        self.assertEqual(0, proc.returncode, detail)
+        lines = [line.strip() for line in proc.stdout.splitlines()]
+        header, = [line.split() for line in lines if line.startswith(
+            'device context by ID (nova-acc-api): ')]
+        ctx_id, name = header[5:]
+        self.assertEqual('demo-context', name, detail)
+        self.assertIn('device context by ID: booting demo-id-2 with %s'
+                      % ctx_id, proc.stderr)
+        self.assertIn('spec %s' % plan.DEFAULT_CONTEXT, lines)
+        self.assertIn('config data: none (no device_spec entry of the demo '
+                      'allows accel:* keys: a server asking for them would '
+                      'find no device)', ' '.join(proc.stdout.split()))
+        self.assertEqual([
+            'after creation: unbound',
+            'after boot of demo-id-1: bound to demo-id-1 on compute1',
+            'after delete of demo-id-1: unbound',
+            'after boot of demo-id-2: bound to demo-id-2 on compute1',
+            'after delete of demo-id-2: unbound',
+        ], [line for line in lines if line.startswith(
+            ('after creation', 'after boot', 'after delete of'))], detail)
+        for i in (1, 2):
+            self.assertRegex(proc.stdout, r'\n    server demo-id-%d '
+                             r'[-0-9a-f]{36} ACTIVE\n' % i)
+        self.assertEqual(2, len([
+            line for line in lines if re.match(
+                r'^in its domain: 0000:81:00\.0 \(pool compute1_FPGA_'
+                r'[0-9a-f]+\)$', line)]), detail)
+        # None until the compute records the devices it picked; then the
+        # device in the domain.
+        recorded = [line for line in lines if line.startswith('recorded ')]
+        self.assertIn(recorded, (
+            ['recorded devices: none'] * 2,
+            ['recorded device 0000:81:00.0  pool %s' % (
+                recorded[0].split()[-1] if recorded else '')] * 2), detail)
+        self.assertNotIn('INCONSISTENT', proc.stdout)
 
     def test_cyborg_backend_more_servers_than_devices(self):
         proc = run_demo('--backend', 'cyborg', '--json', '--hosts', '1',
@@ -132,6 +210,85 @@ class DemoCommandTest(testtools.TestCase):
         self.assertEqual('Initial', states[failed['id']], detail)
 
         self.assertIs(True, result['devices_free_after_delete'])
+
+    def test_serve_serves_the_device_context_api(self):
+        served = test_cli.ServeProcess('--hosts', '1', '--devices-per-host',
+                                       '1')
+        try:
+            self._use_served_contexts(served)
+        finally:
+            served.stop()
+
+    def _use_served_contexts(self, served):
+        detail = served.details()
+        second = served.stdout[1].split()
+        self.assertEqual('DEVICE-CONTEXTS', second[0], detail)
+        contexts_url = second[1]
+        root = served.url[:-len(serve.COMPUTE_PATH)]
+        self.assertEqual(root + serve.CONTEXTS_PATH, contexts_url)
+        project = served.exports['NOVA_PROJECT_ID']
+        # The printed curl calls: as a member of the Nova API's project.
+        printed = ''.join(served.stdout)
+        self.assertIn("curl -s -H 'X-Auth-Token: demo:%s' -H 'X-Roles: "
+                      "member,reader'" % project, printed)
+        self.assertIn('%s/v1/device-contexts' % contexts_url, printed)
+        member = {'X-Auth-Token': 'demo:%s' % project,
+                  'X-Roles': 'member,reader'}
+        ctx = requests.post(
+            contexts_url + '/v1/device-contexts', headers=member,
+            json={'device_context': {'spec': plan.DEFAULT_CONTEXT}},
+            timeout=30).json()['device_context']
+        ctx_url = '%s/v1/device-contexts/%s' % (contexts_url, ctx['id'])
+        self.assertEqual(404, requests.get(ctx_url, headers={
+            'X-Auth-Token': 'demo:other', 'X-Roles': 'member,reader'},
+            timeout=30).status_code)
+
+        server_id = self._boot_served(served.url, ctx['id'])
+        bound = requests.get(ctx_url, headers=member,
+                             timeout=30).json()['device_context']
+        self.assertEqual(('bound', server_id, 'compute1'), (
+            bound['state'], bound['server_id'], bound['host']))
+        requests.delete('%s/servers/%s' % (served.url, server_id),
+                        timeout=30).raise_for_status()
+        self._wait(lambda: requests.get(
+            '%s/servers/%s' % (served.url, server_id),
+            timeout=30).status_code == 404)
+        self.assertEqual('unbound', requests.get(
+            ctx_url, headers=member, timeout=30).json()[
+                'device_context']['state'])
+
+    def _boot_served(self, url, context_id):
+        """Boot a server with the served compute API; its ID once ACTIVE."""
+        flavor, = [f['id'] for f in requests.get(
+            url + '/flavors', timeout=30).json()['flavors']
+            if f['name'] == serve.DEMO_FLAVOR]
+        root = url[:-len(serve.COMPUTE_PATH)]
+        image, = requests.get(
+            root + serve.IMAGE_PATH + '/v2/images',
+            params={'name': serve.DEMO_IMAGE}, timeout=30).json()['images']
+        resp = requests.post(url + '/servers', headers={
+            'X-OpenStack-Nova-API-Version': '2.96'}, json={
+            'server': {'name': 'by-id', 'imageRef': image['id'],
+                       'flavorRef': flavor, 'networks': 'none'},
+            'os:scheduler_hints': {'device_context': context_id}},
+            timeout=30)
+        resp.raise_for_status()
+        server_id = resp.json()['server']['id']
+        self._wait(lambda: requests.get(
+            '%s/servers/%s' % (url, server_id), timeout=30).json()[
+                'server']['status'] in ('ACTIVE', 'ERROR'))
+        server = requests.get('%s/servers/%s' % (url, server_id),
+                              timeout=30).json()['server']
+        self.assertEqual('ACTIVE', server['status'], server)
+        return server_id
+
+    @staticmethod
+    def _wait(done, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError('not done within %d s' % timeout)
+            time.sleep(0.2)
 
     def test_cyborg_backend_refuses_context(self):
         proc = run_demo('--backend', 'cyborg', '--context',
@@ -242,6 +399,9 @@ class DemoCommandTest(testtools.TestCase):
         self.assertIn('demo-1', proc.stdout)
         self.assertIn('0 servers ACTIVE, 1 ERROR; devices free after delete: '
                       'yes', proc.stdout)
+        self.assertIn("device context by ID (nova-acc-api): not made, no "
+                      "server of the demo's spec fits on a host",
+                      proc.stdout)
         self.assertNotIn('INCONSISTENT', proc.stdout + proc.stderr)
 
     def test_vfs_per_host_is_checked(self):

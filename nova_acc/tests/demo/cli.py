@@ -165,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="boot nothing: start the hosts, serve Nova's API over HTTP on "
              '127.0.0.1 without authentication for the real openstack and '
              'nova clients, and run until SIGINT or SIGTERM; the first line '
-             'on stdout is "SERVING <compute endpoint>", followed by how to '
-             'point the clients at it (--servers, --context and --json do '
-             'not apply)')
+             'on stdout is "SERVING <compute endpoint>", the second '
+             '"DEVICE-CONTEXTS <endpoint of nova-acc-api>" (noauth2: create '
+             'device contexts to boot with by ID), followed by how to point '
+             'the clients at them (--servers, --context and --json do not '
+             'apply)')
     demo.add_argument(
         '--port', metavar='PORT', type=_port, default=0,
         help='with --serve: the TCP port to listen on (default: a free one)')

@@ -29,6 +29,12 @@ device) whose vGPU type ``nvidia-11`` can create that many mdevs, a third
 pool (``VGPU``); ``nova_acc.tests.fixtures.mdev_host`` gives the fake host
 what a vendor driver does behind libvirt's node-device API.
 
+nova-acc-api, the device-context API, runs in the same process
+(``ContextsAPIFixture``: sqlite, noauth2) and Nova's services reach it as
+in a deployment, with ``[device_context_api]`` credentials that hold only
+the ``service`` role: a device context created there by ID boots servers
+with the local backend.
+
 ``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
 the real Cyborg (API and conductor) in a child process as the backend of
 device contexts, wired as nova-acc's Cyborg functional tests wire it
@@ -42,11 +48,14 @@ import os
 import time
 import typing as ty
 
+from keystoneauth1 import loading as ks_loading
+from nova import conf as nova_conf
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 
 from nova_acc.tests.demo import plan
 from nova_acc.tests.fixtures import cloud
+from nova_acc.tests.fixtures import contexts_api
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from nova_acc.tests.fixtures import mdev_host
 
@@ -83,6 +92,30 @@ class DemoCloud(cloud.DeviceContextTestBase):
         self.flags(instances=-1, cores=-1, ram=-1, group='quota')
         self.mdev_hosts: dict[str, mdev_host.MdevHost] = {}
         self.host_gpus: dict[str, str] = {}
+        self._start_contexts_api()
+
+    def _start_contexts_api(self) -> None:
+        """nova-acc-api in-process; Nova calls it with the service role.
+
+        Nova's side sends only a token (keystoneauth's ``admin_token``
+        plugin, as a deployment would send a Keystone token); the fixture
+        resolves it to Nova's service user with the ``service`` role only.
+        """
+        self.contexts_api = self.useFixture(
+            contexts_api.ContextsAPIFixture())
+        nova_conf.CONF.register_opts(
+            ks_loading.get_auth_plugin_conf_options('admin_token'),
+            group='device_context_api')
+        user_id, project_id = contexts_api.SERVICE_USER
+        self.flags(auth_type='admin_token',
+                   token=self.contexts_api.issue_token(
+                       user_id, project_id, contexts_api.SERVICE_ROLES),
+                   endpoint=self.contexts_api.endpoint,
+                   group='device_context_api')
+
+    def contexts_client(self):
+        """nova-acc-api as a member of the demo's project (its user)."""
+        return self.contexts_api.client(self.api.project_id)
 
     def _get_connection(self, *args, **kwargs):
         conn = super()._get_connection(*args, **kwargs)

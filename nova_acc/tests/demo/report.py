@@ -75,6 +75,37 @@ class Context:
 
 
 @dataclasses.dataclass
+class ContextSnapshot:
+    """A device context by ID as its owner read it from nova-acc-api."""
+
+    # The step it was read after, e.g. 'boot of demo-id-1'.
+    after: str
+    state: str | None
+    server_id: str | None
+    # The demo's name of that server, when it is one of the demo's.
+    server: str | None
+    host: str | None
+    # As the API has them: {'pool', 'address'} or {'pool', 'mdev_uuid'};
+    # empty until the compute records the devices it picked.
+    devices: list[dict] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ContextById:
+    """--backend local: the context by ID and the servers it booted."""
+
+    id: str | None = None
+    name: str = ''
+    spec: str | None = None
+    config: dict = dataclasses.field(default_factory=dict)
+    # Why the run made no context by ID (None: it made one).
+    skipped: str | None = None
+    snapshots: list[ContextSnapshot] = dataclasses.field(
+        default_factory=list)
+    servers: list[Server] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class Result:
     options: plan.Options
     expectation: plan.Expectation | None = None
@@ -89,6 +120,8 @@ class Result:
     profile: str | None = None
     profile_spec: str | None = None
     contexts: list[Context] = dataclasses.field(default_factory=list)
+    # --backend local: the device context by ID (nova-acc-api).
+    context_by_id: ContextById | None = None
     # Of an error that ended the run early.
     traceback: str | None = None
     seconds: float = 0.0
@@ -105,23 +138,34 @@ def _cyborg(result: Result) -> bool:
     return result.options.backend == 'cyborg'
 
 
+def _server_json(s: Server) -> dict:
+    return {
+        'id': s.id,
+        'status': s.status,
+        'host': s.host,
+        'fault': s.fault,
+        'devices': [dict({'address': d.address,
+                          'resource_provider': d.resource_provider,
+                          'resource_provider_name': d.resource_provider_name},
+                         **({'mdev_uuid': d.address,
+                             'mdev_type': d.mdev_type,
+                             'parent': d.parent} if d.mdev_type else {}))
+                    for d in s.devices],
+    }
+
+
+def _context_by_id_json(c: ContextById) -> dict:
+    return {'id': c.id, 'name': c.name, 'spec': c.spec, 'config': c.config,
+            'skipped': c.skipped,
+            'seen': [dataclasses.asdict(s) for s in c.snapshots],
+            'servers': [dict(_server_json(s), name=s.name)
+                        for s in c.servers]}
+
+
 def to_json(result: Result) -> str:
     servers = []
     for s in result.servers:
-        server = {
-            'id': s.id,
-            'status': s.status,
-            'host': s.host,
-            'fault': s.fault,
-            'devices': [dict({'address': d.address,
-                              'resource_provider': d.resource_provider,
-                              'resource_provider_name':
-                                  d.resource_provider_name},
-                             **({'mdev_uuid': d.address,
-                                 'mdev_type': d.mdev_type,
-                                 'parent': d.parent} if d.mdev_type else {}))
-                        for d in s.devices],
-        }
+        server = _server_json(s)
         if _cyborg(result):
             server['context'] = s.context
         servers.append(server)
@@ -132,6 +176,8 @@ def to_json(result: Result) -> str:
         data['contexts'] = [{'id': c.id, 'server': c.server.id,
                              'state_after_delete': c.state_after_delete}
                             for c in result.contexts]
+    if result.context_by_id is not None:
+        data['context_by_id'] = _context_by_id_json(result.context_by_id)
     data['devices_free_after_delete'] = result.devices_free_after_delete
     # Empty when the exit code is 0: what was inconsistent otherwise.
     data['problems'] = list(result.problems)
@@ -199,6 +245,59 @@ def _context_line(c: Context) -> str:
     return 'context %s of %s: %s' % (c.id, c.server.name, state)
 
 
+def _snapshot_lines(s: ContextSnapshot, server: Server | None
+                    ) -> list[str]:
+    """What the context was after a step; the server it booted, if any."""
+    what = s.state or 'UNKNOWN'
+    if s.server_id or s.host:
+        what += ' to %s on %s' % (s.server or 'server %s' % s.server_id,
+                                  s.host)
+    lines = ['  after %s: %s' % (s.after, what)]
+    if s.state == 'bound' and not s.devices:
+        lines.append('    recorded devices: none')
+    # One line each: a pool's name or UUID is long.
+    for d in s.devices:
+        lines.append('    recorded device %s  pool %s' % (
+            d.get('address') or d.get('mdev_uuid'), d.get('pool')))
+    if server is not None:
+        lines.append('    server %s %s %s' % (
+            server.name, server.id or '-', server.status))
+        if server.devices:
+            lines.append(textwrap.fill('in its domain: %s' % ', '.join(
+                '%s (pool %s)' % (d.address, d.resource_provider_name or
+                                  d.resource_provider)
+                for d in server.devices), width=79,
+                initial_indent='    ', subsequent_indent='      '))
+        if server.fault:
+            lines.append(textwrap.fill(
+                server.fault, width=79, initial_indent='    fault: ',
+                subsequent_indent='      '))
+    return lines
+
+
+def _context_by_id_lines(c: ContextById) -> list[str]:
+    if c.skipped:
+        return ['device context by ID (nova-acc-api): not made, %s'
+                % c.skipped]
+    lines = ['device context by ID (nova-acc-api): %s %s' % (c.id, c.name),
+             '  spec %s' % c.spec,
+             textwrap.fill('config data: %s' % (
+                 ', '.join('%s=%s' % i for i in sorted(c.config.items()))
+                 if c.config else by_id_no_config()), width=79,
+                 initial_indent='  ', subsequent_indent='    ')]
+    servers = {s.name: s for s in c.servers}
+    for snap in c.snapshots:
+        booted = snap.after.partition('boot of ')[2]
+        lines.extend(_snapshot_lines(snap, servers.get(booted)))
+    return lines
+
+
+def by_id_no_config() -> str:
+    # Imported here: by_id imports this module.
+    from nova_acc.tests.demo import by_id
+    return by_id.NO_CONFIG
+
+
 def to_text(result: Result) -> str:
     o = result.options
     lines = _header(result)
@@ -239,6 +338,9 @@ def to_text(result: Result) -> str:
             lines.append(textwrap.fill(
                 s.fault, width=79, initial_indent='  fault: ',
                 subsequent_indent='         '))
+    if result.context_by_id is not None:
+        lines.append('')
+        lines.extend(_context_by_id_lines(result.context_by_id))
     lines.append('')
     if result.devices_free_after_delete:
         n = result.device_providers

@@ -25,6 +25,10 @@ and Cyborg is looked at too: each ARQ must be Bound to its server with the
 device placement allocated and an attach handle equal to the hostdev in
 the domain, and no ARQ may stay bound once the servers are deleted. Cyborg
 reports one provider per device, so there each provider has one device.
+
+With the local backend the run ends with a device context by ID
+(:mod:`nova_acc.tests.demo.by_id`): created in nova-acc-api, it boots a
+server, is unbound at the server's delete and boots a second one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import os_traits
 
 from nova_acc import conf
 from nova_acc.compute import ledger
+from nova_acc.tests.demo import by_id
 from nova_acc.tests.demo import plan
 from nova_acc.tests.demo import report
 
@@ -89,7 +94,8 @@ def run(options: plan.Options, progress: Progress | None = None,
     started = time.monotonic()
     result = report.Result(options)
     cyborg = options.backend == 'cyborg'
-    steps = _Steps(options.servers + (5 if cyborg else 4), progress)
+    steps = _Steps(options.servers + (5 if cyborg else 4 + by_id.STEPS),
+                   progress)
     steps.next('starting the control plane (nova-api, conductor, scheduler, '
                'placement%s)' % (
                    '; Cyborg API and conductor in a child process' if cyborg
@@ -170,11 +176,13 @@ class _Run:
 
         for i in range(o.servers):
             self.steps.next('booting server %d of %d' % (i + 1, o.servers))
-            self.result.servers.append(self._boot(i))
+            self.result.servers.append(self.boot(i))
         self._check_exclusive()
 
         self.steps.next('deleting %d server(s)' % len(self.booted))
         deleted = self._delete_all()
+        if not self.cyborg:
+            by_id.Phase(self).play()
         if self.cyborg:
             self.steps.next('checking that every device and every ARQ is '
                             'free again')
@@ -366,14 +374,23 @@ class _Run:
 
     # ---- one server ------------------------------------------------------
 
-    def _boot(self, index: int) -> report.Server:
+    def boot(self, index: int, name: str | None = None,
+             hint: str | None = None) -> report.Server:
+        """Boot a server, wait for it to end its build, look at it.
+
+        :param index: the server's place among the demo's servers (only
+            the first ``expectation.active`` ones can get devices).
+        :param name: the server's name, else the demo's ``demo-<n>``.
+        :param hint: its ``device_context`` hint, else the demo's (the
+            index-th ARQ with Cyborg).
+        """
         from nova.tests.functional.api import client
 
-        name = SERVER_NAME % (index + 1)
-        if self.cyborg:
+        name = name or SERVER_NAME % (index + 1)
+        context = None
+        if hint is None and self.cyborg:
             hint = context = self.arqs[index]
-        else:
-            context = None
+        elif hint is None:
             contexts = list(self.options.contexts)
             hint = contexts[0] if len(contexts) == 1 else contexts
         body = {'server': self.case._build_server(name=name,
@@ -672,6 +689,14 @@ class _Run:
                              % server['id'])
         return ok
 
+    def delete_one(self, server_id: str) -> None:
+        """Delete one booted server now (not with the others)."""
+        server, = [s for s in self.booted if s['id'] == server_id]
+        self.booted.remove(server)
+        if not self.case.delete_and_wait(server):
+            self.problem('server %s was not gone 60 s after its delete'
+                         % server_id)
+
     def _read_contexts(self) -> None:
         self.result.contexts = []
         for entry in self.result.servers:
@@ -729,8 +754,10 @@ class _Run:
         if self.cyborg:
             # Cyborg owns its devices; nova-acc does not reset them.
             return free
-        used = {(s.host, d.address)
-                for s in self.result.servers for d in s.devices
+        servers = list(self.result.servers)
+        if self.result.context_by_id:
+            servers += self.result.context_by_id.servers
+        used = {(s.host, d.address) for s in servers for d in s.devices
                 if not d.mdev_type}  # vGPUs are removed, not reset
         for host in sorted(self.case.computes):
             if not self.options.vgpus_per_host:

@@ -30,6 +30,14 @@ as a minimal Glance v2 API under ``/image`` (and under ``/v2.1/v2/images``:
 with keystoneauth's ``none`` plugin every service's endpoint is
 ``OS_ENDPOINT``, so novaclient's image lookups arrive there). A copy of the
 fixture's first image is added under the unique name ``nova-acc-demo``.
+
+nova-acc-api, the device-context API the demo cloud's Nova uses (see
+``nova_acc.tests.demo.cloud``), is served under ``/device-context``: the
+second line of stdout is ``DEVICE-CONTEXTS <endpoint>``. It runs with
+noauth2, so a caller says who it is in headers (``X-Auth-Token:
+user:project``, ``X-Roles``); the instructions show ``curl`` calls as a
+member of the project the Nova API acts in, whose contexts its servers
+may boot with.
 """
 
 from __future__ import annotations
@@ -56,6 +64,12 @@ COMPUTE_PATH = '/v2.1'
 IMAGE_PATH = '/image'
 #: Where novaclient's image lookups arrive (its endpoint is the compute one).
 NOVACLIENT_IMAGE_PATH = COMPUTE_PATH + '/v2/images'
+#: The path of nova-acc-api, the device-context API (its endpoint).
+CONTEXTS_PATH = '/device-context'
+#: The roles the printed curl calls give: a member of the project.
+CONTEXTS_ROLES = 'member,reader'
+#: The user the printed curl calls name (noauth2 believes any).
+CONTEXTS_USER = 'demo'
 #: The microversion the printed instructions ask for: 2.100 is the first
 #: that shows a server's ``scheduler_hints`` (so ``device_context``).
 MICROVERSION = '2.100'
@@ -201,21 +215,25 @@ def _filter_images(images: list[dict], query: dict) -> list[dict]:
 
 
 class Dispatcher:
-    """Send image requests to :class:`ImageApi`, everything else to Nova."""
+    """Send image requests to :class:`ImageApi`, device-context requests
+    to nova-acc-api, everything else to Nova."""
 
-    def __init__(self, nova_app, image_app):
+    def __init__(self, nova_app, image_app, contexts_app=None):
         self.nova_app = nova_app
-        self.image_app = image_app
+        # (path prefix, SCRIPT_NAME it is served under, application).
+        self.routes = [(IMAGE_PATH, IMAGE_PATH, image_app),
+                       (NOVACLIENT_IMAGE_PATH, COMPUTE_PATH, image_app)]
+        if contexts_app is not None:
+            self.routes.append((CONTEXTS_PATH, CONTEXTS_PATH, contexts_app))
 
     def __call__(self, environ, start_response):
         path = environ.get('PATH_INFO', '')
-        for prefix, script in ((IMAGE_PATH, IMAGE_PATH),
-                               (NOVACLIENT_IMAGE_PATH, COMPUTE_PATH)):
+        for prefix, script, app in self.routes:
             if path == prefix or path.startswith(prefix + '/'):
                 environ['SCRIPT_NAME'] = (
                     environ.get('SCRIPT_NAME', '') + script)
                 environ['PATH_INFO'] = path[len(script):]
-                return self.image_app(environ, start_response)
+                return app(environ, start_response)
         return self.nova_app(environ, start_response)
 
 
@@ -264,7 +282,33 @@ def client_env(url: str, project_id: str) -> dict[str, str]:
     }
 
 
-def instructions(url: str, project_id: str) -> str:
+def contexts_instructions(url: str, project_id: str) -> list[str]:
+    """How to call nova-acc-api with curl, and boot with a context's ID."""
+    headers = ("-H 'X-Auth-Token: %s:%s' -H 'X-Roles: %s'"
+               % (CONTEXTS_USER, project_id, CONTEXTS_ROLES))
+    return [
+        '# Device contexts by ID: nova-acc-api at %s (noauth2:' % url,
+        '# X-Auth-Token is user:project, X-Roles the roles). As a member of '
+        'project',
+        '# %s:' % project_id,
+        '#   curl -s %s \\' % headers,
+        "#       -H 'Content-Type: application/json' -d '{\"device_context\": "
+        '{"spec":',
+        '#       "resources:FPGA=1,trait:CUSTOM_GZIP=required", "name": '
+        "\"ctx1\"}}' \\",
+        '#       %s/v1/device-contexts' % url,
+        '#   openstack --os-compute-api-version %s server create '
+        '--image %s \\' % (MICROVERSION, DEMO_IMAGE),
+        '#       --flavor %s --nic none --device-context <its id> --wait vm3'
+        % DEMO_FLAVOR,
+        '#   curl -s %s %s/v1/device-contexts/<its id>' % (headers, url),
+        '#   (state bound, server_id, host; unbound again once vm3 is '
+        'deleted)',
+    ]
+
+
+def instructions(url: str, project_id: str,
+                 contexts_url: str | None = None) -> str:
     """How to point the real clients at the served API (after SERVING)."""
     env = client_env(url, project_id)
     lines = [
@@ -286,8 +330,10 @@ def instructions(url: str, project_id: str) -> str:
         '#   nova --os-compute-api-version 2.latest boot --image %s '
         '--flavor %s --nic none \\' % (DEMO_IMAGE, DEMO_FLAVOR),
         '#       --device-context resources:FPGA=1 --poll vm2',
-        '# Stop with Ctrl-C (SIGINT) or SIGTERM.',
     ]
+    if contexts_url:
+        lines += contexts_instructions(contexts_url, project_id)
+    lines.append('# Stop with Ctrl-C (SIGINT) or SIGTERM.')
     return '\n'.join(lines)
 
 
@@ -390,16 +436,21 @@ def _serve_api(case, httpd, out, stop, progress, total, ready) -> None:
     # one wsgi-intercept serves to the harness's own API clients.
     httpd.set_app(Dispatcher(
         AuthDefaults(fixture.app(), fixture.project_id),
-        ImageApi(lambda: list(case.glance.images.values()))))
-    url = 'http://%s:%d%s' % (HOST, httpd.server_address[1], COMPUTE_PATH)
+        ImageApi(lambda: list(case.glance.images.values())),
+        case.contexts_api.app))
+    root = 'http://%s:%d' % (HOST, httpd.server_address[1])
+    url = root + COMPUTE_PATH
+    contexts_url = root + CONTEXTS_PATH
     thread = threading.Thread(target=httpd.serve_until_stopped,
                               name='nova-acc-demo-api', daemon=True)
     thread.start()
     try:
         if progress:
-            progress(3, total, 'serving the compute API at %s' % url)
+            progress(3, total, 'serving the compute API at %s and the '
+                     'device-context API at %s' % (url, contexts_url))
         out.write('SERVING %s\n' % url)
-        out.write(instructions(url, fixture.project_id) + '\n')
+        out.write('DEVICE-CONTEXTS %s\n' % contexts_url)
+        out.write(instructions(url, fixture.project_id, contexts_url) + '\n')
         out.flush()
         if ready:
             ready(url)
