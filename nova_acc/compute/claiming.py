@@ -17,9 +17,10 @@ reconcile on this host takes, the host picks as many free devices of the
 pool as placement allocated (as Nova's PCI tracker picks VFs under the
 resource tracker's lock), never a device held, out of service or blocked
 by its PF or VFs, and records them before the guest is defined. The
-picking itself is ``ledger.claim``; the blocking rules (PF and VFs, a GPU
-with mdevs) are ``inventory.blocked`` and ``inventory.relatives``, which
-the provider tree reports with the same rules.
+picking itself and the blocking rules beside it (PF and VFs, a GPU with
+mdevs) are ``nova_acc.compute.claims``, which the provider tree reports
+with too; this module is the claim as the compute asks for it: the
+bindings as requests, the lock, the snapshot's facts.
 
 The host's devices come from the operation's snapshot, taken before the
 lock: no libvirt listing happens while the lock is held.
@@ -34,6 +35,7 @@ from oslo_log import log as logging
 
 from nova_acc import binding
 from nova_acc import exception
+from nova_acc.compute import claims
 from nova_acc.compute import inventory
 from nova_acc.compute import ledger
 from nova_acc.compute import snapshot as host_snapshot
@@ -83,10 +85,10 @@ class Claims:
             ) from e
 
     def claim_request(self, instance, snapshot: host_snapshot.HostSnapshot
-                      ) -> tuple[list[dict], list[ledger.PoolRequest]]:
+                      ) -> tuple[list[dict], list[claims.PoolRequest]]:
         """What the instance's bindings on this node ask the ledger for.
 
-        :returns: (specific devices, pool requests) as ``ledger.claim``
+        :returns: (specific devices, pool requests) as ``claims.claim``
             takes them.
         """
         managed = snapshot.managed
@@ -97,7 +99,7 @@ class Claims:
                 continue
             if b.is_pool:
                 pool = node_pools.get(b.rp_uuid)
-                requests.append(ledger.PoolRequest(
+                requests.append(claims.PoolRequest(
                     requester_id=b.requester_id, rp_uuid=b.rp_uuid,
                     count=b.amount,
                     candidates=tuple(pool.addresses) if pool else (),
@@ -147,12 +149,12 @@ class Claims:
                 snapshot.mdev_parents, records, host_mdevs
             ) if wants_mdevs else {}
             try:
-                claimed = ledger.claim(
+                claimed = claims.claim(
                     records, instance.uuid, wanted, requests,
-                    blocked=inventory.blocked(
+                    blocked=claims.blocked(
                         snapshot.managed, records,
-                        inventory.parents_with_mdevs(records, host_mdevs)),
-                    relatives=inventory.relatives(snapshot.managed),
+                        claims.parents_with_mdevs(records, host_mdevs)),
+                    relatives=claims.relatives(snapshot.managed),
                     migration_id=migration_id, held_tags=held_tags,
                     mdev_capacity=capacity)
             except exception.DeviceNotFree as e:

@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""The compute package's boundary.
+"""The compute package's boundary, and the size of what nova-acc ships.
 
 Only nova-compute runs ``nova_acc.compute`` (libvirt, the ledger file,
 privsep): nothing else imports it but the driver seam that composes its
@@ -17,8 +17,14 @@ rooms and ``nova-acc-manage``, which runs on the compute host and reads
 its ledger. Test, benchmark and demo code may. Read with ``ast`` (imports
 inside functions count), as tests/unit/nova_acc/test_control_plane_imports.py
 reads the control plane's.
+
+And one job per class and function, so that a name can say what each
+does: no class over 300 lines and no function over 70 in nova_acc (its
+tests excepted), except the algorithms listed below with why they are
+read as one.
 """
 
+import ast
 import os
 
 from oslotest import base
@@ -38,6 +44,11 @@ TEST_TREES = ('tests/', 'benchmarks/', 'nova_acc/tests/')
 #: Where to look for importers.
 SHIPPED_TREES = ('nova_acc', 'os_acc', 'nova_acc_tempest_plugin', 'tools',
                  'devstack', 'tests', 'benchmarks')
+
+MAX_CLASS_LINES = 300
+MAX_FUNCTION_LINES = 70
+#: "path:qualified name" -> why it is read as one piece.
+DOCUMENTED_ALGORITHMS: dict[str, str] = {}
 
 
 def _python_files(top):
@@ -73,6 +84,30 @@ def compute_importers():
     return found
 
 
+def oversized(source, path):
+    """["path:name (N lines)"] of classes and functions over the limits."""
+    result = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                limit = MAX_CLASS_LINES
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                limit = MAX_FUNCTION_LINES
+            else:
+                visit(child, prefix)
+                continue
+            name = prefix + child.name
+            lines = child.end_lineno - child.lineno + 1
+            key = '%s:%s' % (path, name)
+            if lines > limit and key not in DOCUMENTED_ALGORITHMS:
+                result.append('%s (%d lines)' % (key, lines))
+            visit(child, name + '.')
+
+    visit(ast.parse(source), '')
+    return result
+
+
 class ComputeBoundaryTest(base.BaseTestCase):
 
     def test_only_the_seam_and_manage_import_the_compute_package(self):
@@ -87,3 +122,28 @@ class ComputeBoundaryTest(base.BaseTestCase):
         source = 'def f():\n    from nova_acc.compute import ledger\n'
         self.assertIn('nova_acc.compute.ledger',
                       imports.imports_in(source, 'nova_acc'))
+
+    def test_no_class_or_function_over_the_limits(self):
+        found = []
+        for path in _python_files('nova_acc'):
+            if path.startswith('nova_acc/tests/'):
+                continue
+            with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+                found += oversized(f.read(), path)
+        self.assertEqual([], found)
+
+    def test_documented_algorithms_exist(self):
+        for key in DOCUMENTED_ALGORITHMS:
+            path, name = key.split(':')
+            with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+                tree = ast.parse(f.read())
+            names = {n.name for n in ast.walk(tree)
+                     if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+            self.assertIn(name.split('.')[-1], names, key)
+
+    def test_oversized_code_is_found(self):
+        long_function = 'def f():\n' + '    x = 1\n' * 80
+        self.assertEqual(['p.py:f (81 lines)'],
+                         oversized(long_function, 'p.py'))
+        nested = 'class C:\n    ' + long_function.replace('\n', '\n    ')
+        self.assertEqual(['p.py:C.f (81 lines)'], oversized(nested, 'p.py'))

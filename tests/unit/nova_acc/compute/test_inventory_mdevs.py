@@ -9,9 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova_acc.compute.inventory for mdevs: capacity, pool inventory, blocking."""
-
-import dataclasses
+"""nova_acc.compute.inventory for mdevs: capacity and pool inventory."""
 
 from oslotest import base
 
@@ -69,12 +67,3 @@ class MdevInventoryTest(base.BaseTestCase):
             [parent(GPU1, available=3)], records, host, 0))
         self.assertEqual((3, 1), inventory.mdev_pool_inventory(
             [parent(GPU2, available=3)], records, host, 1))
-
-    def test_a_gpu_with_mdevs_is_blocked_whole(self):
-        whole = {GPU1: dataclasses.replace(parent(GPU1), mdev_type=None),
-                 GPU2: dataclasses.replace(parent(GPU2), mdev_type=None)}
-        with_mdevs = inventory.parents_with_mdevs(
-            {'u1': mdev_record('u1')}, {'x': host_mdev('x', gpu=GPU2)})
-        self.assertEqual({GPU1, GPU2}, with_mdevs)
-        self.assertEqual({GPU1, GPU2},
-                         inventory.blocked(whole, {}, with_mdevs))

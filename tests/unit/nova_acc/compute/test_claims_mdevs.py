@@ -9,30 +9,36 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova_acc.compute.ledger.claim for mdev pools: picking and packing."""
+"""nova_acc.compute.claims for mdevs: picking, packing, a GPU's blocking."""
+
+import dataclasses
 
 from oslotest import base
 
 from nova_acc import exception
+from nova_acc.compute import claims
 from nova_acc.compute import ledger
 from tests.unit.nova_acc.compute.mdev_fakes import GPU1
 from tests.unit.nova_acc.compute.mdev_fakes import GPU2
+from tests.unit.nova_acc.compute.mdev_fakes import host_mdev
+from tests.unit.nova_acc.compute.mdev_fakes import mdev_record
+from tests.unit.nova_acc.compute.mdev_fakes import parent
 from tests.unit.nova_acc.compute.mdev_fakes import POOL
 from tests.unit.nova_acc.compute.mdev_fakes import SERVER
 from tests.unit.nova_acc.compute.mdev_fakes import uuids
 
 
-class LedgerClaimMdevTest(base.BaseTestCase):
+class ClaimMdevTest(base.BaseTestCase):
 
     def request(self, count, candidates=(GPU1, GPU2), group='g0'):
-        return ledger.PoolRequest(requester_id=group, rp_uuid=POOL,
+        return claims.PoolRequest(requester_id=group, rp_uuid=POOL,
                                   count=count, candidates=candidates,
                                   resource_class='VGPU',
                                   mdev_type='nvidia-11')
 
     def test_new_mdevs_are_recorded_and_packed(self):
         records = {}
-        claimed = ledger.claim(
+        claimed = claims.claim(
             records, SERVER, [], [self.request(3)],
             mdev_capacity={(GPU1, 'nvidia-11'): 2,
                            (GPU2, 'nvidia-11'): 2},
@@ -48,9 +54,9 @@ class LedgerClaimMdevTest(base.BaseTestCase):
     def test_claim_again_creates_nothing_new(self):
         records = {}
         capacity = {(GPU1, 'nvidia-11'): 2}
-        first = ledger.claim(records, SERVER, [], [self.request(2)],
+        first = claims.claim(records, SERVER, [], [self.request(2)],
                              mdev_capacity=capacity, new_uuid=uuids())
-        again = ledger.claim(records, SERVER, [], [self.request(2)],
+        again = claims.claim(records, SERVER, [], [self.request(2)],
                              mdev_capacity={}, new_uuid=uuids())
         self.assertEqual(sorted(r.address for r in first),
                          sorted(r.address for r in again))
@@ -59,7 +65,7 @@ class LedgerClaimMdevTest(base.BaseTestCase):
     def test_not_enough_capacity_claims_nothing(self):
         records = {}
         exc = self.assertRaises(
-            exception.DeviceNotFree, ledger.claim, records, SERVER, [],
+            exception.DeviceNotFree, claims.claim, records, SERVER, [],
             [self.request(3)],
             mdev_capacity={(GPU1, 'nvidia-11'): 2}, new_uuid=uuids())
         self.assertIn('needs 3 mdev(s) of type nvidia-11', str(exc))
@@ -68,9 +74,9 @@ class LedgerClaimMdevTest(base.BaseTestCase):
 
     def test_a_gpu_taken_whole_in_the_same_claim_gets_no_mdev(self):
         records = {}
-        whole = ledger.PoolRequest(requester_id='g1', rp_uuid='whole',
+        whole = claims.PoolRequest(requester_id='g1', rp_uuid='whole',
                                    count=1, candidates=(GPU1,))
-        claimed = ledger.claim(
+        claimed = claims.claim(
             records, SERVER, [], [whole, self.request(1, group='g2')],
             mdev_capacity={(GPU1, 'nvidia-11'): 2,
                            (GPU2, 'nvidia-11'): 2},
@@ -80,9 +86,21 @@ class LedgerClaimMdevTest(base.BaseTestCase):
                           for r in claimed])
 
     def test_a_gpu_with_new_mdevs_is_not_taken_whole(self):
-        whole = ledger.PoolRequest(requester_id='g2', rp_uuid='whole',
+        whole = claims.PoolRequest(requester_id='g2', rp_uuid='whole',
                                    count=1, candidates=(GPU1,))
         self.assertRaises(
-            exception.DeviceNotFree, ledger.claim, {}, SERVER, [],
+            exception.DeviceNotFree, claims.claim, {}, SERVER, [],
             [self.request(1, candidates=(GPU1,), group='g1'), whole],
             mdev_capacity={(GPU1, 'nvidia-11'): 2}, new_uuid=uuids())
+
+
+class MdevBlockingTest(base.BaseTestCase):
+
+    def test_a_gpu_with_mdevs_is_blocked_whole(self):
+        whole = {GPU1: dataclasses.replace(parent(GPU1), mdev_type=None),
+                 GPU2: dataclasses.replace(parent(GPU2), mdev_type=None)}
+        with_mdevs = claims.parents_with_mdevs(
+            {'u1': mdev_record('u1')}, {'x': host_mdev('x', gpu=GPU2)})
+        self.assertEqual({GPU1, GPU2}, with_mdevs)
+        self.assertEqual({GPU1, GPU2},
+                         claims.blocked(whole, {}, with_mdevs))
