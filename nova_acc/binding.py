@@ -210,9 +210,9 @@ def for_move(bindings: list[Binding], allocations: dict,
         ``finish_migration`` (this node's) or to ``spawn`` on evacuation
         (this node's and the source's): provider UUID -> {'resources': ...}.
     :param pool_classes: this node's pool UUID -> resource class.
-    :raises PrebindFailed: the allocation has no provider for some group,
-        a binding cannot move (one device, bound before pools), or the
-        matcher's bound was reached (``matching.SearchTooLarge``).
+    :raises BindingCannotMove: the allocation has no provider for some
+        group, a binding cannot move (one device, bound before pools), or
+        the matcher's bound was reached (``matching.SearchTooLarge``).
 
     Placement chose, for each group, a provider that satisfies it; which
     group lands in which pool of the same class does not change which
@@ -226,7 +226,7 @@ def for_move(bindings: list[Binding], allocations: dict,
     """
     for b in bindings:
         if not b.is_pool and not b.context_id:
-            raise exception.PrebindFailed(
+            raise exception.BindingCannotMove(
                 'device group %s is bound to %s, which cannot move' % (
                     b.requester_id, b.address))
     current = {b.rp_uuid for b in bindings}
@@ -249,7 +249,8 @@ def for_move(bindings: list[Binding], allocations: dict,
         if b.resource_class in (None, rc))) for b in bindings]
     assignment = _match(demands, capacity, nodename, (
         'the allocation of the server on node %s has no device provider '
-        'for every device group' % nodename))
+        'for every device group' % nodename),
+        error=exception.BindingCannotMove)
     by_group = {b.requester_id: b for b in bindings}
     return sorted((Binding(name, option.provider, None, nodename,
                            context_id=by_group[name].context_id,
@@ -259,18 +260,19 @@ def for_move(bindings: list[Binding], allocations: dict,
                   key=lambda b: b.requester_id)
 
 
-def _match(demands, capacity, nodename: str, no_match: str
+def _match(demands, capacity, nodename: str, no_match: str,
+           error: type[exception.PrebindFailed] = exception.PrebindFailed
            ) -> dict[str, matching.Option]:
-    """``matching.match`` with its failures as PrebindFailed."""
+    """``matching.match`` with its failures as ``error``."""
     try:
         return matching.match(demands, capacity).assignment
     except matching.NoMatch as e:
         if e.unserved:
             no_match += ' (none of its providers can serve %s)' % (
                 ', '.join(e.unserved))
-        raise exception.PrebindFailed(no_match) from None
+        raise error(no_match) from None
     except matching.SearchTooLarge as e:
-        raise exception.PrebindFailed(
+        raise error(
             'the device groups of the server could not be matched to the '
             'providers of its allocation on node %s: %s' % (nodename, e)
         ) from None

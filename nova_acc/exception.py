@@ -52,6 +52,15 @@ class PrebindFailed(NovaAccException):
     """
 
 
+class BindingCannotMove(PrebindFailed):
+    """A server's groups cannot be bound to its move's allocation.
+
+    Raised on the destination compute of a move (``binding.for_move``),
+    which fails the move with it (``DeviceNotUsable``); nothing is
+    recorded. A kind of PrebindFailed: the same matcher says it.
+    """
+
+
 # ---- inventory and the device ledger (compute) ------------------------------
 
 class InvalidDeviceSpecConfig(NovaAccException, ValueError):

@@ -176,9 +176,7 @@ class Moves:
                 bindings, allocations,
                 {u: p.key.resource_class for u, p in snapshot.pools.items()},
                 snapshot.nodename)
-        except exception.PrebindFailed as e:
-            # binding.for_move is the conductor's matcher; on the compute
-            # its refusal is a device this host cannot use.
+        except exception.BindingCannotMove as e:
             raise exception.DeviceNotUsable(str(e))
         binding.keep_for_revert(instance, bindings)
         binding.replace(instance, moved)

@@ -18,6 +18,10 @@ from nova import exception as nova_exc
 from nova import objects
 from oslotest import base
 
+from nova_acc import binding
+from nova_acc import exception
+from nova_acc.compute import attach_handles
+from nova_acc.compute import claiming
 from nova_acc.compute import ledger
 from nova_acc.compute import moves
 from tests.unit.nova_acc.compute import rooms
@@ -81,3 +85,29 @@ class ReadMoveTest(base.BaseTestCase):
             instance = rooms.server(
                 migration_context=mock.Mock(migration_id=7))
             self.assertIsNone(moves.move_here(instance, 'node1'), status)
+
+
+class ClaimForMoveTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.fx = self.useFixture(rooms.HostFixture())
+        claims = claiming.Claims(self.fx.host, mock.Mock())
+        handles = attach_handles.AttachHandles(
+            self.fx.host, attach_handles.TeardownContexts())
+        self.moves = moves.Moves(self.fx.host, claims, handles)
+
+    def test_a_binding_that_cannot_move_is_a_device_not_usable_here(self):
+        # One device bound before pools: for_move refuses it, as a move's
+        # binding (not a pre-bind); the destination fails the move with it.
+        device = binding.Binding('g0', 'rp-old', rooms.A, 'node0')
+        self.assertRaises(exception.BindingCannotMove, binding.for_move,
+                          [device], {}, {}, rooms.NODE)
+        instance = rooms.server([device])
+        e = self.assertRaises(
+            exception.DeviceNotUsable, self.moves.claim_for_move, None,
+            instance, mock.Mock(id=7), {}, None, self.fx.host.snapshot())
+        self.assertIn('device group g0 is bound to %s, which cannot move'
+                      % rooms.A, str(e))
+        self.assertEqual([device], binding.load(instance))
+        self.assertFalse(self.fx.host.ledger.exists())
