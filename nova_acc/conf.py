@@ -184,6 +184,14 @@ CONTEXT_API_SERVICE_TYPE = 'device-context'
 _ADAPTER_VERSION_OPTS = ('version', 'min_version', 'max_version')
 
 
+def _never_set(value: object) -> None:
+    return None
+
+
+_ADAPTER_VERSION_PLACEHOLDERS = [cfg.Opt(name, type=_never_set)
+                                 for name in _ADAPTER_VERSION_OPTS]
+
+
 def _context_api_adapter_opts() -> list[cfg.Opt]:
     opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
     # The client knows the API version it speaks (/v1); the operator
@@ -232,9 +240,9 @@ def _register_context_api_opts(conf: cfg.ConfigOpts) -> None:
     ks_loading.register_auth_conf_options(conf, group)
     conf.register_opts(_context_api_adapter_opts(), group=group)
     # keystoneauth's adapter loader reads them: present, but never set.
-    for name in _ADAPTER_VERSION_OPTS:
-        conf.register_opt(cfg.Opt(name, type=lambda value: None),
-                          group=group)
+    # The same Opt objects each time: an OptGroup keeps the options
+    # registered in it, so new ones would clash on a second ConfigOpts.
+    conf.register_opts(_ADAPTER_VERSION_PLACEHOLDERS, group=group)
 
 
 def device_specs() -> list[dict[str, ty.Any]]:
