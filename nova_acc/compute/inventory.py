@@ -16,7 +16,7 @@ devices - the same resource class and traits, and for VFs the same PF
 (``PoolKey``) - form one *pool*: one child provider of the compute node
 with an inventory of as many units as the pool has devices, its traits,
 ``OWNER_NOVA`` and the capability trait. Placement counts; the host picks
-the concrete devices when it claims them (``nova_acc.compute.hostdev``,
+the concrete devices when it claims them (``nova_acc.compute.claims``,
 recorded in the device ledger). That is how Nova treats the VFs of a PF in
 placement, and it keeps ``GET /allocation_candidates`` small: a server
 asking for 8 devices of one pool is one group and one candidate per host,

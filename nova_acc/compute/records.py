@@ -35,9 +35,10 @@ States of a device (``DeviceRecord.state``):
     reset never happens unless the ledger already says the device is no
     longer held: a ledger that cannot be written releases nothing, and a
     write that fails after the reset does not make the next attempt reset
-    the device again (see ``nova_acc.compute.hostdev``). A release that could
-    not be attempted (the privsep daemon down) leaves the device here, out of
-    service, and nova-compute tries again at its next resource update.
+    the device again (see ``nova_acc.compute.reconciler``). A release that
+    could not be attempted (the privsep daemon down) leaves the device here,
+    out of service, and nova-compute tries again at its next resource
+    update.
 ``dirty``
     Released but not reset: the reset failed or the device has none. It is
     never handed out until an operator clears it
