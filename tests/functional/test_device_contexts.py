@@ -101,10 +101,14 @@ class BootByIdTest(ContextsAPIMixin, base.DeviceContextTestBase):
         self.assertEqual([(rp, 1, None)], [
             (b.rp_uuid, b.amount, b.context_id)
             for b in self.server_bindings(server)])
+        # The user sees which device the host picked, in the context.
+        self.assertEqual([{'pool': rp, 'address': fpga}],
+                         self.context(ctx)['devices'])
 
         self._delete_server(server)
 
         self.assert_unbound(ctx)
+        self.assertEqual([], self.context(ctx)['devices'])
         self.assertEqual(1, self.reset_count(fpga))
         self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
 
@@ -113,6 +117,8 @@ class BootByIdTest(ContextsAPIMixin, base.DeviceContextTestBase):
         self.assertEqual(('bound', again['id'], 'compute1'),
                          self.binding_of(ctx))
         self.assertEqual([fpga], self.domain_hostdevs('compute1', again))
+        self.assertEqual([{'pool': rp, 'address': fpga}],
+                         self.context(ctx)['devices'])
 
     def test_context_bound_to_another_server_is_refused(self):
         self.start_fpga_host('compute1', num_fpgas=2)
