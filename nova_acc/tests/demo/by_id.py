@@ -16,7 +16,7 @@ creates a device context in nova-acc-api (the demo's spec: resources and
 a trait), boots a server with its ID, deletes the server, and boots a
 second server with the same context. After each step the context is read
 back from the API as its owner sees it: ``bound`` to the server and its
-host (with the devices, once the compute records them), then ``unbound``.
+host with the devices the compute recorded in it, then ``unbound``.
 Whatever disagrees is a problem of the run.
 
 No config data: no ``device_spec`` entry of the demo allows ``accel:*``

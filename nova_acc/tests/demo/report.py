@@ -90,7 +90,7 @@ class ContextSnapshot:
     server: str | None
     host: str | None
     # As the API has them: {'pool', 'address'} or {'pool', 'mdev_uuid'};
-    # empty until the compute records the devices it picked.
+    # what the compute recorded after its claim (none once unbound).
     devices: list[dict] = dataclasses.field(default_factory=list)
 
 
