@@ -82,6 +82,24 @@ class ReconcilerTest(base.BaseTestCase):
         self.reconciler.reconcile(snap)
         refresh.assert_not_called()
 
+    def test_the_records_it_returns_are_the_callers_own(self):
+        # reconcile returns the transaction's records without copying them:
+        # changing them must change neither the ledger nor the next result.
+        with self.fx.host.ledger.transaction() as records:
+            for address in (rooms.A, rooms.B):
+                records[address] = ledger.DeviceRecord(address=address)
+        first = self.reconciler.reconcile(self.fx.host.snapshot())
+        self.assertEqual(ledger.FREE, first[rooms.A].state)
+        first[rooms.A].state = ledger.DIRTY
+        first[rooms.A].traits.append('CUSTOM_CHANGED')
+        del first[rooms.B]
+        self.assertEqual(ledger.FREE,
+                         self.fx.host.ledger.read()[rooms.A].state)
+        again = self.reconciler.reconcile(self.fx.host.snapshot())
+        self.assertEqual(ledger.FREE, again[rooms.A].state)
+        self.assertNotIn('CUSTOM_CHANGED', again[rooms.A].traits)
+        self.assertIn(rooms.B, again)
+
     def test_the_guest_reader_is_the_injected_one(self):
         self.reconciler.reconcile(self.fx.host.snapshot())
         self.assertIs(self.guest_devices, self.gather.call_args[0][4])
