@@ -302,18 +302,73 @@ def _selected(xml: str, specs_key: str
     return tuple(device_spec.match_devices([device], _specs_of(specs_key)))
 
 
+class _LastListings:
+    """The last selections of whole listings, for a listing seen again.
+
+    An unchanged host lists the same node devices in the same order on
+    every resource update; looking each of its 2057 XML texts up in
+    ``_selected`` and sorting the result again was most of what selecting
+    them cost. A listing equal to one kept here (every XML text compared,
+    in order, with the same specs) selects what it selected then; any
+    other is selected device by device. One entry per (specs, number of
+    devices), so that the hosts of one process (the functional tests run
+    several) do not push each other out; a few entries at most.
+    """
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, int], tuple[
+            list[str], list[objects.Device],
+            list[exception.InvalidNodeDevice]]] = {}
+
+    def get(self, specs_key: str, xmls: list[str]
+            ) -> tuple[list[objects.Device],
+                       list[exception.InvalidNodeDevice]] | None:
+        entry = self._entries.get((specs_key, len(xmls)))
+        if entry is None or entry[0] != xmls:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, specs_key: str, xmls: list[str],
+            selected: list[objects.Device],
+            unusable: list[exception.InvalidNodeDevice]) -> None:
+        key = (specs_key, len(xmls))
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.SIZE:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (xmls, selected, unusable)
+
+    def cache_clear(self) -> None:
+        self._entries.clear()
+
+
+_last_listings = _LastListings()
+
+
 def _select_cached(nodedev_xmls: ty.Iterable[str], specs_key: str
                    ) -> list[objects.Device]:
-    selected: list[objects.Device] = []
-    for xml in nodedev_xmls:
-        found = _selected(xml, specs_key)
-        if isinstance(found, exception.InvalidNodeDevice):
-            LOG.warning('Ignoring a node device libvirt described as: %s',
-                        found)
-            continue
-        selected.extend(found)
-    # As match_devices orders them.
-    return sorted(selected, key=lambda d: (d.address, d.mdev_type or ''))
+    xmls = list(nodedev_xmls)
+    known = _last_listings.get(specs_key, xmls)
+    if known is None:
+        selected: list[objects.Device] = []
+        unusable: list[exception.InvalidNodeDevice] = []
+        for xml in xmls:
+            found = _selected(xml, specs_key)
+            if isinstance(found, exception.InvalidNodeDevice):
+                unusable.append(found)
+                continue
+            selected.extend(found)
+        # As match_devices orders them.
+        selected.sort(key=lambda d: (d.address, d.mdev_type or ''))
+        _last_listings.put(specs_key, xmls, selected, unusable)
+    else:
+        selected, unusable = known
+    for error in unusable:
+        LOG.warning('Ignoring a node device libvirt described as: %s',
+                    error)
+    # The caller's own list (the Devices in it are shared, as documented).
+    return list(selected)
 
 
 def discover(nodedev_xmls: ty.Iterable[str],

@@ -238,9 +238,10 @@ class DiscoveryCacheTest(base.BaseTestCase):
 
     @staticmethod
     def clear_cache():
-        cached = getattr(nodedev, '_selected', None)
-        if cached is not None:
-            cached.cache_clear()
+        for name in ('_selected', '_last_listings'):
+            cached = getattr(nodedev, name, None)
+            if cached is not None:
+                cached.cache_clear()
 
     def discover(self, xmls, specs=None):
         return [(d.address, d.resource_class, d.numa_node) for d in
@@ -281,6 +282,29 @@ class DiscoveryCacheTest(base.BaseTestCase):
         self.discover([GPU_XML])
         self.assertIsNot(os_acc.device_from_nodedev_xml(GPU_XML),
                          os_acc.device_from_nodedev_xml(GPU_XML))
+
+    def test_a_listing_seen_again_is_not_looked_up_device_by_device(self):
+        self.discover([GPU_XML, PF_XML])
+        looked_up = nodedev._selected.cache_info()
+        self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
+                         [a for a, *_ in self.discover([GPU_XML, PF_XML])])
+        self.assertEqual(looked_up, nodedev._selected.cache_info())
+
+    def test_listings_of_two_hosts_in_turn_are_each_their_own(self):
+        moved = PF_XML.replace("<numa node='1'/>", "<numa node='0'/>")
+        for _ in range(2):
+            self.assertEqual([1], [n for *_, n in self.discover([PF_XML])])
+            self.assertEqual([0], [n for *_, n in self.discover([moved])])
+            self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
+                             [a for a, *_ in self.discover([PF_XML,
+                                                            GPU_XML])])
+
+    def test_the_callers_list_is_its_own(self):
+        self.discover([GPU_XML]).clear()
+        found = os_acc.discover_from_nodedevs([GPU_XML], self.SPECS)
+        found.clear()
+        self.assertEqual(1, len(os_acc.discover_from_nodedevs(
+            [GPU_XML], self.SPECS)))
 
     def test_bounded(self):
         self.assertEqual(nodedev.SELECTED_CACHE_SIZE,
