@@ -300,7 +300,7 @@ class BitstreamConfigurator(configurator.ConfiguratorBase):
         try:
             try:
                 self.image_api.download(request.request_context, image_id,
-                                        dst_path=path)
+                                        dest_path=path)
             except Exception as e:
                 LOG.error('Downloading image %s for device context %s '
                           'failed: %s', image_id, request.context_id, e)

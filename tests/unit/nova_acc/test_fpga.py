@@ -54,9 +54,11 @@ class FakeImageAPI:
             raise nova_exc.ImageNotFound(image_id=image_id)
         return dict(self.images[image_id][0])
 
-    def download(self, context, image_id, dst_path=None):
-        self.downloads.append(dst_path)
-        with open(dst_path, 'wb') as f:
+    # The signature of nova.image.glance.API.download (dest_path, not the
+    # dst_path of the image service behind it).
+    def download(self, context, image_id, dest_path=None):
+        self.downloads.append(dest_path)
+        with open(dest_path, 'wb') as f:
             f.write(self.images[image_id][1])
 
 
