@@ -61,6 +61,12 @@ KEY_PREFIX = 'nova_acc_binding_'
 ERROR_KEY = 'nova_acc_binding_error'
 #: Not under KEY_PREFIX: these are not bindings of the server now.
 BEFORE_MOVE_PREFIX = 'nova_acc_before_move_'
+#: A group's config data (``accel:`` keys): one key per group and accel
+#: key, ``nova_acc_cfg:<requester id>:<accel key>`` -> the value. Not in the
+#: binding's JSON: a value may be 255 characters, the column's size; the
+#: key is at most 13 + 45 (a requester id) + 1 + 64 (the grammar's longest
+#: accel key) characters.
+CONFIG_PREFIX = 'nova_acc_cfg:'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,22 +162,59 @@ def forget_kept(instance) -> None:
     instance.system_metadata = sysmeta
 
 
+def load_config(instance) -> dict[str, dict[str, str]]:
+    """The config data of the server's groups: requester id -> key -> value.
+
+    Only groups with config data appear.
+    """
+    result: dict[str, dict[str, str]] = {}
+    for key, value in instance.system_metadata.items():
+        if key.startswith(CONFIG_PREFIX):
+            requester_id, _sep, name = key[len(CONFIG_PREFIX):].partition(':')
+            result.setdefault(requester_id, {})[name] = value
+    return result
+
+
+def _replace_config(sysmeta, groups: set[str],
+                    config: dict[str, dict[str, str]] | None) -> None:
+    """Keep the config data of ``groups`` only; set ``config`` if given.
+
+    A move rewrites the bindings of the same groups: their config data
+    stays. A failure (no bindings) drops it with them.
+    """
+    for key in [k for k in sysmeta if k.startswith(CONFIG_PREFIX)]:
+        requester_id = key[len(CONFIG_PREFIX):].partition(':')[0]
+        if config is not None or requester_id not in groups:
+            del sysmeta[key]
+    for requester_id, values in (config or {}).items():
+        if requester_id not in groups:
+            continue
+        for name, value in values.items():
+            sysmeta['%s%s:%s' % (CONFIG_PREFIX, requester_id, name)] = value
+
+
 def load_error(instance) -> str | None:
     return instance.system_metadata.get(ERROR_KEY)
 
 
 def replace(instance, bindings: list[Binding],
-            error: str | None = None) -> None:
+            error: str | None = None,
+            config: dict[str, dict[str, str]] | None = None) -> None:
     """Set the instance's bindings (in memory; the caller saves).
 
     All of a server's bindings are replaced at once so a reschedule never
     leaves a mix of old-host and new-host records.
+
+    :param config: the groups' config data (requester id -> accel key ->
+        value), given by the pre-bind; None keeps that of the groups still
+        bound (a move) and drops the others'.
     """
     sysmeta = instance.system_metadata
     for key in [k for k in sysmeta if k.startswith(KEY_PREFIX)]:
         del sysmeta[key]
     for b in bindings:
         sysmeta[_key(b.requester_id)] = b.to_json()
+    _replace_config(sysmeta, {b.requester_id for b in bindings}, config)
     if error:
         # The column holds 255 characters.
         sysmeta[ERROR_KEY] = error[:255]
@@ -425,15 +468,27 @@ def _save(context, instance) -> None:
 
 
 def _bind(report_client, context, instance, nodename: str,
-          request_spec) -> list[Binding]:
+          request_spec) -> tuple[list[Binding], dict[str, dict[str, str]]]:
+    """(the bindings, the config data of their groups by requester id)."""
     groups = request_groups.our_request_groups(request_spec)
-    if not groups and request_groups.hint_values(request_spec):
-        groups = [request_groups.to_request_group(cg) for cg in
-                  request_groups.context_groups(request_spec, context)]
+    context_groups = request_groups.context_groups(
+        request_spec, context) if request_groups.hint_values(
+            request_spec) else []
+    config = {cg.requester_id: dict(cg.group.config)
+              for cg in context_groups if cg.group.config}
+    if not groups and context_groups:
+        groups = [request_groups.to_request_group(cg)
+                  for cg in context_groups]
         map_from_allocation(report_client, context, instance.uuid,
                             nodename, groups)
     if not groups:
-        return []
+        return [], {}
+    return _bind_groups(report_client, context, instance, nodename,
+                        groups), config
+
+
+def _bind_groups(report_client, context, instance, nodename: str,
+                 groups) -> list[Binding]:
     context_ids = {
         rg.requester_id: request_groups.context_id_of(rg.requester_id)
         for rg in groups}
@@ -483,9 +538,10 @@ def prebind(report_client, context, instance, nodename: str,
     multi-create when this seam raises for one of them.
     """
     error = None
+    config: dict[str, dict[str, str]] = {}
     try:
-        bindings = _bind(report_client, context, instance, nodename,
-                         request_spec)
+        bindings, config = _bind(report_client, context, instance, nodename,
+                                 request_spec)
     except (exception.PrebindFailed, exception.InvalidDeviceContextHint,
             exception.BackendUnavailable) as e:
         LOG.warning('Device-context binding on node %s failed: %s; the '
@@ -503,7 +559,11 @@ def prebind(report_client, context, instance, nodename: str,
         bindings, error = [], 'binding on node %s failed: %s' % (nodename, e)
     if not bindings and error is None:
         return []
-    replace(instance, bindings, error=error)
+    # Config data only for the groups whose devices this host picks and
+    # configures (nova-acc's pools); a backend's objects carry their own.
+    replace(instance, bindings, error=error, config={
+        b.requester_id: config[b.requester_id] for b in bindings
+        if b.is_pool and b.requester_id in config})
     try:
         _save(context, instance)
     except nova_exc.InstanceNotFound:

@@ -38,6 +38,7 @@ from nova_acc import backends
 from nova_acc import binding
 from nova_acc import exception
 from nova_acc.compute import claiming
+from nova_acc.compute import configuring
 from nova_acc.compute import ledger
 from nova_acc.compute import moves
 from nova_acc.compute import snapshot as host_snapshot
@@ -132,16 +133,21 @@ class GuestDevices:
         self._host = host
         self._claims = claims
 
-    def prepare(self, instance, snapshot: host_snapshot.HostSnapshot
-                ) -> list[os_acc.Accelerator]:
-        """Check, claim and create what the guest gets; return it.
+    def prepare(self, instance, snapshot: host_snapshot.HostSnapshot,
+                request_context=None) -> list[os_acc.Accelerator]:
+        """Check, claim, configure and create what the guest gets.
 
         Every binding on this node must be held by the instance in the
         ledger. Where the ledger does not give it all yet (the first spawn;
         a server bound before the ledger existed) the devices are claimed
-        here; the mdevs the server holds that do not exist are created.
+        here; the devices of groups with config data that are not
+        configured yet (just claimed, here or for a move) are configured
+        (``nova_acc.compute.configuring``); the mdevs the server holds that
+        do not exist are created.
 
         :param snapshot: the operation's host snapshot.
+        :param request_context: the user's request context, passed to the
+            configurators (one fetching an image on the user's behalf).
         :returns: the devices, one hostdev each in the guest.
         :raises DeviceNotUsable: a bound device is not usable here.
         """
@@ -166,6 +172,11 @@ class GuestDevices:
                 records = self._host.ledger.records()
             _record_in_contexts(instance, snapshot.nodename, [
                 r for r in records.values() if _current(r, instance, tags)])
+        configuring.configure(
+            self._host.ledger, self._claims.reschedule_if_ledger_unusable,
+            instance, [r for r in records.values()
+                       if _current(r, instance, tags)],
+            snapshot, request_context)
         wanted, mdevs = self._held(instance, bindings, records, tags,
                                    snapshot)
         if mdevs:

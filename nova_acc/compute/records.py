@@ -114,6 +114,12 @@ class DeviceRecord:
     :ivar reason: why it is in this state, for operators.
     :ivar parent: for an mdev: the PCI address of its parent (the GPU).
     :ivar mdev_type: for an mdev: its type.
+    :ivar configured_by: the configurator (``os_acc.configurators`` name)
+        that was asked to apply the server's config data to the device.
+        Set *before* it is called: a crash in between leaves the mark, so
+        the release unconfigures the device before resetting it rather
+        than handing a configured device to the next tenant. Cleared once
+        the device is unconfigured or released.
     """
 
     address: str
@@ -131,6 +137,7 @@ class DeviceRecord:
     reason: str | None = None
     parent: str | None = None
     mdev_type: str | None = None
+    configured_by: str | None = None
 
     @property
     def is_mdev(self) -> bool:
@@ -201,6 +208,13 @@ class DeviceRecord:
                   traits=sorted(traits or ()), context_id=context_id,
                   requester_id=requester_id, migration_id=migration_id)
 
+    def configuring(self, configurator: str) -> None:
+        # Not a state change: the device stays claimed (or attached).
+        self.configured_by = configurator
+
+    def unconfigured(self) -> None:
+        self.configured_by = None
+
     def attach(self) -> None:
         self._set(ATTACHED, reason=None)
 
@@ -221,11 +235,13 @@ class DeviceRecord:
             self.last_reset = now()
         self._set(FREE, reason=reason, instance_uuid=None, guest=None,
                   rp_uuid=None, resource_class=None, traits=[],
-                  context_id=None, requester_id=None, migration_id=None)
+                  context_id=None, requester_id=None, migration_id=None,
+                  configured_by=None)
 
     def dirty(self, reason: str) -> None:
         self._set(DIRTY, reason=reason, instance_uuid=None, guest=None,
-                  context_id=None, requester_id=None, migration_id=None)
+                  context_id=None, requester_id=None, migration_id=None,
+                  configured_by=None)
 
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(DeviceRecord))

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import os_acc
+from os_acc import configurator as os_acc_configurator
 from os_acc import exception as acc_exc
 from oslo_log import log as logging
 
@@ -128,6 +129,8 @@ def _release(records: dict[str, ledger.DeviceRecord],
              resetter: Resetter,
              remove_mdev: MdevRemover | None) -> None:
     holder = record.holder or 'no known holder'
+    if record.configured_by and not record.backend_owned:
+        _unconfigure(record, holder)
     if record.is_mdev and not record.backend_owned:
         _remove_mdev(records, record, why, holder, remove_mdev)
         return
@@ -182,6 +185,27 @@ def _release(records: dict[str, ledger.DeviceRecord],
                   'out of service until an operator clears it with '
                   '"nova-acc-manage devices clear-dirty %s".',
                   record.address, holder, why, problem, record.address)
+
+
+def _unconfigure(record: ledger.DeviceRecord, holder: str) -> None:
+    """Undo the holder's config data, before the reset (best effort).
+
+    A failure is logged: the reset (or the mdev's removal) that follows is
+    what protects the next tenant. The mark stays until the release is
+    done (``free``, ``dirty`` or the record's removal clear it), so a
+    release that is retried unconfigures again.
+    """
+    name = record.configured_by or ''
+    address = record.parent if record.is_mdev else record.address
+    try:
+        os_acc_configurator.load(name).unconfigure(address)
+    except Exception as e:  # a plugin's errors too
+        LOG.error('Could not unconfigure device %s (configurator %s) '
+                  'released from %s: %s; resetting it anyway.', address,
+                  name, holder, e)
+        return
+    LOG.info('Unconfigured device %s (configurator %s) released from %s.',
+             address, name, holder)
 
 
 def _remove_mdev(records: dict[str, ledger.DeviceRecord],

@@ -141,7 +141,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             with _reschedule_on_unusable_device():
                 self.acc.attach_handles.wait_for_backend(
                     context, instance, self.virtapi)
-                prepared = self.acc.guests.prepare(instance, snapshot)
+                prepared = self.acc.guests.prepare(instance, snapshot,
+                                                   request_context=context)
             with self._acc_guest_prepared(instance, prepared):
                 result = super().spawn(
                     context, instance, image_meta, injected_files,
@@ -194,7 +195,8 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         with _reschedule_on_unusable_device():
             self.acc.moves.claim_for_move(context, instance, migration,
                                           allocations, self.virtapi, snapshot)
-            prepared = self.acc.guests.prepare(instance, snapshot)
+            prepared = self.acc.guests.prepare(instance, snapshot,
+                                               request_context=context)
         with self._acc_guest_prepared(instance, prepared):
             super().finish_migration(
                 context, migration, instance, disk_info, network_info,

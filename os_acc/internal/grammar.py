@@ -46,6 +46,11 @@ MAX_GROUPS = 64
 MAX_SPEC_LENGTH = 4096
 #: Longest ``accel:`` value.
 MAX_CONFIG_VALUE_LENGTH = 255
+#: Longest ``accel:`` key name. nova-acc stores each key of a server's
+#: config data in one Nova system metadata key (255 characters with its
+#: prefix and the group's requester id), and each allowed key becomes a
+#: trait name (``CUSTOM_ACC_CONFIG_<KEY>``, at most 255 characters too).
+MAX_CONFIG_KEY_LENGTH = 64
 
 GROUP_SEPARATOR = ';'
 TOKEN_SEPARATOR = ','
@@ -173,6 +178,9 @@ def check_accel_name(name: str, token: str) -> None:
     if _ACCEL_NAME_RE.fullmatch(name) is None:
         raise error('Invalid accel key %r in %r: the name must match '
                     '[A-Za-z0-9_.-]+', name, token)
+    if len(name) > MAX_CONFIG_KEY_LENGTH:
+        raise error('Accel key in %r is longer than %d characters',
+                    token, MAX_CONFIG_KEY_LENGTH)
 
 
 def check_accel_value(value: str, token: str) -> None:

@@ -16,6 +16,7 @@ import fixtures
 from nova import exception as nova_exc
 from nova import objects
 from oslo_config import fixture as config_fixture
+from os_acc.internal import grammar
 from oslotest import base
 
 from nova_acc import binding
@@ -492,7 +493,7 @@ class PrebindIsolationTest(base.BaseTestCase):
     def test_server_deleted_while_binding_is_skipped_and_unbound(self):
         bound = [binding.Binding('nova_acc_0_0', 'rp-1', None, 'n1',
                                  context_id='arq-1')]
-        self.bind.return_value = bound
+        self.bind.return_value = (bound, {})
         self.save.side_effect = nova_exc.InstanceNotFound(
             instance_id=self.instance.uuid)
         self.assertEqual([], self.prebind())
@@ -508,10 +509,112 @@ class PrebindIsolationTest(base.BaseTestCase):
     def test_record_that_cannot_be_saved_becomes_an_error(self):
         bound = [binding.Binding('nova_acc_0_0', 'rp-1', '0000:81:00.0',
                                  'n1')]
-        self.bind.return_value = bound
+        self.bind.return_value = (bound, {})
         self.save.side_effect = [ValueError('value too long'), None]
         self.assertEqual([], self.prebind())
         self.assertEqual([], binding.load(self.instance))
         self.assertIn('could not be recorded',
                       binding.load_error(self.instance))
         self.assertEqual(2, self.save.call_count)
+
+
+class ConfigStorageTest(base.BaseTestCase):
+    """A group's config data travels to the compute in system metadata."""
+
+    def setUp(self):
+        super().setUp()
+        self.instance = objects.Instance(uuid='11111111-1111-4111-8111-'
+                                         '111111111111', system_metadata={})
+        self.pool = binding.Binding('nova_acc_0_0', 'rp-1', None, 'n1')
+        self.other = binding.Binding('nova_acc_1_0', 'rp-2', None, 'n1')
+
+    def test_one_key_per_group_and_accel_key(self):
+        binding.replace(self.instance, [self.pool, self.other], config={
+            'nova_acc_0_0': {'mode': 'fast', 'bitstream_id': 'b' * 255}})
+        self.assertEqual('fast', self.instance.system_metadata[
+            'nova_acc_cfg:nova_acc_0_0:mode'])
+        self.assertEqual({'nova_acc_0_0': {'mode': 'fast',
+                                           'bitstream_id': 'b' * 255}},
+                         binding.load_config(self.instance))
+        # Config keys are not bindings.
+        self.assertEqual([self.pool, self.other],
+                         binding.load(self.instance))
+
+    def test_the_longest_key_fits_the_column(self):
+        longest_requester = request_groups.RequesterId(
+            999, 999, '11111111-1111-4111-8111-111111111111').encode()
+        binding.replace(self.instance, [binding.Binding(
+            longest_requester, 'rp', None, 'n1')], config={
+                longest_requester: {
+                    'k' * grammar.MAX_CONFIG_KEY_LENGTH:
+                        'v' * grammar.MAX_CONFIG_VALUE_LENGTH}})
+        for key, value in self.instance.system_metadata.items():
+            self.assertLessEqual(len(key), 255)
+            self.assertLessEqual(len(value), 255)
+
+    def test_a_move_keeps_the_config_of_the_same_groups(self):
+        binding.replace(self.instance, [self.pool, self.other], config={
+            'nova_acc_0_0': {'mode': 'fast'},
+            'nova_acc_1_0': {'mode': 'slow'}})
+        moved = binding.Binding('nova_acc_0_0', 'rp-dest', None, 'n2')
+        binding.replace(self.instance, [moved])
+        self.assertEqual({'nova_acc_0_0': {'mode': 'fast'}},
+                         binding.load_config(self.instance))
+
+    def test_a_failure_drops_the_config_with_the_bindings(self):
+        binding.replace(self.instance, [self.pool],
+                        config={'nova_acc_0_0': {'mode': 'fast'}})
+        binding.replace(self.instance, [], error='no luck')
+        self.assertEqual({}, binding.load_config(self.instance))
+        self.assertEqual({'nova_acc_binding_error': 'no luck'},
+                         self.instance.system_metadata)
+
+    def test_a_new_prebind_replaces_the_config(self):
+        binding.replace(self.instance, [self.pool],
+                        config={'nova_acc_0_0': {'mode': 'fast',
+                                                 'x': 'y'}})
+        binding.replace(self.instance, [self.pool],
+                        config={'nova_acc_0_0': {'mode': 'slow'}})
+        self.assertEqual({'nova_acc_0_0': {'mode': 'slow'}},
+                         binding.load_config(self.instance))
+
+
+class PrebindConfigTest(base.BaseTestCase):
+    """The pre-bind records the config data of the groups it binds."""
+
+    def setUp(self):
+        super().setUp()
+        self.instance = objects.Instance(uuid='11111111-1111-4111-8111-'
+                                         '111111111111', system_metadata={})
+        self.useFixture(fixtures.MockPatchObject(binding, '_save'))
+        self.bind_groups = self.useFixture(fixtures.MockPatchObject(
+            binding, '_bind_groups')).mock
+
+    def prebind(self, *hints):
+        spec = objects.RequestSpec(scheduler_hints={'device_context':
+                                                    list(hints)})
+        groups = request_groups.context_groups(spec)
+        spec.requested_resources = [request_groups.to_request_group(cg)
+                                    for cg in groups]
+        return binding.prebind(mock.Mock(), mock.Mock(), self.instance,
+                               'n1', spec)
+
+    def test_pool_groups_get_their_config(self):
+        self.bind_groups.return_value = [
+            binding.Binding('nova_acc_0_0', 'rp-1', None, 'n1'),
+            binding.Binding('nova_acc_0_1', 'rp-1', None, 'n1'),
+            binding.Binding('nova_acc_1_0', 'rp-2', None, 'n1')]
+        self.prebind('resources:FPGA=1,accel:mode=fast;resources:FPGA=1',
+                     'resources:FPGA=1,accel:bitstream_id=abc')
+        self.assertEqual({'nova_acc_0_0': {'mode': 'fast'},
+                          'nova_acc_1_0': {'bitstream_id': 'abc'}},
+                         binding.load_config(self.instance))
+
+    def test_groups_of_a_backend_that_picks_devices_get_none(self):
+        # A Cyborg ARQ's config is the ARQ's own business.
+        self.bind_groups.return_value = [
+            binding.Binding('nova_acc_0_0', 'rp-1', '0000:81:00.0', 'n1',
+                            context_id='arq-1')]
+        self.prebind('resources:FPGA=1,accel:mode=fast')
+        self.assertEqual({}, binding.load_config(self.instance))
+        self.assertEqual(1, len(binding.load(self.instance)))

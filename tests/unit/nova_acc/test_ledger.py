@@ -381,6 +381,48 @@ class LedgerStorageTest(base.BaseTestCase):
         thread.join(10)
 
 
+class ConfiguredMarkTest(base.BaseTestCase):
+    """DeviceRecord.configured_by: stored, and optional in old files."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.book = ledger.DeviceLedger(NODE, self.dir)
+
+    def test_the_mark_is_written_and_read_back(self):
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A)])
+            records[A].configuring('fpga_bitstream')
+        with open(self.book.path) as f:
+            self.assertEqual('fpga_bitstream',
+                             json.load(f)['devices'][A]['configured_by'])
+        again = ledger.DeviceLedger(NODE, self.dir).records()
+        self.assertEqual('fpga_bitstream', again[A].configured_by)
+
+    def test_a_ledger_written_before_the_mark_still_loads(self):
+        # A record as ledgers held it before configured_by existed.
+        old = {'version': ledger.FORMAT_VERSION, 'node': NODE, 'devices': {
+            A: {'state': 'attached', 'instance_uuid': SERVER,
+                'guest': None, 'rp_uuid': 'rp', 'requester_id': 'nova_acc_0_0',
+                'migration_id': None, 'resource_class': 'FPGA',
+                'traits': [], 'context_id': None, 'changed_at': None,
+                'last_reset': None, 'reason': None, 'parent': None,
+                'mdev_type': None}}}
+        with open(self.book.path, 'w') as f:
+            json.dump(old, f)
+        rec = self.book.read()[A]
+        self.assertEqual((ledger.ATTACHED, SERVER, None),
+                         (rec.state, rec.instance_uuid, rec.configured_by))
+
+    def test_free_and_dirty_clear_the_mark(self):
+        for end in (lambda r: r.free(reset=True), lambda r: r.dirty('x')):
+            rec = ledger.DeviceRecord(address=A)
+            rec.claim(SERVER, 'rp', 'FPGA', [], None)
+            rec.configuring('recorder')
+            end(rec)
+            self.assertIsNone(rec.configured_by)
+
+
 class RecordCopyTest(base.BaseTestCase):
 
     def record(self):

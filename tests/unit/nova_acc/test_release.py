@@ -21,6 +21,7 @@ from oslotest import base
 
 from nova_acc.compute import ledger
 from nova_acc.compute import release
+from nova_acc.tests.fixtures import configurators
 
 A = '0000:81:00.0'
 SERVER = '11111111-1111-4111-8111-111111111111'
@@ -178,3 +179,76 @@ class ReleaseTest(base.BaseTestCase):
         freed, why = release.clear_dirty(rec, self.sysfs)
         self.assertFalse(freed)
         self.assertIn('attached, not dirty', why)
+
+
+class UnconfigureOnReleaseTest(base.BaseTestCase):
+    """A device marked configured is unconfigured before its reset."""
+
+    held = ReleaseTest.held
+    release = ReleaseTest.release
+
+    def setUp(self):
+        super().setUp()
+        # A device without a reset method: the default resetter fails.
+        self.sysfs = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(self.sysfs, 'bus', 'pci', 'devices', A))
+        self.recorder = self.useFixture(
+            configurators.RecordingConfigurator('recorder')).plugin
+
+    def configured(self):
+        records, rec = self.held()
+        rec.configuring('recorder')
+        return records, rec
+
+    def resetter_recording(self):
+        def resetter(address, sysfs_root):
+            self.recorder.calls.append(('reset', address))
+            return True
+        return resetter
+
+    def test_unconfigure_then_reset_then_the_mark_is_gone(self):
+        records, rec = self.configured()
+        self.release(records, rec, resetter=self.resetter_recording())
+        self.assertEqual([('unconfigure', A), ('reset', A)],
+                         self.recorder.calls)
+        self.assertEqual((ledger.FREE, None), (rec.state, rec.configured_by))
+
+    def test_a_failed_unconfigure_does_not_stop_the_reset(self):
+        self.recorder.fail_unconfigure = True
+        records, rec = self.configured()
+        self.release(records, rec, resetter=self.resetter_recording())
+        self.assertEqual([('unconfigure', A), ('reset', A)],
+                         self.recorder.calls)
+        self.assertEqual((ledger.FREE, None), (rec.state, rec.configured_by))
+
+    def test_an_unknown_configurator_does_not_stop_the_reset(self):
+        records, rec = self.held()
+        rec.configuring('no-such-configurator')
+        self.release(records, rec, resetter=self.resetter_recording())
+        self.assertEqual([('reset', A)], self.recorder.calls)
+        self.assertEqual(ledger.FREE, rec.state)
+
+    def test_a_device_not_marked_is_not_unconfigured(self):
+        records, rec = self.held()
+        self.release(records, rec, resetter=self.resetter_recording())
+        self.assertEqual([('reset', A)], self.recorder.calls)
+
+    def test_reset_not_attempted_keeps_the_mark_for_the_retry(self):
+        records, rec = self.configured()
+        rec.releasing('server gone')
+
+        def down(address, sysfs_root):
+            raise OSError('privsep daemon down')
+        self.release(records, rec, resetter=down)
+        self.assertEqual((ledger.RELEASING, 'recorder'),
+                         (rec.state, rec.configured_by))
+        self.release(records, rec, resetter=self.resetter_recording())
+        self.assertEqual([('unconfigure', A), ('unconfigure', A),
+                          ('reset', A)], self.recorder.calls)
+        self.assertEqual((ledger.FREE, None), (rec.state, rec.configured_by))
+
+    def test_a_failed_reset_is_dirty_without_the_mark(self):
+        records, rec = self.configured()
+        self.release(records, rec)  # no reset method in the fake sysfs
+        self.assertEqual([('unconfigure', A)], self.recorder.calls)
+        self.assertEqual((ledger.DIRTY, None), (rec.state, rec.configured_by))

@@ -100,6 +100,10 @@ BAD_SPECS = [
     ('resources:FPGA=1,accel:x=a\u200bb', "'accel:x=a\\u200bb'"),
     ('resources:FPGA=1,accel:x=' + 'v' * 256,
      "'accel:x=%s'" % ('v' * 256)),
+    # A key name longer than 64 characters would not fit the system
+    # metadata key that carries it to the compute.
+    ('resources:FPGA=1,accel:%s=v' % ('k' * 65),
+     "'accel:%s=v' is longer than 64" % ('k' * 65)),
     (';'.join(['resources:FPGA=1'] * (grammar.MAX_GROUPS + 1)),
      'MAX_GROUPS'),
     ('resources:CUSTOM_%s=1' % ('A' * 4080), 'MAX_SPEC_LENGTH'),
