@@ -66,10 +66,14 @@ QUOTA_OPTS = [
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register nova-acc-api's options and the libraries' on ``conf``."""
-    conf.register_group(API_GROUP)
-    conf.register_opts(API_OPTS, group=API_GROUP)
-    conf.register_group(QUOTA_GROUP)
-    conf.register_opts(QUOTA_OPTS, group=QUOTA_GROUP)
+    for group, opts in ((API_GROUP, API_OPTS), (QUOTA_GROUP, QUOTA_OPTS)):
+        # A group object of its own for each ConfigOpts: register_group
+        # keeps a shallow copy, whose option table (values, overrides) is
+        # the module-level group's; sharing it, an override made on one
+        # ConfigOpts (a test's quota) would show in every other one.
+        conf.register_group(cfg.OptGroup(group.name, title=group.title,
+                                         help=group.help))
+        conf.register_opts(opts, group=group.name)
     db_options.set_defaults(conf)
     # New defaults and scope checks on: the service is new, it has no
     # deprecated rules to keep working.

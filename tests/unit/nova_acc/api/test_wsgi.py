@@ -139,3 +139,17 @@ class EntryPointsTestCase(base.BaseTestCase):
                  for group, opts in api_conf.list_opts() for opt in opts}
         self.assertEqual({('api', 'auth_strategy'),
                           ('quota', 'device_contexts')}, names)
+
+
+class ConfigIsolationTestCase(base.BaseTestCase):
+
+    def test_an_override_on_one_config_is_not_seen_by_another(self):
+        # Each nova-acc-api (and each test fixture) has a ConfigOpts of its
+        # own; a quota set on one must not become another's.
+        first = api_conf.load(default_config_files=[])
+        second = api_conf.load(default_config_files=[])
+        first.set_override('device_contexts', 0, group='quota')
+        first.set_override('auth_strategy', 'noauth2', group='api')
+        self.assertEqual(0, first.quota.device_contexts)
+        self.assertEqual(100, second.quota.device_contexts)
+        self.assertEqual('keystone', second.api.auth_strategy)
