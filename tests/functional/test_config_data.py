@@ -23,10 +23,7 @@ the privsep entrypoint (in-process) and a stand-in programming tool.
 """
 
 import hashlib
-import json
 import os
-import sys
-import textwrap
 
 import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -291,21 +288,9 @@ class FpgaBitstreamTest(base.DeviceContextTestBase):
         self.useFixture(fixtures.MockPatchObject(
             fpga.program_pctxt, 'client_mode', False))
         tmp = self.useFixture(fixtures.TempDir()).path
-        self.record = os.path.join(tmp, 'programmed.json')
-        tool = os.path.join(tmp, 'program-tool')
-        with open(tool, 'w') as f:
-            f.write(textwrap.dedent('''\
-                #!%s
-                import hashlib, json, sys
-                args = sys.argv[1:]
-                image = None
-                if '--image' in args:
-                    with open(args[args.index('--image') + 1], 'rb') as f:
-                        image = hashlib.sha256(f.read()).hexdigest()
-                with open(%r, 'a') as f:
-                    f.write(json.dumps({'args': args, 'image': image}) + '\\n')
-                ''' % (sys.executable, self.record)))
-        os.chmod(tool, 0o755)
+        self.programmer = self.useFixture(
+            configurators.StandInProgrammer())
+        tool = self.programmer.tool
         self.flags(staging_dir=os.path.join(tmp, 'staging'),
                    program_command=[tool, '--device', '{address}',
                                     '--image', '{image}'],
@@ -322,10 +307,7 @@ class FpgaBitstreamTest(base.DeviceContextTestBase):
         return image_id
 
     def programmed(self):
-        if not os.path.exists(self.record):
-            return []
-        with open(self.record) as f:
-            return [json.loads(line) for line in f]
+        return self.programmer.runs()
 
     def test_the_image_is_verified_programmed_and_erased(self):
         fpga_address, = self.start_fpga_host('compute1', num_fpgas=1)

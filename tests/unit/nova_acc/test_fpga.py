@@ -20,8 +20,6 @@ import configparser
 import hashlib
 import json
 import os
-import sys
-import textwrap
 
 import fixtures
 from nova import exception as nova_exc
@@ -29,6 +27,7 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from nova_acc.compute import fpga
+from nova_acc.tests.fixtures import configurators
 from os_acc import exception as acc_exc
 from tests.unit.os_acc import fake_sysfs
 
@@ -74,24 +73,9 @@ class FpgaTestBase(base.BaseTestCase):
         self.sysfs.add_device(NIC)
         self.staging = os.path.join(tmp, 'staging')
         os.mkdir(self.staging, 0o700)
-        self.record = os.path.join(tmp, 'programmed.json')
-        tool = os.path.join(tmp, 'program-tool')
-        with open(tool, 'w') as f:
-            f.write(textwrap.dedent('''\
-                #!%s
-                import hashlib, json, sys
-                args = sys.argv[1:]
-                image = None
-                if '--image' in args:
-                    with open(args[args.index('--image') + 1], 'rb') as f:
-                        image = hashlib.sha256(f.read()).hexdigest()
-                with open(%r, 'a') as f:
-                    f.write(json.dumps({'args': args, 'image': image}) + '\\n')
-                sys.exit(int(args[args.index('--exit') + 1])
-                         if '--exit' in args else 0)
-                ''' % (sys.executable, self.record)))
-        os.chmod(tool, 0o755)
-        self.tool = tool
+        self.programmer = self.useFixture(
+            configurators.StandInProgrammer())
+        tool = self.tool = self.programmer.tool
         self.conf = self.useFixture(config_fixture.Config())
         self.conf.config(group='nova_acc', sysfs_root=self.sysfs.root,
                          device_spec=[
@@ -106,10 +90,7 @@ class FpgaTestBase(base.BaseTestCase):
                                           '--image', '{image}'])
 
     def programmed(self):
-        if not os.path.exists(self.record):
-            return []
-        with open(self.record) as f:
-            return [json.loads(line) for line in f]
+        return self.programmer.runs()
 
     def stage(self, data=IMAGE, name='0' * 32 + '.bit'):
         with open(os.path.join(self.staging, name), 'wb') as f:
