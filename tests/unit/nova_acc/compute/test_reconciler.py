@@ -11,7 +11,7 @@
 #    under the License.
 """nova_acc.compute.reconciler: the reconcile run, its release injected.
 
-The rules themselves: tests/unit/nova_acc/test_reconcile.py.
+The rules themselves: tests/unit/nova_acc/compute/test_reconcile.py.
 """
 
 from unittest import mock

@@ -36,8 +36,9 @@ UNMANAGED = '0000:81:00.1'
 FPGA_SPEC = {'vendor_id': '1172', 'product_id': '5050',
              'resource_class': 'FPGA'}
 
-FILTERS = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'etc',
-                       'nova', 'rootwrap.d', 'nova-acc.filters')
+# The repository's root is four levels up (tests/unit/nova_acc/compute).
+FILTERS = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..',
+                       'etc', 'nova', 'rootwrap.d', 'nova-acc.filters')
 
 
 class PrivsepTest(base.BaseTestCase):

@@ -37,8 +37,9 @@ NIC = '0000:00:1f.6'
 IMAGE_ID = '9d1c3f0a-6c1e-4f0b-8a52-2b3d8d7a1c11'
 IMAGE = b'\x00bitstream' * 1000
 
-FILTERS = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'etc',
-                       'nova', 'rootwrap.d', 'nova-acc.filters')
+# The repository's root is four levels up (tests/unit/nova_acc/compute).
+FILTERS = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..',
+                       'etc', 'nova', 'rootwrap.d', 'nova-acc.filters')
 
 
 class FakeImageAPI:
