@@ -66,7 +66,7 @@ from nova.compute import resource_tracker  # noqa: E402
 from nova.scheduler.client import report  # noqa: E402
 from nova.tests.fixtures import libvirt as fakelibvirt  # noqa: E402
 
-from nova_acc.tests.demo import cloud  # noqa: E402
+from nova_acc.demo import cloud  # noqa: E402
 from nova_acc.tests.fixtures import cloud as fixtures_cloud  # noqa: E402
 
 
@@ -107,7 +107,7 @@ class _AsyncDemoCloud(cloud.DemoCloud):
 
 @contextlib.contextmanager
 def running(cast_as_call=True):
-    """``nova_acc.tests.demo.cloud.running``, optionally with real casts.
+    """``nova_acc.demo.cloud.running``, optionally with real casts.
 
     With ``DEVICE_SPEC`` as ``[nova_acc] device_spec``, not the demo's.
     """

@@ -11,7 +11,7 @@
 #    under the License.
 """The ``nova-acc`` command: ``nova-acc demo``.
 
-The demo runs an all-in-one test cloud (``nova_acc.tests.demo``), which
+The demo runs an all-in-one test cloud (``nova_acc.demo``), which
 needs nova-acc's test dependencies; a plain ``pip install nova-acc`` on a
 compute node does not have them and never imports any of it. This entry
 point imports the demo only when run, and says how to get what is missing.
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
               'with: pip install "nova-acc[%s]"'
               % (', '.join(missing), EXTRA), file=sys.stderr)
         return 2
-    from nova_acc.tests.demo import cli
+    from nova_acc.demo import cli
     return cli.main(argv)
 
 

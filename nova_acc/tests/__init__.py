@@ -9,7 +9,7 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""nova-acc's test machinery, shipped for ``nova-acc demo`` and for reuse.
+"""nova-acc's test harness, shipped for ``nova-acc demo`` and for reuse.
 
 Nothing in the runtime package imports it (a plain ``pip install nova-acc``
 on a compute node never loads a test fixture); it needs the test
@@ -17,7 +17,8 @@ dependencies, installed with ``pip install 'nova-acc[demo]'``:
 
 * ``nova_acc.tests.fixtures`` - Nova's functional harness with nova-acc's
   services, fake-libvirt hosts with fake FPGAs, and the real Cyborg 17 in a
-  child process;
-* ``nova_acc.tests.demo`` - ``nova-acc demo``, which runs that harness
-  outside a test runner.
+  child process.
+
+``nova-acc demo`` (``nova_acc.demo``, needing the same extra) runs that
+harness outside a test runner.
 """

@@ -21,8 +21,8 @@ import time
 import requests
 import testtools
 
-from nova_acc.tests.demo import plan
-from nova_acc.tests.demo import serve
+from nova_acc.demo import plan
+from nova_acc.demo import serve
 from tests.functional import test_cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(

@@ -39,8 +39,9 @@ MAY_IMPORT_COMPUTE = {
     'nova_acc/cmd/manage.py': 'nova-acc-manage runs on the compute host '
                               'and reads its ledger',
 }
-#: Trees whose code is tests, benchmarks or the demo: they may import it.
-TEST_TREES = ('tests/', 'benchmarks/', 'nova_acc/tests/')
+#: Trees whose code is tests, benchmarks or the demo (which drives Nova's
+#: functional harness, as the tests do): they may import it.
+TEST_TREES = ('tests/', 'benchmarks/', 'nova_acc/tests/', 'nova_acc/demo/')
 #: Where to look for importers.
 SHIPPED_TREES = ('nova_acc', 'os_acc', 'nova_acc_tempest_plugin', 'tools',
                  'devstack', 'tests', 'benchmarks')

@@ -11,8 +11,9 @@
 #    under the License.
 """What a plain ``pip install nova-acc`` on a compute node loads.
 
-The runtime (every module outside ``nova_acc.tests``) must never import a
-test fixture or a test-only dependency; the demo is behind an extra.
+The runtime (every module outside ``nova_acc.tests`` and ``nova_acc.demo``)
+must never import a test fixture or a test-only dependency; the demo is
+behind an extra.
 """
 
 import json
@@ -29,12 +30,16 @@ TEST_ONLY = ('nova_acc.tests', 'nova.tests', 'fixtures', 'testtools',
              'wsgi_intercept', 'requests_mock', 'placement', 'oslotest')
 
 
+#: Packages that need the [demo] extra: the harness and ``nova-acc demo``.
+DEMO_TREES = ('nova_acc.tests', 'nova_acc.demo')
+
+
 def runtime_modules():
     root = os.path.dirname(nova_acc.__file__)
     names = []
     for info in pkgutil.walk_packages([root], prefix='nova_acc.'):
-        if info.name == 'nova_acc.tests' or info.name.startswith(
-                'nova_acc.tests.'):
+        if any(info.name == tree or info.name.startswith(tree + '.')
+               for tree in DEMO_TREES):
             continue
         names.append(info.name)
     return names

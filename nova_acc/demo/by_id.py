@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import typing as ty
 
-from nova_acc.tests.demo import report
+from nova_acc.demo import report
 
 SERVER_NAME = 'demo-id-%d'
 CONTEXT_NAME = 'demo-context'

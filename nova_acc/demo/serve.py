@@ -11,7 +11,7 @@
 #    under the License.
 """``nova-acc demo --serve``: the demo cloud's Nova API on a real socket.
 
-The demo cloud (``nova_acc.tests.demo.cloud``) is Nova's functional
+The demo cloud (``nova_acc.demo.cloud``) is Nova's functional
 harness; its API is normally reached through wsgi-intercept, which only
 the process itself can use. Here the same WSGI application
 (``OSAPIFixture.app``, the ``osapi_compute`` urlmap of Nova's
@@ -32,7 +32,7 @@ with keystoneauth's ``none`` plugin every service's endpoint is
 fixture's first image is added under the unique name ``nova-acc-demo``.
 
 nova-acc-api, the device-context API the demo cloud's Nova uses (see
-``nova_acc.tests.demo.cloud``), is served under ``/device-context``: the
+``nova_acc.demo.cloud``), is served under ``/device-context``: the
 second line of stdout is ``DEVICE-CONTEXTS <endpoint>``. It runs with
 noauth2, so a caller says who it is in headers (``X-Auth-Token:
 user:project``, ``X-Roles``); the instructions show ``curl`` calls as a
@@ -391,7 +391,7 @@ def serve(hosts: int, devices_per_host: int, out: ty.TextIO,
             progress(1, total, 'starting the control plane (nova-api, '
                                'conductor, scheduler, placement)')
         # Nova's test fixtures take seconds to import.
-        from nova_acc.tests.demo import cloud
+        from nova_acc.demo import cloud
         with cloud.running() as case:
             try:
                 if progress and not stop.requested:

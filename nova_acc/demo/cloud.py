@@ -53,7 +53,7 @@ from nova import conf as nova_conf
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 
-from nova_acc.tests.demo import plan
+from nova_acc.demo import plan
 from nova_acc.tests.fixtures import cloud
 from nova_acc.tests.fixtures import contexts_api
 from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud

@@ -41,9 +41,9 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 import typing as ty  # noqa: E402
 
-from nova_acc.tests.demo import plan  # noqa: E402
-from nova_acc.tests.demo import report  # noqa: E402
-from nova_acc.tests.demo import scenario  # noqa: E402
+from nova_acc.demo import plan  # noqa: E402
+from nova_acc.demo import report  # noqa: E402
+from nova_acc.demo import scenario  # noqa: E402
 
 PROG = 'nova-acc'
 
@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
             'when all is consistent (servers beyond what the pools hold fail '
             'with a fault that says why; that is expected), 1 when '
             'something is not, 2 for bad arguments.'))
+    _add_cloud_arguments(demo)
+    _add_output_arguments(demo)
+    demo.set_defaults(func=_demo, parser=demo)
+    return parser
+
+
+def _add_cloud_arguments(demo: argparse.ArgumentParser) -> None:
+    """What the demo's cloud has and what its servers ask for."""
     lim = plan.LIMITS
     demo.add_argument(
         '--hosts', metavar='N', type=_count('hosts'), default=2,
@@ -151,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
              'and after delete every ARQ must be unbound (not with '
              "--context or --serve; --log-file then also gets Cyborg's log)"
              % plan.DEFAULT_BACKEND)
+
+
+def _add_output_arguments(demo: argparse.ArgumentParser) -> None:
+    """How the demo reports, or serves the cloud instead."""
     demo.add_argument(
         '--json', action='store_true',
         help='print one JSON object instead of the human report')
@@ -173,8 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         '--port', metavar='PORT', type=_port, default=0,
         help='with --serve: the TCP port to listen on (default: a free one)')
-    demo.set_defaults(func=_demo, parser=demo)
-    return parser
 
 
 def _progress(step: int, total: int, message: str) -> None:
@@ -203,7 +213,7 @@ def _serve(args) -> int:
     if args.json or args.contexts:
         args.parser.error('--serve boots no servers; --json and --context '
                           'do not apply')
-    from nova_acc.tests.demo import serve  # the standard library only
+    from nova_acc.demo import serve  # the standard library only
     out = _isolate_stdout()
     try:
         return serve.serve(args.hosts, args.devices_per_host, out,
@@ -247,6 +257,26 @@ def _demo(args) -> int:
         return _serve(args)
     if args.port:
         args.parser.error('--port only applies with --serve')
+    options = _options(args)
+    out = _isolate_stdout()
+    try:
+        result = scenario.run(options,
+                              progress=None if args.quiet else _progress,
+                              log_file=args.log_file)
+    except KeyboardInterrupt:
+        sys.stderr.write('%s demo: interrupted\n' % PROG)
+        return 130
+    except ImportError as e:
+        return _cloud_failed(e)
+    except Exception as e:
+        return _cloud_failed(e)
+    return _report(args, result, out)
+
+
+def _options(args) -> plan.Options:
+    """The run's options, or a usage error for a combination not allowed.
+    """
+    cyborg = args.backend == 'cyborg'
     if cyborg and args.vfs_per_host:
         args.parser.error(
             'argument --vfs-per-host: not allowed with --backend cyborg: '
@@ -273,18 +303,11 @@ def _demo(args) -> int:
                            backend=args.backend,
                            vfs_per_host=args.vfs_per_host,
                            vgpus_per_host=args.vgpus_per_host)
-    out = _isolate_stdout()
-    try:
-        result = scenario.run(options,
-                              progress=None if args.quiet else _progress,
-                              log_file=args.log_file)
-    except KeyboardInterrupt:
-        sys.stderr.write('%s demo: interrupted\n' % PROG)
-        return 130
-    except ImportError as e:
-        return _cloud_failed(e)
-    except Exception as e:
-        return _cloud_failed(e)
+    return options
+
+
+def _report(args, result: report.Result, out: ty.TextIO) -> int:
+    """Print the run's report; the exit status: 1 if it saw problems."""
     if result.traceback:
         sys.stderr.write(result.traceback)
         if not args.log_file:

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import textwrap
 
-from nova_acc.tests.demo import plan
+from nova_acc.demo import plan
 
 #: What the report says of a context by ID without config data.
 BY_ID_NO_CONFIG = ('none (no device_spec entry of the demo allows accel:* '
@@ -297,68 +297,16 @@ def _context_by_id_lines(c: ContextById) -> list[str]:
 
 
 def to_text(result: Result) -> str:
-    o = result.options
     lines = _header(result)
-    exp = result.expectation
-    if exp is not None:
-        why = ' (%s)' % exp.unsatisfiable if exp.unsatisfiable else ''
-        per_class = ' (%s)' % ', '.join(
-            '%s=%d' % item for item in sorted(exp.per_class.items())
-        ) if exp.per_class else ''
-        per_host = ''
-        if exp.per_host and not exp.unsatisfiable and len(
-                set(exp.per_host)) == 1:
-            per_host = ', %s per host' % _plural(exp.per_host[0], 'server')
-        lines.append('expected: %s per server%s%s, %d ACTIVE, %d ERROR%s' % (
-            _plural(exp.devices_per_server, 'device'), per_class, per_host,
-            exp.active, o.servers - exp.active, why))
+    lines.extend(_expectation_lines(result))
     for s in result.servers:
         lines.append('')
-        where = 'on %s' % s.host if s.host else 'not scheduled'
-        lines.append('server %d/%d  %s  %s  %s  %s' % (
-            s.index + 1, o.servers, s.name, s.id or '-', s.status, where))
-        if s.context:
-            lines.append('  device context %s (Cyborg ARQ)' % s.context)
-        for d in s.devices:
-            if d.mdev_type:
-                lines.append('  vGPU mdev %s  type %s on GPU %s  pool %s' % (
-                    d.address, d.mdev_type, d.parent,
-                    d.resource_provider_name or d.resource_provider))
-            elif _cyborg(result) or not d.resource_provider_name:
-                lines.append('  device %s  resource provider %s' % (
-                    d.address, d.resource_provider))
-            else:
-                lines.append('  device %s  pool %s' % (
-                    d.address, d.resource_provider_name))
-            if d.hostdev_xml:
-                lines.append(textwrap.indent(d.hostdev_xml, '    '))
-        if s.fault:
-            lines.append(textwrap.fill(
-                s.fault, width=79, initial_indent='  fault: ',
-                subsequent_indent='         '))
+        lines.extend(_server_lines(result, s))
     if result.context_by_id is not None:
         lines.append('')
         lines.extend(_context_by_id_lines(result.context_by_id))
     lines.append('')
-    if result.devices_free_after_delete:
-        n = result.device_providers
-        if _cyborg(result):
-            lines.append('after delete: usage 0 on %s; no hostdev left in '
-                         'any domain; no ARQ bound' % (
-                             'the device provider' if n == 1 else
-                             'all %d device providers' % n))
-        else:
-            vgpus = any(d.mdev_type for s in result.servers
-                        for d in s.devices)
-            lines.append(textwrap.fill(
-                'after delete: usage 0 on %s; every used device reset and '
-                "free in its host's ledger; no hostdev left in any domain%s"
-                % ('the device pool' if n == 1 else
-                   'all %d device pools' % n,
-                   '; every vGPU mdev removed from its GPU' if vgpus else ''),
-                width=79, subsequent_indent='  '))
-    else:
-        lines.append('after delete: devices are NOT all free (see below)')
+    lines.extend(_after_delete_lines(result))
     for c in result.contexts:
         lines.append(_context_line(c))
     if result.problems:
@@ -370,3 +318,65 @@ def to_text(result: Result) -> str:
     lines.append('')
     lines.append(summary(result))
     return '\n'.join(lines)
+
+
+def _expectation_lines(result: Result) -> list[str]:
+    exp = result.expectation
+    if exp is None:
+        return []
+    why = ' (%s)' % exp.unsatisfiable if exp.unsatisfiable else ''
+    per_class = ' (%s)' % ', '.join(
+        '%s=%d' % item for item in sorted(exp.per_class.items())
+    ) if exp.per_class else ''
+    per_host = ''
+    if exp.per_host and not exp.unsatisfiable and len(
+            set(exp.per_host)) == 1:
+        per_host = ', %s per host' % _plural(exp.per_host[0], 'server')
+    return ['expected: %s per server%s%s, %d ACTIVE, %d ERROR%s' % (
+        _plural(exp.devices_per_server, 'device'), per_class, per_host,
+        exp.active, result.options.servers - exp.active, why)]
+
+
+def _server_lines(result: Result, s: Server) -> list[str]:
+    where = 'on %s' % s.host if s.host else 'not scheduled'
+    lines = ['server %d/%d  %s  %s  %s  %s' % (
+        s.index + 1, result.options.servers, s.name, s.id or '-', s.status,
+        where)]
+    if s.context:
+        lines.append('  device context %s (Cyborg ARQ)' % s.context)
+    for d in s.devices:
+        if d.mdev_type:
+            lines.append('  vGPU mdev %s  type %s on GPU %s  pool %s' % (
+                d.address, d.mdev_type, d.parent,
+                d.resource_provider_name or d.resource_provider))
+        elif _cyborg(result) or not d.resource_provider_name:
+            lines.append('  device %s  resource provider %s' % (
+                d.address, d.resource_provider))
+        else:
+            lines.append('  device %s  pool %s' % (
+                d.address, d.resource_provider_name))
+        if d.hostdev_xml:
+            lines.append(textwrap.indent(d.hostdev_xml, '    '))
+    if s.fault:
+        lines.append(textwrap.fill(
+            s.fault, width=79, initial_indent='  fault: ',
+            subsequent_indent='         '))
+    return lines
+
+
+def _after_delete_lines(result: Result) -> list[str]:
+    if not result.devices_free_after_delete:
+        return ['after delete: devices are NOT all free (see below)']
+    n = result.device_providers
+    if _cyborg(result):
+        return ['after delete: usage 0 on %s; no hostdev left in any '
+                'domain; no ARQ bound' % (
+                    'the device provider' if n == 1 else
+                    'all %d device providers' % n)]
+    vgpus = any(d.mdev_type for s in result.servers for d in s.devices)
+    return [textwrap.fill(
+        'after delete: usage 0 on %s; every used device reset and '
+        "free in its host's ledger; no hostdev left in any domain%s"
+        % ('the device pool' if n == 1 else 'all %d device pools' % n,
+           '; every vGPU mdev removed from its GPU' if vgpus else ''),
+        width=79, subsequent_indent='  ')]
