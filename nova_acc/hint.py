@@ -9,90 +9,27 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""The ``device_context`` hint's vocabulary, without Nova.
+"""The ``device_context`` hint's vocabulary: :mod:`nova_acc_client.hint`.
 
-One home for the words of the hint, shared by the scheduler and conductor
-(``nova_acc.request_groups``), the command-line hooks (``nova_acc.cli``,
-which run where Nova is not installed) and the demo. A hint value is one
-of:
-
-* the UUID of a device context object (for example a Cyborg accelerator
-  request), resolved by the cloud's ``[nova_acc] backend``;
-* ``profile:NAME``, an operator-defined spec (``[nova_acc] profile``);
-* an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
-  in os_acc's grammar.
-
-A UUID may be spelled several ways (upper case, without dashes,
-``urn:uuid:``, braces); :func:`context_id` gives the one spelling used for
-everything that compares or looks up IDs.
+It lives in the client-only distribution (``client/``), which the
+command-line clients need without Nova; the scheduler, the conductor,
+nova-acc-api and the demo keep importing it from here.
 """
 
-from __future__ import annotations
+from nova_acc_client.hint import EXAMPLE
+from nova_acc_client.hint import HINT
+from nova_acc_client.hint import ID
+from nova_acc_client.hint import MAX_HINT_LENGTH
+from nova_acc_client.hint import PROFILE
+from nova_acc_client.hint import PROFILE_NAME_RE
+from nova_acc_client.hint import PROFILE_PREFIX
+from nova_acc_client.hint import SPEC
+from nova_acc_client.hint import context_id
+from nova_acc_client.hint import is_context_id
+from nova_acc_client.hint import kind_of
+from nova_acc_client.hint import profile_name
+from nova_acc_client.hint import values_of
 
-import re
-import uuid as uuid_lib
-
-from oslo_utils import uuidutils
-
-#: The scheduler hint nova-acc reads.
-HINT = 'device_context'
-#: A value naming an operator-defined profile: ``profile:NAME``.
-PROFILE_PREFIX = 'profile:'
-#: What NAME in ``profile:NAME`` (and in ``[nova_acc] profile``) may be.
-PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
-#: An inline spec shown in messages that say what a value should be.
-EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
-#: The most characters a server's values may have together, checked
-#: before any value is resolved. One value may be as long as the longest
-#: spec os_acc accepts (4096 characters, its ``MAX_SPEC_LENGTH``); all
-#: together get four times that: far more than the at most 16 groups of a
-#: server need, and little enough that the conductor and the scheduler
-#: never parse megabytes of hint.
-MAX_HINT_LENGTH = 16384
-
-#: The kinds of value, as ``kind_of`` returns them.
-ID = 'id'
-PROFILE = 'profile'
-SPEC = 'spec'
-
-
-def is_context_id(value: str) -> bool:
-    """Is ``value`` the ID of a device context object (a UUID)?"""
-    return uuidutils.is_uuid_like(value)
-
-
-def context_id(value: str) -> str | None:
-    """The canonical spelling of an ID value; None if it is not an ID.
-
-    ``U``, ``U.upper()``, ``urn:uuid:U``, ``{U}`` and ``U`` without dashes
-    are one device context object: lower case with dashes, as backends
-    (Cyborg) spell it.
-    """
-    if not is_context_id(value):
-        return None
-    return str(uuid_lib.UUID(value))
-
-
-def kind_of(value: str) -> str:
-    """:data:`ID`, :data:`PROFILE` or :data:`SPEC`; the form is not checked."""
-    if is_context_id(value):
-        return ID
-    if value.startswith(PROFILE_PREFIX):
-        return PROFILE
-    return SPEC
-
-
-def profile_name(value: str) -> str:
-    """NAME of a ``profile:NAME`` value."""
-    return value[len(PROFILE_PREFIX):]
-
-
-def values_of(scheduler_hints: dict | None) -> list[str]:
-    """The ``device_context`` values of a server's hints, in order.
-
-    A single value may be given as a string or as a one-item list.
-    """
-    values = (scheduler_hints or {}).get(HINT) or []
-    if isinstance(values, str):
-        values = [values]
-    return list(values)
+__all__ = ['EXAMPLE', 'HINT', 'ID', 'MAX_HINT_LENGTH', 'PROFILE',
+           'PROFILE_NAME_RE', 'PROFILE_PREFIX', 'SPEC', 'context_id',
+           'is_context_id', 'kind_of', 'profile_name', 'values_of']

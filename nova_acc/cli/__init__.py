@@ -9,18 +9,15 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Client-side pieces: device-context options for the openstack and nova CLIs.
+"""Client-side pieces, now in the client-only distribution.
 
-* ``nova_acc.cli.osc``: a cliff command hook adding ``--device-context``
-  to ``openstack server create`` (entry point namespace
-  ``openstack.cli.server_create``).
-* ``nova_acc.cli.novaclient_ext``: a novaclient extension adding
-  ``--device-context-id`` and ``--device-context`` to ``nova boot``
-  (entry point namespace ``novaclient.extension``).
+The code is :mod:`nova_acc_client` (``client/`` of this repository,
+``pip install ./client`` where nova-acc is not installed; nova-acc ships
+it too). These modules keep the old import paths and entry point targets
+(``nova_acc.cli.osc:ServerCreateDeviceContextHook``,
+``nova_acc.cli.novaclient_ext``) working:
 
-Both only put the values into the ``device_context`` scheduler hint (sent
-as ``os:scheduler_hints``), after checking them with
-:mod:`nova_acc.cli.device_context`. Nothing here imports Nova: these run on
-users' machines, where only the clients (``pip install nova-acc[cli]``)
-are installed.
+* ``nova_acc.cli.device_context``: :mod:`nova_acc_client.device_context`;
+* ``nova_acc.cli.osc``: :mod:`nova_acc_client.osc.server_create`;
+* ``nova_acc.cli.novaclient_ext``: :mod:`nova_acc_client.novaclient_ext`.
 """

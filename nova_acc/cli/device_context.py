@@ -9,109 +9,22 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""Check ``device_context`` hint values on the client, before any request.
-
-The vocabulary is the cloud's own (``nova_acc.hint``, which needs no Nova):
-
-* the UUID of a device context object (for example a Cyborg accelerator
-  request), resolved by the cloud's ``[nova_acc] backend``;
-* ``profile:NAME``, an operator-defined spec; whether NAME exists is only
-  known to the cloud, so only its form is checked;
-* an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
-  parsed with :func:`os_acc.parse_device_context`.
-
-The cloud checks everything again; checking here only turns a malformed
-value into an immediate error instead of a server in ERROR.
+"""Checks of ``device_context`` values: :mod:`nova_acc_client.device_context`.
 """
 
-from __future__ import annotations
+from nova_acc_client.device_context import EXAMPLE
+from nova_acc_client.device_context import HINT
+from nova_acc_client.device_context import ID
+from nova_acc_client.device_context import InvalidDeviceContextValue
+from nova_acc_client.device_context import PROFILE
+from nova_acc_client.device_context import PROFILE_NAME_RE
+from nova_acc_client.device_context import PROFILE_PREFIX
+from nova_acc_client.device_context import SPEC
+from nova_acc_client.device_context import check
+from nova_acc_client.device_context import check_all
+from nova_acc_client.device_context import check_id
+from nova_acc_client.device_context import is_context_id
 
-import typing as ty
-
-from nova_acc import exception
-from nova_acc import hint
-
-# The names the command-line hooks and their tests use.
-HINT = hint.HINT
-PROFILE_PREFIX = hint.PROFILE_PREFIX
-PROFILE_NAME_RE = hint.PROFILE_NAME_RE
-EXAMPLE = hint.EXAMPLE
-ID = hint.ID
-PROFILE = hint.PROFILE
-SPEC = hint.SPEC
-is_context_id = hint.is_context_id
-InvalidDeviceContextValue = exception.InvalidDeviceContextValue
-
-
-def check(value: str, option: str = '--device-context') -> str:
-    """Check one value given with ``option``; return its kind.
-
-    :returns: :data:`ID`, :data:`PROFILE` or :data:`SPEC`.
-    :raises InvalidDeviceContextValue: naming the value and the problem.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidDeviceContextValue(
-            'invalid %s %r: the value is empty; give the UUID of a device '
-            'context object, profile:NAME or a spec such as %r'
-            % (option, value, EXAMPLE))
-    kind = hint.kind_of(value)
-    if kind == ID:
-        return ID
-    if kind == PROFILE:
-        name = hint.profile_name(value)
-        if not PROFILE_NAME_RE.match(name):
-            raise InvalidDeviceContextValue(
-                'invalid %s %r: profile name %r must be 1 to 64 letters, '
-                "digits, '_', '.' or '-'" % (option, value, name))
-        return PROFILE
-    # Imported here: os_acc loads oslo.log and stevedore, which only the
-    # commands that are given a spec need.
-    import os_acc
-    from os_acc import exception as acc_exc
-    try:
-        os_acc.parse_device_context(value)
-    except acc_exc.InvalidDeviceContext as e:
-        raise InvalidDeviceContextValue(
-            'invalid %s %r: %s (expected the UUID of a device context '
-            'object, profile:NAME or a spec such as %r)'
-            % (option, value, e, EXAMPLE)) from None
-    return SPEC
-
-
-def check_id(value: str, option: str = '--device-context-id') -> str:
-    """Check a value that must be the UUID of a device context object."""
-    if not isinstance(value, str) or not is_context_id(value):
-        raise InvalidDeviceContextValue(
-            'invalid %s %r: not a UUID; %s takes the UUID of a device '
-            'context object (such as a Cyborg accelerator request); give an '
-            'inline spec or profile:NAME with --device-context instead'
-            % (option, value, option))
-    return ID
-
-
-def check_all(values: ty.Iterable[tuple[str, str]]) -> list[str]:
-    """Check ``(option, value)`` pairs of one server; return the values.
-
-    Also refuses the same device context object twice, as the cloud does
-    (however its UUID is spelled: upper case, ``urn:uuid:``, without
-    dashes).
-    """
-    result = []
-    seen: dict[str, tuple[str, str]] = {}
-    for option, value in values:
-        if option.endswith('-id'):
-            check_id(value, option)
-        else:
-            check(value, option)
-        context_id = hint.context_id(value)
-        if context_id is not None:
-            if context_id in seen:
-                first_option, first_value = seen[context_id]
-                raise InvalidDeviceContextValue(
-                    'device context %s is given more than once (%s %r and '
-                    '%s %r); a server can use a device context object only '
-                    'once' % (context_id, first_option, first_value, option,
-                              value))
-            seen[context_id] = (option, value)
-        result.append(value)
-    return result
+__all__ = ['EXAMPLE', 'HINT', 'ID', 'InvalidDeviceContextValue', 'PROFILE',
+           'PROFILE_NAME_RE', 'PROFILE_PREFIX', 'SPEC', 'check', 'check_all',
+           'check_id', 'is_context_id']
