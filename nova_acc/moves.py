@@ -28,8 +28,9 @@ What each operation does (the support matrix of the user guide):
 * live migration: refused before anything moves. A passed-through device
   cannot follow a running guest (its state lives in the device, not in
   guest memory), and the destination's device would be another one;
-* suspend: refused (the driver seam): a suspended guest's memory is saved
-  but not its devices' state.
+* suspend is no move: the server keeps its devices, which leave the guest
+  while its memory is saved and come back on resume
+  (``nova_acc.compute.suspend``).
 
 Contexts that are IDs of a backend's objects (Cyborg ARQs) move with
 their server: the destination has the backend bind them to the providers

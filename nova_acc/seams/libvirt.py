@@ -48,9 +48,10 @@ the host's devices (``nova_acc.compute.snapshot``) and passes it on:
   devices until the move is confirmed;
 * ``finish_revert_migration`` (source of a reverted move): the bindings of
   the devices the server kept here;
-* ``suspend``: refused for servers with device contexts (their devices'
-  state cannot be saved with the guest's memory): the server stays ACTIVE
-  and the action's event says why.
+* ``suspend``/``resume``: the server's devices leave the running guest
+  before its memory is saved and come back once it is restored
+  (``nova_acc.compute.suspend``), held by the server throughout; a device
+  that cannot come back puts the server in ERROR with a fault naming it.
 
 ``DeviceNotUsable`` becomes Nova's ``ComputeResourcesUnavailable`` here: on a
 build nova-compute then reschedules the server instead of failing it; on
@@ -73,6 +74,7 @@ import os_acc
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
+from nova_acc.compute import suspend
 from nova_acc.compute import wiring
 
 CONF = conf.CONF
@@ -217,15 +219,33 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
             share_info=share_info)
 
     def suspend(self, context, instance):
+        # As Nova does for its own devices: out of the running guest before
+        # its memory is saved (nova_acc.compute.suspend), still held.
+        if not binding.load(instance):
+            return super().suspend(context, instance)
+        guest = self._host.get_guest(instance)
+        detached = suspend.detach_for_suspend(self.acc.host, guest, instance)
+        try:
+            super().suspend(context, instance)
+        except Exception:
+            suspend.attach_back(guest, detached)
+            raise
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        prepared = None
         if binding.load(instance):
-            # Nova puts the server back to ACTIVE, unchanged, and records
-            # the inner exception as the fault of the action.
-            raise nova_exc.InstanceFaultRollback(
-                inner_exception=nova_exc.Invalid(
-                    'suspend of servers with device contexts is not '
-                    'supported: their devices cannot be saved with the '
-                    'guest; stop or shelve the server instead'))
-        super().suspend(context, instance)
+            prepared = suspend.prepare_resume(
+                self.acc.guests, self.acc.host.snapshot(), instance,
+                request_context=context)
+        with self._acc_guest_prepared(instance, prepared or []):
+            super().resume(context, instance, network_info,
+                           block_device_info=block_device_info,
+                           share_info=share_info)
+        if prepared:
+            suspend.reattach_after_resume(
+                self.acc.host, self._host.get_guest(instance), instance,
+                prepared)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):

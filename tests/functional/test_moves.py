@@ -428,13 +428,6 @@ class RefusedTest(MoveTestMixin, base.DeviceContextTestBase):
         self.api.microversion = 'latest'
         self.assert_unchanged()
 
-    def test_suspend_is_refused(self):
-        self.api.post_server_action(self.server['id'], {'suspend': {}})
-        details = self.event_details('suspend', 'compute_suspend_instance')
-        self.assertIn('suspend of servers with device contexts is not '
-                      'supported', details)
-        self.assert_unchanged()
-
     def test_resize_of_a_server_bound_to_single_devices_is_refused(self):
         # A server bound before device pools (one device per group).
         ctxt = nova_context.get_admin_context()
@@ -464,8 +457,7 @@ class RefusedTest(MoveTestMixin, base.DeviceContextTestBase):
 
     def test_no_5xx_for_any_refused_move(self):
         for action in ({'os-migrateLive': {'host': None,
-                                           'block_migration': 'auto'}},
-                       {'suspend': {}}):
+                                           'block_migration': 'auto'}},):
             try:
                 self.api.post_server_action(self.server['id'], action)
             except client.OpenStackApiException as e:

@@ -310,6 +310,20 @@ class NovaSeamTest(base.BaseTestCase):
             params(libvirt_driver.LibvirtDriver.finish_revert_migration))
         self.assertEqual(['self', 'context', 'instance'],
                          params(libvirt_driver.LibvirtDriver.suspend))
+        # Suspend: the seam detaches the devices before Nova saves the
+        # memory; resume: Nova restores the guest from the definition
+        # libvirt has (re-attaching the mdevs it names), then the seam
+        # attaches those the live guest lacks.
+        self.assertEqual(
+            ['self', 'context', 'instance', 'network_info',
+             'block_device_info', 'share_info'],
+            params(libvirt_driver.LibvirtDriver.resume))
+        self.assertIn('guest.save_memory_state()', inspect.getsource(
+            libvirt_driver.LibvirtDriver.suspend))
+        resume = inspect.getsource(libvirt_driver.LibvirtDriver.resume)
+        self.assertLess(resume.index('self._get_existing_domain_xml('),
+                        resume.index('self._create_guest_with_network('))
+        self.assertIn('self._attach_mediated_devices(guest, mdevs)', resume)
         finish = inspect.getsource(compute_manager.ComputeManager
                                    ._finish_resize)
         self.assertLess(finish.index('instance.apply_migration_context()'),
