@@ -17,7 +17,8 @@ it in place, on the host, like ``nova-manage`` does for the databases:
 
 ``nova-acc-manage devices list``
     Every device of every compute node in ``[nova_acc] ledger_dir``: its
-    state, who holds it, when it was last reset and why it is where it is.
+    state, who holds it and for which device context, when it was last
+    reset and why it is where it is.
 ``nova-acc-manage devices clear-dirty ADDRESS``
     Put a dirty device (released, but its reset failed or it has none)
     back in service: reset it again and free it, or with ``--force`` free
@@ -56,6 +57,7 @@ import nova.conf
 
 import nova_acc.conf  # noqa: F401 - registers [nova_acc]
 from nova_acc import exception
+from nova_acc import request_groups
 from nova_acc.compute import ledger
 from nova_acc.compute import privsep
 from nova_acc.compute import release
@@ -65,8 +67,9 @@ CONF = nova.conf.CONF
 PROG = 'nova-acc-manage'
 
 CommandFailed = exception.CommandFailed
-LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Provider',
-                'Resource class', 'Last reset', 'Changed at', 'Reason')
+LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Device context',
+                'Provider', 'Resource class', 'Last reset', 'Changed at',
+                'Reason')
 
 
 # ---- privileges ------------------------------------------------------------
@@ -195,6 +198,29 @@ def _holder(rec: ledger.DeviceRecord) -> str | None:
     return None
 
 
+def holder_context(rec: ledger.DeviceRecord) -> str | None:
+    """The device context the holder has the device for.
+
+    The ledger records the request group a held device serves
+    (``requester_id``); a group of a device context with an ID (of
+    nova-acc-api, or a Cyborg ARQ) carries that ID, which is what an
+    operator looks up with ``openstack device context show``. A context
+    given inline or as ``profile:NAME`` has no ID: ``spec #N`` is the
+    server's N-th ``device_context`` value (from 0). A backend-owned device
+    (``context_id``, Cyborg) names its context directly.
+    """
+    if rec.context_id:
+        return rec.context_id
+    decoded = request_groups.RequesterId.decode(rec.requester_id)
+    if decoded is None:
+        # Not one of nova-acc's groups: its name as the claim recorded it
+        # (None when nobody holds the device, or a guest Nova does not know).
+        return rec.requester_id
+    if decoded.context_id:
+        return decoded.context_id
+    return 'spec #%d' % decoded.context_index
+
+
 def devices_list(directory: str, node: str | None, as_json: bool) -> int:
     rows = []
     failed = False
@@ -210,7 +236,8 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
     if failed and not rows:
         return 1
     if as_json:
-        print(json.dumps([dict(node=name, **rec.to_dict())
+        print(json.dumps([dict(node=name, device_context=holder_context(rec),
+                               **rec.to_dict())
                           for name, rec in rows], indent=2))
     else:
         table = prettytable.PrettyTable(LIST_COLUMNS)
@@ -220,7 +247,8 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
                 '%s (mdev %s on %s)' % (rec.address, rec.mdev_type,
                                         rec.parent))
             table.add_row([value or '-' for value in (
-                name, device, rec.state, _holder(rec), rec.rp_uuid,
+                name, device, rec.state, _holder(rec), holder_context(rec),
+                rec.rp_uuid,
                 rec.resource_class, rec.last_reset, rec.changed_at,
                 rec.reason)])
         print(table)

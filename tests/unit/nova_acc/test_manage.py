@@ -24,6 +24,7 @@ from oslotest import base
 
 from nova_acc.cmd import manage
 from nova_acc.compute import ledger
+from nova_acc import request_groups
 from tests.unit.os_acc import fake_sysfs
 
 SERVER = '8c1e0b52-3f4a-4d47-9b1e-6a0c2f7d9e11'
@@ -161,15 +162,15 @@ class DevicesListTest(ManageTestCase):
         rows = {row[1]: row for row in cells}
         self.assertEqual([ATTACHED, DIRTY, DIRTY_NO_RESET, FOREIGN],
                          list(rows))
-        self.assertEqual(['compute-1', ATTACHED, 'attached', SERVER, RP,
-                          'FPGA', '-'], rows[ATTACHED][:7])
-        self.assertEqual(['compute-1', 'dirty', '-'],
-                         [rows[DIRTY][i] for i in (0, 2, 3)])
-        self.assertIn('Input/output error', rows[DIRTY][8])
-        self.assertEqual(['compute-2', 'foreign', 'guest %s' % GUEST],
-                         [rows[FOREIGN][i] for i in (0, 2, 3)])
+        self.assertEqual(['compute-1', ATTACHED, 'attached', SERVER, '-',
+                          RP, 'FPGA', '-'], rows[ATTACHED][:8])
+        self.assertEqual(['compute-1', 'dirty', '-', '-'],
+                         [rows[DIRTY][i] for i in (0, 2, 3, 4)])
+        self.assertIn('Input/output error', rows[DIRTY][9])
+        self.assertEqual(['compute-2', 'foreign', 'guest %s' % GUEST, '-'],
+                         [rows[FOREIGN][i] for i in (0, 2, 3, 4)])
         self.assertEqual('used by a guest Nova does not know',
-                         rows[FOREIGN][8])
+                         rows[FOREIGN][9])
 
     def test_json(self):
         self.two_nodes()
@@ -180,7 +181,8 @@ class DevicesListTest(ManageTestCase):
             [('compute-1', ATTACHED), ('compute-1', DIRTY),
              ('compute-1', DIRTY_NO_RESET), ('compute-2', FOREIGN)],
             [(d['node'], d['address']) for d in listed])
-        expected = dict(attached(ATTACHED).to_dict(), node='compute-1')
+        expected = dict(attached(ATTACHED).to_dict(), node='compute-1',
+                        device_context=None)
         self.assertEqual(set(expected), set(listed[0]))
         for key in ('state', 'instance_uuid', 'rp_uuid', 'resource_class',
                     'traits', 'guest', 'context_id', 'last_reset'):
@@ -228,6 +230,67 @@ class DevicesListTest(ManageTestCase):
         self.assertIn('device ledger %s is corrupt' % bad, err)
         self.assertNotIn('Traceback', err)
         self.assertEqual([DIRTY], [d['address'] for d in json.loads(out)])
+
+
+CONTEXT = '5b0f3c0e-8d7a-4c55-9f0e-2a6b1d3c4e5f'
+ARQ = '0e4c2a1b-7f6d-4e3c-8b2a-1d0f9e8c7b6a'
+BY_ID = '0000:83:00.0'
+INLINE = '0000:83:00.1'
+ARQ_DEVICE = '0000:83:00.2'
+OLD_CLAIM = '0000:83:00.3'
+
+
+def held_for(address, requester_id, context_id=None):
+    rec = ledger.DeviceRecord(address=address)
+    rec.claim(SERVER, RP, 'FPGA', [], context_id, requester_id)
+    return rec
+
+
+class DevicesListContextTest(ManageTestCase):
+    """Which device context holds which device."""
+
+    def setUp(self):
+        super().setUp()
+        self.add_devices(
+            'compute-1',
+            # The second group of a device context of nova-acc-api.
+            held_for(BY_ID, request_groups.RequesterId(
+                0, 1, CONTEXT).encode()),
+            # The server's second device_context value: an inline spec.
+            held_for(INLINE, request_groups.RequesterId(1, 0).encode()),
+            # A Cyborg ARQ's device: its backend owns it.
+            held_for(ARQ_DEVICE, request_groups.RequesterId(
+                2, 0, ARQ).encode(), context_id=ARQ),
+            # A claim recorded without a group (a ledger from before
+            # requester IDs were kept).
+            held_for(OLD_CLAIM, None),
+            dirty(DIRTY))
+
+    def test_table(self):
+        rc, out, err = self.run_manage('devices', 'list')
+        self.assertEqual((0, ''), (rc, err))
+        lines = out.splitlines()
+        self.assertEqual('Device context',
+                         lines[1].split('|')[5].strip())
+        cells = [[c.strip() for c in line.split('|')[1:-1]]
+                 for line in lines[3:-1]]
+        self.assertEqual(
+            {BY_ID: (SERVER, CONTEXT), INLINE: (SERVER, 'spec #1'),
+             ARQ_DEVICE: (SERVER, ARQ), OLD_CLAIM: (SERVER, '-'),
+             DIRTY: ('-', '-')},
+            {row[1]: (row[3], row[4]) for row in cells})
+
+    def test_json(self):
+        rc, out, err = self.run_manage('devices', 'list', '--json')
+        self.assertEqual((0, ''), (rc, err))
+        listed = {d['address']: d for d in json.loads(out)}
+        self.assertEqual(
+            {BY_ID: CONTEXT, INLINE: 'spec #1', ARQ_DEVICE: ARQ,
+             OLD_CLAIM: None, DIRTY: None},
+            {address: d['device_context'] for address, d in listed.items()})
+        # The ledger's own fields are there as they were.
+        self.assertEqual((None, ARQ), (listed[BY_ID]['context_id'],
+                                       listed[ARQ_DEVICE]['context_id']))
 
 
 class DevicesClearDirtyTest(ManageTestCase):
