@@ -221,6 +221,38 @@ def replace(instance, bindings: list[Binding],
     instance.system_metadata = sysmeta
 
 
+def add_groups(instance, bindings: list[Binding],
+               config: dict[str, dict[str, str]]) -> None:
+    """Add one attached context's bindings (in memory; the caller saves).
+
+    An attach to a running server (``nova_acc.compute.attach``): the
+    server's other bindings and their config data are left as they are.
+    """
+    sysmeta = instance.system_metadata
+    for b in bindings:
+        sysmeta[_key(b.requester_id)] = b.to_json()
+        for name, value in config.get(b.requester_id, {}).items():
+            sysmeta['%s%s:%s' % (CONFIG_PREFIX, b.requester_id, name)] = value
+    instance.system_metadata = sysmeta
+
+
+def remove_groups(instance, requester_ids: set[str]) -> None:
+    """Drop the bindings and config data of these groups (in memory).
+
+    A detach, or an attach undone; the other groups stay.
+    """
+    sysmeta = instance.system_metadata
+    for key in list(sysmeta):
+        if key.startswith(KEY_PREFIX) and \
+                key[len(KEY_PREFIX):] in requester_ids:
+            del sysmeta[key]
+        elif key.startswith(CONFIG_PREFIX) and key[len(CONFIG_PREFIX):
+                                                   ].partition(':')[0] \
+                in requester_ids:
+            del sysmeta[key]
+    instance.system_metadata = sysmeta
+
+
 # ---- moves (resize, cold migration) --------------------------------------
 
 

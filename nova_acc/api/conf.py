@@ -28,6 +28,8 @@ from oslo_db import options as db_options
 from oslo_log import log as logging
 from oslo_policy import opts as policy_opts
 
+from nova_acc.api import attachment
+
 #: The project name oslo.config uses to find the file:
 #: ``/etc/nova-acc/nova-acc-api.conf``.
 PROJECT = 'nova-acc'
@@ -74,6 +76,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
         conf.register_group(cfg.OptGroup(group.name, title=group.title,
                                          help=group.help))
         conf.register_opts(opts, group=group.name)
+    attachment.register_opts(conf)
     db_options.set_defaults(conf)
     # New defaults and scope checks on: the service is new, it has no
     # deprecated rules to keep working.
@@ -108,4 +111,5 @@ def load(argv: ty.Sequence[str] = (),
 
 def list_opts() -> list[tuple[cfg.OptGroup, ty.Sequence[cfg.Opt]]]:
     """Entry point of ``oslo.config.opts`` (nova_acc.api)."""
-    return [(API_GROUP, API_OPTS), (QUOTA_GROUP, QUOTA_OPTS)]
+    return [(API_GROUP, API_OPTS), (QUOTA_GROUP, QUOTA_OPTS)] + [
+        (cfg.OptGroup(name), opts) for name, opts in attachment.list_opts()]

@@ -31,6 +31,7 @@ import webob
 import webob.dec
 import webob.exc
 
+from nova_acc.api import attachment
 from nova_acc.api import auth
 from nova_acc.api.db import api as db_api
 from nova_acc.api import exception
@@ -124,10 +125,18 @@ class HealthcheckDispatch:
         return self.application(environ, start_response)
 
 
-def deploy(conf: cfg.ConfigOpts, database: db_api.Database) -> WSGIApp:
-    """The WSGI application of nova-acc-api on ``database``."""
+def deploy(conf: cfg.ConfigOpts, database: db_api.Database,
+           attachments: attachment.Attachments | None = None) -> WSGIApp:
+    """The WSGI application of nova-acc-api on ``database``.
+
+    :param attachments: Nova's API and the computes' RPC for attach and
+        detach; by default from ``[nova]`` and ``transport_url``.
+    """
+    if attachments is None:
+        attachments = attachment.from_conf(conf)
     service = handlers.Service(conf=conf, db=database,
-                               rules=policy.enforcer(conf))
+                               rules=policy.enforcer(conf),
+                               attachments=attachments)
     app: WSGIApp = router.Router(service)
     app = auth.ContextMiddleware(app)
     if conf.api.auth_strategy == 'noauth2':

@@ -29,6 +29,7 @@ from oslo_context import context as oslo_context
 from oslo_policy import policy as oslo_policy
 import webob
 
+from nova_acc.api import attachment
 from nova_acc.api import auth
 from nova_acc.api.db import api as db_api
 from nova_acc.api.db import models
@@ -46,6 +47,9 @@ class Service:
     conf: cfg.ConfigOpts
     db: db_api.Database
     rules: oslo_policy.Enforcer
+    #: Nova's API and the computes, for attach and detach; None when
+    #: ``[nova]`` is not configured (both are then refused).
+    attachments: attachment.Attachments | None = None
 
 
 Handler = ty.Callable[..., webob.Response]
@@ -202,6 +206,77 @@ def delete(service: Service, req: webob.Request,
     return webob.Response(status=204)
 
 
+# ---- attach to and detach from a running server (issue 23) ---------------
+
+def _attachments(service: Service) -> attachment.Attachments:
+    if service.attachments is None:
+        raise exception.Conflict(
+            'attaching device contexts to servers is not available: '
+            'nova-acc-api has no [nova] credentials')
+    return service.attachments
+
+
+def attach(service: Service, req: webob.Request,
+           context_id: str) -> webob.Response:
+    """``PUT .../attachment``: attach to a server of the same project."""
+    validation.query(req.GET, ())
+    found = _visible(service, req, context_id, policy.ATTACH)
+    obj = validation.body_object(_body(req), 'attachment', ('server_id',),
+                                 required=('server_id',))
+    server_id = validation.uuid(obj, 'server_id')
+    if found['state'] != models.UNBOUND:
+        raise exception.ContextBound(found['id'], found['server_id'],
+                                     'detach it first')
+    attachments = _attachments(service)
+    server = attachments.usable_server(server_id, found['project_id'])
+    assert server.host is not None  # usable_server checked
+    started = service.db.begin_attach(found['id'], found['project_id'],
+                                      server_id, server.host)
+    try:
+        attachments.compute.cast(auth.context_of(req), server.host,
+                                 'attach_device_context', found['id'],
+                                 server_id)
+    except Exception as e:  # oslo.messaging's, of a broken transport
+        why = ('the attach to server %s could not be sent to host %s'
+               % (server_id, server.host))
+        service.db.unbind(found['id'], server_id, fault=why)
+        raise exception.Conflict('device context %s: %s (%s)'
+                                 % (found['id'], why, type(e).__name__))
+    return _one(started, 202)
+
+
+def detach(service: Service, req: webob.Request,
+           context_id: str) -> webob.Response:
+    """``DELETE .../attachment``: detach from the server it is bound to."""
+    validation.query(req.GET, ())
+    found = _visible(service, req, context_id, policy.DETACH)
+    server_id = found['server_id']
+    if server_id is None or found['state'] not in (models.BOUND,
+                                                   models.ERROR):
+        raise exception.Conflict(
+            'device context %s is %s: only a bound context (or one in '
+            'error) can be detached' % (found['id'], found['state']))
+    attachments = _attachments(service)
+    server = attachments.usable_server(server_id, found['project_id'])
+    if server.host != found['host']:
+        raise exception.Conflict(
+            'device context %s is bound on another host than its server '
+            'runs on now; try again once the server\'s move is over'
+            % found['id'])
+    started = service.db.begin_detach(found['id'], server_id)
+    try:
+        attachments.compute.cast(auth.context_of(req), str(server.host),
+                                 'detach_device_context', found['id'],
+                                 server_id)
+    except Exception as e:  # oslo.messaging's, of a broken transport
+        why = ('the detach from server %s could not be sent to host %s; '
+               'retry the detach' % (server_id, server.host))
+        service.db.set_fault(found['id'], server_id, why)
+        raise exception.Conflict('device context %s: %s (%s)'
+                                 % (found['id'], why, type(e).__name__))
+    return _one(started, 202)
+
+
 # ---- calls of Nova's side -------------------------------------------------
 
 def bind(service: Service, req: webob.Request,
@@ -221,17 +296,20 @@ def bind(service: Service, req: webob.Request,
 
 def unbind(service: Service, req: webob.Request,
            context_id: str) -> webob.Response:
-    params = validation.query(req.GET, ('server_id', 'host'))
+    params = validation.query(req.GET, ('server_id', 'host', 'fault'))
     server_id = validation.query_uuid(params, 'server_id')
     if server_id is None:
         raise exception.BadRequest("Query parameter 'server_id' is required")
     host = None
     if 'host' in params:
         host = validation.identifier(params, 'host', models.HOST_LENGTH)
+    fault = params.get('fault')
+    if fault is not None:
+        _check_fault(fault)
     _authorize(service, auth.context_of(req), policy.UNBIND, None)
     found_id = validation.context_id(context_id)
     if found_id is not None:
-        service.db.unbind(found_id, server_id, host)
+        service.db.unbind(found_id, server_id, host, fault=fault)
     return webob.Response(status=204)
 
 
@@ -262,6 +340,14 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
+def _check_fault(fault: object) -> None:
+    if not isinstance(fault, str) or not fault.strip() or (
+            len(fault) > models.FAULT_LENGTH) or not _is_utf8(fault):
+        raise exception.BadRequest(
+            "'fault' must be a non-empty string of at most %d characters"
+            % models.FAULT_LENGTH)
+
+
 def set_fault(service: Service, req: webob.Request,
               context_id: str) -> webob.Response:
     validation.query(req.GET, ())
@@ -272,11 +358,7 @@ def set_fault(service: Service, req: webob.Request,
             'server_id')
     server_id = validation.uuid(body, 'server_id')
     fault = body['fault']
-    if not isinstance(fault, str) or not fault.strip() or (
-            len(fault) > models.FAULT_LENGTH) or not _is_utf8(fault):
-        raise exception.BadRequest(
-            "'fault' must be a non-empty string of at most %d characters"
-            % models.FAULT_LENGTH)
+    _check_fault(fault)
     _authorize(service, auth.context_of(req), policy.SET_FAULT, None)
     return _one(service.db.set_fault(_context_id(context_id), server_id,
                                      fault))

@@ -43,6 +43,8 @@ BIND = PREFIX + 'binding:update'
 UNBIND = PREFIX + 'binding:delete'
 RECORD_DEVICES = PREFIX + 'devices:update'
 SET_FAULT = PREFIX + 'fault:update'
+ATTACH = PREFIX + 'attachment:create'
+DETACH = PREFIX + 'attachment:delete'
 
 _PATH = '/v1/device-contexts'
 
@@ -87,6 +89,13 @@ RULES = [
     _rule(SET_FAULT, '%s or %s' % (ADMIN, SERVICE),
           'Put a bound device context in the error state (Nova\'s side).',
           'PUT', _PATH + '/{id}/fault'),
+    _rule(ATTACH, '%s or (%s)' % (ADMIN, PROJECT_MEMBER),
+          'Attach a device context to a running or stopped server of its '
+          'project.',
+          'PUT', _PATH + '/{id}/attachment'),
+    _rule(DETACH, '%s or (%s)' % (ADMIN, PROJECT_MEMBER),
+          'Detach a device context from its server.',
+          'DELETE', _PATH + '/{id}/attachment'),
 ]
 
 

@@ -43,6 +43,10 @@ ROUTES: dict[str, dict[str, handlers.Handler]] = {
         'PUT': handlers.bind,
         'DELETE': handlers.unbind,
     },
+    '/v1/device-contexts/{context_id}/attachment': {
+        'PUT': handlers.attach,
+        'DELETE': handlers.detach,
+    },
     '/v1/device-contexts/{context_id}/devices': {
         'PUT': handlers.record_devices,
     },

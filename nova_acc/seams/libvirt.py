@@ -74,6 +74,8 @@ import os_acc
 from nova_acc import binding
 from nova_acc import conf
 from nova_acc import exception
+from nova_acc.compute import attach
+from nova_acc.compute import attach_rpc
 from nova_acc.compute import suspend
 from nova_acc.compute import wiring
 
@@ -107,6 +109,16 @@ class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
         self.acc.host.check_no_shared_devices()
         # Before Nova's _init_instance starts any guest (host reboot).
         self.acc.guests.restore_mdevs()
+        # nova-acc-api's attach and detach casts to this host (issue 23).
+        self._acc_rpc = attach_rpc.start_server(attach.Attacher(self), host)
+
+    def cleanup_host(self, host):
+        rpc_server = getattr(self, '_acc_rpc', None)
+        if rpc_server is not None:
+            rpc_server.stop()
+            rpc_server.wait()
+            self._acc_rpc = None
+        super().cleanup_host(host)
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,

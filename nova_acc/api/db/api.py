@@ -210,8 +210,12 @@ class Database:
 
     @_retry_on_deadlock
     def unbind(self, context_id: str, server_id: str,
-               host: str | None = None) -> bool:
-        """Unbind if bound to ``server_id`` (on ``host``); True if it was."""
+               host: str | None = None, fault: str | None = None) -> bool:
+        """Unbind if bound to ``server_id`` (on ``host``); True if it was.
+
+        :param fault: why (an attach that failed): kept on the unbound
+            context for its owner to read; None forgets any fault.
+        """
         where = [M.id == context_id, M.server_id == server_id]
         if host is not None:
             where.append(M.host == host)
@@ -219,8 +223,34 @@ class Database:
             return bool(session.execute(
                 sa.update(M).where(*where).values(
                     state=models.UNBOUND, server_id=None, host=None,
-                    devices='[]', fault=None,
+                    devices='[]', fault=fault,
                     updated_at=timeutils.utcnow())).rowcount)
+
+    def begin_attach(self, context_id: str, project_id: str,
+                     server_id: str, host: str) -> Context:
+        """A user's attach: unbound -> ``attaching`` to the server.
+
+        The compare-and-swap of ``bind``, stricter: only an unbound
+        context of the server's project; of two attaches at once exactly
+        one wins, the other gets a 409 naming the server that won.
+        """
+        self._change(
+            [M.id == context_id, M.project_id == project_id,
+             M.state == models.UNBOUND],
+            {'state': models.ATTACHING, 'server_id': server_id,
+             'host': host, 'devices': '[]', 'fault': None,
+             'updated_at': timeutils.utcnow()},
+            context_id, 'detach it first', project_id=project_id)
+        return self._get_or_raise(context_id)
+
+    def begin_detach(self, context_id: str, server_id: str) -> Context:
+        """A user's detach: bound or error -> ``detaching``."""
+        self._change(
+            [M.id == context_id, M.server_id == server_id,
+             M.state.in_((models.BOUND, models.ERROR))],
+            {'state': models.DETACHING, 'updated_at': timeutils.utcnow()},
+            context_id, server_id=server_id)
+        return self._get_or_raise(context_id)
 
     def record_devices(self, context_id: str, server_id: str, host: str,
                        devices: ty.List[dict[str, str]]) -> Context:
@@ -236,7 +266,8 @@ class Database:
                   fault: str) -> Context:
         self._change(
             [M.id == context_id, M.server_id == server_id,
-             M.state.in_((models.BOUND, models.ERROR))],
+             M.state.in_((models.BOUND, models.ERROR, models.ATTACHING,
+                          models.DETACHING))],
             {'state': models.ERROR, 'fault': fault,
              'updated_at': timeutils.utcnow()},
             context_id, server_id=server_id)

@@ -27,10 +27,16 @@ from sqlalchemy import orm
 
 #: States of a device context. ``error`` keeps its server: the server
 #: that faulted may bind it again (a reschedule), no other server may.
+#: ``attaching`` and ``detaching``: a user asked to attach the context to
+#: a running server or to detach it (issue 23), and its compute has not
+#: finished yet; the server is recorded, so no other server may bind it.
+#: The column is a plain string: these states need no migration.
 UNBOUND = 'unbound'
 BOUND = 'bound'
 ERROR = 'error'
-STATES = (UNBOUND, BOUND, ERROR)
+ATTACHING = 'attaching'
+DETACHING = 'detaching'
+STATES = (UNBOUND, BOUND, ERROR, ATTACHING, DETACHING)
 
 #: Column sizes, the validation limits of the API (validation.py) too.
 ID_LENGTH = 36

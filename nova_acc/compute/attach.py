@@ -1,0 +1,315 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""A device context of nova-acc-api attached to or detached from a server
+that runs (or is stopped) on this host (issue 23).
+
+Called by the RPC endpoint (``attach_rpc``) under Nova's per-instance lock.
+An attach: bind the context (the API's compare-and-swap), grow the
+server's allocation on this host (``attach_placement``), record the
+groups' bindings in the server's system metadata (so every later
+operation treats them as boot-time ones), claim and configure the devices
+in the ledger (``GuestDevices.prepare``) and hot-plug them (persistent, and
+live when the guest runs). Any failure undoes what was done, in reverse,
+and leaves the context unbound with a fault naming it and why.
+
+A detach: unplug the devices with Nova's detach-with-event (the device-
+removed event of libvirt, ``[libvirt] device_detach_timeout`` and
+``device_detach_attempts``); a guest that does not let go leaves them
+attached and held, and the context in ``error`` saying so. Then the
+bindings go, the ledger releases (and resets) the devices, the allocation
+shrinks and the context is unbound.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from nova.compute import power_state
+from nova.compute import vm_states
+from nova import exception as nova_exc
+from nova import objects
+from nova.virt.libvirt import config as vconfig
+import os_acc
+from oslo_log import log as logging
+
+from nova_acc.api import attachment_client
+from nova_acc.api import client as api_client
+from nova_acc.backends import contexts_api
+from nova_acc.backends import local
+from nova_acc import binding
+from nova_acc.compute import attach_placement
+from nova_acc.compute import ledger
+from nova_acc import exception
+from nova_acc import request_groups
+
+LOG = logging.getLogger(__name__)
+
+#: The vm states an attach or detach may run in (ACTIVE, SHUTOFF).
+USABLE_VM_STATES = (vm_states.ACTIVE, vm_states.STOPPED)
+
+
+class AttachFailed(exception.NovaAccException):
+    """An attach or detach did not happen; ``reason`` names the context."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_usable(instance, host: str, context_id: str) -> None:
+    if instance.host != host or instance.vm_state not in \
+            USABLE_VM_STATES or instance.task_state is not None:
+        raise AttachFailed(
+            'device context %s: server %s is no longer ACTIVE or SHUTOFF '
+            'on host %s with no task in progress' % (
+                context_id, instance.uuid, host))
+
+
+def _accelerator(rec: ledger.DeviceRecord) -> os_acc.Accelerator:
+    if rec.is_mdev:
+        return os_acc.Accelerator(interface_type='mdev',
+                                  mdev_uuid=rec.address)
+    return os_acc.Accelerator(interface_type='pci', address=rec.address)
+
+
+def _pci_address(dev) -> tuple[int, ...]:
+    return tuple(int(str(v), 16) for v in (dev.domain, dev.bus, dev.slot,
+                                           dev.function))
+
+
+def _hostdev_in(guest, rec: ledger.DeviceRecord,
+                from_persistent_config: bool = False):
+    """The hostdev of the device of ``rec`` in the guest's domain, or None.
+
+    As read back from the domain XML (with its alias, which the detach
+    event names), not as built for an attach.
+    """
+    if rec.is_mdev:
+        for dev in guest.get_all_devices(
+                vconfig.LibvirtConfigGuestHostdevMDEV,
+                from_persistent_config=from_persistent_config):
+            if dev.uuid == rec.address:
+                return dev
+        return None
+    domain, rest = rec.address.split(':', 1)
+    bus, rest = rest.split(':', 1)
+    slot, function = rest.split('.', 1)
+    wanted = tuple(int(v, 16) for v in (domain, bus, slot, function))
+    for dev in guest.get_all_devices(
+            vconfig.LibvirtConfigGuestHostdevPCI,
+            from_persistent_config=from_persistent_config):
+        try:
+            if _pci_address(dev) == wanted:
+                return dev
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def groups_of(context_id: str, ctx: dict, instance
+              ) -> tuple[list, dict[str, dict[str, str]]]:
+    """The context's request groups, with requester ids new to the server,
+    and their config data by requester id.
+
+    :raises AttachFailed: the context's spec cannot be used.
+    """
+    taken = [request_groups.RequesterId.decode(b.requester_id)
+             for b in binding.load(instance)]
+    index = 1 + max((t.context_index for t in taken if t), default=-1)
+    try:
+        spec = local.LocalBackend._spec(context_id, ctx)
+    except exception.ContextRefused as e:
+        raise AttachFailed(str(e)) from e
+    return [request_groups.to_request_group(request_groups.ContextGroup(
+        index, group_index, context_id, group, context_id=context_id))
+        for group_index, group in enumerate(spec.groups)], {
+            request_groups.RequesterId(index, group_index, context_id
+                                       ).encode(): dict(group.config)
+            for group_index, group in enumerate(spec.groups)
+            if group.config}
+
+
+class Attacher:
+    """Attach and detach on one host, for the libvirt driver ``driver``."""
+
+    def __init__(self, driver) -> None:
+        self._driver = driver
+        self._rooms = driver.acc
+
+    @property
+    def _host(self) -> str:
+        return self._rooms.host.nodename
+
+    def _own_requester_ids(self, instance, context_id: str) -> set[str]:
+        return {b.requester_id for b in binding.load(instance)
+                if (b.context_id or request_groups.context_id_of(
+                    b.requester_id)) == context_id}
+
+    def _records_of(self, instance, requester_ids: set[str]) -> list:
+        return sorted((r for r in self._rooms.host.ledger.records().values()
+                       if r.instance_uuid == instance.uuid and
+                       r.requester_id in requester_ids and
+                       r.state in ledger.ACTIVE), key=lambda r: r.address)
+
+    # ---- attach -----------------------------------------------------------
+
+    def attach(self, ctxt, instance, context_id: str) -> None:
+        """Attach; on failure undo and unbind with a fault.
+
+        :raises AttachFailed: naming the context and why.
+        """
+        client = contexts_api.client()
+        _check_usable(instance, self._host, context_id)
+        ctx = client.bind(context_id, instance.uuid, self._host,
+                          instance.project_id)
+        done: dict = {}
+        try:
+            self._attach_bound(ctxt, instance, context_id, ctx, done)
+        except Exception as e:
+            reason = getattr(e, 'reason', None) or str(e)
+            why = 'device context %s could not be attached to server %s: ' \
+                '%s' % (context_id, instance.uuid, reason)
+            LOG.error('%s', why, instance=instance)
+            self._undo_attach(ctxt, instance, done)
+            try:
+                attachment_client.AttachmentClient.of(
+                    client).unbind_with_fault(context_id, instance.uuid,
+                                              why[:2048])
+            except api_client.ContextAPIError as unbind_error:
+                LOG.error('Could not unbind device context %s after a '
+                          'failed attach: %s', context_id, unbind_error,
+                          instance=instance)
+            raise AttachFailed(why) from e
+
+    def _attach_bound(self, ctxt, instance, context_id: str, ctx: dict,
+                      done: dict) -> None:
+        """The steps after the bind; ``done`` records what to undo."""
+        groups, config = groups_of(context_id, ctx, instance)
+        node = objects.ComputeNode.get_by_host_and_nodename(
+            ctxt, instance.host, instance.node)
+        report = self._driver.virtapi.reportclient
+        try:
+            done['allocated'] = attach_placement.grow(
+                report, ctxt, instance.uuid, self._host, node.uuid, groups)
+        except attach_placement.PlacementRefused as e:
+            raise AttachFailed(e.reason) from e
+        new = binding.compute_bindings(report, ctxt, groups, self._host)
+        done['groups'] = {b.requester_id for b in new}
+        binding.add_groups(instance, new, config)
+        instance.save()
+        snapshot = self._rooms.host.snapshot()
+        try:
+            self._rooms.guests.prepare(instance, snapshot,
+                                       request_context=ctxt)
+        except exception.DeviceNotUsable as e:
+            raise AttachFailed(e.reason) from e
+        guest = self._driver._host.get_guest(instance)
+        done['guest'] = guest
+        done['plugged'] = []
+        for rec in self._records_of(instance, done['groups']):
+            acc = _accelerator(rec)
+            os_acc.attach(acc, guest, self._driver._host, instance)
+            done['plugged'].append(acc)
+        if guest.get_power_state(self._driver._host) == power_state.RUNNING:
+            self._rooms.claims.mark_attached(instance)
+        LOG.info('Attached device context %s (devices %s)', context_id,
+                 ', '.join(a.address or a.mdev_uuid
+                           for a in done['plugged']), instance=instance)
+
+    def _undo_attach(self, ctxt, instance, done: dict) -> None:
+        """Undo in reverse, best effort: each step is logged if it fails."""
+        for acc in reversed(done.get('plugged', [])):
+            try:
+                os_acc.detach(acc, done['guest'], self._driver._host,
+                              instance)
+            except Exception as e:  # libvirt's
+                LOG.error('Could not unplug %s after a failed attach: %s',
+                          acc.address or acc.mdev_uuid, e,
+                          instance=instance)
+        if 'groups' in done:
+            self._forget_groups(ctxt, instance, done['groups'])
+        if 'allocated' in done:
+            try:
+                attach_placement.shrink(self._driver.virtapi.reportclient,
+                                        ctxt, instance.uuid,
+                                        done['allocated'])
+            except attach_placement.PlacementRefused as e:
+                LOG.error('Could not give back the allocation of a failed '
+                          'attach: %s', e.reason, instance=instance)
+
+    def _forget_groups(self, ctxt, instance, requester_ids: set[str]) -> None:
+        """Drop the groups' bindings, then release their devices (reset)."""
+        held = [r.address for r in self._records_of(instance, requester_ids)]
+        binding.remove_groups(instance, requester_ids)
+        try:
+            instance.save()
+        except nova_exc.InstanceNotFound:
+            pass  # deleted: the reconcile releases everything it held
+        if held:
+            self._rooms.reconciler.reconcile(self._rooms.host.snapshot(),
+                                             only=held)
+        if self._rooms.reconciler.take_freed_pools():
+            self._driver._report_device_pools(ctxt)
+
+    # ---- detach -----------------------------------------------------------
+
+    def detach(self, ctxt, instance, context_id: str) -> None:
+        """Unplug, release, shrink, unbind.
+
+        :raises AttachFailed: the guest kept a device (the context is in
+            ``error`` saying so) or the server cannot be changed now.
+        """
+        client = contexts_api.client()
+        _check_usable(instance, self._host, context_id)
+        requester_ids = self._own_requester_ids(instance, context_id)
+        records = self._records_of(instance, requester_ids)
+        guest = self._driver._host.get_guest(instance)
+        for rec in records:
+            try:
+                self._unplug(guest, instance, rec)
+            except Exception as e:  # DeviceDetachFailed, libvirt's
+                why = ('the guest of server %s did not release device %s '
+                       'of device context %s (%s); it stays attached and '
+                       'held; retry the detach, or stop or delete the '
+                       'server' % (instance.uuid, rec.address, context_id,
+                                   getattr(e, 'kwargs', {}).get('reason')
+                                   or e))
+                client.set_fault(context_id, instance.uuid, why[:2048])
+                raise AttachFailed(why) from e
+        removed: dict[str, dict[str, int]] = {}
+        for b in binding.load(instance):
+            if b.requester_id in requester_ids and b.resource_class:
+                into = removed.setdefault(b.rp_uuid, {})
+                into[b.resource_class] = into.get(b.resource_class, 0) + \
+                    b.amount
+        self._forget_groups(ctxt, instance, requester_ids)
+        try:
+            attach_placement.shrink(self._driver.virtapi.reportclient, ctxt,
+                                    instance.uuid, removed)
+        except attach_placement.PlacementRefused as e:
+            LOG.error('Device context %s is detached but the allocation of '
+                      'server %s could not shrink: %s', context_id,
+                      instance.uuid, e.reason, instance=instance)
+        client.unbind(context_id, instance.uuid)
+        LOG.info('Detached device context %s (devices %s)', context_id,
+                 ', '.join(r.address for r in records), instance=instance)
+
+    def _unplug(self, guest, instance, rec: ledger.DeviceRecord) -> None:
+        """Nova's detach with the device-removed event and its retries."""
+        try:
+            self._driver._detach_with_retry(
+                guest, instance.uuid,
+                functools.partial(_hostdev_in, guest, rec),
+                device_name=rec.address)
+        except nova_exc.DeviceNotFound:
+            LOG.info('Device %s was not in the guest any more.',
+                     rec.address, instance=instance)

@@ -1,0 +1,123 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""nova-acc's RPC endpoint on each compute host: attach and detach casts.
+
+nova-acc-api casts ``attach_device_context`` / ``detach_device_context``
+to topic ``nova-acc-compute``, server = the compute's host
+(``nova_acc.api.attachment``). The libvirt driver starts this server in
+``init_host`` on Nova's own transport (``nova.rpc``) and stops it in
+``cleanup_host``. Each call runs as Nova's compute runs an operation on a
+server: under the per-instance lock, with an instance action and an event
+(``openstack server event list`` shows ``attach_device_context`` /
+``detach_device_context``), recorded through the conductor.
+
+Version history: 1.0 - attach_device_context, detach_device_context.
+"""
+
+from __future__ import annotations
+
+from nova.compute import utils as compute_utils
+from nova import exception as nova_exc
+from nova import objects
+from nova import rpc
+from nova import utils
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from nova_acc.api import attachment_client
+from nova_acc.api import client as api_client
+from nova_acc.backends import contexts_api
+from nova_acc.compute import attach
+
+LOG = logging.getLogger(__name__)
+
+#: The same names as nova-acc-api's (``nova_acc.api.attachment``), which
+#: must not import this module (it runs without Nova).
+TOPIC = 'nova-acc-compute'
+VERSION = '1.0'
+
+
+class AttachEndpoint:
+    """The methods nova-acc-api casts to this host."""
+
+    target = messaging.Target(version=VERSION)
+
+    def __init__(self, attacher: attach.Attacher, host: str) -> None:
+        self._attacher = attacher
+        self._host = host
+
+    def attach_device_context(self, ctxt, context_id: str,
+                              server_id: str) -> None:
+        self._run(ctxt, 'attach_device_context', context_id, server_id,
+                  self._attacher.attach)
+
+    def detach_device_context(self, ctxt, context_id: str,
+                              server_id: str) -> None:
+        self._run(ctxt, 'detach_device_context', context_id, server_id,
+                  self._attacher.detach)
+
+    def _run(self, ctxt, action: str, context_id: str, server_id: str,
+             work) -> None:
+        admin = ctxt.elevated()
+        try:
+            instance = objects.Instance.get_by_uuid(
+                admin, server_id, expected_attrs=['system_metadata',
+                                                  'flavor'])
+        except nova_exc.InstanceNotFound:
+            _server_gone(context_id, server_id)
+            return
+
+        @utils.synchronized(instance.uuid)
+        def locked() -> None:
+            instance.refresh()
+            objects.InstanceAction.action_start(
+                ctxt, instance.uuid, action, want_result=False)
+            try:
+                with compute_utils.EventReporter(
+                        ctxt, 'compute_' + action, self._host,
+                        instance.uuid):
+                    work(admin, instance, context_id)
+            except attach.AttachFailed as e:
+                LOG.warning('%s', e.reason, instance=instance)
+            except api_client.ContextAPIError as e:
+                # The context is not (or no longer) this server's to
+                # attach or detach; the API's state stays as it is.
+                LOG.warning('%s of device context %s refused by '
+                            'nova-acc-api: %s', action, context_id, e,
+                            instance=instance)
+            except nova_exc.InstanceNotFound:
+                _server_gone(context_id, server_id)
+        locked()
+
+
+def _server_gone(context_id: str, server_id: str) -> None:
+    """The server was deleted meanwhile: the context is let go."""
+    LOG.info('Server %s was deleted before device context %s was attached '
+             'or detached.', server_id, context_id)
+    try:
+        attachment_client.AttachmentClient.of(
+            contexts_api.client()).unbind_with_fault(
+            context_id, server_id,
+            'server %s was deleted before device context %s was attached '
+            'or detached' % (server_id, context_id))
+    except api_client.ContextAPIError as e:
+        LOG.error('Could not unbind device context %s of deleted server '
+                  '%s: %s', context_id, server_id, e)
+
+
+def start_server(attacher: attach.Attacher, host: str):
+    """Listen on topic :data:`TOPIC` for ``host`` on Nova's transport."""
+    server = rpc.get_server(
+        messaging.Target(topic=TOPIC, server=host, version=VERSION),
+        [AttachEndpoint(attacher, host)])
+    server.start()
+    return server

@@ -1,0 +1,281 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Attach a device context of nova-acc-api to a running server and detach
+it (issue 23), in Nova's harness.
+
+nova-acc-api runs in-process (``ContextsAPIFixture``); it reads servers
+from Nova's in-process API with admin credentials and casts to the
+computes on Nova's fake transport, so the cast is a cast: the API answers
+202 while the compute works, and the test waits for the context's state.
+"""
+
+import time
+
+import fixtures
+from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import plugin as ks_plugin
+from keystoneauth1 import session as ks_session
+from nova import rpc
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+from nova_acc.api import attachment
+from nova_acc.api import attachment_client
+from nova_acc.api import client as api_client
+from nova_acc.tests.fixtures import contexts_api
+from tests.functional import base
+from tests.functional import test_device_contexts
+
+
+class _NovaAdminAuth(ks_plugin.BaseAuthPlugin):
+    """Nova's noauth2 headers of its functional harness, as an admin."""
+
+    def __init__(self, endpoint, project_id):
+        super().__init__()
+        self.endpoint = endpoint
+        self.project_id = project_id
+
+    def get_headers(self, session, **kwargs):
+        return {'X-Auth-User': 'admin', 'X-User-Id': 'admin',
+                'X-Auth-Project-Id': self.project_id,
+                'X-Roles': 'reader,member,admin'}
+
+    def get_endpoint(self, session, **kwargs):
+        return self.endpoint
+
+
+class AttachTestBase(test_device_contexts.ContextsAPIMixin,
+                     base.DeviceContextTestBase):
+
+    def setUp(self):
+        # Inject Nova's API and Nova's transport into the API fixture the
+        # mixin builds.
+        real = contexts_api.ContextsAPIFixture
+
+        def with_attachments(*args, **kwargs):
+            session = ks_session.Session(auth=_NovaAdminAuth(
+                self.admin_api.base_url, self.api.project_id))
+            kwargs['attachments'] = attachment.Attachments(
+                servers=attachment.NovaServers(ks_adapter.Adapter(
+                    session, endpoint_override=self.admin_api.base_url)),
+                compute=attachment.ComputeRPC(rpc.TRANSPORT))
+            return real(*args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.tests.fixtures.contexts_api.ContextsAPIFixture',
+            with_attachments))
+        super().setUp()
+        self.member = attachment_client.AttachmentClient.of(self.member)
+        # The fake libvirt sends no device-removed event: a detach waits
+        # for it, then finds the device gone from the live domain.
+        self.flags(device_detach_timeout=1, device_detach_attempts=1,
+                   group='libvirt')
+
+    def wait_for_context(self, context_id, *states, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            ctx = self.context(context_id)
+            if ctx['state'] in states:
+                return ctx
+            if time.monotonic() > deadline:
+                self.fail('context %s still %s' % (context_id, ctx['state']))
+            time.sleep(0.1)
+
+    def attach(self, context_id, server, *final):
+        ctx = self.member.attach(context_id, server['id'])
+        self.assertEqual(('attaching', server['id']),
+                         (ctx['state'], ctx['server_id']))
+        return self.wait_for_context(context_id, *(final or ('bound',)))
+
+    def detach(self, context_id, *final):
+        ctx = self.member.detach(context_id)
+        self.assertEqual('detaching', ctx['state'])
+        return self.wait_for_context(context_id, *(final or ('unbound',)))
+
+    def events(self, server):
+        actions = self.api.get_instance_actions(server['id'])
+        result = {}
+        for action in actions:
+            details = self.api.get_instance_action_details(
+                server['id'], action['request_id'])
+            result.setdefault(action['action'], []).extend(
+                (e['event'], e['result']) for e in details['events'])
+        return result
+
+    def assert_agree(self, server, host, devices):
+        """placement = ledger = domain hostdevs for the server."""
+        self.assertEqual(sorted(devices), self.held_devices(host, server))
+        self.assertEqual(sorted(devices),
+                         sorted(self.domain_hostdevs(host, server)))
+        self.assertEqual(sorted(self.device_rp(host, d) for d in devices),
+                         sorted(self.allocated_device_rps(server)))
+
+
+class AttachTest(AttachTestBase):
+
+    def test_attach_to_active_then_detach_and_reuse(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.assert_agree(server, 'compute1', [])
+
+        bound = self.attach(ctx, server)
+
+        rp = self.device_rp('compute1', fpga)
+        self.assertEqual([{'pool': rp, 'address': fpga}], bound['devices'])
+        self.assertEqual('compute1', bound['host'])
+        self.assert_agree(server, 'compute1', [fpga])
+        self.assertEqual(1, len(self.server_bindings(server)))
+        self.assertEqual([('compute_attach_device_context', 'Success')],
+                         self.events(server)['attach_device_context'])
+
+        self.detach(ctx)
+
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual([], self.server_bindings(server))
+        self.assertEqual(1, self.reset_count(fpga))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        self.assertEqual([('compute_detach_device_context', 'Success')],
+                         self.events(server)['detach_device_context'])
+        # Reusable, like a port: boot another server with it.
+        other = self.boot(ctx)
+        self.assertEqual([fpga], self.domain_hostdevs('compute1', other))
+
+    def test_attach_to_shutoff_then_start(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        server = self._stop_server(server)
+        ctx = self.create()
+
+        self.attach(ctx, server)
+
+        self.assertEqual([fpga], self.held_devices('compute1', server))
+        server = self._start_server(server)
+        self.assert_agree(server, 'compute1', [fpga])
+
+    def test_stop_start_and_delete_after_attach(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+
+        server = self._stop_server(server)
+        server = self._start_server(server)
+        self.assert_agree(server, 'compute1', [fpga])
+        self.assertEqual(0, self.reset_count(fpga))
+
+        self._delete_server(server)
+
+        self.assert_unbound(ctx)
+        self.assertEqual(1, self.reset_count(fpga))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(
+            self.device_rp('compute1', fpga)))
+
+
+class AttachFailureTest(AttachTestBase):
+
+    def test_no_free_device_on_the_host_changes_nothing(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        first = self.boot(self.create())
+        server = self.boot()
+        ctx = self.create()
+
+        failed = self.attach(ctx, server, 'unbound')
+
+        self.assertIn('device context %s could not be attached to server %s'
+                      % (ctx, server['id']), failed['fault'])
+        self.assertIn('no free device on host compute1', failed['fault'])
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual([fpga], self.held_devices('compute1', first))
+        self.assertEqual([], self.server_bindings(server))
+        self.assertEqual([('compute_attach_device_context', 'Error')],
+                         self.events(server)['attach_device_context'])
+
+    def test_libvirt_attach_failing_leaves_nothing_behind(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+
+        def refuse(dom, xml, flags):
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError, 'hot-plug refused',
+                error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.attachDeviceFlags', refuse))
+        failed = self.attach(ctx, server, 'unbound')
+
+        self.assertIn('hot-plug refused', failed['fault'])
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual([], self.server_bindings(server))
+        self.assertEqual(1, self.reset_count(fpga))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(
+            self.device_rp('compute1', fpga)))
+
+    def test_server_not_active_or_shutoff_is_refused_at_once(self):
+        self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        self.api.post_server_action(server['id'], {'pause': None})
+        server = self._wait_for_state_change(server, 'PAUSED')
+        ctx = self.create()
+
+        error = self.assertRaises(api_client.ContextConflict,
+                                  self.member.attach, ctx, server['id'])
+
+        self.assertIn('server %s is PAUSED' % server['id'], str(error))
+        self.assert_unbound(ctx)
+
+    def test_another_projects_server_is_not_found(self):
+        self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        other = attachment_client.AttachmentClient.of(
+            self.contexts_api.client('other-project'))
+        ctx = other.create(test_device_contexts.SPEC)['id']
+
+        self.assertRaises(api_client.ContextNotFound, other.attach, ctx,
+                          server['id'])
+        self.assertEqual('unbound', other.get(ctx)['state'])
+
+    def test_two_attaches_of_one_context_exactly_one_wins(self):
+        self.start_fpga_host('compute1', num_fpgas=2)
+        first, second = self.boot(), self.boot()
+        ctx = self.create()
+
+        self.member.attach(ctx, first['id'])
+        error = self.assertRaises(api_client.ContextConflict,
+                                  self.member.attach, ctx, second['id'])
+
+        self.assertIn('device context %s is bound to server %s'
+                      % (ctx, first['id']), str(error))
+        self.wait_for_context(ctx, 'bound')
+        self.assertEqual(first['id'], self.context(ctx)['server_id'])
+        self.assertEqual([], self.held_devices('compute1', second))
+
+    def test_guest_that_keeps_the_device_leaves_it_held(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.detachDeviceFlags',
+            lambda dom, xml, flags: None))
+
+        stuck = self.detach(ctx, 'error')
+
+        self.assertIn('did not release device %s' % fpga, stuck['fault'])
+        self.assertIn('stays attached and held', stuck['fault'])
+        self.assert_agree(server, 'compute1', [fpga])
+        self.assertEqual(0, self.reset_count(fpga))
+
+        # Deleting the server resolves it.
+        self._delete_server(server)
+        self.assert_unbound(ctx)
+        self.assertEqual(1, self.reset_count(fpga))
