@@ -24,6 +24,7 @@ import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 
 from nova_acc.compute import ledger
+from nova_acc.tests.fixtures.cyborg import cloud as cyborg_cloud
 from tests.functional import base
 from tests.functional import test_moves
 from tests.functional import test_vgpu
@@ -303,3 +304,42 @@ class VgpuSuspendTest(test_vgpu.VgpuTestBase, SuspendTestBase):
         self._reboot_server(server, hard=True)
         self.assertEqual(self.uuids,
                          self.domain_mdevs('compute1', self.server))
+
+
+class CyborgSuspendTest(cyborg_cloud.CyborgCloudMixin, SuspendTestBase):
+    """A server whose device context is a Cyborg ARQ, with real Cyborg.
+
+    Suspend keeps the ARQ bound to the server: its device only leaves the
+    guest while the memory is saved.
+    """
+    CAST_AS_CALL = False
+
+    def setUp(self):
+        super().setUp()
+        self.rp = self.start_cyborg_host('compute1', '0000:90:00.0')
+        self.ctx = self.create_context()
+        self.server = self.boot(self.ctx)
+
+    def assert_bound(self):
+        arq = self.member.get_arq(self.ctx)
+        self.assertEqual(('Bound', self.server['id'], 'compute1', self.rp),
+                         (arq['state'], arq['instance_uuid'],
+                          arq['hostname'], arq['device_rp_uuid']))
+        self.assertEqual({'FPGA': 1}, self.provider_usage(self.rp))
+
+    def test_suspend_and_resume_keep_the_arq_bound(self):
+        self.assertEqual(['0000:90:00.0'],
+                         self.domain_hostdevs('compute1', self.server))
+        self._suspend_server(self.server)
+        self.assertEqual([], self.domain_hostdevs('compute1', self.server))
+        self._run_periodics()
+        self.assert_bound()
+
+        self._resume_server(self.server)
+
+        self.assertEqual(['0000:90:00.0'],
+                         self.domain_hostdevs('compute1', self.server))
+        self._run_periodics()
+        self.assert_bound()
+        self.assertEqual((ledger.ATTACHED, self.server['id']),
+                         self.ledger_state('compute1', '0000:90:00.0'))
