@@ -22,6 +22,7 @@ otherwise instead of testing a stale copy.
 
 import argparse
 import filecmp
+import http.server
 import importlib.metadata
 import json
 import os
@@ -32,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import testtools
@@ -54,6 +57,11 @@ FLAVOR = 'm1.tiny'
 UNKNOWN_CONTEXT = 'does not exist in your project'
 
 
+#: The client code the console scripts load: (installed path, source).
+CLIENT_TREES = (('nova_acc/cli', 'nova_acc/cli'),
+                ('nova_acc_client', 'client/nova_acc_client'))
+
+
 def installed_cli_problem():
     """Why the installed nova-acc cannot be what these tests mean to test."""
     try:
@@ -61,27 +69,96 @@ def installed_cli_problem():
     except importlib.metadata.PackageNotFoundError:
         return 'nova-acc is not installed in %s' % sys.prefix
     groups = {ep.group for ep in dist.entry_points}
-    for group in ('openstack.cli.server_create', 'novaclient.extension'):
+    for group in ('openstack.cli.server_create', 'novaclient.extension',
+                  'openstack.cli.extension', 'openstack.device_context.v1'):
         if group not in groups:
             return ('the installed nova-acc has no %r entry point; '
                     'reinstall it' % group)
-    source = os.path.join(REPO_ROOT, 'nova_acc', 'cli')
-    for name in sorted(os.listdir(source)):
-        if not name.endswith('.py'):
-            continue
-        installed = dist.locate_file(os.path.join('nova_acc', 'cli', name))
-        if not os.path.exists(installed) or not filecmp.cmp(
-                os.path.join(source, name), installed, shallow=False):
-            return ('the installed nova_acc/cli/%s differs from the source '
-                    'tree; reinstall nova-acc (cd /tmp && pip install '
-                    '--no-deps --force-reinstall %s)' % (name, REPO_ROOT))
+    for installed_tree, source_tree in CLIENT_TREES:
+        source = os.path.join(REPO_ROOT, source_tree)
+        for folder, _dirs, files in os.walk(source):
+            for name in sorted(files):
+                if not name.endswith('.py'):
+                    continue
+                relative = os.path.relpath(os.path.join(folder, name),
+                                           source)
+                installed = dist.locate_file(
+                    os.path.join(installed_tree, relative))
+                if not os.path.exists(installed) or not filecmp.cmp(
+                        os.path.join(source, relative), installed,
+                        shallow=False):
+                    return ('the installed %s/%s differs from the source '
+                            'tree; reinstall nova-acc (cd /tmp && pip '
+                            'install --no-deps --force-reinstall %s)'
+                            % (installed_tree, relative, REPO_ROOT))
     return None
+
+
+class MemberRolesProxy:
+    """Keystone's part in front of the served nova-acc-api, for members.
+
+    The served API runs with noauth2: ``X-Auth-Token: user:project`` says
+    who calls and ``X-Roles`` what they may do; with a real cloud,
+    keystonemiddleware puts the roles of the token there. The openstack
+    client sends a token only (keystoneauth's ``admin_token`` plugin), so
+    this proxy adds what Keystone would say of a project member's token,
+    ``X-Roles: member,reader``, and passes everything else through.
+    """
+
+    ROLES = 'member,reader'
+
+    def __init__(self, upstream):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _relay(self):
+                proxy.relay(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
+
+            def log_message(self, *args):
+                pass
+
+        self.upstream = upstream.rstrip('/')
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                      Handler)
+        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def relay(self, handler):
+        length = int(handler.headers.get('Content-Length') or 0)
+        body = handler.rfile.read(length) if length else None
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() not in ('host', 'x-roles', 'connection')}
+        headers['X-Roles'] = self.ROLES
+        request = urllib.request.Request(
+            self.upstream + handler.path, data=body, headers=headers,
+            method=handler.command)
+        try:
+            response = urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            response = error
+        with response:
+            data = response.read()
+            handler.send_response(response.status)
+            for key in ('Content-Type', 'OpenStack-API-Version'):
+                if response.headers.get(key):
+                    handler.send_header(key, response.headers[key])
+            handler.send_header('Content-Length', str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class ServeProcess:
     """``nova-acc demo --serve`` in its own process group."""
 
     def __init__(self, *args, start_timeout=60):
+        self.contexts_url = None
         self.stderr = tempfile.NamedTemporaryFile(
             'w+', prefix='nova-acc-serve-', suffix='.log')
         self.proc = subprocess.Popen(
@@ -126,6 +203,8 @@ class ServeProcess:
                     raise AssertionError('first line is not SERVING: %r; %s'
                                          % (line, self.details()))
                 url = line.split()[1]
+            elif line.startswith('DEVICE-CONTEXTS '):
+                self.contexts_url = line.split()[1]
             elif line.startswith('export '):
                 key, _, value = line[len('export '):].strip().partition('=')
                 exports[key] = value
@@ -185,10 +264,13 @@ class DeviceContextCLITest(testtools.TestCase):
                if not k.startswith(('OS_', 'NOVA_'))}
         env.update(cls.serve.exports)
         cls.env = env
+        cls.proxy = MemberRolesProxy(cls.serve.contexts_url)
         cls.workdir = tempfile.mkdtemp(prefix='nova-acc-cli-')
 
     @classmethod
     def tearDownClass(cls):
+        if getattr(cls, 'proxy', None) is not None:
+            cls.proxy.stop()
         serve = cls.serve
         if serve is not None:
             status = serve.stop()
@@ -206,10 +288,11 @@ class DeviceContextCLITest(testtools.TestCase):
 
     # ---- running the clients ---------------------------------------------
 
-    def run_cli(self, *argv, timeout=90):
+    def run_cli(self, *argv, timeout=90, env=None):
         proc = subprocess.run(
-            list(argv), env=self.env, cwd=self.workdir, capture_output=True,
-            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            list(argv), env=env or self.env, cwd=self.workdir,
+            capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL)
         self.addDetail(
             'cli-%s' % uuid.uuid4().hex[:6],
             content.text_content(
@@ -247,6 +330,38 @@ class DeviceContextCLITest(testtools.TestCase):
                 self.fail('server %s still %s after %d s' % (
                     name_or_id, server['status'], timeout))
             time.sleep(0.5)
+
+    def contexts(self, *args, project=None, check=True):
+        """``openstack device context ...`` as a member of ``project``.
+
+        Against the served nova-acc-api through :class:`MemberRolesProxy`
+        (its endpoint given as the ``device-context`` service's override);
+        the token (keystoneauth's ``admin_token`` plugin) is noauth2's
+        ``user:project``. By default the project the Nova API acts in,
+        whose servers may boot with its contexts.
+        """
+        env = dict(self.env, OS_AUTH_TYPE='admin_token',
+                   OS_TOKEN='cli-user:%s' % (project or self.project_id),
+                   OS_DEVICE_CONTEXT_ENDPOINT_OVERRIDE=self.proxy.url)
+        proc = self.run_cli(OPENSTACK, 'device', 'context', *args, env=env)
+        if check:
+            self.assertEqual(0, proc.returncode, proc.stderr)
+        return proc
+
+    def context(self, context_id):
+        return json.loads(self.contexts('show', context_id, '-f',
+                                        'json').stdout)
+
+    def assert_refused(self, proc, *words):
+        """Exit 1 with the API's message on stderr, no traceback."""
+        self.assertEqual(1, proc.returncode, proc.stderr)
+        for word in words:
+            self.assertIn(word, proc.stderr)
+        self.assertNotIn('Traceback', proc.stderr)
+
+    @property
+    def project_id(self):
+        return self.env['NOVA_PROJECT_ID']
 
     @staticmethod
     def name(prefix):
@@ -308,6 +423,80 @@ class DeviceContextCLITest(testtools.TestCase):
         self.assertIn(UNKNOWN_CONTEXT, message)
         self.assertEqual({'device_context': [context_id]},
                          server['scheduler_hints'])
+
+    def test_device_context_commands_lifecycle(self):
+        # create -> list -> show -> set -> boot with it -> delete refused
+        # while bound -> server deleted -> delete.
+        created = json.loads(self.contexts(
+            'create', '--resources', 'FPGA=1', '--name', 'ctx-cli',
+            '--description', 'made by test_cli', '-f', 'json').stdout)
+        context_id = created['id']
+        self.assertEqual(('resources:FPGA=1', 'unbound', self.project_id),
+                         (created['spec'], created['state'],
+                          created['project_id']))
+        listed = json.loads(self.contexts('list', '-f', 'json').stdout)
+        self.assertIn((context_id, 'ctx-cli', 'unbound'),
+                      [(c['ID'], c['Name'], c['State']) for c in listed])
+        self.contexts('set', context_id, '--name', 'ctx-renamed',
+                      '--description', 'renamed')
+        shown = self.context(context_id)
+        self.assertEqual(('ctx-renamed', 'renamed'),
+                         (shown['name'], shown['description']))
+
+        name = self.name('osc-ctx')
+        server = json.loads(self.openstack(
+            'server', 'create', '--image', IMAGE, '--flavor', FLAVOR,
+            '--nic', 'none', '--device-context', context_id, '--wait',
+            '-f', 'json', name).stdout)
+        self.assertEqual('ACTIVE', server['status'])
+        bound = self.context(context_id)
+        self.assertEqual(('bound', server['id']),
+                         (bound['state'], bound['server_id']))
+        by_server = json.loads(self.contexts(
+            'list', '--server', server['id'], '-f', 'json').stdout)
+        self.assertEqual([context_id], [c['ID'] for c in by_server])
+        self.assert_refused(self.contexts('delete', context_id, check=False),
+                            'bound to server %s' % server['id'],
+                            '1 of 1 device contexts failed to delete')
+
+        self.openstack('server', 'delete', '--wait', server['id'])
+        self.assertEqual('unbound', self.context(context_id)['state'])
+        self.contexts('delete', context_id)
+        self.assert_refused(self.contexts('show', context_id, check=False),
+                            context_id, 'could not be found')
+
+    def test_device_context_create_bad_spec_names_the_token(self):
+        before = json.loads(self.contexts('list', '-f', 'json').stdout)
+        proc = self.contexts('create', '--resources', 'FPGA=0',
+                             '--name', 'never', check=False)
+        self.assert_refused(proc, 'resources:FPGA=0')
+        self.assertEqual('', proc.stdout)
+        self.assertEqual(before, json.loads(
+            self.contexts('list', '-f', 'json').stdout))
+
+    def test_another_projects_device_context_is_not_found(self):
+        theirs = json.loads(self.contexts(
+            'create', '--resources', 'FPGA=1', '--name', 'theirs', '-f',
+            'json', project='another-project').stdout)
+        # A member of this project sees nothing of it: not listed, and
+        # show, set and delete say what they say of a missing one.
+        listed = json.loads(self.contexts('list', '-f', 'json').stdout)
+        self.assertNotIn(theirs['id'], [c['ID'] for c in listed])
+        missing = str(uuid.uuid4())
+        for context_id in (theirs['id'], missing):
+            self.assert_refused(self.contexts('show', context_id,
+                                              check=False),
+                                'Device context %s could not be found'
+                                % context_id)
+        self.assert_refused(
+            self.contexts('set', theirs['id'], '--name', 'mine',
+                          check=False), 'could not be found')
+        self.assert_refused(
+            self.contexts('delete', theirs['id'], check=False),
+            'could not be found', '1 of 1 device contexts failed')
+        kept = json.loads(self.contexts('show', theirs['id'], '-f', 'json',
+                                        project='another-project').stdout)
+        self.assertEqual('theirs', kept['name'])
 
 
 class ClientHelpTest(testtools.TestCase):
