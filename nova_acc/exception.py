@@ -132,6 +132,16 @@ class DeviceNotUsable(NovaAccException):
         self.reason = reason
 
 
+class DeviceListingFailed(DeviceNotUsable):
+    """libvirt could not list the host's PCI devices (it timed out, say).
+
+    Nova's own ``Host.list_all_devices`` logs such an error and returns no
+    device; nova-acc must not read that as "every device is gone" (fail
+    closed): a build reschedules, and a resource update leaves the device
+    pools as last reported and releases nothing.
+    """
+
+
 # ---- operator command ------------------------------------------------------
 
 class CommandFailed(NovaAccException):

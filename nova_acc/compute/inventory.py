@@ -66,6 +66,7 @@ from collections.abc import Callable, Iterable, Mapping, Set
 import dataclasses
 import typing as ty
 
+from nova import exception as nova_exc
 from nova import utils
 from nova.virt.libvirt import host as libvirt_host
 import os_acc
@@ -73,6 +74,7 @@ import os_traits
 from oslo_log import log as logging
 
 from nova_acc import conf
+from nova_acc import exception
 from nova_acc.compute import claims
 from nova_acc.compute import ledger
 from nova_acc.compute import reshape
@@ -410,8 +412,14 @@ def _nodedev_xmls(host: libvirt_host.Host) -> ty.Iterator[str]:
     """The XML of each PCI node device libvirt knows of, listed lazily."""
     # Nova's Host imports libvirt lazily; the module is set by now.
     libvirt = libvirt_host.libvirt
-    listed = host.list_all_devices(
-        libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+    # Not Nova's Host.list_all_devices: it logs libvirt's error and returns
+    # no device, which would read as every device gone from the host.
+    try:
+        listed = host.get_connection().listAllDevices(
+            libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+    except (libvirt.libvirtError, nova_exc.HypervisorUnavailable) as e:
+        raise exception.DeviceListingFailed(
+            "libvirt could not list the host's PCI devices: %s" % e) from e
     describer = utils.tpool_wrap(_NodeDeviceDescriber())
     for xml, error in describer.describe(listed):
         if xml is None:
@@ -436,5 +444,6 @@ def discover(host: libvirt_host.Host,
         node device (``os_acc.discover_from_nodedevs`` works each out
         once): read them, never change them.
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
+    :raises DeviceListingFailed: libvirt could not list the devices.
     """
     return os_acc.discover_from_nodedevs(_nodedev_xmls(host), device_specs)

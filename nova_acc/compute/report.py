@@ -27,6 +27,7 @@ from nova.scheduler.client import report
 from oslo_log import log as logging
 
 from nova_acc import conf
+from nova_acc import exception
 from nova_acc.compute import inventory
 from nova_acc.compute import ledger
 from nova_acc.compute import reconciler as host_reconciler
@@ -104,6 +105,15 @@ class PoolReport:
             allocations to move.
         """
         snapshot = self._host.snapshot()
+        try:
+            snapshot.take()
+        except exception.DeviceListingFailed as e:
+            # Fail closed: the pools stay as last reported (the tree Nova
+            # passes holds them) and nothing is released this round.
+            LOG.error('%s; the device pools of node %s stay as last '
+                      'reported and no device is released until a listing '
+                      'succeeds.', e, nodename)
+            return
         records = self._reconciler.reconcile_for_report(snapshot)
         moved = inventory.update_provider_tree(
             provider_tree, nodename, snapshot.managed.values(),

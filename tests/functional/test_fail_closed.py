@@ -334,3 +334,80 @@ class ReportAfterReleaseTest(FailClosedTestBase):
         server = self.boot(CONTEXT)
         self.assertEqual([fpga], self.domain_hostdevs('compute1', server))
         self.assertEqual(1, self.reset_count(fpga))
+
+
+class DeviceListingFailsTest(FailClosedTestBase):
+    """libvirt cannot list the host's PCI devices (it times out, say).
+
+    Nova's ``Host.list_all_devices`` logs such an error and returns no
+    device; read as "every device is gone", the pools shrank in placement,
+    free devices were forgotten by the ledger and a server's device was
+    released and reset on a round that knew nothing of the host.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.listing_fails = False
+        real_list = fakelibvirt.Connection.listAllDevices
+        test = self
+
+        def list_all_devices(conn, flags=0):
+            if test.listing_fails:
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'Timed out during operation: cannot acquire state '
+                    'change lock',
+                    error_code=fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                    error_domain=fakelibvirt.VIR_FROM_NODEDEV)
+            return real_list(conn, flags)
+        self.useFixture(fixtures.MockPatchObject(
+            fakelibvirt.Connection, 'listAllDevices', list_all_devices))
+
+    def pool_inventory(self, rp_uuid):
+        inv = self.provider_inventory(rp_uuid)
+        return inv['FPGA']['total'], inv['FPGA']['reserved']
+
+    def test_periodic_and_delete_while_the_listing_fails(self):
+        fpga1, fpga2 = self.start_fpga_host('compute1', num_fpgas=2)
+        server = self.boot(CONTEXT)
+        held, = self.held_devices('compute1', server)
+        free = fpga2 if held == fpga1 else fpga1
+        pool = self.device_rp('compute1', held)
+        self.assertEqual((2, 0), self.pool_inventory(pool))
+        self.assertEqual(ledger.FREE, self.ledger('compute1')[free].state)
+
+        self.listing_fails = True
+        self._run_periodics()
+        self._run_periodics()
+        # The pool as last reported; the free device not forgotten.
+        self.assertEqual((2, 0), self.pool_inventory(pool))
+        self.assertEqual(ledger.FREE, self.ledger('compute1')[free].state)
+        self.assertEqual(ledger.ATTACHED,
+                         self.ledger('compute1')[held].state)
+
+        # The server goes while the host's devices cannot be listed: its
+        # device is released on the first round that can list them, once.
+        self._delete_server(server)
+        self._run_periodics()
+        self.assertIn(self.ledger('compute1')[held].state, ledger.HELD)
+        self.assertEqual(0, self.reset_count(held))
+
+        self.listing_fails = False
+        self._run_periodics()
+        self.assertEqual(('free', None), self.ledger_state('compute1', held))
+        self.assertEqual(1, self.reset_count(held))
+        self.assertEqual(0, self.reset_count(free))
+        self.assertEqual((2, 0), self.pool_inventory(pool))
+
+    def test_build_while_the_listing_fails(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        self.listing_fails = True
+        refused = self.boot(CONTEXT, expected_state='ERROR')
+        self.assertIn('device context', self.fault_message(refused))
+        self.assertEqual([], self.allocated_device_rps(refused))
+        self.assertEqual({}, self.all_domain_hostdevs())
+        self.assertEqual(ledger.FREE, self.ledger('compute1')[fpga].state)
+
+        self.listing_fails = False
+        server = self.boot(CONTEXT)
+        self.assertEqual([fpga], self.domain_hostdevs('compute1', server))

@@ -54,15 +54,16 @@ class FakeNodeDevice:
 
 
 class DiscoverTest(base.BaseTestCase):
-    """The nova-compute side: list through Nova's Host, parse in os_acc."""
+    """The nova-compute side: list through libvirt, parse in os_acc."""
 
     def setUp(self):
         super().setUp()
         # Whatever libvirt module another test left in Nova's host module.
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.host.libvirt', libvirt))
-        self.host = mock.Mock(spec=['list_all_devices'])
-        self.host.list_all_devices.return_value = [
+        self.host = mock.Mock(spec=['get_connection'])
+        self.list_all = self.host.get_connection.return_value.listAllDevices
+        self.list_all.return_value = [
             FakeNodeDevice(test_nodedev.GPU_XML),
             FakeNodeDevice(error=libvirt.libvirtError('gone')),
             FakeNodeDevice(test_nodedev.PF_XML),
@@ -72,20 +73,28 @@ class DiscoverTest(base.BaseTestCase):
     def test_lists_pci_node_devices(self):
         with self.assertLogs('nova_acc.compute.inventory', 'WARNING') as logs:
             found = inventory.discover(self.host, [{'address': '*'}])
-        self.host.list_all_devices.assert_called_once_with(
+        self.list_all.assert_called_once_with(
             libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
         self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
                          [d.address for d in found])
         self.assertIn('gone', logs.output[0])
 
+    def test_a_failed_listing_is_not_an_empty_host(self):
+        # Nova's Host.list_all_devices would log it and return no device.
+        self.list_all.side_effect = libvirt.libvirtError('timed out')
+        e = self.assertRaises(exception.DeviceListingFailed,
+                              inventory.discover, self.host,
+                              [{'address': '*'}])
+        self.assertIn('timed out', str(e))
+
     def test_no_specs_no_libvirt_call(self):
         self.assertEqual([], inventory.discover(self.host, []))
-        self.host.list_all_devices.assert_not_called()
+        self.list_all.assert_not_called()
 
     def test_bad_spec(self):
         self.assertRaises(acc_exc.InvalidDeviceSpec, inventory.discover,
                           self.host, [{'vendor': '10de'}])
-        self.host.list_all_devices.assert_not_called()
+        self.list_all.assert_not_called()
 
 
 class HostSnapshotTest(base.BaseTestCase):
