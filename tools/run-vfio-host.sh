@@ -75,13 +75,36 @@ GW=10.0.2.100
 VENV=/opt/nova-acc/venv
 SRC_IN_VM=/opt/nova-acc/src
 
+# The devices of the VM nova-acc hands out, besides the edu (no reset
+# method, on the root complex): a pool of two virtio-rng functions, each on
+# a PCIe root port of its own (own IOMMU group, FLR), and an nvme PF with
+# SR-IOV (QEMU 7.2 needs an nvme-subsys for it) whose two VFs are a pool of
+# their own. The VM's init binds them (see configure_rootfs).
+DEVICES=(
+    -device pcie-root-port,id=rp1,chassis=1,slot=1
+    -device pcie-root-port,id=rp2,chassis=2,slot=2
+    -device pcie-root-port,id=rp3,chassis=3,slot=3
+    -device virtio-rng-pci,bus=rp1
+    -device virtio-rng-pci,bus=rp2
+    -device nvme-subsys,id=nvsub
+    -device "nvme,bus=rp3,serial=novaaccpf,subsys=nvsub,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
+)
+# The [nova_acc] device_spec of the VM's nova-compute, first match wins:
+# the VFs before their PF (same vendor and product), the edu last
+# (tools/lib/nova_conf.py --edu-device).
+DEVICE_SPECS=(
+    '{"vendor_id": "1af4", "product_id": "1044", "resource_class": "CUSTOM_RNG"}'
+    '{"vendor_id": "1b36", "product_id": "0010", "physfn": "*", "resource_class": "CUSTOM_NVME_VF"}'
+    '{"vendor_id": "1b36", "product_id": "0010", "resource_class": "CUSTOM_NVME"}'
+)
+
 PACKAGES=(
     linux-image-amd64 initramfs-tools
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-system-common qemu-utils
     python3 python3-venv python3-libvirt
     pciutils kmod busybox-static udev iproute2 procps
-    openssh-server socat ca-certificates less
+    openssh-server socat ca-certificates less sudo
 )
 
 # set_dirs [create]: checks the state directory (tools/lib/common.sh: owned
@@ -260,6 +283,9 @@ build_venv() {
         >>"$LOGS/build.log" 2>&1 || die "nova-acc does not import in the venv; see $LOGS/build.log"
     umount_under "$ROOTFS"
     trap - EXIT
+    # nova-compute runs as nova: the venv and the source are everyone's to
+    # read (pip keeps the checkout's modes, which may be 0600 here).
+    chmod -R a+rX "${ROOTFS:?}$VENV" "$ROOTFS$SRC_IN_VM"
     rm -f "$ROOTFS/tmp/host-pip.conf"
     echo "$stamp" > "$ROOTFS/$SRC_IN_VM.stamp"
     # A new disk image carries the new code.
@@ -330,20 +356,44 @@ if [ -x /lib/systemd/systemd-udevd ]; then
     udevadm settle -t 120
 fi
 
-# The emulated edu device (1234:11e8) to vfio-pci.
+# The devices nova-acc hands out (QEMU's, see start_vm) to vfio-pci: the
+# edu (1234:11e8, no reset method), the pool of virtio-rng functions
+# (1af4:1044, FLR on their PCIe root ports) and the VFs of the nvme PF
+# (1b36:0010 with SR-IOV). The PF stays on its own driver, nvme, as on real
+# hardware (its VFs need a PF driver; libvirt moves the PF to vfio-pci
+# itself when a guest gets it whole).
 modprobe vfio-pci
-echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null
+modprobe nvme
+to_vfio() {
+    echo vfio-pci > "$1/driver_override"
+    [ -e "$1/driver" ] && echo "${1##*/}" > "$1/driver/unbind"
+    echo "${1##*/}" > /sys/bus/pci/drivers_probe
+}
+describe() {
+    g=$(readlink "$1/iommu_group"); g=${g##*/}
+    say "$2 ${1##*/} driver=$(basename "$(readlink "$1/driver")") reset_method=$(cat "$1/reset_method" 2>/dev/null) iommu_group=$g members=$(ls /sys/kernel/iommu_groups/"$g"/devices | tr '\n' ' ')"
+}
 for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat "$d/vendor"):$(cat "$d/device")" = 0x1234:0x11e8 ]; then
-        [ -e "$d/driver" ] || echo "${d##*/}" > /sys/bus/pci/drivers/vfio-pci/bind
-        g=$(readlink "$d/iommu_group"); g=${g##*/}
-        say "edu ${d##*/} driver=$(basename "$(readlink "$d/driver")") iommu_group=$g members=$(ls /sys/kernel/iommu_groups/"$g"/devices | tr '\n' ' ')"
-    fi
+    case "$(cat "$d/vendor"):$(cat "$d/device")" in
+        0x1234:0x11e8) to_vfio "$d"; describe "$d" edu ;;
+        0x1af4:0x1044) to_vfio "$d"; describe "$d" virtio-rng ;;
+        0x1b36:0x0010)
+            [ -e "$d/sriov_totalvfs" ] || continue
+            [ -e "$d/driver" ] || echo "${d##*/}" > /sys/bus/pci/drivers/nvme/bind
+            # The VFs' controllers are offline: no nvme probe of them.
+            echo 0 > "$d/sriov_drivers_autoprobe"
+            echo "$(cat "$d/sriov_totalvfs")" > "$d/sriov_numvfs"
+            describe "$d" nvme-pf
+            for v in "$d"/virtfn*; do
+                v=$(readlink -f "$v")
+                to_vfio "$v"; describe "$v" nvme-vf
+            done ;;
+    esac
 done
 say "vfio: $(ls /dev/vfio | tr '\n' ' ')"
 
 mkdir -p /run/sshd /var/log/libvirt
-/usr/sbin/sshd
+/usr/sbin/sshd && say "sshd started" || say "sshd failed"
 
 # The cloud's ports: 127.0.0.1:P in the VM -> $GW:P (QEMU guestfwd) ->
 # 127.0.0.1:P of the machine that runs the VM.
@@ -353,8 +403,9 @@ for p in $PORTS; do
 done
 
 for d in virtlogd virtlockd libvirtd; do
-    "$d" -d
+    "$d" -d || say "$d failed"
 done
+say "libvirt's daemons started"
 i=0
 until virsh -c qemu:///system version >/dev/null 2>&1; do
     i=$((i + 1)); [ $i -gt 300 ] && break
@@ -367,6 +418,7 @@ say "READY after $(cut -d' ' -f1 /proc/uptime) s"
 exec python3 /usr/local/sbin/nova-acc-vm-reaper /sbin/nova-acc-vm-init shutdown
 EOT
     chmod 755 "$ROOTFS/sbin/nova-acc-vm-init"
+    nova_user
     install -D -m 755 "$ROOT/tools/lib/vm_reaper.py" \
         "$ROOTFS/usr/local/sbin/nova-acc-vm-reaper"
 
@@ -378,6 +430,45 @@ EOT
     "$ROOT/tools/lib/build-probe-initramfs.sh" "$ROOTFS/bin/busybox" \
         "$n/edu-probe.initrd" >>"$LOGS/build.log" 2>&1 \
         || die "building the probe initramfs failed; see $LOGS/build.log"
+}
+
+# nova_user: nova-compute's user in the VM, as in a real deployment: an
+# unprivileged "nova" in the libvirt group, whose only way to root is
+# sudo nova-rootwrap with Nova's and nova-acc's filters (the privsep
+# daemons: nova's own, nova-acc's device resets).
+nova_user() {
+    local r=$ROOTFS g groups=libvirt
+    for g in kvm; do
+        grep -q "^$g:" "$r/etc/group" && groups+=,$g
+    done
+    grep -q '^nova:' "$r/etc/passwd" \
+        || chroot "$r" useradd --system --home-dir /var/lib/nova \
+            --shell /usr/sbin/nologin --groups "$groups" nova \
+        || die "useradd nova in the rootfs failed"
+    install -d -m 755 "$r/etc/nova/rootwrap.d"
+    install -m 644 "$r$VENV/etc/nova/rootwrap.d/compute.filters" \
+        "$r$VENV/etc/nova/rootwrap.d/nova-acc.filters" "$r/etc/nova/rootwrap.d/" \
+        || die "Nova's or nova-acc's rootwrap filters are not in $VENV/etc/nova/rootwrap.d"
+    cat > "$r/etc/nova/rootwrap.conf" <<EOT
+# nova-rootwrap of the VM's nova-compute (tools/run-vfio-host.sh).
+[DEFAULT]
+filters_path=/etc/nova/rootwrap.d
+exec_dirs=$VENV/bin,/sbin,/usr/sbin,/bin,/usr/bin
+use_syslog=False
+EOT
+    chmod 644 "$r/etc/nova/rootwrap.conf"
+    cat > "$r/etc/sudoers.d/nova-rootwrap" <<EOT
+# Nova's and nova-acc's privsep daemons, through rootwrap only.
+Defaults:nova !requiretty
+Defaults:nova secure_path="$VENV/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+nova ALL = (root) NOPASSWD: $VENV/bin/nova-rootwrap /etc/nova/rootwrap.conf *
+EOT
+    chmod 440 "$r/etc/sudoers.d/nova-rootwrap"
+    # libvirt's socket for the libvirt group, without polkit (no D-Bus).
+    sed -i -e '/^#* *unix_sock_group *=/c unix_sock_group = "libvirt"' \
+        -e '/^#* *unix_sock_rw_perms *=/c unix_sock_rw_perms = "0770"' \
+        -e '/^#* *auth_unix_rw *=/c auth_unix_rw = "none"' \
+        "$r/etc/libvirt/libvirtd.conf"
 }
 
 build_disk() {
@@ -446,6 +537,7 @@ start_vm() {
         -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max \
         -m "$VM_MEM" -smp 2 \
         -device intel-iommu,intremap=on,caching-mode=on -device edu \
+        "${DEVICES[@]}" \
         -drive "file=$DISK,if=virtio,format=raw,cache=writeback" \
         -kernel "$DIR/vmlinuz" -initrd "$DIR/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 intel_iommu=on iommu=pt net.ifnames=0 init=/sbin/nova-acc-vm-init" \
@@ -555,11 +647,16 @@ EOX
 # compute_conf OUTPUT: the VM's nova.conf (tools/lib/nova_conf.py
 # compute-host): the cloud's own, minus what is that machine's (databases,
 # API listeners, my_ip, its [nova_acc]), with the VM's host name and state
-# path, nova-acc's driver under TCG, every privsep daemon started directly
-# (root without sudo), and only the VM's emulated edu device. edu has no
-# reset method: with a reset on release it would become dirty.
+# path, nova-acc's driver under TCG, the privsep daemons started through
+# sudo nova-rootwrap (nova-compute runs as nova), the VM's emulated devices
+# (DEVICE_SPECS and the edu) and a reset on every release: the edu, which
+# has no reset method, becomes dirty when released.
 compute_conf() {
     check_cloud_dir
+    local spec specs=()
+    for spec in "${DEVICE_SPECS[@]}"; do
+        specs+=(--device-spec "$spec")
+    done
     local conf=$CLOUD_DIR/etc/nova/nova.conf
     [[ -f $conf ]] || die "no cloud: $conf is missing (tools/run-cloud.sh)"
     python3 "$ROOT/tools/lib/nova_conf.py" compute-host "$conf" "$1" \
@@ -569,8 +666,8 @@ compute_conf() {
         --set DEFAULT use_stderr true \
         --set oslo_concurrency lock_path /var/lib/nova/lock \
         --compute-driver --tcg-compute \
-        --every-privsep-helper "$VENV/bin/privsep-helper --config-file /etc/nova/nova.conf" \
-        --edu-device --reset-on-release false \
+        --set DEFAULT rootwrap_config /etc/nova/rootwrap.conf \
+        "${specs[@]}" --edu-device --reset-on-release true \
         || die "writing the VM's nova.conf ($1) failed"
 }
 
@@ -588,9 +685,13 @@ compute() {
     # in the VM.
     compute_conf "$DIR/nova-compute.conf"
     chmod 600 "$DIR/nova-compute.conf"
-    vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova'
+    # nova-compute runs as nova: its state and log directories are nova's;
+    # nova.conf is root's, readable by nova's group (the privsep daemons,
+    # root, read it too).
+    vm_ssh 'mkdir -p /etc/nova /var/lib/nova/lock /var/lib/nova/instances /var/log/nova
+            chown -R nova:nova /var/lib/nova /var/log/nova'
     vm_scp_to "$DIR/nova-compute.conf" /etc/nova/nova.conf
-    vm_ssh 'chmod 600 /etc/nova/nova.conf'
+    vm_ssh 'chown root:nova /etc/nova/nova.conf; chmod 640 /etc/nova/nova.conf'
     # The compute node's UUID is kept in the state directory: a VM with a
     # new disk (--rebuild-disk) is the same compute node and resource
     # provider to the cloud, not a second node of the same name, which Nova
@@ -608,7 +709,7 @@ compute() {
         log "nova-compute already runs in the VM"
     else
         log "starting nova-compute in the VM (log /var/log/nova/nova-compute.log in the VM)"
-        vm_ssh "nohup $VENV/bin/nova-compute --config-file /etc/nova/nova.conf \
+        vm_ssh "nohup setpriv --reuid=nova --regid=nova --init-groups env HOME=/var/lib/nova $VENV/bin/nova-compute --config-file /etc/nova/nova.conf \
             >>/var/log/nova/nova-compute.log 2>&1 </dev/null & echo started"
     fi
     # Up when the cloud lists the VM's compute service.
