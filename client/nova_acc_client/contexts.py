@@ -146,6 +146,22 @@ class DeviceContextClient:
     def delete(self, context_id: str) -> None:
         self._call('DELETE', _url(context_id))
 
+    def attach(self, context_id: str, server_id: str) -> Context:
+        """Start attaching to a running or stopped server (202).
+
+        The context is ``attaching`` until the server's compute has bound
+        it (``bound``) or given up (``unbound`` with a ``fault``).
+        """
+        return self._call(
+            'PUT', _url(context_id, '/attachment'),
+            json={'attachment': {'server_id': server_id}})['device_context']
+
+    def detach(self, context_id: str) -> Context:
+        """Start detaching from its server (202): ``detaching``, then
+        ``unbound`` (or ``error`` with a fault, the device still held)."""
+        return self._call('DELETE', _url(context_id, '/attachment')
+                          )['device_context']
+
     # ---- calls of Nova's side -------------------------------------------
 
     def bind(self, context_id: str, server_id: str, host: str,

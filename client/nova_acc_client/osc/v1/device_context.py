@@ -18,9 +18,10 @@ printed as the API's message and the command exits 1 (osc-lib's
 ``CommandError``); nothing is checked here that the API checks itself,
 except the shape of the options.
 
-A command group of its own is one module: further commands (``openstack
-server add device context``) are a module with their classes and their
-lines in ``[entry_points] openstack.device_context.v1``.
+Further commands are a module each with their lines in ``[entry_points]
+openstack.device_context.v1`` of both setup.cfg files, using
+:func:`client_of`, :func:`call` and :func:`formatted` (``openstack server
+add|remove device context``: :mod:`.server_device_context`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ LOG = logging.getLogger(__name__)
 REQUIRED = 'required'
 FORBIDDEN = 'forbidden'
 ACCEL_PREFIX = 'accel:'
-STATES = ('unbound', 'bound', 'error')
+#: The states ``list --state`` names in its help; the API checks the value.
+STATES = ('unbound', 'bound', 'error', 'attaching', 'detaching')
 
 #: ``show`` and ``create`` columns: every field of the resource.
 FIELDS = ('id', 'name', 'description', 'project_id', 'user_id', 'spec',
@@ -53,13 +55,13 @@ LONG_COLUMNS = LIST_COLUMNS + (('project_id', 'Project'),
                                ('devices', 'Devices'))
 
 
-def _client(cmd: command.Command) -> contexts.DeviceContextClient:
+def client_of(cmd: command.Command) -> contexts.DeviceContextClient:
     return ty.cast(contexts.DeviceContextClient,
                    cmd.app.client_manager.device_context)
 
 
-def _call(function: ty.Callable[..., ty.Any], *args: ty.Any,
-          **kwargs: ty.Any) -> ty.Any:
+def call(function: ty.Callable[..., ty.Any], *args: ty.Any,
+         **kwargs: ty.Any) -> ty.Any:
     """``function(...)``; an API refusal becomes CommandError(message)."""
     try:
         return function(*args, **kwargs)
@@ -74,8 +76,8 @@ def _devices(devices: list[dict[str, str]] | None) -> str:
                      for d in devices or [])
 
 
-def _formatted(context: dict[str, ty.Any], fields: ty.Sequence[str]
-               ) -> tuple[ty.Any, ...]:
+def formatted(context: dict[str, ty.Any], fields: ty.Sequence[str]
+              ) -> tuple[ty.Any, ...]:
     values = []
     for field in fields:
         value = context.get(field)
@@ -171,11 +173,11 @@ class CreateDeviceContext(command.ShowOne):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> ty.Any:
-        context = _call(_client(self).create, spec_of(parsed_args),
-                        name=parsed_args.name,
-                        description=parsed_args.description,
-                        config=config_of(parsed_args.config))
-        return FIELDS, _formatted(context, FIELDS)
+        context = call(client_of(self).create, spec_of(parsed_args),
+                       name=parsed_args.name,
+                       description=parsed_args.description,
+                       config=config_of(parsed_args.config))
+        return FIELDS, formatted(context, FIELDS)
 
 
 class ListDeviceContext(command.Lister):
@@ -185,7 +187,7 @@ class ListDeviceContext(command.Lister):
         parser = super().get_parser(prog_name)
         parser.add_argument('--server', metavar='<server-id>',
                             help='Only contexts bound to this server (ID)')
-        parser.add_argument('--state', metavar='<state>', choices=STATES,
+        parser.add_argument('--state', metavar='<state>',
                             help='Only contexts in this state (%s)'
                             % ', '.join(STATES))
         parser.add_argument('--all-projects', action='store_true',
@@ -208,9 +210,9 @@ class ListDeviceContext(command.Lister):
             filters['all_projects'] = 'True'
         columns = LONG_COLUMNS if parsed_args.long else LIST_COLUMNS
         fields = [field for field, _heading in columns]
-        found = _call(_client(self).list, **filters)
+        found = call(client_of(self).list, **filters)
         return ([heading for _field, heading in columns],
-                [_formatted(context, fields) for context in found])
+                [formatted(context, fields) for context in found])
 
 
 class ShowDeviceContext(command.ShowOne):
@@ -223,8 +225,8 @@ class ShowDeviceContext(command.ShowOne):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> ty.Any:
-        context = _call(_client(self).get, parsed_args.context)
-        return FIELDS, _formatted(context, FIELDS)
+        context = call(client_of(self).get, parsed_args.context)
+        return FIELDS, formatted(context, FIELDS)
 
 
 class SetDeviceContext(command.Command):
@@ -251,13 +253,13 @@ class SetDeviceContext(command.Command):
             values['config'] = config or {}
         elif config is not None:
             # --config alone adds keys to the context's or changes them.
-            current = _call(_client(self).get, parsed_args.context)
+            current = call(client_of(self).get, parsed_args.context)
             values['config'] = dict(current.get('config') or {}, **config)
         if not values:
             raise exceptions.CommandError(
                 'nothing to set: give --name, --description, --config or '
                 '--no-config')
-        _call(_client(self).update, parsed_args.context, **values)
+        call(client_of(self).update, parsed_args.context, **values)
 
 
 class DeleteDeviceContext(command.Command):
@@ -274,7 +276,7 @@ class DeleteDeviceContext(command.Command):
         failed = 0
         for context_id in parsed_args.contexts:
             try:
-                _client(self).delete(context_id)
+                client_of(self).delete(context_id)
             except contexts.ContextAPIError as error:
                 failed += 1
                 LOG.error('Failed to delete device context %s: %s',

@@ -36,6 +36,9 @@ SPEC = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
 
 class CommandTestCase(base.BaseTestCase):
 
+    #: The compute client (``find_server``) of commands that name servers.
+    compute_client = None
+
     def setUp(self):
         super().setUp()
         self.api = self.useFixture(contexts_api.ContextsAPIFixture())
@@ -46,7 +49,8 @@ class CommandTestCase(base.BaseTestCase):
     def run_command(self, cls, *argv, client=None):
         app = types.SimpleNamespace(
             client_manager=types.SimpleNamespace(
-                device_context=client or self.client),
+                device_context=client or self.client,
+                compute=self.compute_client),
             stdout=io.StringIO(), stderr=io.StringIO(), options=None)
         cmd = cls(app, None)
         parsed = cmd.get_parser('openstack device context').parse_args(
