@@ -55,6 +55,8 @@ LOG = logging.getLogger(__name__)
 
 #: The vm states an attach or detach may run in (ACTIVE, SHUTOFF).
 USABLE_VM_STATES = (vm_states.ACTIVE, vm_states.STOPPED)
+#: The API's state of a context whose attach its compute is to carry out.
+ATTACHING = 'attaching'
 
 
 class AttachFailed(exception.NovaAccException):
@@ -168,12 +170,22 @@ class Attacher:
         :raises AttachFailed: naming the context and why.
         """
         client = contexts_api.client()
-        _check_usable(instance, self._host, context_id)
-        ctx = client.bind(context_id, instance.uuid, self._host,
-                          instance.project_id)
+        ctx = client.get(context_id)
+        if (ctx['state'], ctx['server_id'], ctx['host']) != (
+                ATTACHING, instance.uuid, self._host):
+            # The API's compare-and-swap gave the context to this server
+            # on this host; anything else is not this attach's to finish.
+            raise AttachFailed(
+                'device context %s is not being attached to server %s on '
+                'host %s (it is %s); nothing done' % (
+                    context_id, instance.uuid, self._host, ctx['state']))
         done: dict = {}
         try:
-            self._attach_bound(ctxt, instance, context_id, ctx, done)
+            _check_usable(instance, self._host, context_id)
+            self._attach_steps(ctxt, instance, context_id, ctx, done)
+            # attaching -> bound, keeping the devices recorded meanwhile.
+            client.bind(context_id, instance.uuid, self._host,
+                        instance.project_id)
         except Exception as e:
             reason = getattr(e, 'reason', None) or str(e)
             why = 'device context %s could not be attached to server %s: ' \
@@ -190,9 +202,10 @@ class Attacher:
                           instance=instance)
             raise AttachFailed(why) from e
 
-    def _attach_bound(self, ctxt, instance, context_id: str, ctx: dict,
+    def _attach_steps(self, ctxt, instance, context_id: str, ctx: dict,
                       done: dict) -> None:
-        """The steps after the bind; ``done`` records what to undo."""
+        """Placement, bindings, ledger, guest; ``done`` records what to
+        undo."""
         groups, config = groups_of(context_id, ctx, instance)
         node = objects.ComputeNode.get_by_host_and_nodename(
             ctxt, instance.host, instance.node)

@@ -18,6 +18,7 @@ computes on Nova's fake transport, so the cast is a cast: the API answers
 202 while the compute works, and the test waits for the context's state.
 """
 
+import threading
 import time
 
 import fixtures
@@ -30,6 +31,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from nova_acc.api import attachment
 from nova_acc.api import attachment_client
 from nova_acc.api import client as api_client
+from nova_acc.compute import attach_rpc
 from nova_acc.tests.fixtures import contexts_api
 from tests.functional import base
 from tests.functional import test_device_contexts
@@ -54,6 +56,10 @@ class _NovaAdminAuth(ks_plugin.BaseAuthPlugin):
 
 class AttachTestBase(test_device_contexts.ContextsAPIMixin,
                      base.DeviceContextTestBase):
+
+    # The API's cast is a cast: it answers 202 while the compute works
+    # (Nova's harness would make it a call, run before the answer).
+    CAST_AS_CALL = False
 
     def setUp(self):
         # Inject Nova's API and Nova's transport into the API fixture the
@@ -259,23 +265,65 @@ class AttachFailureTest(AttachTestBase):
         self.assertEqual(first['id'], self.context(ctx)['server_id'])
         self.assertEqual([], self.held_devices('compute1', second))
 
-    def test_guest_that_keeps_the_device_leaves_it_held(self):
-        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
-        server = self.boot()
-        ctx = self.create()
-        self.attach(ctx, server)
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Domain.detachDeviceFlags',
-            lambda dom, xml, flags: None))
-
-        stuck = self.detach(ctx, 'error')
-
+    def _stuck_detach(self, ctx, fpga, server):
+        with fixtures.MonkeyPatch(
+                'nova.tests.fixtures.libvirt.Domain.detachDeviceFlags',
+                lambda dom, xml, flags: None):
+            stuck = self.detach(ctx, 'error')
         self.assertIn('did not release device %s' % fpga, stuck['fault'])
         self.assertIn('stays attached and held', stuck['fault'])
         self.assert_agree(server, 'compute1', [fpga])
         self.assertEqual(0, self.reset_count(fpga))
 
-        # Deleting the server resolves it.
+    def test_guest_that_keeps_the_device_then_the_server_is_deleted(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+        self._stuck_detach(ctx, fpga, server)
+
         self._delete_server(server)
+
         self.assert_unbound(ctx)
         self.assertEqual(1, self.reset_count(fpga))
+
+    def test_guest_that_keeps_the_device_then_the_detach_is_retried(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+        self._stuck_detach(ctx, fpga, server)
+
+        self.detach(ctx)
+
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual(1, self.reset_count(fpga))
+
+    def test_server_deleted_before_the_compute_attaches(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        # The cast waits on the compute until the server is gone.
+        received, go_on = threading.Event(), threading.Event()
+        real = attach_rpc.AttachEndpoint._run
+
+        def held(endpoint, *args, **kwargs):
+            received.set()
+            go_on.wait(30)
+            return real(endpoint, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.compute.attach_rpc.AttachEndpoint._run', held))
+        self.member.attach(ctx, server['id'])
+        self.assertTrue(received.wait(30))
+        self._delete_server(server)
+        go_on.set()
+
+        ctx_now = self.wait_for_context(ctx, 'unbound')
+
+        self.assertIn('server %s was deleted' % server['id'],
+                      ctx_now['fault'])
+        self.assertEqual([], self.held_devices('compute1', server))
+        self.assertEqual(0, self.reset_count(fpga))
+        self.assertEqual({'FPGA': 0}, self.provider_usage(
+            self.device_rp('compute1', fpga)))

@@ -197,13 +197,16 @@ class Database:
 
         Wins only if the context is unbound, or already this server's (a
         move or a reschedule: the host changes, the devices are cleared,
-        a fault is forgotten).
+        a fault is forgotten). The end of an attach (``attaching``) keeps
+        the devices its compute recorded while attaching.
         """
         self._change(
             [M.id == context_id, M.project_id == project_id,
              sa.or_(M.state == models.UNBOUND, M.server_id == server_id)],
             {'state': models.BOUND, 'server_id': server_id, 'host': host,
-             'devices': '[]', 'fault': None,
+             'devices': sa.case((M.state == models.ATTACHING, M.devices),
+                                else_='[]'),
+             'fault': None,
              'updated_at': timeutils.utcnow()},
             context_id, project_id=project_id)
         return self._get_or_raise(context_id)
@@ -256,7 +259,7 @@ class Database:
                        devices: ty.List[dict[str, str]]) -> Context:
         self._change(
             [M.id == context_id, M.server_id == server_id, M.host == host,
-             M.state == models.BOUND],
+             M.state.in_((models.BOUND, models.ATTACHING))],
             {'devices': jsonutils.dumps(devices),
              'updated_at': timeutils.utcnow()},
             context_id, server_id=server_id, on_host=host)
