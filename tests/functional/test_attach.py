@@ -167,6 +167,38 @@ class AttachTest(AttachTestBase):
         server = self._start_server(server)
         self.assert_agree(server, 'compute1', [fpga])
 
+    def test_hard_reboot_keeps_the_attached_device(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+
+        server = self._reboot_server(server, hard=True)
+
+        self.assert_agree(server, 'compute1', [fpga])
+        self.assertEqual(0, self.reset_count(fpga))
+        self.assertEqual('bound', self.context(ctx)['state'])
+
+    def test_more_attaches_than_devices_exactly_as_many_as_fit(self):
+        self.start_fpga_host('compute1', num_fpgas=2)
+        servers = [self.boot() for _ in range(3)]
+        contexts = [self.create() for _ in servers]
+
+        for ctx, server in zip(contexts, servers):
+            self.member.attach(ctx, server['id'])
+        final = [self.wait_for_context(ctx, 'bound', 'unbound')
+                 for ctx in contexts]
+
+        self.assertEqual(['bound', 'bound', 'unbound'],
+                         sorted(c['state'] for c in final))
+        held = []
+        for ctx, server in zip(final, servers):
+            devices = [d['address'] for d in ctx['devices']]
+            self.assert_agree(server, 'compute1', devices)
+            held += devices
+        self.assertEqual(2, len(set(held)))
+        self.assertEqual(2, len(held))
+
     def test_stop_start_and_delete_after_attach(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot()
@@ -298,6 +330,22 @@ class AttachFailureTest(AttachTestBase):
 
         self.assert_agree(server, 'compute1', [])
         self.assertEqual(1, self.reset_count(fpga))
+
+    def test_guest_that_keeps_the_device_then_stopped_and_detached(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.attach(ctx, server)
+        self._stuck_detach(ctx, fpga, server)
+
+        server = self._stop_server(server)
+        self.detach(ctx)
+
+        self.assertEqual([], self.held_devices('compute1', server))
+        self.assertEqual([], self.domain_hostdevs('compute1', server))
+        self.assertEqual(1, self.reset_count(fpga))
+        server = self._start_server(server)
+        self.assert_agree(server, 'compute1', [])
 
     def test_server_deleted_before_the_compute_attaches(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
