@@ -110,22 +110,26 @@ class DeviceContextClient:
             raise ContextAPIUnavailable(message, status)
         raise ContextAPIError(message, status)
 
+    def _context(self, method: str, url: str, **kwargs: ty.Any) -> Context:
+        """The ``device_context`` of the answer to one call."""
+        return ty.cast(Context,
+                       self._call(method, url, **kwargs)['device_context'])
+
     # ---- user-facing calls ------------------------------------------------
 
     def get(self, context_id: str, project_id: str | None = None
             ) -> Context:
         """The context; with ``project_id``, 404 unless it is theirs."""
         params = {'project_id': project_id} if project_id else None
-        return self._call('GET', _url(context_id),
-                          params=params)['device_context']
+        return self._context('GET', _url(context_id), params=params)
 
     def list(self, **filters: ty.Any) -> list[Context]:
         """Contexts by ``server_id``, ``state``, ``all_projects``.
 
         ``limit`` and ``marker`` give one page (api-ref.rst).
         """
-        return self._call('GET', PATH, params=filters or None
-                          )['device_contexts']
+        found = self._call('GET', PATH, params=filters or None)
+        return ty.cast(ty.List[Context], found['device_contexts'])
 
     def create(self, spec: str, name: str | None = None,
                description: str | None = None,
@@ -135,13 +139,12 @@ class DeviceContextClient:
                            ('config', config)):
             if value is not None:
                 body[key] = value
-        return self._call('POST', PATH, json={'device_context': body}
-                          )['device_context']
+        return self._context('POST', PATH, json={'device_context': body})
 
     def update(self, context_id: str, **values: ty.Any) -> Context:
         """Change ``name``, ``description`` or ``config``."""
-        return self._call('PATCH', _url(context_id),
-                          json={'device_context': values})['device_context']
+        return self._context('PATCH', _url(context_id),
+                             json={'device_context': values})
 
     def delete(self, context_id: str) -> None:
         self._call('DELETE', _url(context_id))
@@ -152,25 +155,24 @@ class DeviceContextClient:
         The context is ``attaching`` until the server's compute has bound
         it (``bound``) or given up (``unbound`` with a ``fault``).
         """
-        return self._call(
+        return self._context(
             'PUT', _url(context_id, '/attachment'),
-            json={'attachment': {'server_id': server_id}})['device_context']
+            json={'attachment': {'server_id': server_id}})
 
     def detach(self, context_id: str) -> Context:
         """Start detaching from its server (202): ``detaching``, then
         ``unbound`` (or ``error`` with a fault, the device still held)."""
-        return self._call('DELETE', _url(context_id, '/attachment')
-                          )['device_context']
+        return self._context('DELETE', _url(context_id, '/attachment'))
 
     # ---- calls of Nova's side -------------------------------------------
 
     def bind(self, context_id: str, server_id: str, host: str,
              project_id: str) -> Context:
         """Bind to the server on the host; ContextConflict if elsewhere."""
-        return self._call(
+        return self._context(
             'PUT', _url(context_id, '/binding'),
             json={'binding': {'server_id': server_id, 'host': host,
-                              'project_id': project_id}})['device_context']
+                              'project_id': project_id}})
 
     def unbind(self, context_id: str, server_id: str,
                host: str | None = None) -> None:
@@ -184,14 +186,14 @@ class DeviceContextClient:
     def record_devices(self, context_id: str, server_id: str, host: str,
                        devices: ty.List[dict[str, str]]) -> Context:
         """Record the devices the compute picked for the bound server."""
-        return self._call(
+        return self._context(
             'PUT', _url(context_id, '/devices'),
             json={'devices': devices, 'server_id': server_id,
-                  'host': host})['device_context']
+                  'host': host})
 
     def set_fault(self, context_id: str, server_id: str,
                   fault: str) -> Context:
         """Put the context in the error state with ``fault``."""
-        return self._call(
+        return self._context(
             'PUT', _url(context_id, '/fault'),
-            json={'fault': fault, 'server_id': server_id})['device_context']
+            json={'fault': fault, 'server_id': server_id})

@@ -31,6 +31,7 @@ everything that compares or looks up IDs.
 from __future__ import annotations
 
 import re
+import typing as ty
 import uuid as uuid_lib
 
 from oslo_utils import uuidutils
@@ -88,7 +89,7 @@ def profile_name(value: str) -> str:
     return value[len(PROFILE_PREFIX):]
 
 
-def values_of(scheduler_hints: dict | None) -> list[str]:
+def values_of(scheduler_hints: dict[str, ty.Any] | None) -> list[str]:
     """The ``device_context`` values of a server's hints, in order.
 
     A single value may be given as a string or as a one-item list.

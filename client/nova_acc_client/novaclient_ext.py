@@ -45,6 +45,9 @@ documented hooks:
 
 from __future__ import annotations
 
+import argparse
+import typing as ty
+
 from novaclient import exceptions
 from novaclient import utils
 
@@ -81,19 +84,19 @@ _ARGUMENTS = (
 )
 
 
-def _do_boot():
+def _do_boot() -> ty.Any:
     from novaclient.v2 import shell as v2_shell
     return v2_shell.do_boot
 
 
-def __pre_parse_args__():
+def __pre_parse_args__() -> None:
     do_boot = _do_boot()
     # add_arg inserts at the front; reversed keeps this order in the help.
     for args, kwargs in reversed(_ARGUMENTS):
         utils.add_arg(do_boot, *args, **kwargs)
 
 
-def __post_parse_args__(args):
+def __post_parse_args__(args: argparse.Namespace) -> None:
     ids = getattr(args, ID_DEST, None) or []
     specs = getattr(args, SPEC_DEST, None) or []
     pairs = getattr(args, 'scheduler_hints', None)

@@ -48,7 +48,8 @@ DEST = 'nova_acc_device_contexts'
 class ServerCreateDeviceContextHook(hooks.CommandHook):
     """Adds ``--device-context`` to ``openstack server create``."""
 
-    def get_parser(self, parser: argparse.ArgumentParser):
+    def get_parser(self, parser: argparse.ArgumentParser
+                   ) -> argparse.ArgumentParser:
         parser.add_argument(
             OPTION,
             metavar='<id-or-spec>',
@@ -64,7 +65,7 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
                                  hint.EXAMPLE)))
         return parser
 
-    def get_epilog(self):
+    def get_epilog(self) -> None:
         return None
 
     def before(self, parsed_args: argparse.Namespace) -> argparse.Namespace:
@@ -88,5 +89,6 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
         parsed_args.hints = old
         return parsed_args
 
-    def after(self, parsed_args: argparse.Namespace, return_code):
+    def after(self, parsed_args: argparse.Namespace,
+              return_code: int) -> int:
         return return_code

@@ -35,6 +35,7 @@ from osc_lib import exceptions
 from osc_lib.cli import format_columns
 
 from nova_acc_client import contexts
+from nova_acc_client.osc import plugin
 
 LOG = logging.getLogger(__name__)
 
@@ -55,9 +56,18 @@ LONG_COLUMNS = LIST_COLUMNS + (('project_id', 'Project'),
                                ('devices', 'Devices'))
 
 
+def service_client(cmd: command.Command, api_name: str) -> ty.Any:
+    """The client manager's client of ``api_name``.
+
+    python-openstackclient adds one attribute per plugin module (its
+    ``API_NAME``) to the ClientManager class when it starts.
+    """
+    return getattr(cmd.app.client_manager, api_name)
+
+
 def client_of(cmd: command.Command) -> contexts.DeviceContextClient:
     return ty.cast(contexts.DeviceContextClient,
-                   cmd.app.client_manager.device_context)
+                   service_client(cmd, plugin.API_NAME))
 
 
 def call(function: ty.Callable[..., ty.Any], *args: ty.Any,

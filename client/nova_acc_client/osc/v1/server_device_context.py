@@ -45,7 +45,7 @@ def server_id_of(cmd: command.Command, name_or_id: str) -> str:
         return name_or_id
     from openstack import exceptions as sdk_exceptions
     try:
-        server = cmd.app.client_manager.compute.find_server(
+        server = common.service_client(cmd, 'compute').find_server(
             name_or_id, ignore_missing=False)
     except sdk_exceptions.SDKException as error:
         raise exceptions.CommandError('server %s: %s'
