@@ -260,16 +260,31 @@ class Attacher:
                           'attach: %s', e.reason, instance=instance)
 
     def _forget_groups(self, ctxt, instance, requester_ids: set[str]) -> None:
-        """Drop the groups' bindings, then release their devices (reset)."""
+        """Drop the groups' bindings, then release their devices (reset).
+
+        The release is the ledger's own: recorded ``releasing`` first, then
+        carried out by the reconcile once that is on disk (never under a
+        guest that uses the device). Recorded here rather than left to the
+        reconcile's rules, which keep every device of a pool the server is
+        still bound to: another group of the server may use the same pool.
+        """
         held = [r.address for r in self._records_of(instance, requester_ids)]
         binding.remove_groups(instance, requester_ids)
         try:
             instance.save()
         except nova_exc.InstanceNotFound:
             pass  # deleted: the reconcile releases everything it held
-        if held:
-            self._rooms.reconciler.reconcile(self._rooms.host.snapshot(),
-                                             only=held)
+        if not held:
+            return
+        why = 'its group was detached from server %s' % instance.uuid
+        with self._rooms.host.ledger.transaction() as records:
+            for address in held:
+                rec = records.get(address)
+                if rec is not None and rec.instance_uuid == instance.uuid \
+                        and rec.state in ledger.HELD:
+                    rec.releasing(why)
+        self._rooms.reconciler.reconcile(self._rooms.host.snapshot(),
+                                         only=held)
         if self._rooms.reconciler.take_freed_pools():
             self._driver._report_device_pools(ctxt)
 

@@ -167,6 +167,21 @@ class AttachTest(AttachTestBase):
         server = self._start_server(server)
         self.assert_agree(server, 'compute1', [fpga])
 
+    def test_a_context_given_at_boot_is_detached_the_same_way(self):
+        fpga, other = self.start_fpga_host('compute1', num_fpgas=2)
+        kept, detached = self.create(), self.create()
+        server = self.boot(kept, detached)
+        devices = {c: [d['address'] for d in self.context(c)['devices']]
+                   for c in (kept, detached)}
+
+        self.detach(detached)
+
+        self.assert_agree(server, 'compute1', devices[kept])
+        self.assertEqual(1, self.reset_count(devices[detached][0]))
+        self.assertEqual(0, self.reset_count(devices[kept][0]))
+        self.assertEqual('bound', self.context(kept)['state'])
+        self.assertEqual(1, len(self.server_bindings(server)))
+
     def test_hard_reboot_keeps_the_attached_device(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot()
