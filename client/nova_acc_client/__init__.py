@@ -22,9 +22,12 @@
   the ``device_context`` hint's vocabulary and the checks made before a
   request is sent.
 
-Built from ``client/`` of the nova-acc repository (``pip install
-./client``); the server distribution (nova-acc) ships this package too and
-re-exports it as ``nova_acc.api.client``, ``nova_acc.cli`` and
-``nova_acc.hint``. Nothing here imports Nova, libvirt or nova_acc
-(``tests/unit/nova_acc/test_packaging.py`` checks it).
+The package lives at the repository's top level, beside ``nova_acc`` and
+``os_acc``: nova-acc (the server distribution, built by pbr from git)
+ships it too, and re-exports it as ``nova_acc.api.client``,
+``nova_acc.cli`` and ``nova_acc.hint``. ``client/`` holds the client-only
+distribution's metadata (``setup.cfg``, plain setuptools) and a link to
+this package, so that ``pip install ./client`` (pip 21.3 or later, which
+builds in place) builds nothing else. Nothing here imports Nova, libvirt,
+nova_acc or os_acc (``tests/unit/nova_acc/test_packaging.py`` checks it).
 """

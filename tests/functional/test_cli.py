@@ -59,7 +59,7 @@ UNKNOWN_CONTEXT = 'does not exist in your project'
 
 #: The client code the console scripts load: (installed path, source).
 CLIENT_TREES = (('nova_acc/cli', 'nova_acc/cli'),
-                ('nova_acc_client', 'client/nova_acc_client'))
+                ('nova_acc_client', 'nova_acc_client'))
 
 
 def installed_cli_problem():

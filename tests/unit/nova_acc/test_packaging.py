@@ -95,7 +95,7 @@ class RuntimeImportsTest(base.BaseTestCase):
 
 
 CLIENT_ROOT = os.path.realpath(os.path.dirname(nova_acc_client.__file__))
-REPO_ROOT = os.path.dirname(os.path.dirname(CLIENT_ROOT))
+REPO_ROOT = os.path.dirname(CLIENT_ROOT)
 #: Top-level packages the client distribution does not have.
 NOT_IN_CLIENT = ('nova', 'nova_acc', 'libvirt', 'os_acc', 'placement')
 #: Entry point groups the two distributions both declare.
