@@ -70,9 +70,13 @@ class _Attachment(command.ShowOne):
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
-    def wait(self, context: contexts.Context, transitional: str
-             ) -> contexts.Context:
-        """The context once it has left ``transitional``."""
+    def wait(self, context: contexts.Context, transitional: str,
+             done: str, failure: str) -> contexts.Context:
+        """The context once it has left ``transitional`` for ``done``.
+
+        :raises CommandError: ``failure``, with the context's fault, when
+            the compute left it in another state; or it did not finish.
+        """
         deadline = time.monotonic() + WAIT_SECONDS
         while context['state'] == transitional:
             if time.monotonic() > deadline:
@@ -81,6 +85,9 @@ class _Attachment(command.ShowOne):
                     % (context['id'], transitional, WAIT_SECONDS))
             self.sleep(POLL_SECONDS)
             context = common.call(common.client_of(self).get, context['id'])
+        if context['state'] != done:
+            raise exceptions.CommandError('%s: %s' % (
+                failure, context.get('fault') or context['state']))
         return context
 
     def shown(self, context: contexts.Context) -> ty.Any:
@@ -98,12 +105,10 @@ class AddServerDeviceContext(_Attachment):
         context = common.call(common.client_of(self).attach,
                               parsed_args.context, server_id)
         if parsed_args.wait:
-            context = self.wait(context, ATTACHING)
-            if context['state'] != 'bound':
-                raise exceptions.CommandError(
-                    'device context %s was not attached to server %s: %s'
-                    % (context['id'], server_id,
-                       context.get('fault') or context['state']))
+            context = self.wait(
+                context, ATTACHING, 'bound',
+                'device context %s was not attached to server %s'
+                % (context['id'], server_id))
         return self.shown(context)
 
 
@@ -125,10 +130,8 @@ class RemoveServerDeviceContext(_Attachment):
                 % (context['id'], server_id))
         context = common.call(client.detach, context['id'])
         if parsed_args.wait:
-            context = self.wait(context, DETACHING)
-            if context['state'] != 'unbound':
-                raise exceptions.CommandError(
-                    'device context %s was not detached from server %s: %s'
-                    % (context['id'], server_id,
-                       context.get('fault') or context['state']))
+            context = self.wait(
+                context, DETACHING, 'unbound',
+                'device context %s was not detached from server %s'
+                % (context['id'], server_id))
         return self.shown(context)
