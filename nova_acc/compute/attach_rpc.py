@@ -78,10 +78,10 @@ class AttachEndpoint:
 
         @utils.synchronized(instance.uuid)
         def locked() -> None:
-            instance.refresh()
-            objects.InstanceAction.action_start(
-                ctxt, instance.uuid, action, want_result=False)
             try:
+                instance.refresh()
+                objects.InstanceAction.action_start(
+                    ctxt, instance.uuid, action, want_result=False)
                 with compute_utils.EventReporter(
                         ctxt, 'compute_' + action, self._host,
                         instance.uuid):
@@ -96,7 +96,22 @@ class AttachEndpoint:
                             instance=instance)
             except nova_exc.InstanceNotFound:
                 _server_gone(context_id, server_id)
+            except Exception as e:  # the ledger's, libvirt's, a bug
+                LOG.exception('%s of device context %s failed',
+                              action, context_id, instance=instance)
+                _fault_quietly(context_id, server_id,
+                               '%s of device context %s failed on host %s: '
+                               '%s' % (action, context_id, self._host, e))
         locked()
+
+
+def _fault_quietly(context_id: str, server_id: str, fault: str) -> None:
+    """Say on the context why its attach or detach stopped (best effort)."""
+    try:
+        contexts_api.client().set_fault(context_id, server_id, fault[:2048])
+    except (api_client.ContextAPIError, contexts_api.NotConfigured) as e:
+        LOG.error('Could not record the fault of device context %s: %s',
+                  context_id, e)
 
 
 def _server_gone(context_id: str, server_id: str) -> None:
@@ -109,7 +124,7 @@ def _server_gone(context_id: str, server_id: str) -> None:
             context_id, server_id,
             'server %s was deleted before device context %s was attached '
             'or detached' % (server_id, context_id))
-    except api_client.ContextAPIError as e:
+    except (api_client.ContextAPIError, contexts_api.NotConfigured) as e:
         LOG.error('Could not unbind device context %s of deleted server '
                   '%s: %s', context_id, server_id, e)
 

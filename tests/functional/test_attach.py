@@ -34,6 +34,7 @@ from nova_acc.api import client as api_client
 from nova_acc.compute import attach_rpc
 from nova_acc.tests.fixtures import contexts_api
 from tests.functional import base
+from tests.functional import test_config_data
 from tests.functional import test_device_contexts
 
 
@@ -390,3 +391,36 @@ class AttachFailureTest(AttachTestBase):
         self.assertEqual(0, self.reset_count(fpga))
         self.assertEqual({'FPGA': 0}, self.provider_usage(
             self.device_rp('compute1', fpga)))
+
+
+class AttachConfigTest(test_config_data.ConfigDataMixin, AttachTestBase):
+
+    def test_config_applied_then_undone_on_detach(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.member.create('resources:FPGA=1', name='fast',
+                                 config={'accel:mode': 'fast'})['id']
+
+        self.attach(ctx, server)
+
+        self.assertEqual([('configure', fpga, {'mode': 'fast'}, ctx,
+                           server['id'])], self.recorder.calls)
+        self.detach(ctx)
+        self.assertEqual(('unconfigure', fpga), self.recorder.calls[-1])
+        self.assertEqual({}, self.configured_marks('compute1'))
+
+    def test_a_failing_configurator_leaves_nothing_behind(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.member.create('resources:FPGA=1', name='fast',
+                                 config={'accel:mode': 'fast'})['id']
+        self.recorder.fail_on = {'*'}
+
+        failed = self.attach(ctx, server, 'unbound')
+
+        self.assertIn('device context %s could not be attached' % ctx,
+                      failed['fault'])
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual([], self.server_bindings(server))
+        self.assertEqual({}, self.configured_marks('compute1'))
+        self.assertEqual(1, self.reset_count(fpga))
