@@ -116,3 +116,8 @@ def __post_parse_args__(args: argparse.Namespace) -> None:
     args.scheduler_hints = (
         [(k, v) for k, v in pairs if k != hint.HINT] +
         [(hint.HINT, v) for v in values])
+    # Consumed: with nova-acc and nova-acc-client both installed novaclient
+    # calls this twice, and the second call finds the values once, in the
+    # hints.
+    setattr(args, ID_DEST, None)
+    setattr(args, SPEC_DEST, None)

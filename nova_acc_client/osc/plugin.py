@@ -66,7 +66,12 @@ def make_client(instance: ty.Any) -> contexts.DeviceContextClient:
 
 def build_option_parser(parser: argparse.ArgumentParser
                         ) -> argparse.ArgumentParser:
-    """Add ``--os-device-context-api-version``."""
+    """Add ``--os-device-context-api-version`` (once)."""
+    if any('--os-device-context-api-version' in action.option_strings
+           for action in parser._actions):
+        # nova-acc and nova-acc-client both installed: python-openstackclient
+        # loads this module once per entry point.
+        return parser
     parser.add_argument(
         '--os-device-context-api-version',
         metavar='<device-context-api-version>',

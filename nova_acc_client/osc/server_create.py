@@ -50,6 +50,11 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
 
     def get_parser(self, parser: argparse.ArgumentParser
                    ) -> argparse.ArgumentParser:
+        if any(OPTION in action.option_strings
+               for action in parser._actions):
+            # nova-acc and nova-acc-client both installed: each registers
+            # this hook, and one option is enough (see before()).
+            return parser
         parser.add_argument(
             OPTION,
             metavar='<id-or-spec>',
@@ -87,6 +92,9 @@ class ServerCreateDeviceContextHook(hooks.CommandHook):
         # parse.
         old[hint.HINT] = values
         parsed_args.hints = old
+        # Consumed: a second registration of this hook (both distributions
+        # installed) then finds the values in the hints only, once.
+        setattr(parsed_args, DEST, None)
         return parsed_args
 
     def after(self, parsed_args: argparse.Namespace,
