@@ -25,9 +25,15 @@ What each operation does (the support matrix of the user guide):
   (``Moves.rebind_for_evacuation``), claims their devices tagged with
   the evacuation, and binds them back if it fails; the old host releases
   and resets its devices when Nova cleans up the evacuated guest there;
-* live migration: refused before anything moves. A passed-through device
-  cannot follow a running guest (its state lives in the device, not in
-  guest memory), and the destination's device would be another one;
+* live migration: by unplug and replug, for servers whose groups are
+  all bound to pools of devices the operator marked ``"live_migration":
+  "replug"`` in ``[nova_acc] device_spec`` (their pools have the trait
+  ``CUSTOM_ACC_LIVE_MIGRATION_REPLUG``): the guest loses its devices during
+  the move and gets devices of the destination after it
+  (``nova_acc.compute.live_migration``). Refused before anything moves
+  otherwise, with the reason: other pools (a passed-through device's
+  state cannot move with a running guest), the contexts of a backend
+  (Cyborg ARQs), single-device bindings;
 * suspend is no move: the server keeps its devices, which leave the guest
   while its memory is saved and come back on resume
   (``nova_acc.compute.suspend``).
@@ -43,12 +49,22 @@ with a message that says how to rebind them (shelve and unshelve).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from os_acc.internal import device_spec
+
 from nova_acc import binding
 
+REPLUG_TRAIT = device_spec.LIVE_MIGRATION_REPLUG_TRAIT
+
 LIVE_MIGRATION_REFUSED = (
-    'live migration of servers with device contexts is not supported: a '
-    'passed-through device cannot move with a running guest; cold migrate '
-    'the server instead')
+    'live migration of servers with device contexts is not supported for '
+    '%s; cold migrate the server instead')
+NOT_REPLUGGABLE = (
+    'device group(s) %s: their devices cannot move with a running guest, '
+    'and the operator did not allow unplugging them for the move '
+    '("live_migration": "replug" in [nova_acc] device_spec of node %s)')
+BACKEND_CONTEXTS = 'device contexts of a backend (%s)'
 
 COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED = (
     'this server was bound to single devices before device pools (%s); '
@@ -56,9 +72,27 @@ COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED = (
     'server once instead')
 
 
-def live_migration_refusal(instance) -> str | None:
-    """Why a live migration of the server is refused, or None."""
-    return LIVE_MIGRATION_REFUSED if binding.load(instance) else None
+def live_migration_refusal(instance, pool_traits: Callable[[str], set]
+                           ) -> str | None:
+    """Why a live migration of the server is refused, or None.
+
+    :param pool_traits: a pool provider's UUID -> its traits in placement.
+    """
+    bindings = binding.load(instance)
+    if not bindings:
+        return None
+    backend = sorted(b.context_id for b in bindings if b.context_id)
+    if backend:
+        return LIVE_MIGRATION_REFUSED % (BACKEND_CONTEXTS % ', '.join(backend))
+    if cold_migration_refusal(instance):
+        return LIVE_MIGRATION_REFUSED % (
+            'servers bound to single devices before device pools')
+    refused = sorted(b.requester_id for b in bindings
+                     if REPLUG_TRAIT not in pool_traits(b.rp_uuid))
+    if refused:
+        return LIVE_MIGRATION_REFUSED % (NOT_REPLUGGABLE % (
+            ', '.join(refused), bindings[0].nodename))
+    return None
 
 
 def cold_migration_refusal(instance) -> str | None:

@@ -55,14 +55,14 @@ from nova_acc.compute import snapshot as host_snapshot
 LOG = logging.getLogger(__name__)
 
 
-def _accelerator(rec: ledger.DeviceRecord) -> os_acc.Accelerator:
+def accelerator(rec: ledger.DeviceRecord) -> os_acc.Accelerator:
     if rec.is_mdev:
         return os_acc.Accelerator(interface_type='mdev',
                                   mdev_uuid=rec.address)
     return os_acc.Accelerator(interface_type='pci', address=rec.address)
 
 
-def _name(acc: os_acc.Accelerator) -> str:
+def name(acc: os_acc.Accelerator) -> str:
     return acc.mdev_uuid if acc.interface_type == 'mdev' else acc.address
 
 
@@ -78,9 +78,9 @@ def _live_devices(guest) -> set[str]:
 
 def _describe(records: dict, acc: os_acc.Accelerator) -> str:
     """The device in a fault: its address and the group it serves."""
-    rec = records.get(_name(acc))
+    rec = records.get(name(acc))
     if rec is None:
-        return 'device %s' % _name(acc)
+        return 'device %s' % name(acc)
     context = (' (device context %s)' % rec.context_id
                if rec.context_id else '')
     return 'device %s of device group %s%s' % (
@@ -98,7 +98,7 @@ def detach_for_suspend(host: host_snapshot.Host, guest, instance
     """
     records = host.ledger.records()
     present = _live_devices(guest)
-    held = [_accelerator(r) for a, r in sorted(records.items())
+    held = [accelerator(r) for a, r in sorted(records.items())
             if r.instance_uuid == instance.uuid and
             r.state in ledger.ACTIVE and a in present]
     detached = []
@@ -106,7 +106,7 @@ def detach_for_suspend(host: host_snapshot.Host, guest, instance
         for acc in held:
             guest.detach_device(os_acc.get_config(acc), live=True)
             detached.append(acc)
-        left = [a for a in held if _name(a) in _live_devices(guest)]
+        left = [a for a in held if name(a) in _live_devices(guest)]
         if left:
             raise exception.DeviceNotUsable(
                 '%s is still in the guest after its detach'
@@ -123,7 +123,7 @@ def detach_for_suspend(host: host_snapshot.Host, guest, instance
                        'and their state cannot be saved: %s' % reason)
         ) from e
     LOG.info('Detached devices %s for the suspend; the server keeps them.',
-             ', '.join(_name(a) for a in detached), instance=instance)
+             ', '.join(name(a) for a in detached), instance=instance)
     return detached
 
 
@@ -138,13 +138,13 @@ def attach_back(guest, accelerators: list[os_acc.Accelerator]) -> None:
     except Exception:
         present = set()
     for acc in accelerators:
-        if _name(acc) in present:
+        if name(acc) in present:
             continue
         try:
             guest.attach_device(os_acc.get_config(acc), live=True)
         except Exception as e:
             LOG.error('Could not attach device %s back: %s; a hard reboot '
-                      'of the server gives it back.', _name(acc), e)
+                      'of the server gives it back.', name(acc), e)
 
 
 def prepare_resume(guests: guest_devices.GuestDevices,
@@ -175,7 +175,7 @@ def reattach_after_resume(host: host_snapshot.Host, guest, instance,
     """
     present = _live_devices(guest)
     for acc in accelerators:
-        if _name(acc) in present:
+        if name(acc) in present:
             continue
         try:
             guest.attach_device(os_acc.get_config(acc), live=True)
@@ -184,7 +184,7 @@ def reattach_after_resume(host: host_snapshot.Host, guest, instance,
                 reason='%s could not be attached again: %s; hard reboot the '
                        'server once it is usable'
                 % (_describe(host.ledger.records(), acc), e)) from e
-    missing = [a for a in accelerators if _name(a) not in
+    missing = [a for a in accelerators if name(a) not in
                _live_devices(guest)]
     if missing:
         raise nova_exc.InstanceResumeFailure(

@@ -24,7 +24,8 @@ Started by the ``nova-acc-conductor`` console script. Two seams:
   Private, hence the pinned Nova range in requirements.txt and
   tests/unit/nova_acc/test_nova_seams.py.
 * ``_build_live_migrate_task`` and ``_build_cold_migrate_task`` (private):
-  the task of a move ``nova_acc.moves`` refuses raises
+  the task of a move ``nova_acc.moves`` refuses (for a live migration,
+  from the traits of the server's pools in placement) raises
   ``MigrationPreCheckError`` before anything moves; Nova's own handling of
   a failed pre-check then keeps the server as it was, marks the migration
   failed and records the reason as the action's fault.
@@ -283,12 +284,27 @@ class ComputeTaskManager(manager.ComputeTaskManager):
     def _build_live_migrate_task(self, context, instance, destination,
                                  block_migration, disk_over_commit, migration,
                                  request_spec=None):
-        reason = moves.live_migration_refusal(instance)
+        reason = moves.live_migration_refusal(
+            instance, lambda rp: self._pool_traits(context, rp))
         if reason:
             return _Refused(reason, instance)
         return super()._build_live_migrate_task(
             context, instance, destination, block_migration,
             disk_over_commit, migration, request_spec=request_spec)
+
+    def _pool_traits(self, context, rp_uuid: str) -> set[str]:
+        """A pool's traits in placement; none when they cannot be read.
+
+        Fails closed: a pool whose traits are unknown does not allow a
+        live migration (the refusal says which group).
+        """
+        try:
+            return set(self.report_client.get_provider_traits(
+                context, rp_uuid).traits)
+        except Exception as e:  # placement's errors, a provider gone
+            LOG.warning('Could not read the traits of pool %s: %s',
+                        rp_uuid, e)
+            return set()
 
     def _build_cold_migrate_task(self, context, instance, flavor,
                                  request_spec, clean_shutdown, host_list):

@@ -52,6 +52,8 @@ the host's devices (``nova_acc.compute.snapshot``) and passes it on:
   before its memory is saved and come back once it is restored
   (``nova_acc.compute.suspend``), held by the server throughout; a device
   that cannot come back puts the server in ERROR with a fault naming it.
+* live migration (by unplug and replug): the overrides of the mixin
+  ``nova_acc.seams.live_migration``, which keeps this class small.
 
 ``DeviceNotUsable`` becomes Nova's ``ComputeResourcesUnavailable`` here: on a
 build nova-compute then reschedules the server instead of failing it; on
@@ -78,6 +80,7 @@ from nova_acc.compute import attach
 from nova_acc.compute import attach_rpc
 from nova_acc.compute import suspend
 from nova_acc.compute import wiring
+from nova_acc.seams import live_migration
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -91,7 +94,8 @@ def _reschedule_on_unusable_device():
         raise nova_exc.ComputeResourcesUnavailable(reason=e.reason) from e
 
 
-class LibvirtAccDriver(libvirt_driver.LibvirtDriver):
+class LibvirtAccDriver(live_migration.LiveMigrationMixin,
+                       libvirt_driver.LibvirtDriver):
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only=read_only)

@@ -45,6 +45,12 @@ Each allowed key also becomes a trait of the devices
 (``CUSTOM_ACC_CONFIG_BITSTREAM_ID``, see :func:`config_trait`) that a request
 group using the key requires, so placement only offers devices whose entry
 allows it; the host checks the values again when it claims the device.
+
+``"live_migration": "replug"`` lets a live migration unplug the devices of
+the entry from the guest and plug devices of the destination after it (the
+guest loses them during the move); their pools get the trait
+``CUSTOM_ACC_LIVE_MIGRATION_REPLUG``, which the conductor and the
+destination check. Whole-device entries only.
 """
 
 from __future__ import annotations
@@ -62,6 +68,15 @@ from os_acc import objects
 MATCH_KEYS = ('vendor_id', 'product_id', 'address', 'physfn')
 TAG_KEYS = ('resource_class', 'traits', 'mdev_type')
 CONFIG_KEYS = ('configurator', 'config')
+#: What a live migration of a server does with the devices of the entry.
+MOVE_KEYS = ('live_migration',)
+#: ``"live_migration": "replug"``: unplugged from the guest on the source
+#: before the migration, devices of the destination plugged after it (the
+#: guest loses the device meanwhile, as with Nova's direct SR-IOV ports).
+LIVE_MIGRATION_REPLUG = 'replug'
+#: The trait of the pools of such devices: the conductor refuses a live
+#: migration unless every pool a server uses on its host has it.
+LIVE_MIGRATION_REPLUG_TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'
 ANY = '*'
 #: Allowed-value kinds of a ``config`` key.
 CONFIG_ANY_UUID = 'uuid'
@@ -172,6 +187,19 @@ def config_trait(key: str) -> str:
     return CONFIG_TRAIT_PREFIX + re.sub(r'[^A-Z0-9_]', '_', key.upper())
 
 
+def _parse_live_migration(key: str, value: object,
+                          mdev_type: str | None) -> str:
+    if value != LIVE_MIGRATION_REPLUG:
+        raise _error(key, '%r is not supported; the only value is %r',
+                     value, LIVE_MIGRATION_REPLUG)
+    if mdev_type is not None:
+        # An mdev is created for its server on its host: replugging one
+        # means creating another on the destination, not done yet.
+        raise _error(key, '%r is for whole PCI devices, not for entries '
+                     'with "mdev_type"', value)
+    return LIVE_MIGRATION_REPLUG
+
+
 def _parse_configurator(key: str, value: object) -> str:
     if not isinstance(value, str) or \
             _CONFIGURATOR_RE.fullmatch(value) is None:
@@ -254,12 +282,11 @@ class DeviceSpec:
         if not isinstance(spec, collections.abc.Mapping):
             raise exception.InvalidDeviceSpec(
                 'A device_spec entry must be a dict, not %r' % (spec,))
-        unknown = (set(spec) - set(MATCH_KEYS) - set(TAG_KEYS) -
-                   set(CONFIG_KEYS))
+        known = MATCH_KEYS + TAG_KEYS + CONFIG_KEYS + MOVE_KEYS
+        unknown = set(spec) - set(known)
         if unknown:
             raise _error(min(unknown, key=repr),
-                         'unknown key; expected one of %s',
-                         ', '.join(MATCH_KEYS + TAG_KEYS + CONFIG_KEYS))
+                         'unknown key; expected one of %s', ', '.join(known))
         # An entry that matches on nothing would claim every PCI function of
         # the host, host bridges included; ask for an explicit "*" instead.
         if not any(key in spec for key in MATCH_KEYS):
@@ -283,10 +310,16 @@ class DeviceSpec:
         self.mdev_type = (_parse_mdev_type('mdev_type', spec['mdev_type'])
                           if 'mdev_type' in spec else None)
         self.config_rules = self._parse_config_rules(spec)
+        self.live_migration = (
+            _parse_live_migration('live_migration', spec['live_migration'],
+                                  self.mdev_type)
+            if 'live_migration' in spec else None)
         # Placement offers the devices only to groups whose keys they allow.
         self.device_traits = self.traits | frozenset(
             config_trait(name) for name in (
                 self.config_rules.allowed if self.config_rules else ()))
+        if self.live_migration == LIVE_MIGRATION_REPLUG:
+            self.device_traits |= {LIVE_MIGRATION_REPLUG_TRAIT}
 
     @staticmethod
     def _parse_config_rules(spec: ty.Mapping[str, ty.Any]

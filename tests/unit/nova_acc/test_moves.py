@@ -36,13 +36,26 @@ SINGLE = binding.Binding('nova_acc_2_0', 'rp', '0000:81:00.0', 'n1')
 class MoveRefusalTest(base.BaseTestCase):
 
     def test_servers_without_device_contexts_move_freely(self):
-        self.assertIsNone(moves.live_migration_refusal(server()))
+        self.assertIsNone(moves.live_migration_refusal(server(), None))
         self.assertIsNone(moves.cold_migration_refusal(server()))
 
-    def test_live_migration_is_refused_for_any_device_context(self):
+    def test_live_migration_is_refused_without_replug(self):
         for bound in (POOL, ARQ, SINGLE):
             self.assertIn('cold migrate the server instead',
-                          moves.live_migration_refusal(server(bound)))
+                          moves.live_migration_refusal(server(bound),
+                                                       lambda rp: set()))
+        self.assertIn('device group(s) nova_acc_0_0: their devices cannot '
+                      'move', moves.live_migration_refusal(
+                          server(POOL), lambda rp: {'CUSTOM_OTHER'}))
+
+    def test_live_migration_of_pools_that_allow_replug(self):
+        replug = {'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'}
+        self.assertIsNone(moves.live_migration_refusal(
+            server(POOL), lambda rp: replug))
+        # Never for the contexts of a backend or single devices.
+        for bound in (ARQ, SINGLE):
+            self.assertIsNotNone(moves.live_migration_refusal(
+                server(bound), lambda rp: replug))
 
     def test_pool_bindings_resize_and_cold_migrate(self):
         self.assertIsNone(moves.cold_migration_refusal(server(POOL)))

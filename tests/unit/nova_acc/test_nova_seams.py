@@ -324,6 +324,38 @@ class NovaSeamTest(base.BaseTestCase):
         self.assertLess(resume.index('self._get_existing_domain_xml('),
                         resume.index('self._create_guest_with_network('))
         self.assertIn('self._attach_mediated_devices(guest, mdevs)', resume)
+        # Live migration by replug (nova_acc.seams.live_migration): the
+        # destination's pre-check, claim and attach; the source detaches in
+        # the migration thread (private), before Nova builds the XML it
+        # sends, and its failures there are rolled back by Nova's monitor;
+        # the destination's rollback destroys its guest through destroy.
+        driver = libvirt_driver.LibvirtDriver
+        self.assertEqual(
+            ['self', 'context', 'instance', 'src_compute_info',
+             'dst_compute_info', 'block_migration', 'disk_over_commit'],
+            params(driver.check_can_live_migrate_destination))
+        self.assertEqual(
+            ['self', 'context', 'instance', 'block_device_info',
+             'network_info', 'disk_info', 'migrate_data'],
+            params(driver.pre_live_migration))
+        self.assertEqual(
+            ['self', 'context', 'instance', 'dest', 'block_migration',
+             'migrate_data', 'guest', 'device_names'],
+            params(driver._live_migration_operation))
+        operation = inspect.getsource(driver._live_migration_operation)
+        self.assertIn('libvirt_migrate.get_updated_guest_xml(', operation)
+        self.assertIn('future = thread_pool_factory.spawn(\n'
+                      '                                     '
+                      'self._live_migration_operation,',
+                      inspect.getsource(driver._live_migration))
+        self.assertEqual(
+            ['self', 'context', 'instance', 'network_info',
+             'block_migration', 'block_device_info'],
+            params(driver.post_live_migration_at_destination))
+        self.assertEqual(['self', 'context', 'instance', 'migrate_data'],
+                         params(driver.rollback_live_migration_at_source))
+        self.assertIn('self.destroy(', inspect.getsource(
+            driver.rollback_live_migration_at_destination))
         finish = inspect.getsource(compute_manager.ComputeManager
                                    ._finish_resize)
         self.assertLess(finish.index('instance.apply_migration_context()'),

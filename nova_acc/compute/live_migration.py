@@ -1,0 +1,168 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Live migration by unplug and replug, on the source and the destination.
+
+For servers whose devices are all in pools of ``device_spec`` entries with
+``"live_migration": "replug"`` (the conductor refuses the others,
+``nova_acc.moves``), as Nova does for direct SR-IOV ports: the guest loses
+its devices during the move and gets devices of the destination after it.
+
+* destination, pre-check (``check_destination``): the pools placement
+  allocated here for the server allow replug, else
+  ``MigrationPreCheckError`` (Nova's conductor then tries another host);
+* destination, ``pre_live_migration`` (``claim_at_destination``): the
+  devices are picked and claimed in this host's ledger, tagged with the
+  migration, from the pools of the allocation; the server's bindings are
+  not changed yet (the source's reconcile must keep holding its devices).
+  Nothing free: the migration fails before anything moved;
+* source, before libvirt migrates (``detach_at_source``): the devices
+  leave the live guest, which migrates without them; the source ledger
+  keeps them the server's until the migration completed;
+* destination, ``post_live_migration_at_destination``
+  (``attach_at_destination``): the bindings become this node's, and the
+  devices claimed are attached to the running guest (live and persistent);
+* rollback at any point: the source attaches back those its live guest
+  lacks (``reattach_at_source``); the destination's devices, tagged with a
+  migration that failed, are released and reset by its reconcile.
+
+Once the migration completed, the source's next resource update releases
+and resets the source devices (the server is bound to the destination's).
+"""
+
+from __future__ import annotations
+
+from nova import exception as nova_exc
+import os_acc
+from os_acc.internal import device_spec
+from oslo_log import log as logging
+
+from nova_acc import binding
+from nova_acc import exception
+from nova_acc.compute import claiming
+from nova_acc.compute import guest as guest_devices
+from nova_acc.compute import ledger
+from nova_acc.compute import snapshot as host_snapshot
+from nova_acc.compute import suspend
+
+LOG = logging.getLogger(__name__)
+
+REPLUG_TRAIT = device_spec.LIVE_MIGRATION_REPLUG_TRAIT
+
+
+def _pool_classes(snapshot: host_snapshot.HostSnapshot) -> dict[str, str]:
+    return {u: p.key.resource_class for u, p in snapshot.pools.items()}
+
+
+class LiveMigrations:
+    """Live migrations of servers to and from one host."""
+
+    def __init__(self, host: host_snapshot.Host, claims: claiming.Claims,
+                 guests: guest_devices.GuestDevices):
+        self._host = host
+        self._claims = claims
+        self._guests = guests
+
+    def check_destination(self, instance, allocations: dict) -> None:
+        """Pre-check here: do this host's pools of the move allow replug?
+
+        :raises MigrationPreCheckError: naming the pool and why.
+        """
+        if not binding.load(instance):
+            return
+        snapshot = self._host.snapshot()
+        for rp in sorted(allocations):
+            pool = snapshot.pools.get(rp)
+            if pool is not None and REPLUG_TRAIT not in pool.key.traits:
+                raise nova_exc.MigrationPreCheckError(
+                    reason='the devices of pool %s on node %s are not '
+                           'marked "live_migration": "replug" in '
+                           '[nova_acc] device_spec' % (
+                               rp, snapshot.nodename))
+
+    def _moved(self, instance, allocations: dict,
+               snapshot: host_snapshot.HostSnapshot
+               ) -> list[binding.Binding]:
+        try:
+            return binding.for_move(binding.load(instance), allocations,
+                                    _pool_classes(snapshot),
+                                    snapshot.nodename)
+        except exception.BindingCannotMove as e:
+            raise exception.DeviceNotUsable(str(e))
+
+    def claim_at_destination(self, instance, migration_id: int,
+                             allocations: dict) -> None:
+        """Pick and claim the server's devices here, tagged with the move.
+
+        The bindings of the destination are given to the claim only: the
+        server keeps its own until it runs here.
+
+        :raises DeviceNotUsable: a group has no pool here, or a pool too
+            few free devices; nothing was claimed.
+        """
+        if not binding.load(instance):
+            return
+        snapshot = self._host.snapshot()
+        source = binding.load(instance)
+        binding.replace(instance, self._moved(instance, allocations,
+                                              snapshot))
+        try:
+            self._claims.claim(instance, snapshot, migration_id=migration_id)
+        finally:
+            binding.replace(instance, source)
+
+    def detach_at_source(self, guest, instance) -> None:
+        """The server's devices out of the live guest before it migrates.
+
+        :raises InstanceFaultRollback: a device stayed in the guest (the
+            detached ones are back in it).
+        """
+        if binding.load(instance):
+            suspend.detach_for_suspend(self._host, guest, instance)
+
+    def reattach_at_source(self, guest, instance) -> None:
+        """Rollback on the source: the devices it still holds, back in."""
+        records = self._host.ledger.records()
+        held = [suspend.accelerator(r) for a, r in sorted(records.items())
+                if r.instance_uuid == instance.uuid and
+                r.state in ledger.ACTIVE]
+        if held:
+            suspend.attach_back(guest, held)
+
+    def attach_at_destination(self, context, guest, instance,
+                              allocations: dict) -> None:
+        """After the migration: bind here and attach the claimed devices.
+
+        :raises DeviceNotUsable: a device could not be attached.
+        """
+        if not binding.load(instance):
+            return
+        snapshot = self._host.snapshot()
+        binding.replace(instance, self._moved(instance, allocations,
+                                              snapshot))
+        instance.save()
+        accelerators = self._guests.prepare(instance, snapshot,
+                                            request_context=context)
+        present = os_acc.guest_devices(guest.get_xml_desc())
+        for acc in accelerators:
+            if suspend.name(acc) in present:
+                continue
+            try:
+                guest.attach_device(os_acc.get_config(acc), persistent=True,
+                                    live=True)
+            except suspend.guest_libvirt_error() as e:
+                raise exception.DeviceNotUsable(
+                    'device %s could not be attached after the live '
+                    'migration: %s' % (suspend.name(acc), e))
+        self._claims.mark_attached(instance)
+        LOG.info('Attached devices %s after the live migration.',
+                 ', '.join(suspend.name(a) for a in accelerators),
+                 instance=instance)

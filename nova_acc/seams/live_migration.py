@@ -1,0 +1,125 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The libvirt driver's live-migration overrides (``LibvirtAccDriver``).
+
+Each a few lines calling ``nova_acc.compute.live_migration`` (unplug and
+replug; what is refused is the conductor's, ``nova_acc.moves``):
+
+* ``check_can_live_migrate_destination`` (destination): the pools of the
+  move here allow replug;
+* ``pre_live_migration`` (destination): claim the devices for the move;
+* ``_live_migration_operation`` (source; private, run in Nova's migration
+  thread, whose failures Nova rolls back): the devices leave the guest
+  before libvirt migrates it, as Nova detaches direct SR-IOV ports there;
+* ``post_live_migration_at_destination``: bind here, attach the devices;
+* ``rollback_live_migration_at_source``: the source's devices back in
+  the guest. The destination's rollback destroys its guest through
+  ``destroy``, whose reconcile releases what was claimed for the failed
+  move.
+"""
+
+from __future__ import annotations
+
+from nova import exception as nova_exc
+from nova import objects
+
+from nova_acc import binding
+from nova_acc import exception
+from nova_acc.compute import live_migration
+
+
+def _allocations(driver, context, instance) -> dict:
+    """The server's allocations now: the destination's during the move."""
+    return driver.virtapi.reportclient.get_allocs_for_consumer(
+        context, instance.uuid)['allocations']
+
+
+def _migration_id(context, instance, nodename: str) -> int:
+    for migration in objects.MigrationList.get_in_progress_by_instance(
+            context, instance.uuid, migration_type='live-migration'):
+        if migration.dest_node == nodename:
+            return migration.id
+    raise exception.DeviceNotUsable(
+        'no live migration of the server to node %s is in progress'
+        % nodename)
+
+
+class LiveMigrationMixin:
+    """Mixed into ``LibvirtAccDriver`` before Nova's ``LibvirtDriver``."""
+
+    @property
+    def acc_live(self) -> live_migration.LiveMigrations:
+        # Stateless: made of the driver's compute rooms when needed.
+        return live_migration.LiveMigrations(
+            self.acc.host, self.acc.claims, self.acc.guests)
+
+    def check_can_live_migrate_destination(
+            self, context, instance, src_compute_info, dst_compute_info,
+            block_migration=False, disk_over_commit=False):
+        data = super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration=block_migration,
+            disk_over_commit=disk_over_commit)
+        if binding.load(instance):
+            self.acc_live.check_destination(
+                instance, _allocations(self, context, instance))
+        return data
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        if binding.load(instance):
+            try:
+                self.acc_live.claim_at_destination(
+                    instance, _migration_id(context, instance,
+                                            self.acc.host.nodename),
+                    _allocations(self, context, instance))
+            except exception.DeviceNotUsable as e:
+                # Nova fails the migration and rolls it back.
+                raise nova_exc.MigrationError(reason=e.reason) from e
+        return super().pre_live_migration(
+            context, instance, block_device_info, network_info, disk_info,
+            migrate_data)
+
+    def _live_migration_operation(self, context, instance, dest,
+                                  block_migration, migrate_data, guest,
+                                  device_names):
+        # Private (pinned in test_nova_seams): run in Nova's migration
+        # thread, so a failure here is rolled back as a failed migration.
+        self.acc_live.detach_at_source(guest, instance)
+        return super()._live_migration_operation(
+            context, instance, dest, block_migration, migrate_data, guest,
+            device_names)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        super().post_live_migration_at_destination(
+            context, instance, network_info, block_migration=block_migration,
+            block_device_info=block_device_info)
+        if binding.load(instance):
+            try:
+                self.acc_live.attach_at_destination(
+                    context, self._host.get_guest(instance), instance,
+                    _allocations(self, context, instance))
+            except exception.DeviceNotUsable as e:
+                # Nova puts the server in ERROR: a hard reboot gives it
+                # the devices it holds here.
+                raise nova_exc.MigrationError(reason=e.reason) from e
+
+    def rollback_live_migration_at_source(self, context, instance,
+                                          migrate_data):
+        super().rollback_live_migration_at_source(context, instance,
+                                                  migrate_data)
+        if binding.load(instance):
+            self.acc_live.reattach_at_source(self._host.get_guest(instance),
+                                             instance)

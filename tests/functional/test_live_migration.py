@@ -1,0 +1,194 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Live migration by unplug and replug of devices the operator allows.
+
+Nova's fake libvirt cannot migrate a guest: as in Nova's own PCI live
+migration tests, ``migrateToURI3`` is replaced by what libvirt does on
+success (the guest appears on the destination with the XML Nova sent, the
+source's job completes); left alone, it fails as a migration that failed.
+Casts stay casts. After every scenario, on both hosts: no device in two
+domains, placement = ledger = domain hostdevs, released devices reset once.
+"""
+
+from urllib import parse as urlparse
+from xml.etree import ElementTree
+
+import fixtures
+
+from nova_acc.compute import ledger
+from tests.functional import base
+from tests.functional import test_moves
+
+REPLUG_SPEC = dict(base.FPGA_SPEC, live_migration='replug')
+
+
+class LiveMigrationTestBase(test_moves.MoveTestMixin,
+                            base.DeviceContextTestBase):
+    device_spec = [REPLUG_SPEC]
+    CAST_AS_CALL = False
+
+    def setUp(self):
+        super().setUp()
+        self.start_hosts()
+        self.server = self.boot_on('compute1')
+        self.source = self.domain_hostdevs('compute1', self.server)
+        self.assertEqual(1, len(self.source))
+
+    def migrate_for_real(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            self._migrate_stub))
+
+    def _migrate_stub(self, domain, destination, params, flags):
+        # As Nova's test_pci_sriov_servers: the guest appears on the
+        # destination with the XML Nova sent; then the job completes.
+        dst_hostname = urlparse.urlparse(destination).netloc
+        self.computes[dst_hostname].driver._host.get_connection().createXML(
+            params['destination_xml'],
+            'fake-createXML-doesnt-care-about-flags')
+        uuid = ElementTree.fromstring(
+            params['destination_xml']).find('./uuid').text
+        domain._connection.lookupByUUIDString(uuid).complete_job()
+
+    def live_migrate(self, expected_migration='completed', host=None):
+        return self._live_migrate(
+            self.server, migration_expected_state=expected_migration,
+            host=host)
+
+
+class LiveMigrationTest(LiveMigrationTestBase):
+
+    def test_replug_moves_the_server_with_devices_of_the_destination(self):
+        self.migrate_for_real()
+
+        server = self.live_migrate()
+
+        self.assertEqual('compute2', self.host_of(server))
+        dest = self.domain_hostdevs('compute2', server)
+        self.assertEqual(1, len(dest))
+        self.assertEqual(dest, self.held('compute2', server))
+        self.assertEqual((ledger.ATTACHED, server['id']),
+                         self.ledger_state('compute2', dest[0]))
+        self.assertEqual([], self.domain_hostdevs('compute1', server))
+        self.assertEqual([self.device_rp('compute2', dest[0])],
+                         self.allocated_device_rps(server))
+        # The source's device is released at its next resource update.
+        self._run_periodics()
+        self.assert_released('compute1', self.source)
+        # (Hosts with the same addresses share their reset files.)
+        self.assertEqual(1 if dest == self.source else 0,
+                         self.reset_count(dest[0]))
+        self.assert_consistent()
+        # The server is bound to the destination: a hard reboot there
+        # gives it the same device.
+        self._reboot_server(server, hard=True)
+        self.assertEqual(dest, self.domain_hostdevs('compute2', server))
+        self.assert_consistent()
+        self._delete_server(server)
+        self.assert_released('compute2', dest,
+                             resets=2 if dest == self.source else 1)
+        self.assert_consistent()
+
+    def assert_rolled_back(self, status='ACTIVE'):
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual((status, 'compute1'),
+                         (server['status'], self.host_of(server)))
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', server))
+        self.assertEqual(self.source, self.held('compute1', server))
+        self.assertEqual([self.device_rp('compute1', self.source[0])],
+                         self.allocated_device_rps(server))
+        # What the destination claimed is released, nothing held there.
+        self._run_periodics()
+        self.assertEqual([], self.held('compute2', server))
+        self.assertEqual({}, {u: a for u, a in self.domain_hostdevs(
+            'compute2').items() if a})
+        for address in self.host_devices['compute2']:
+            self.assertEqual(('free', None),
+                             self.ledger_state('compute2', address))
+        resets = {a: self.reset_count(a) for a in
+                  self.host_devices['compute1'] +
+                  self.host_devices['compute2']}
+        # One device of compute2 was claimed and released: reset once
+        # (with the same addresses, compute1's file is that one's).
+        self.assertEqual(1, sum(resets.values()), resets)
+        self.assert_consistent()
+
+    def test_a_migration_job_that_fails_gives_the_source_its_device(self):
+        def fail(domain, destination, params, flags):
+            domain.fail_job()
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3', fail))
+
+        self.live_migrate(expected_migration='failed')
+
+        self.assert_rolled_back()
+
+    def test_a_migration_libvirt_refuses_gives_the_source_its_device(self):
+        # Nova's fake libvirt's migrateToURI3 raises: Nova rolls back,
+        # then puts the server in ERROR (as with a real libvirt), with its
+        # devices; a hard reboot makes it ACTIVE.
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        # Nova records no fault for it.
+        self._wait_for_state_change(self.server, 'ERROR',
+                                    wait_for_fault_key=False)
+        self._wait_for_migration_status(self.server, ['error', 'failed'])
+
+        self.assert_rolled_back(status='ERROR')
+        self._reboot_server(self.server, hard=True)
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', self.server))
+
+    def test_no_free_device_elsewhere_keeps_the_server(self):
+        # The three other devices of the cloud are taken.
+        others = [self.boot(test_moves.CONTEXT, flavor_id=self.small)
+                  for _ in range(3)]
+        self.migrate_for_real()
+
+        self.live_migrate(expected_migration='error')
+
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], self.host_of(server)))
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', server))
+        for other in others:
+            self.assertEqual(1, len(self.domain_hostdevs(
+                self.host_of(other), other)))
+        self.assert_consistent()
+
+
+class LiveMigrationSameAddressesTest(LiveMigrationTest):
+    SAME_ADDRESSES = True
+
+
+class LiveMigrationRefusedTest(LiveMigrationTestBase):
+    """Devices whose device_spec entry does not say replug."""
+    device_spec = [base.FPGA_SPEC]
+
+    def test_refused_naming_the_group(self):
+        self.migrate_for_real()
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self._wait_for_migration_status(self.server, ['error'])
+        event = self._wait_for_action_fail_completion(
+            self.server, 'live-migration', 'conductor_live_migrate_instance')
+        self.assertIn('device group(s) nova_acc_0_0: their devices cannot '
+                      'move with a running guest', event.get('details'))
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', self.server))
+        self.assertEqual([], self.held('compute2', self.server))
+        self.assert_consistent()
