@@ -101,7 +101,51 @@ nova_acc_opts = [
                     'hosts is not checked.'),
     cfg.StrOpt('virsh_command',
                default='virsh',
-               help='The virsh command used with libvirt_uri.'),
+               help='The virsh command used with libvirt_uri, split as a '
+                    'shell would (e.g. "tools/run-vfio-host.sh --ssh '
+                    'virsh" to run it in the VFIO host VM).'),
+    cfg.IntOpt('device_pool_size',
+               default=0,
+               min=0,
+               help='How many devices the pool of device_context has, all '
+                    'free: that many servers get different devices and one '
+                    'more fails naming the context. 0: not tested.'),
+    cfg.StrOpt('device_pci_id',
+               help='VENDOR:PRODUCT of the devices of device_context as '
+                    "the guest's console lists them (0x1af4:0x1044). "
+                    "Unset: the guest's console is not checked."),
+    cfg.IntOpt('console_timeout',
+               default=1200,
+               help='Seconds a guest may take to list its PCI functions '
+                    'on its console (a nested guest under TCG: minutes).'),
+    cfg.StrOpt('vf_context',
+               help='A device context for one VF of an SR-IOV PF. Unset: '
+                    'the VF tests are skipped.'),
+    cfg.StrOpt('pf_context',
+               help="A device context for that VF's PF as a whole device "
+                    '(refused while a VF of it is in use).'),
+    cfg.StrOpt('no_reset_context',
+               help='A device context for a device without a reset method '
+                    '(the edu): released, it must become dirty and stay '
+                    'out of service until cleared. Unset: not tested.'),
+    cfg.StrOpt('manage_command',
+               help="The command that runs nova-acc-manage with the "
+                    "compute host's configuration, split as a shell would "
+                    '(e.g. "tools/run-vfio-host.sh --ssh nova-acc-manage '
+                    '--config-file /etc/nova/nova.conf"): the ledger\'s '
+                    'record of resets and dirty devices. Unset: the ledger '
+                    'is not checked.'),
+    cfg.BoolOpt('same_host_resize',
+                default=False,
+                help='Whether the cloud allows a resize to the same host '
+                     '(allow_resize_to_same_host) and the host of '
+                     'device_context has a free device for the resized '
+                     'server besides its own: the resize scenarios run '
+                     'then.'),
+    cfg.IntOpt('ledger_timeout',
+               default=120,
+               help='Seconds a released device may take to be reset and '
+                    'recorded free (or dirty) in the ledger.'),
     cfg.StrOpt('openstack_command',
                default='openstack',
                help="The 'openstack' command of an environment with "

@@ -20,6 +20,12 @@
 # the cloud has several (e.g. nova-acc-vfio, tools/run-vfio-host.sh).
 # nova-acc-api's tests ([service_available] nova_acc_api) run when Keystone's
 # catalog has its service type, device-context (run-cloud.sh registers it).
+# NOVA_ACC_TEMPEST_VFIO_HOST=1: the cloud has the VFIO host VM of
+# tools/run-vfio-host.sh (--start, --compute): the device scenarios run
+# on its devices (VFIO_* below: the virtio-rng pool, the nvme VFs and PF,
+# the edu without a reset method), virsh and nova-acc-manage run in the VM
+# through run-vfio-host.sh --ssh, and the cloud's profile (edu) is
+# satisfiable there.
 # NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
 # (tools/run-tests.sh counts it with the unit and functional tests).
 #
@@ -40,6 +46,29 @@ DEVICE_CONTEXT=${NOVA_ACC_TEMPEST_DEVICE_CONTEXT:-}
 PROFILE_SATISFIABLE=${NOVA_ACC_TEMPEST_PROFILE_SATISFIABLE:-false}
 LIBVIRT_URI=${NOVA_ACC_TEMPEST_LIBVIRT_URI:-qemu:///system}
 LIBVIRT_HOST=${NOVA_ACC_TEMPEST_LIBVIRT_HOST:-}
+VIRSH_COMMAND=virsh
+VFIO_OPTIONS=""
+BUILD_TIMEOUT=180
+if [[ ${NOVA_ACC_TEMPEST_VFIO_HOST:-0} == 1 ]]; then
+    # What tools/run-vfio-host.sh gives its VM (DEVICES, DEVICE_SPECS).
+    DEVICE_CONTEXT=resources:CUSTOM_RNG=1
+    PROFILE_SATISFIABLE=true
+    # Guests of a VM under TCG: slower to build, and the console scenario
+    # waits for a nested guest to boot (minutes); a test's time limit
+    # (run-tests.sh sets 300 s for its own tests) must allow it.
+    BUILD_TIMEOUT=600
+    export OS_TEST_TIMEOUT=1800
+    LIBVIRT_URI=qemu:///system
+    LIBVIRT_HOST=${NOVA_ACC_VFIO_HOST:-nova-acc-vfio}
+    VIRSH_COMMAND="$ROOT/tools/run-vfio-host.sh --ssh virsh"
+    VFIO_OPTIONS="device_pool_size = 2
+device_pci_id = 0x1af4:0x1044
+vf_context = resources:CUSTOM_NVME_VF=1
+pf_context = resources:CUSTOM_NVME=1
+no_reset_context = resources:CUSTOM_EDU=1
+same_host_resize = true
+manage_command = $ROOT/tools/run-vfio-host.sh --ssh /opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf"
+fi
 
 rc=0
 checked=$(nova_acc_state_dir "$DIR" NOVA_ACC_CLOUD_DIR) || rc=$?
@@ -114,7 +143,7 @@ flavor_ref = 42
 flavor_ref_alt = 84
 min_microversion = 2.1
 max_microversion = latest
-build_timeout = 180
+build_timeout = $BUILD_TIMEOUT
 
 [validation]
 run_validation = false
@@ -134,7 +163,9 @@ unsatisfiable_context = resources:FPGA=1
 profile = $profile
 profile_satisfiable = $PROFILE_SATISFIABLE
 libvirt_uri = $LIBVIRT_URI
+virsh_command = $VIRSH_COMMAND
 openstack_command = $OPENSTACK
+$VFIO_OPTIONS
 EOT
 if [[ -n $LIBVIRT_HOST ]]; then
     echo "libvirt_host = $LIBVIRT_HOST" >> "$WORKSPACE/etc/tempest.conf"

@@ -13,6 +13,20 @@
 # it again (also when something failed). NOVA_ACC_CLOUD=0 skips that part;
 # with filter arguments it is skipped too.
 #
+# Before tempest, the VFIO host joins that cloud: tools/run-vfio-host.sh
+# boots its VM (QEMU TCG with real VFIO devices: a virtio-rng pool with
+# FLR, an nvme PF with SR-IOV VFs, the edu without a reset method) and
+# starts nova-compute in it, and tempest runs the device scenarios on it
+# too (NOVA_ACC_TEMPEST_VFIO_HOST=1 of run-tempest.sh). The VM's disk is
+# built in the background while stestr runs and cached in
+# /var/tmp/nova-acc-vfio (NOVA_ACC_VFIO_DIR); a VM that cannot be built or
+# booted fails the run, with the logs that say why. It is stopped in every
+# case, before the cloud.
+#   NOVA_ACC_VFIO=0     skip the VFIO host (local runs only: refused when
+#                       CI is set, as CI sets it)
+#   NOVA_ACC_STESTR=0   skip the stestr suite, to run the cloud part alone
+#                       (refused when CI is set)
+#
 # The last line is "N passed, N failed, N skipped", counted from the
 # subunit streams of both runs; the exit status is non-zero when mypy found
 # an error, a test failed, none passed or the cloud did not come up.
@@ -21,7 +35,34 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+ci=false
+case ${CI:-} in ''|0|false|False) ;; *) ci=true ;; esac
+run_stestr=${NOVA_ACC_STESTR:-1}
+run_vfio=${NOVA_ACC_VFIO:-1}
+if $ci && { [ "$run_stestr" = 0 ] || [ "$run_vfio" = 0 ]; }; then
+    echo "run-tests: CI is set: NOVA_ACC_STESTR=0 and NOVA_ACC_VFIO=0 are for local runs only" >&2
+    exit 2
+fi
+run_cloud=false
+if [ $# -eq 0 ] && [ "${NOVA_ACC_CLOUD:-1}" != 0 ]; then
+    run_cloud=true
+fi
+if $ci && ! $run_cloud; then
+    echo "run-tests: CI is set: the real cloud (NOVA_ACC_CLOUD=0 or filter arguments) cannot be skipped" >&2
+    exit 2
+fi
+phase_start=$(date +%s)
+timings=""
+# phase NAME: the time since the last phase ends NAME's.
+phase() {
+    local now
+    now=$(date +%s)
+    timings+="$1 $((now - phase_start)) s; "
+    phase_start=$now
+}
+
 ./tools/setup.sh
+phase setup
 
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
@@ -47,35 +88,87 @@ echo "$mypy_status"
 
 results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tests.XXXXXX.subunit")
 tempest_results=$(mktemp "${TMPDIR:-/tmp}/nova-acc-tempest.XXXXXX.subunit")
-trap 'rm -f "$results" "$tempest_results"' EXIT
+vfio_build_log=$(mktemp "${TMPDIR:-/tmp}/nova-acc-vfio-build.XXXXXX.log")
+trap 'rm -f "$results" "$tempest_results" "$vfio_build_log"' EXIT
+
+# The VFIO host's disk (debootstrap, a venv with nova, this checkout) is
+# built while stestr runs: mostly downloads and disk, little CPU.
+vfio_build_pid=""
+if $run_cloud && [ "$run_vfio" != 0 ]; then
+    ./tools/run-vfio-host.sh --build >"$vfio_build_log" 2>&1 &
+    vfio_build_pid=$!
+fi
 
 # The stream goes to a file (for the count) and through stestr's own
 # pretty-printer (for the log; its exit status is ignored: the count below
 # decides). stestr also keeps the run in .stestr/, so
 # "stestr last" and "stestr failing" work afterwards.
-set +e
-"$PY" -m stestr run --subunit "$@" | tee "$results" \
-    | "$PY" "$ROOT/tools/subunit_summary.py" --trace
-statuses=("${PIPESTATUS[@]}")
-set -e
-stestr_rc=${statuses[0]}
+stestr_rc=0
+if [ "$run_stestr" != 0 ]; then
+    set +e
+    "$PY" -m stestr run --subunit "$@" | tee "$results" \
+        | "$PY" "$ROOT/tools/subunit_summary.py" --trace
+    statuses=("${PIPESTATUS[@]}")
+    set -e
+    stestr_rc=${statuses[0]}
+else
+    echo "stestr: skipped (NOVA_ACC_STESTR=0)"
+fi
+phase stestr
 
-# The real cloud and tempest. A cloud that does not come up fails the run
-# (with the end of the logs that say why); it is stopped in every case.
+# The real cloud, the VFIO host and tempest. A cloud or a VFIO host that
+# does not come up fails the run (with the end of the logs that say why);
+# both are stopped in every case.
 cloud_status="real cloud: skipped"
+vfio_status="VFIO host: skipped (NOVA_ACC_VFIO=0)"
 cloud_rc=0
-if [ $# -eq 0 ] && [ "${NOVA_ACC_CLOUD:-1}" != 0 ]; then
+vfio_rc=0
+if $run_cloud; then
     cloud_dir=${NOVA_ACC_CLOUD_DIR:-/var/tmp/nova-acc-cloud}
+    vfio_dir=${NOVA_ACC_VFIO_DIR:-/var/tmp/nova-acc-vfio}
     echo
     echo "== The real cloud: tools/run-cloud.sh, tools/run-tempest.sh =="
     set +e
     cloud_start=$(date +%s)
     ./tools/run-cloud.sh
     up_rc=$?
+    phase cloud-up
+    vfio_up=false
+    if [ "$up_rc" -eq 0 ] && [ -n "$vfio_build_pid" ]; then
+        echo
+        echo "== The VFIO host: tools/run-vfio-host.sh --start, --compute =="
+        wait "$vfio_build_pid"
+        build_rc=$?
+        cat "$vfio_build_log"
+        phase vfio-build-wait
+        if [ "$build_rc" -eq 0 ] && ./tools/run-vfio-host.sh --start; then
+            phase vfio-start
+            if ./tools/run-vfio-host.sh --compute; then
+                vfio_up=true
+                phase vfio-compute
+            fi
+        fi
+        if ! $vfio_up; then
+            vfio_rc=1
+            vfio_status="VFIO host: did NOT come up (logs above and in $vfio_dir)"
+            for f in "$vfio_dir"/logs/build.log "$vfio_dir"/logs/qemu.log "$vfio_dir"/serial.log; do
+                [ -f "$f" ] || continue
+                echo "--- last lines of $f"
+                tail -n 25 "$f"
+            done
+            ./tools/run-vfio-host.sh --ssh tail -n 40 /var/log/nova/nova-compute.log
+        fi
+    fi
     tempest_rc=0
     if [ "$up_rc" -eq 0 ]; then
-        NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results ./tools/run-tempest.sh
+        if $vfio_up; then
+            NOVA_ACC_TEMPEST_VFIO_HOST=1 NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results \
+                ./tools/run-tempest.sh
+        else
+            NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results ./tools/run-tempest.sh
+        fi
         tempest_rc=$?
+        phase tempest
     else
         for f in "$cloud_dir"/logs/*.log; do
             [ -f "$f" ] || continue
@@ -83,12 +176,32 @@ if [ $# -eq 0 ] && [ "${NOVA_ACC_CLOUD:-1}" != 0 ]; then
             tail -n 15 "$f"
         done
     fi
+    if [ -n "$vfio_build_pid" ]; then
+        # A build still running (the cloud failed first) is waited for.
+        wait "$vfio_build_pid" 2>/dev/null
+        if $vfio_up; then
+            vfio_status="VFIO host: up, its device scenarios run by tempest"
+            # With the VFIO host every scenario has what it needs: a skip
+            # is a scenario that did not run.
+            tempest_summary=$("$PY" "$ROOT/tools/subunit_summary.py" "$tempest_results")
+            case $tempest_summary in
+                *" 0 skipped"*) ;;
+                *)
+                    vfio_rc=1
+                    vfio_status="VFIO host: up, but tempest skipped scenarios ($tempest_summary)" ;;
+            esac
+            ./tools/run-vfio-host.sh --ssh tail -n 5 /var/log/nova/nova-compute.log
+        fi
+        ./tools/run-vfio-host.sh --stop
+    fi
     ./tools/run-cloud.sh --stop
+    phase stop
     set -e
     cloud_time=$(($(date +%s) - cloud_start))
     if [ "$up_rc" -ne 0 ]; then
         cloud_rc=1
         cloud_status="real cloud: did NOT come up (exit status $up_rc; logs above and in $cloud_dir/logs)"
+        [ -z "$vfio_build_pid" ] || vfio_status="VFIO host: not started (no cloud)"
     elif [ ! -s "$tempest_results" ]; then
         cloud_rc=1
         cloud_status="real cloud: tempest produced no results (exit status $tempest_rc; $cloud_dir/logs/tempest.log)"
@@ -109,8 +222,13 @@ if [ "$stestr_rc" -ne 0 ]; then
 fi
 echo "$mypy_status"
 echo "$cloud_status"
+if $run_cloud; then
+    echo "$vfio_status"
+fi
+echo "timings: $timings"
 echo "$summary"
 if [ "$mypy_rc" -ne 0 ] || [ "$stestr_rc" -ne 0 ] ||
-        [ "$cloud_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
+        [ "$cloud_rc" -ne 0 ] || [ "$vfio_rc" -ne 0 ] ||
+        [ "$summary_rc" -ne 0 ]; then
     exit 1
 fi

@@ -80,6 +80,7 @@ SRC_IN_VM=/opt/nova-acc/src
 # a PCIe root port of its own (own IOMMU group, FLR), and an nvme PF with
 # SR-IOV (QEMU 7.2 needs an nvme-subsys for it) whose two VFs are a pool of
 # their own. The VM's init binds them (see configure_rootfs).
+# shellcheck disable=SC2054  # commas within one -device value
 DEVICES=(
     -device pcie-root-port,id=rp1,chassis=1,slot=1
     -device pcie-root-port,id=rp2,chassis=2,slot=2
@@ -89,15 +90,6 @@ DEVICES=(
     -device nvme-subsys,id=nvsub
     -device "nvme,bus=rp3,serial=novaaccpf,subsys=nvsub,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=4"
 )
-# The [nova_acc] device_spec of the VM's nova-compute, first match wins:
-# the VFs before their PF (same vendor and product), the edu last
-# (tools/lib/nova_conf.py --edu-device).
-DEVICE_SPECS=(
-    '{"vendor_id": "1af4", "product_id": "1044", "resource_class": "CUSTOM_RNG"}'
-    '{"vendor_id": "1b36", "product_id": "0010", "physfn": "*", "resource_class": "CUSTOM_NVME_VF"}'
-    '{"vendor_id": "1b36", "product_id": "0010", "resource_class": "CUSTOM_NVME"}'
-)
-
 PACKAGES=(
     linux-image-amd64 initramfs-tools
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
@@ -437,10 +429,10 @@ EOT
 # sudo nova-rootwrap with Nova's and nova-acc's filters (the privsep
 # daemons: nova's own, nova-acc's device resets).
 nova_user() {
-    local r=$ROOTFS g groups=libvirt
-    for g in kvm; do
-        grep -q "^$g:" "$r/etc/group" && groups+=,$g
-    done
+    local r=$ROOTFS groups=libvirt
+    if grep -q '^kvm:' "$r/etc/group"; then
+        groups+=,kvm
+    fi
     grep -q '^nova:' "$r/etc/passwd" \
         || chroot "$r" useradd --system --home-dir /var/lib/nova \
             --shell /usr/sbin/nologin --groups "$groups" nova \
@@ -649,14 +641,10 @@ EOX
 # API listeners, my_ip, its [nova_acc]), with the VM's host name and state
 # path, nova-acc's driver under TCG, the privsep daemons started through
 # sudo nova-rootwrap (nova-compute runs as nova), the VM's emulated devices
-# (DEVICE_SPECS and the edu) and a reset on every release: the edu, which
-# has no reset method, becomes dirty when released.
+# (nova_conf.py --vfio-host-devices, --edu-device) and a reset on every
+# release: the edu, which has no reset method, becomes dirty when released.
 compute_conf() {
     check_cloud_dir
-    local spec specs=()
-    for spec in "${DEVICE_SPECS[@]}"; do
-        specs+=(--device-spec "$spec")
-    done
     local conf=$CLOUD_DIR/etc/nova/nova.conf
     [[ -f $conf ]] || die "no cloud: $conf is missing (tools/run-cloud.sh)"
     python3 "$ROOT/tools/lib/nova_conf.py" compute-host "$conf" "$1" \
@@ -667,7 +655,7 @@ compute_conf() {
         --set oslo_concurrency lock_path /var/lib/nova/lock \
         --compute-driver --tcg-compute \
         --set DEFAULT rootwrap_config /etc/nova/rootwrap.conf \
-        "${specs[@]}" --edu-device --reset-on-release true \
+        --vfio-host-devices --edu-device --reset-on-release true \
         || die "writing the VM's nova.conf ($1) failed"
 }
 
@@ -739,6 +727,12 @@ pool_unused() {
 # server_built ID: server ID is out of BUILD (ACTIVE, ERROR...).
 server_built() {
     [[ $(openstack server show "$1" -f value -c status) != BUILD ]]
+}
+
+# edu_in_ledger ADDRESS STATE: the VM's ledger has device ADDRESS in STATE.
+edu_in_ledger() {
+    vm_ssh "$VENV/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list" \
+        | grep -q "$1 *| $2 "
 }
 
 compute_stop() {
@@ -828,9 +822,16 @@ demo() {
     log "placement: pool $pool uses $usage CUSTOM_EDU after the delete"
     vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list; virsh list --all' >&2
     [[ $usage == 0 ]] || die "the pool's usage is $usage after the delete"
-    vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' \
-        | grep -q "$addr *| free" || die "device $addr is not free in the ledger after the delete"
-    log "stage 3 OK in $((SECONDS - t0)) s: ACTIVE on $VM_HOST with $addr by VFIO, listed by the guest, released on delete"
+    # The edu has no reset method: released with a reset on, it is dirty
+    # (out of service) until the operator clears it.
+    local manage="$VENV/bin/nova-acc-manage --config-file /etc/nova/nova.conf"
+    nova_acc_wait 120 3 edu_in_ledger "$addr" dirty \
+        || die "device $addr is not dirty in the ledger after the delete"
+    # shellcheck disable=SC2029  # expanded here on purpose
+    vm_ssh "$manage devices clear-dirty --force $addr" >&2 \
+        || die "nova-acc-manage devices clear-dirty --force $addr failed"
+    edu_in_ledger "$addr" free || die "device $addr is not free after clear-dirty"
+    log "stage 3 OK in $((SECONDS - t0)) s: ACTIVE on $VM_HOST with $addr by VFIO, listed by the guest, dirty on delete (no reset method), free after clear-dirty"
 }
 
 # The state directory: checked (and made when missing) before any

@@ -304,6 +304,33 @@ class ComputeHostTest(NovaConfTestCase):
         helper_command = /cloud/venv/bin/privsep-helper
         '''
 
+    def test_vfio_host_conf_as_run_vfio_host_writes_it(self):
+        """nova-compute as nova: no helper_command, every device, resets."""
+        self.write(self.CLOUD)
+        vm_conf = os.path.join(self.dir, 'vm.conf')
+        result = self.tool(
+            'compute-host', self.conf, vm_conf,
+            '--set', 'DEFAULT', 'rootwrap_config', '/etc/nova/rootwrap.conf',
+            '--compute-driver', '--tcg-compute', '--vfio-host-devices',
+            '--edu-device', '--reset-on-release', 'true')
+        self.assertEqual(0, result.returncode, result.stderr)
+        conf = oslo_sections(vm_conf)
+        # The privsep daemons start through sudo nova-rootwrap.
+        for section in ('nova_sys_admin', 'nova_acc_sys_admin'):
+            self.assertNotIn(section, conf)
+        self.assertEqual(['/etc/nova/rootwrap.conf'],
+                         conf['DEFAULT']['rootwrap_config'])
+        specs = [json.loads(s) for s in conf['nova_acc']['device_spec']]
+        # The VFs before their PF (same ids: first match wins), edu last.
+        self.assertEqual(
+            [('1af4', '1044', 'CUSTOM_RNG', None),
+             ('1b36', '0010', 'CUSTOM_NVME_VF', '*'),
+             ('1b36', '0010', 'CUSTOM_NVME', None),
+             ('1234', '11e8', 'CUSTOM_EDU', None)],
+            [(s['vendor_id'], s['product_id'], s['resource_class'],
+              s.get('physfn')) for s in specs])
+        self.assertEqual(['true'], conf['nova_acc']['reset_on_release'])
+
     def test_vm_conf_from_cloud_conf(self):
         self.write(self.CLOUD)
         vm_conf = os.path.join(self.dir, 'vm.conf')

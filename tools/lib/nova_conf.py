@@ -68,6 +68,17 @@ NOVA_PRIVSEP = ('nova_sys_admin', 'privsep_osbrick', 'vif_plug_ovs_privileged',
 EDU_DEVICE_SPEC = json.dumps({'vendor_id': '1234', 'product_id': '11e8',
                               'resource_class': 'CUSTOM_EDU'})
 EDU_PROFILE = 'edu=resources:CUSTOM_EDU=1'
+# The other devices of tools/run-vfio-host.sh's VM (its DEVICES), before
+# the edu, first match wins: the virtio-rng pool (FLR), the VFs of the nvme
+# PF (the same vendor and product as their PF, so before it), the PF.
+VFIO_HOST_DEVICE_SPECS = tuple(json.dumps(spec) for spec in (
+    {'vendor_id': '1af4', 'product_id': '1044',
+     'resource_class': 'CUSTOM_RNG'},
+    {'vendor_id': '1b36', 'product_id': '0010', 'physfn': '*',
+     'resource_class': 'CUSTOM_NVME_VF'},
+    {'vendor_id': '1b36', 'product_id': '0010',
+     'resource_class': 'CUSTOM_NVME'},
+))
 # [device_context_api]: how Nova's services reach nova-acc-api (Keystone
 # service type device-context) with their service credentials. Its
 # keystoneauth password options are copied from another section of the same
@@ -304,7 +315,9 @@ def settings_from(args: argparse.Namespace) -> List[Setting]:
                          (args.privsep_helper,)))
     if args.no_privsep_helper:
         settings.append((NOVA_ACC_PRIVSEP, 'helper_command', ()))
-    specs = _entries(args.device_spec + [EDU_DEVICE_SPEC] * args.edu_device)
+    specs = _entries(args.device_spec +
+                     list(VFIO_HOST_DEVICE_SPECS) * args.vfio_host_devices +
+                     [EDU_DEVICE_SPEC] * args.edu_device)
     if specs:
         settings.append(('nova_acc', 'device_spec',
                          tuple(check_device_spec(s) for s in specs)))
@@ -409,6 +422,11 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument(
         '--device-spec', action='append', default=[], metavar='JSON',
         help='[nova_acc] device_spec entries (repeatable; one a line)')
+    group.add_argument(
+        '--vfio-host-devices', action='store_true',
+        help="device_spec entries for tools/run-vfio-host.sh's VM's "
+             'devices besides the edu (before it): %s'
+             % '; '.join(VFIO_HOST_DEVICE_SPECS))
     group.add_argument(
         '--edu-device', action='store_true',
         help='a device_spec entry for QEMU\'s edu device: %s'

@@ -21,7 +21,9 @@ when ``[nova_acc] device_context`` names a context the cloud can satisfy.
 import json
 import os
 import re
+import shlex
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 from tempest.api.compute import base
@@ -117,13 +119,92 @@ class DeviceContextBase(base.BaseV2ComputeTest):
             return None  # libvirt_uri does not reach the server's host
         name = server['OS-EXT-SRV-ATTR:instance_name']
         out = subprocess.run(
-            [CONF.nova_acc.virsh_command, '-c', uri, 'dumpxml', name],
+            shlex.split(CONF.nova_acc.virsh_command) + ['-c', uri, 'dumpxml',
+                                                        name],
             check=True, capture_output=True, text=True, timeout=60).stdout
         return ET.fromstring(out)
 
     @staticmethod
     def pci_hostdevs(domain):
         return domain.findall("./devices/hostdev[@type='pci']")
+
+    @classmethod
+    def hostdev_addresses(cls, domain):
+        """The host PCI addresses (0000:01:00.0) of domain's hostdevs."""
+        addresses = []
+        for hostdev in cls.pci_hostdevs(domain):
+            a = hostdev.find('./source/address').attrib
+            addresses.append('%04x:%02x:%02x.%x' % tuple(
+                int(a[k], 16) for k in ('domain', 'bus', 'slot',
+                                        'function')))
+        return sorted(addresses)
+
+    def manage(self, *args, check=True):
+        """nova-acc-manage on the compute host ([nova_acc] manage_command)."""
+        result = subprocess.run(
+            shlex.split(CONF.nova_acc.manage_command) + list(args),
+            capture_output=True, text=True, timeout=120)
+        if check:
+            self.assertEqual(0, result.returncode,
+                             'nova-acc-manage %s: %s %s' % (
+                                 ' '.join(args), result.stdout,
+                                 result.stderr))
+        return result
+
+    def ledger(self):
+        """address -> the compute host's ledger record of the device."""
+        records = json.loads(self.manage('devices', 'list', '--json').stdout)
+        return {rec['address']: rec for rec in records}
+
+    def wait_for_ledger(self, address, state, reset_after=None):
+        """The ledger record of address once it is in state.
+
+        reset_after: also wait until its last reset is later than this
+        (the last_reset the record had before the release).
+        """
+        deadline = time.time() + CONF.nova_acc.ledger_timeout
+        while True:
+            rec = self.ledger()[address]
+            if rec['state'] == state and (
+                    reset_after is None or
+                    (rec['last_reset'] or '') > reset_after):
+                return rec
+            if time.time() > deadline:
+                self.fail('device %s did not become %s%s in the ledger '
+                          'within %s s: %s' % (
+                              address, state,
+                              ' with a new reset' if reset_after is not None
+                              else '', CONF.nova_acc.ledger_timeout, rec))
+            time.sleep(3)
+
+    def clear_if_dirty(self, address):
+        """Waits for address's release; frees it if it became dirty."""
+        deadline = time.time() + CONF.nova_acc.ledger_timeout
+        while self.ledger()[address]['state'] not in ('free', 'dirty'):
+            if time.time() > deadline:
+                self.fail('device %s was not released within %s s' % (
+                    address, CONF.nova_acc.ledger_timeout))
+            time.sleep(3)
+        if self.ledger()[address]['state'] == 'dirty':
+            self.manage('devices', 'clear-dirty', '--force', address)
+
+
+class DeviceRequired(object):
+    """Skips the class unless a host can serve [nova_acc] device_context.
+
+    Mixed in before DeviceContextBase. Serial: the tests that use devices
+    assume the pool's devices are theirs alone while they run.
+    """
+
+    _serial = True
+
+    @classmethod
+    def skip_checks(cls):
+        super().skip_checks()
+        if not CONF.nova_acc.device_context:
+            raise cls.skipException(
+                '[nova_acc] device_context is not set: the cloud has no '
+                'host with a matching device to test with')
 
 
 class DeviceContextFaultsTest(DeviceContextBase):
@@ -274,16 +355,8 @@ class DeviceContextCliTest(DeviceContextBase):
         self.assertEqual([], servers)
 
 
-class DeviceBootTest(DeviceContextBase):
+class DeviceBootTest(DeviceRequired, DeviceContextBase):
     """A context a host can serve: the device is passed through."""
-
-    @classmethod
-    def skip_checks(cls):
-        super().skip_checks()
-        if not CONF.nova_acc.device_context:
-            raise cls.skipException(
-                '[nova_acc] device_context is not set: the cloud has no '
-                'host with a matching device to test with')
 
     @classmethod
     def resource_class(cls):
@@ -337,3 +410,8 @@ class DeviceBootTest(DeviceContextBase):
             self.assertNotEqual([], self.pci_hostdevs(domain))
         self.delete_server(server['id'])
         self.assert_no_allocation(server['id'])
+        if domain is not None and CONF.nova_acc.manage_command:
+            # The profile's device may have no reset method (the edu):
+            # dirty after the delete, put back for the tests after this.
+            for address in self.hostdev_addresses(domain):
+                self.clear_if_dirty(address)

@@ -274,16 +274,9 @@ class DeviceContextBootRefusedTest(DeviceContextAPIBase):
         self.contexts.delete_device_context(context['id'])
 
 
-class DeviceContextBootTest(DeviceContextAPIBase):
+class DeviceContextBootTest(test_device_context.DeviceRequired,
+                            DeviceContextAPIBase):
     """Boot by ID: the founding flow, on a host with a device."""
-
-    @classmethod
-    def skip_checks(cls):
-        super().skip_checks()
-        if not CONF.nova_acc.device_context:
-            raise cls.skipException(
-                '[nova_acc] device_context is not set: the cloud has no '
-                'host with a matching device to test with')
 
     def assert_bound(self, context_id, server):
         context = self.show(context_id)
