@@ -1,0 +1,73 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The destination's pre-check and the source's rollback of a live move."""
+
+import dataclasses
+from unittest import mock
+
+from nova import exception as nova_exc
+import os_acc
+from oslotest import base
+
+from nova_acc.compute import ledger
+from nova_acc.compute import live_migration
+from tests.unit.nova_acc.compute import rooms
+
+TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'
+NO_HOSTDEV = "<domain><devices></devices></domain>"
+
+
+class LiveMigrationsTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        os_acc.initialize()
+        self.fx = self.useFixture(rooms.HostFixture())
+        self.moves = live_migration.LiveMigrations(
+            self.fx.host, mock.Mock(), mock.Mock())
+        self.server = rooms.server([rooms.pool_binding(self.fx.pool)])
+
+    def test_destination_pools_without_the_trait_refuse(self):
+        e = self.assertRaises(
+            nova_exc.MigrationPreCheckError, self.moves.check_destination,
+            self.server, {self.fx.pool: {'resources': {'FPGA': 1}}})
+        self.assertIn('pool %s on node %s are not marked "live_migration": '
+                      '"replug"' % (self.fx.pool, rooms.NODE), str(e))
+
+    def test_destination_pools_with_the_trait_pass(self):
+        self.fx.devices[:] = [dataclasses.replace(d, traits={TRAIT})
+                              for d in self.fx.devices]
+        [pool] = self.fx.host.snapshot().pools
+        self.assertNotEqual(self.fx.pool, pool)
+        # The node's provider (not a pool) does not count.
+        self.moves.check_destination(
+            self.server, {pool: {'resources': {'FPGA': 1}},
+                          'node-rp': {'resources': {'VCPU': 1}}})
+
+    def test_servers_without_device_contexts_are_not_checked(self):
+        self.moves.check_destination(
+            rooms.server(), {self.fx.pool: {'resources': {'FPGA': 1}}})
+
+    def test_rollback_at_source_attaches_back_what_the_guest_lacks(self):
+        self.fx.record(rooms.A, state=ledger.ATTACHED)
+        self.fx.record(rooms.B, server=rooms.OTHER, state=ledger.ATTACHED)
+        guest = mock.Mock()
+        guest.get_xml_desc.return_value = NO_HOSTDEV
+
+        self.moves.reattach_at_source(guest, self.server)
+
+        [call] = guest.attach_device.call_args_list
+        # Only the server's device, live.
+        self.assertEqual({rooms.A}, os_acc.guest_devices(
+            '<domain><devices>%s</devices></domain>'
+            % call.args[0].to_xml()))
+        self.assertEqual({'live': True}, call.kwargs)
