@@ -52,6 +52,16 @@ API_OPTS = [
                         'tests and the demo only, never a deployment.'),
         ],
         help='How callers are authenticated.'),
+    cfg.IntOpt(
+        'attachment_timeout',
+        default=600,
+        min=0,
+        help='Seconds a device context may stay attaching or detaching '
+             '(its compute at work) before the API shows it in error, '
+             'saying the attach or detach did not finish (a compute down, '
+             'a cast lost with an API process); a detach then cleans up. '
+             'A compute that finishes later still ends it bound or '
+             'unbound.'),
 ]
 
 QUOTA_GROUP = cfg.OptGroup('quota', title='Quotas')

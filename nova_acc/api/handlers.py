@@ -164,8 +164,9 @@ def index(service: Service, req: webob.Request) -> webob.Response:
         project_id = None
     else:
         _authorize(service, context, policy.LIST, project_id)
-    found = service.db.list(project_id=project_id, server_id=server_id,
-                            state=state, limit=limit, marker=marker)
+    found = [_expired(service, c) for c in service.db.list(
+        project_id=project_id, server_id=server_id, state=state,
+        limit=limit, marker=marker)]
     body: dict[str, ty.Any] = {'device_contexts': found}
     if limit is not None and len(found) == limit:
         # Neutron's and Cinder's shape: the next page starts after the
@@ -182,8 +183,9 @@ def index(service: Service, req: webob.Request) -> webob.Response:
 def show(service: Service, req: webob.Request,
          context_id: str) -> webob.Response:
     params = validation.query(req.GET, ('project_id',))
-    return _one(_visible(service, req, context_id, policy.SHOW,
-                         project_id=params.get('project_id')))
+    return _one(_expired(service, _visible(
+        service, req, context_id, policy.SHOW,
+        project_id=params.get('project_id'))))
 
 
 def update(service: Service, req: webob.Request,
@@ -207,6 +209,12 @@ def delete(service: Service, req: webob.Request,
 
 
 # ---- attach to and detach from a running server (issue 23) ---------------
+
+def _expired(service: Service, found: db_api.Context) -> db_api.Context:
+    """An attach or detach its compute did not finish in time: ``error``."""
+    return service.db.expire_transition(found,
+                                        service.conf.api.attachment_timeout)
+
 
 def _attachments(service: Service) -> attachment.Attachments:
     if service.attachments is None:

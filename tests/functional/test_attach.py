@@ -363,6 +363,24 @@ class AttachFailureTest(AttachTestBase):
         server = self._start_server(server)
         self.assert_agree(server, 'compute1', [])
 
+    def test_a_lost_attach_shows_in_error_and_a_detach_cleans_up(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        # The API process died between its UPDATE and the cast.
+        self.contexts_api.database.begin_attach(ctx, self.project,
+                                                server['id'], 'compute1')
+        self.contexts_api.conf.set_override('attachment_timeout', 0,
+                                            group='api')
+
+        lost = self.context(ctx)
+
+        self.assertEqual('error', lost['state'])
+        self.assertIn('did not finish within 0 seconds', lost['fault'])
+        self.detach(ctx)
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual(0, self.reset_count(fpga))
+
     def test_server_deleted_before_the_compute_attaches(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot()

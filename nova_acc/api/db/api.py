@@ -246,6 +246,35 @@ class Database:
             context_id, 'detach it first', project_id=project_id)
         return self._get_or_raise(context_id)
 
+    def expire_transition(self, found: Context, timeout: int) -> Context:
+        """``found`` in ``error`` if attaching/detaching for too long.
+
+        Guarded by the state and time read, so a compute that finishes
+        meanwhile wins; a compute that finishes later still binds or
+        unbinds it (both accept ``error`` of its server).
+        """
+        if found['state'] not in (models.ATTACHING, models.DETACHING) or \
+                not found['updated_at']:
+            return found
+        changed_at = timeutils.parse_isotime(
+            found['updated_at']).replace(tzinfo=None)
+        if timeutils.utcnow() - changed_at < datetime.timedelta(
+                seconds=timeout):
+            return found
+        what = 'attach to' if found['state'] == models.ATTACHING else \
+            'detach from'
+        fault = ('the %s server %s of device context %s did not finish '
+                 'within %d seconds (its compute may be down); detach it to '
+                 'clean up, or delete the server' % (
+                     what, found['server_id'], found['id'], timeout))
+        with self._writer() as session:
+            session.execute(sa.update(M).where(
+                M.id == found['id'], M.state == found['state'],
+                M.updated_at == changed_at).values(
+                    state=models.ERROR, fault=fault,
+                    updated_at=timeutils.utcnow()))
+        return self._get_or_raise(found['id'])
+
     def begin_detach(self, context_id: str, server_id: str) -> Context:
         """A user's detach: bound or error -> ``detaching``."""
         self._change(

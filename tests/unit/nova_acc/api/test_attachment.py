@@ -207,3 +207,30 @@ class NotConfiguredTestCase(base.APITestCase):
             'PUT', '%s/%s/attachment' % (base.PATH, ctx),
             {'attachment': {'server_id': uuidutils.generate_uuid()}})
         self.assertError(409, response, 'no [nova] credentials')
+
+
+class TimeoutTestCase(AttachmentTestCase):
+
+    def test_an_attach_not_finished_in_time_shows_in_error(self):
+        ctx = self.create()['id']
+        server = self.server()
+        self.attach(ctx, server)
+        self.assertEqual('attaching', self.state(ctx))
+        self.api.conf.set_override('attachment_timeout', 0, group='api')
+
+        shown = self.request('GET', '%s/%s' % (base.PATH, ctx)).json[
+            'device_context']
+
+        self.assertEqual('error', shown['state'])
+        self.assertIn('the attach to server %s of device context %s did not '
+                      'finish within 0 seconds' % (server, ctx),
+                      shown['fault'])
+        # The user cleans up with a detach, cast to the compute.
+        self.assertEqual(202, self.detach(ctx).status_int)
+        self.assertEqual('detach_device_context', self.compute.casts[-1][1])
+
+    def test_within_the_timeout_it_stays_attaching(self):
+        ctx = self.create()['id']
+        self.attach(ctx, self.server())
+        listed = self.request('GET', base.PATH).json['device_contexts']
+        self.assertEqual(['attaching'], [c['state'] for c in listed])

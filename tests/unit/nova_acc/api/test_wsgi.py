@@ -138,6 +138,7 @@ class EntryPointsTestCase(base.BaseTestCase):
         names = {(group.name, opt.name)
                  for group, opts in api_conf.list_opts() for opt in opts}
         self.assertEqual({('api', 'auth_strategy'),
+                          ('api', 'attachment_timeout'),
                           ('quota', 'device_contexts')},
                          {n for n in names if n[0] != 'nova'})
         # [nova]: keystoneauth's options for reading servers (attach).
