@@ -246,6 +246,17 @@ function configure_nova_acc_api {
     iniset "$NOVA_ACC_API_CONF" database connection \
         "$(database_connection_url "$NOVA_ACC_API_DB")"
     configure_keystone_authtoken_middleware "$NOVA_ACC_API_CONF" nova-acc-api
+    # Attach and detach read the server from Nova's API as this service
+    # (an admin: the server's host is an admin attribute); the message bus
+    # they cast to is written when nova-acc-api starts (start_nova_acc_api).
+    iniset "$NOVA_ACC_API_CONF" nova auth_type password
+    iniset "$NOVA_ACC_API_CONF" nova auth_url "$KEYSTONE_SERVICE_URI"
+    iniset "$NOVA_ACC_API_CONF" nova username nova-acc-api
+    iniset "$NOVA_ACC_API_CONF" nova password "$SERVICE_PASSWORD"
+    iniset "$NOVA_ACC_API_CONF" nova user_domain_name "$SERVICE_DOMAIN_NAME"
+    iniset "$NOVA_ACC_API_CONF" nova project_name "$SERVICE_PROJECT_NAME"
+    iniset "$NOVA_ACC_API_CONF" nova project_domain_name "$SERVICE_DOMAIN_NAME"
+    iniset "$NOVA_ACC_API_CONF" nova region_name "$REGION_NAME"
     write_uwsgi_config "$NOVA_ACC_API_UWSGI_CONF" "$NOVA_ACC_API_UWSGI_MODULE" \
         "$NOVA_ACC_API_URL_PATH" "" nova-acc-api
     # devstack's write_uwsgi_config sets "module" (newer) or "wsgi-file"
@@ -284,6 +295,16 @@ function _nova_acc_write_api_auth {
 }
 
 function start_nova_acc_api {
+    # The computes' message bus (their cell's), where attach and detach
+    # cast to nova-acc's endpoint on the server's compute: by now Nova's
+    # configuration is complete.
+    local bus
+    bus=$(iniget "$NOVA_CPU_CONF" DEFAULT transport_url)
+    if [[ -n "$bus" ]]; then
+        iniset "$NOVA_ACC_API_CONF" DEFAULT transport_url "$bus"
+    else
+        warn $LINENO "nova-acc: $NOVA_CPU_CONF has no transport_url: nova-acc-api casts attach and detach to oslo.messaging's default bus"
+    fi
     run_process nova-acc-api "$(which uwsgi) --procname-prefix nova-acc-api --ini $NOVA_ACC_API_UWSGI_CONF"
     if ! wait_for_service "$SERVICE_TIMEOUT" "$(_nova_acc_api_url)/healthcheck"; then
         die $LINENO "nova-acc: nova-acc-api did not answer $(_nova_acc_api_url)/healthcheck"

@@ -76,6 +76,7 @@ class DevstackPluginTest(base.BaseTestCase):
             f.write(textwrap.dedent('''\
                 [DEFAULT]
                 debug = True
+                transport_url = rabbit://stackrabbit:pw@10.0.0.5:5672/
                 [service_user]
                 send_service_user_token = True
                 auth_type = password
@@ -101,6 +102,9 @@ class DevstackPluginTest(base.BaseTestCase):
     def run_phases(self, phases, enabled):
         env = dict(os.environ, CALLS=self.calls, ENABLED=enabled,
                    NOVA_CONF=self.nova_conf, NOVA_CONF_DIR=self.dir,
+                   NOVA_CPU_CONF=self.nova_conf,
+                   KEYSTONE_SERVICE_URI='http://10.0.0.5/identity',
+                   SERVICE_PASSWORD='devstack-pw',
                    NOVA_BIN_DIR=self.bin, NOVA_NUM_CELLS='1',
                    NOVA_ACC_API_CONF_DIR=os.path.join(self.dir, 'nova-acc'),
                    TEMPEST_DIR=os.path.join(self.dir, 'tempest'),
@@ -137,6 +141,11 @@ class DevstackPluginTest(base.BaseTestCase):
             'mysql+pymysql://root:pw@10.0.0.5/nova_acc_api' % api_conf,
             'configure_keystone_authtoken_middleware %s nova-acc-api'
             % api_conf,
+            # Attach and detach: Nova's API as this service.
+            'iniset %s nova auth_type password' % api_conf,
+            'iniset %s nova auth_url http://10.0.0.5/identity' % api_conf,
+            'iniset %s nova username nova-acc-api' % api_conf,
+            'iniset %s nova password devstack-pw' % api_conf,
             'write_uwsgi_config %s nova_acc.api.wsgi_app:application '
             '/device-context  nova-acc-api' % uwsgi_conf,
             'iniset %s uwsgi module nova_acc.api.wsgi_app:application'
@@ -151,7 +160,10 @@ class DevstackPluginTest(base.BaseTestCase):
             'contexts (nova-acc)',
             'get_or_create_endpoint svc-id RegionOne '
             'http://10.0.0.5/device-context',
-            # extra: started and waited for before the scheduler.
+            # extra: the computes' bus, then started and waited for before
+            # the scheduler.
+            'iniset %s DEFAULT transport_url '
+            'rabbit://stackrabbit:pw@10.0.0.5:5672/' % api_conf,
             'run_process nova-acc-api %s --procname-prefix nova-acc-api '
             '--ini %s' % (shutil.which('uwsgi') or '', uwsgi_conf),
             'wait_for_service 60 http://10.0.0.5/device-context/healthcheck',
