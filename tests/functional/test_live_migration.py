@@ -23,6 +23,7 @@ from urllib import parse as urlparse
 from xml.etree import ElementTree
 
 import fixtures
+from oslo_serialization import jsonutils
 
 from nova_acc.compute import ledger
 from tests.functional import base
@@ -191,4 +192,43 @@ class LiveMigrationRefusedTest(LiveMigrationTestBase):
         self.assertEqual(self.source,
                          self.domain_hostdevs('compute1', self.server))
         self.assertEqual([], self.held('compute2', self.server))
+        self.assert_consistent()
+
+
+class LiveMigrationDestinationRefusesTest(LiveMigrationTestBase):
+    """compute1's devices allow replug, compute2's do not."""
+
+    def start_hosts(self, num_fpgas=2, hosts=('compute1', 'compute2')):
+        # Each nova-compute reads [nova_acc] device_spec when it starts.
+        started = super().start_hosts(num_fpgas=num_fpgas,
+                                      hosts=hosts[:1])
+        self.flags(device_spec=[jsonutils.dumps(base.FPGA_SPEC)],
+                   group='nova_acc')
+        started.update(super().start_hosts(num_fpgas=num_fpgas,
+                                           hosts=hosts[1:]))
+        return started
+
+    def test_the_destination_pre_check_refuses_its_pools(self):
+        self.migrate_for_real()
+
+        self.live_migrate(expected_migration='error')
+
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], self.host_of(server)))
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', server))
+        # Nothing was claimed on compute2; its pool has no such trait.
+        for address in self.host_devices['compute2']:
+            self.assertEqual(('free', None),
+                             self.ledger_state('compute2', address))
+            self.assertEqual(0, self.reset_count(address))
+        pool = self.device_rp('compute2', self.host_devices['compute2'][0])
+        self.assertNotIn('CUSTOM_ACC_LIVE_MIGRATION_REPLUG',
+                         self.provider_traits(pool))
+        self.assertIn('CUSTOM_ACC_LIVE_MIGRATION_REPLUG',
+                      self.provider_traits(self.device_rp(
+                          'compute1', self.source[0])))
+        self.assertEqual([self.device_rp('compute1', self.source[0])],
+                         self.allocated_device_rps(server))
         self.assert_consistent()
