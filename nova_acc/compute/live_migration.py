@@ -122,11 +122,18 @@ class LiveMigrations:
     def detach_at_source(self, guest, instance) -> None:
         """The server's devices out of the live guest before it migrates.
 
-        :raises InstanceFaultRollback: a device stayed in the guest (the
-            detached ones are back in it).
+        :raises MigrationError: a device stayed in the guest (the detached
+            ones are back in it); Nova rolls the migration back.
         """
-        if binding.load(instance):
-            suspend.detach_for_suspend(self._host, guest, instance)
+        if not binding.load(instance):
+            return
+        try:
+            suspend.detach_from_guest(self._host, guest, instance,
+                                      'live migration')
+        except exception.DeviceNotUsable as e:
+            raise nova_exc.MigrationError(
+                reason='the devices of the server could not be unplugged '
+                       'for the move: %s' % e.reason) from e
 
     def reattach_at_source(self, guest, instance) -> None:
         """Rollback on the source: the devices it still holds, back in."""

@@ -87,14 +87,14 @@ def _describe(records: dict, acc: os_acc.Accelerator) -> str:
         rec.address, rec.requester_id, context)
 
 
-def detach_for_suspend(host: host_snapshot.Host, guest, instance
-                       ) -> list[os_acc.Accelerator]:
-    """Detach the server's devices from its running guest.
+def detach_from_guest(host: host_snapshot.Host, guest, instance,
+                      operation: str) -> list[os_acc.Accelerator]:
+    """Detach the devices the ledger gives the server from its live guest.
 
+    :param operation: what they leave for, in the log (``suspend``).
     :returns: the devices detached, for ``attach_back``.
-
-    :raises InstanceFaultRollback: a device stayed in the guest; the
-        devices detached were attached again.
+    :raises DeviceNotUsable: a device stayed in the guest, or libvirt
+        refused its detach; the devices detached were attached again.
     """
     records = host.ledger.records()
     present = _live_devices(guest)
@@ -114,17 +114,32 @@ def detach_for_suspend(host: host_snapshot.Host, guest, instance
     except Exception as e:
         reason = getattr(e, 'reason', None) or str(e)
         LOG.error('Could not detach the devices of the server for its '
-                  'suspend: %s; attaching back those detached.', reason,
-                  instance=instance)
+                  '%s: %s; attaching back those detached.', operation,
+                  reason, instance=instance)
         attach_back(guest, detached)
+        raise exception.DeviceNotUsable(reason) from e
+    LOG.info('Detached devices %s for the %s; the server keeps them.',
+             ', '.join(name(a) for a in detached), operation,
+             instance=instance)
+    return detached
+
+
+def detach_for_suspend(host: host_snapshot.Host, guest, instance
+                       ) -> list[os_acc.Accelerator]:
+    """The server's devices out of its running guest before its suspend.
+
+    :returns: the devices detached, for ``attach_back``.
+    :raises InstanceFaultRollback: a device stayed in the guest; the
+        devices detached were attached again.
+    """
+    try:
+        return detach_from_guest(host, guest, instance, 'suspend')
+    except exception.DeviceNotUsable as e:
         raise nova_exc.InstanceFaultRollback(
             inner_exception=nova_exc.InstanceSuspendFailure(
                 reason='its devices could not be detached from the guest, '
-                       'and their state cannot be saved: %s' % reason)
+                       'and their state cannot be saved: %s' % e.reason)
         ) from e
-    LOG.info('Detached devices %s for the suspend; the server keeps them.',
-             ', '.join(name(a) for a in detached), instance=instance)
-    return detached
 
 
 def attach_back(guest, accelerators: list[os_acc.Accelerator]) -> None:

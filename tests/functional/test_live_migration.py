@@ -170,6 +170,34 @@ class LiveMigrationTest(LiveMigrationTestBase):
                 self.host_of(other), other)))
         self.assert_consistent()
 
+    def test_a_destination_that_cannot_claim_fails_before_anything_moved(
+            self):
+        # Guests Nova does not know took compute2's devices; placement
+        # learns it only at compute2's next resource update, so the
+        # scheduler still picks compute2, whose pre_live_migration cannot
+        # claim.
+        for i, address in enumerate(self.host_devices['compute2']):
+            self.define_foreign_guest(
+                'compute2', address,
+                uuid='%d1111111-2222-3333-4444-555555555555' % i)
+        self.migrate_for_real()
+
+        self.live_migrate(expected_migration='failed')
+
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], self.host_of(server)))
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', server))
+        self.assertEqual(self.source, self.held('compute1', server))
+        self.assertEqual([], self.held('compute2', server))
+        event = self._wait_for_action_fail_completion(
+            self.server, 'live-migration', 'compute_pre_live_migration')
+        self.assertIn('only 0 free', event.get('details') or '')
+        self.assertEqual([self.device_rp('compute1', self.source[0])],
+                         self.allocated_device_rps(server))
+        self.assertEqual(0, self.reset_count(self.source[0]))
+
 
 class LiveMigrationSameAddressesTest(LiveMigrationTest):
     SAME_ADDRESSES = True
