@@ -65,14 +65,16 @@ class LiveMigrationMixin:
     def check_can_live_migrate_destination(
             self, context, instance, src_compute_info, dst_compute_info,
             block_migration=False, disk_over_commit=False):
-        data = super().check_can_live_migrate_destination(
-            context, instance, src_compute_info, dst_compute_info,
-            block_migration=block_migration,
-            disk_over_commit=disk_over_commit)
+        # Before Nova's checks: a refusal after them would leave the file
+        # of Nova's shared-storage check behind (Nova's manager cleans it
+        # up only once the driver's check returned).
         if binding.load(instance):
             self.acc_live.check_destination(
                 instance, _allocations(self, context, instance))
-        return data
+        return super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration=block_migration,
+            disk_over_commit=disk_over_commit)
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
