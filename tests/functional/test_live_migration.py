@@ -28,6 +28,7 @@ from oslo_serialization import jsonutils
 from nova_acc.compute import ledger
 from tests.functional import base
 from tests.functional import test_moves
+from tests.functional import test_vgpu
 
 REPLUG_SPEC = dict(base.FPGA_SPEC, live_migration='replug')
 
@@ -260,3 +261,31 @@ class LiveMigrationDestinationRefusesTest(LiveMigrationTestBase):
         self.assertEqual([self.device_rp('compute1', self.source[0])],
                          self.allocated_device_rps(server))
         self.assert_consistent()
+
+
+class VgpuLiveMigrationRefusedTest(test_vgpu.VgpuTestBase):
+    """vGPUs cannot be live migrated yet (no replug for mdev entries)."""
+    CAST_AS_CALL = False
+
+    def test_refused_naming_the_group_and_nothing_changes(self):
+        self.start_gpu_host('compute1')
+        self.start_gpu_host('compute2')
+        server = self.boot('resources:VGPU=1')
+        host = self.api.get_server(server['id'])['OS-EXT-SRV-ATTR:host']
+        uuids = self.domain_mdevs(host, server)
+
+        self.api.post_server_action(
+            server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self._wait_for_migration_status(server, ['error'])
+        event = self._wait_for_action_fail_completion(
+            server, 'live-migration', 'conductor_live_migrate_instance')
+
+        self.assertIn('device group(s) nova_acc_0_0: their devices cannot '
+                      'move with a running guest', event.get('details'))
+        server = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', host),
+                         (server['status'],
+                          server['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual(uuids, self.domain_mdevs(host, server))
+        self.assertEqual(uuids, sorted(self.host_mdevs(host)))
