@@ -111,9 +111,18 @@ class ContextGroup:
 
 
 def hint_values(request_spec) -> list[str]:
-    """The ``device_context`` hint values of a RequestSpec, in order."""
+    """The ``device_context`` hint values of a RequestSpec, in order.
+
+    With the places of detached contexts (``hint.is_detached``): the
+    index of a value is the context index of its requester ids.
+    """
     return hint.values_of(request_spec.scheduler_hints if (
         'scheduler_hints' in request_spec) else None)
+
+
+def requested_values(request_spec) -> list[str]:
+    """The values that ask for devices: without detached contexts."""
+    return [v for v in hint_values(request_spec) if not hint.is_detached(v)]
 
 
 def _profile_spec(value: str) -> str:
@@ -184,6 +193,8 @@ def _check_size(values: list) -> None:
     conductor and again in the scheduler: a hint with thousands of IDs
     is refused from its size alone. Each value is one group at least.
     """
+    # The place of a detached context asks for nothing.
+    values = [v for v in values if not hint.is_detached(v)]
     limit = CONF.nova_acc.max_groups_per_server
     if len(values) > limit:
         raise exception.InvalidDeviceContextHint(
@@ -229,6 +240,10 @@ def context_groups(request_spec, context=None) -> list[ContextGroup]:
     _check_unique_ids(values)
     limit = CONF.nova_acc.max_groups_per_server
     for ctx_index, value in enumerate(values):
+        if hint.is_detached(value):
+            # Keeps its index (the later values' requester ids encode
+            # theirs) and asks for nothing.
+            continue
         ctx = resolve(value, context, request_spec)
         # One spelling of an ID from here on, the one backends use.
         context_id = hint.context_id(value)
@@ -237,7 +252,8 @@ def context_groups(request_spec, context=None) -> list[ContextGroup]:
                                        context_id=context_id))
         if len(result) > limit:
             # Each value not resolved yet is one group at least.
-            unresolved = len(values) - ctx_index - 1
+            unresolved = sum(1 for v in values[ctx_index + 1:]
+                             if not hint.is_detached(v))
             raise exception.InvalidDeviceContextHint(
                 'the device contexts of this server ask for %s%d device '
                 'groups; at most %d are allowed ([nova_acc] '
@@ -308,6 +324,10 @@ def add_to_request(ctxt, request_spec) -> list[ContextGroup]:
     :raises InvalidDeviceContextHint: the hint is unusable.
     """
     if not hint_values(request_spec):
+        return []
+    if not requested_values(request_spec):
+        # Only the places of detached contexts: no group of ours.
+        apply_request_groups(request_spec, [])
         return []
     groups = context_groups(request_spec, ctxt)
     apply_request_groups(request_spec, groups)

@@ -23,6 +23,12 @@ of:
 * an inline spec such as ``resources:FPGA=1,trait:CUSTOM_GZIP=required``,
   in os_acc's grammar.
 
+The list of values is positional: the requester ids of a server's
+placement groups encode the index of the value they come from. A device
+context detached from a running server leaves ``detached:ID`` in its
+place (:func:`detached`): the value asks for nothing, and the values after
+it keep their indexes.
+
 A UUID may be spelled several ways (upper case, without dashes,
 ``urn:uuid:``, braces); :func:`context_id` gives the one spelling used for
 everything that compares or looks up IDs.
@@ -52,6 +58,11 @@ EXAMPLE = 'resources:FPGA=1,trait:CUSTOM_GZIP=required'
 #: never parse megabytes of hint.
 MAX_HINT_LENGTH = 16384
 
+#: The place of a device context detached from the server: ``detached:ID``.
+DETACHED_PREFIX = 'detached:'
+#: What keeps a place no context ever held (padding; see ``detached``).
+NO_CONTEXT = '00000000-0000-0000-0000-000000000000'
+
 #: The kinds of value, as ``kind_of`` returns them.
 ID = 'id'
 PROFILE = 'profile'
@@ -73,6 +84,23 @@ def context_id(value: str) -> str | None:
     if not is_context_id(value):
         return None
     return str(uuid_lib.UUID(value))
+
+
+def detached(value: str | None) -> str:
+    """The value that keeps the place of ``value``, a context ID, once
+    that context is detached from the server (any other value: a place
+    no context holds)."""
+    return DETACHED_PREFIX + (context_id(value or '') or NO_CONTEXT)
+
+
+def is_detached(value: object) -> bool:
+    """Does ``value`` only keep a detached context's place?
+
+    Only ``detached:`` followed by a UUID: anything else after the prefix
+    is no tombstone, and is refused as a spec where it is resolved.
+    """
+    return (isinstance(value, str) and value.startswith(DETACHED_PREFIX)
+            and context_id(value[len(DETACHED_PREFIX):]) is not None)
 
 
 def kind_of(value: str) -> str:

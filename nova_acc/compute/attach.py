@@ -13,17 +13,20 @@
 that runs (or is stopped) on this host (issue 23).
 
 Called by the RPC endpoint (``attach_rpc``) under Nova's per-instance lock.
-An attach: bind the context (the API's compare-and-swap), grow the
-server's allocation on this host (``attach_placement``), record the
-groups' bindings in the server's system metadata (so every later
-operation treats them as boot-time ones), claim and configure the devices
+An attach: bind the context (the API's compare-and-swap), name it in the
+server's RequestSpec (``attach_spec``: later moves and unshelves ask for
+it like a boot-time one), grow the server's allocation on this host
+(``attach_placement``), record the groups' bindings in the server's
+system metadata (so every later operation treats them as boot-time
+ones), claim and configure the devices
 in the ledger (``GuestDevices.prepare``) and hot-plug them (persistent, and
 live when the guest runs). Any failure undoes what was done, in reverse,
 and leaves the context unbound with a fault naming it and why.
 
 A detach: unplug the devices with Nova's detach-with-event (the device-
 removed event of libvirt, ``[libvirt] device_detach_timeout`` and
-``device_detach_attempts``); a guest that does not let go leaves them
+``device_detach_attempts``), once the RequestSpec keeps only the
+context's place; a guest that does not let go leaves them
 attached and held, and the context in ``error`` saying so. Then the
 bindings go, the ledger releases (and resets) the devices, the allocation
 shrinks and the context is unbound.
@@ -47,6 +50,7 @@ from nova_acc.backends import contexts_api
 from nova_acc.backends import local
 from nova_acc import binding
 from nova_acc.compute import attach_placement
+from nova_acc.compute import attach_spec
 from nova_acc.compute import ledger
 from nova_acc import exception
 from nova_acc import request_groups
@@ -117,16 +121,21 @@ def _hostdev_in(guest, rec: ledger.DeviceRecord,
     return None
 
 
-def groups_of(context_id: str, ctx: dict, instance
+def used_indexes(instance) -> set[int]:
+    """The context indexes the server's bindings carry."""
+    taken = [request_groups.RequesterId.decode(b.requester_id)
+             for b in binding.load(instance)]
+    return {t.context_index for t in taken if t}
+
+
+def groups_of(context_id: str, ctx: dict, index: int
               ) -> tuple[list, dict[str, dict[str, str]]]:
-    """The context's request groups, with requester ids new to the server,
-    and their config data by requester id.
+    """The context's request groups, with requester ids of context index
+    ``index`` (its place in the RequestSpec), and their config data by
+    requester id.
 
     :raises AttachFailed: the context's spec cannot be used.
     """
-    taken = [request_groups.RequesterId.decode(b.requester_id)
-             for b in binding.load(instance)]
-    index = 1 + max((t.context_index for t in taken if t), default=-1)
     try:
         spec = local.LocalBackend._spec(context_id, ctx)
     except exception.ContextRefused as e:
@@ -206,7 +215,12 @@ class Attacher:
                       done: dict) -> None:
         """Placement, bindings, ledger, guest; ``done`` records what to
         undo."""
-        groups, config = groups_of(context_id, ctx, instance)
+        try:
+            index, done['spec_values'] = attach_spec.record_attached(
+                ctxt, instance.uuid, context_id, used_indexes(instance))
+        except attach_spec.SpecNotUpdated as e:
+            raise AttachFailed(str(e)) from e
+        groups, config = groups_of(context_id, ctx, index)
         node = objects.ComputeNode.get_by_host_and_nodename(
             ctxt, instance.host, instance.node)
         report = self._driver.virtapi.reportclient
@@ -258,6 +272,12 @@ class Attacher:
             except attach_placement.PlacementRefused as e:
                 LOG.error('Could not give back the allocation of a failed '
                           'attach: %s', e.reason, instance=instance)
+        if 'spec_values' in done:
+            try:
+                attach_spec.restore(ctxt, instance.uuid, done['spec_values'])
+            except attach_spec.SpecNotUpdated as e:
+                LOG.error('Could not put back the request spec after a '
+                          'failed attach: %s', e, instance=instance)
 
     def _forget_groups(self, ctxt, instance, requester_ids: set[str]) -> None:
         """Drop the groups' bindings, then release their devices (reset).
@@ -301,10 +321,22 @@ class Attacher:
         requester_ids = self._own_requester_ids(instance, context_id)
         records = self._records_of(instance, requester_ids)
         guest = self._driver._host.get_guest(instance)
+        try:
+            # First, so that no later move asks for the context again.
+            old_values = attach_spec.record_detached(ctxt, instance.uuid,
+                                                     context_id)
+        except attach_spec.SpecNotUpdated as e:
+            why = 'device context %s was not detached from server %s: %s' \
+                % (context_id, instance.uuid, e)
+            client.set_fault(context_id, instance.uuid, why[:2048])
+            raise AttachFailed(why) from e
         for rec in records:
             try:
                 self._unplug(guest, instance, rec)
             except Exception as e:  # DeviceDetachFailed, libvirt's
+                if old_values is not None:
+                    # Still the server's: later moves keep asking for it.
+                    attach_spec.restore(ctxt, instance.uuid, old_values)
                 why = ('the guest of server %s did not release device %s '
                        'of device context %s (%s); it stays attached and '
                        'held; retry the detach, or stop or delete the '

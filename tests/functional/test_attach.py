@@ -25,6 +25,8 @@ import fixtures
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import plugin as ks_plugin
 from keystoneauth1 import session as ks_session
+from nova import context as nova_context
+from nova import objects
 from nova import rpc
 from nova.tests.fixtures import libvirt as fakelibvirt
 
@@ -36,6 +38,7 @@ from nova_acc.tests.fixtures import contexts_api
 from tests.functional import base
 from tests.functional import test_config_data
 from tests.functional import test_device_contexts
+from tests.functional import test_moves
 
 
 class _NovaAdminAuth(ks_plugin.BaseAuthPlugin):
@@ -117,6 +120,12 @@ class AttachTestBase(test_device_contexts.ContextsAPIMixin,
                 (e['event'], e['result']) for e in details['events'])
         return result
 
+    def spec_values(self, server):
+        """The device_context values of the server's RequestSpec."""
+        spec = objects.RequestSpec.get_by_instance_uuid(
+            nova_context.get_admin_context(), server['id'])
+        return spec.scheduler_hints.get('device_context', [])
+
     def assert_agree(self, server, host, devices):
         """placement = ledger = domain hostdevs for the server."""
         self.assertEqual(sorted(devices), self.held_devices(host, server))
@@ -141,6 +150,7 @@ class AttachTest(AttachTestBase):
         self.assertEqual('compute1', bound['host'])
         self.assert_agree(server, 'compute1', [fpga])
         self.assertEqual(1, len(self.server_bindings(server)))
+        self.assertEqual([ctx], self.spec_values(server))
         self.assertEqual([('compute_attach_device_context', 'Success')],
                          self.events(server)['attach_device_context'])
 
@@ -148,6 +158,7 @@ class AttachTest(AttachTestBase):
 
         self.assert_agree(server, 'compute1', [])
         self.assertEqual([], self.server_bindings(server))
+        self.assertEqual([], self.spec_values(server))
         self.assertEqual(1, self.reset_count(fpga))
         self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
         self.assertEqual([('compute_detach_device_context', 'Success')],
@@ -252,6 +263,17 @@ class AttachFailureTest(AttachTestBase):
         self.assertEqual([], self.server_bindings(server))
         self.assertEqual([('compute_attach_device_context', 'Error')],
                          self.events(server)['attach_device_context'])
+
+    def test_a_failed_attach_leaves_the_request_spec_as_it_was(self):
+        self.start_fpga_host('compute1', num_fpgas=1)
+        booted = self.create()
+        server = self.boot(booted)
+        ctx = self.create()
+
+        self.attach(ctx, server, 'unbound')
+
+        self.assertEqual([booted], self.spec_values(server))
+        self.assertEqual(1, len(self.server_bindings(server)))
 
     def test_libvirt_attach_failing_leaves_nothing_behind(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
@@ -442,3 +464,123 @@ class AttachConfigTest(test_config_data.ConfigDataMixin, AttachTestBase):
         self.assertEqual([], self.server_bindings(server))
         self.assertEqual({}, self.configured_marks('compute1'))
         self.assertEqual(1, self.reset_count(fpga))
+
+
+class AttachMoveTest(test_moves.MoveTestMixin, AttachTestBase):
+    """An attached context moves with its server as a boot-time one does:
+    the device follows, the source releases and resets it once, and
+    placement = ledger = domain hostdevs on every host after."""
+
+    def _attached_on_compute1(self, num_fpgas=1):
+        hosts = self.start_hosts(num_fpgas=num_fpgas)
+        server = self.boot(flavor_id=self.small)
+        self.assertEqual('compute1', self.host_of(server))
+        ctx = self.create()
+        self.attach(ctx, server)
+        self.assertEqual([ctx], self.spec_values(server))
+        source = self.domain_hostdevs('compute1', server)
+        self.assertEqual(1, len(source))
+        return server, ctx, source, hosts
+
+    def assert_moved(self, server, ctx, host, source_host, source):
+        devices = self.domain_hostdevs(host, server)
+        self.assertEqual(1, len(devices))
+        self.assertEqual(devices, self.held(host, server))
+        self.assertEqual(('bound', server['id'], host),
+                         self.binding_of(ctx))
+        self.assertEqual([], self.domain_hostdevs(source_host, server))
+        self.assert_released(source_host, source)
+        self.assert_consistent()
+
+    def test_resize_and_confirm(self):
+        server, ctx, source, _ = self._attached_on_compute1()
+
+        server = self._resize_server(server, self.bigger)
+        self.assertEqual('compute2', self.host_of(server))
+        server = self._confirm_resize(server)
+
+        self.assert_moved(server, ctx, 'compute2', 'compute1', source)
+
+    def test_resize_and_revert(self):
+        server, ctx, source, hosts = self._attached_on_compute1()
+        server = self._resize_server(server, self.bigger)
+        dest = self.domain_hostdevs('compute2', server)
+        self.assertEqual(hosts['compute2'], dest)
+
+        server = self._revert_resize(server)
+
+        self.assertEqual(source, self.domain_hostdevs('compute1', server))
+        self.assertEqual(source, self.held('compute1', server))
+        self.assertEqual(0, self.reset_count(source[0]))
+        self.assert_released('compute2', dest)
+        self.assertEqual(('bound', server['id'], 'compute1'),
+                         self.binding_of(ctx))
+        self.assert_consistent()
+
+    def test_cold_migration_and_confirm(self):
+        server, ctx, source, _ = self._attached_on_compute1()
+
+        server = self._migrate_server(server)
+        server = self._confirm_resize(server)
+
+        self.assert_moved(server, ctx, 'compute2', 'compute1', source)
+
+    def test_evacuate(self):
+        server, ctx, source, _ = self._attached_on_compute1()
+        self.computes['compute1'].stop()
+        service = next(s['id'] for s in self.api.get_services(
+            binary='nova-compute', host='compute1'))
+        self.api.put_service_force_down(service, True)
+
+        server = self._evacuate_server(server, expected_host='compute2',
+                                       expected_state='SHUTOFF')
+        self.restart_compute_service('compute1')
+        self.api.put_service_force_down(service, False)
+
+        self.assert_moved(server, ctx, 'compute2', 'compute1', source)
+
+    def test_shelve_offload_and_unshelve(self):
+        self.flags(shelved_offload_time=0)
+        server, ctx, source, _ = self._attached_on_compute1()
+
+        server = self._shelve_server(server)
+        self.assert_unbound(ctx)
+        self.assert_released('compute1', source)
+
+        server = self._unshelve_server(server)
+
+        host = self.host_of(server)
+        self.assertEqual(('bound', server['id'], host),
+                         self.binding_of(ctx))
+        self.assertEqual(1, len(self.domain_hostdevs(host, server)))
+        self.assertEqual(self.domain_hostdevs(host, server),
+                         self.held(host, server))
+        self.assert_consistent()
+
+    def test_a_detached_boot_time_context_is_not_asked_for_again(self):
+        hosts = self.start_hosts(num_fpgas=2)
+        detached, kept = self.create(), self.create()
+        server = self.boot(detached, kept, flavor_id=self.small)
+        self.assertEqual('compute1', self.host_of(server))
+        self.detach(detached)
+        # The detached context keeps its place: kept's groups keep index 1.
+        self.assertEqual(['detached:' + detached, kept],
+                         self.spec_values(server))
+
+        server = self._migrate_server(server)
+        server = self._confirm_resize(server)
+
+        self.assert_unbound(detached)
+        self.assertEqual(('bound', server['id'], 'compute2'),
+                         self.binding_of(kept))
+        moved = self.domain_hostdevs('compute2', server)
+        self.assertEqual(1, len(moved))
+        self.assert_released('compute1', hosts['compute1'])
+        self.assert_consistent()
+        # A context attached now takes the detached one's place.
+        again = self.create()
+        self.attach(again, server)
+        self.assertEqual([again, kept], self.spec_values(server))
+        self.assertEqual(sorted(hosts['compute2']),
+                         sorted(self.domain_hostdevs('compute2', server)))
+        self.assert_consistent()

@@ -294,3 +294,44 @@ class RequesterIdTest(base.BaseTestCase):
         for other in ('nova_acc_1', 'nova_acc_x_0', 'nova_acc_0_0_zz',
                       'nova_acc_0_0_' + 'a' * 31, None, ''):
             self.assertIsNone(request_groups.RequesterId.decode(other))
+
+
+class DetachedPlaceTest(base.BaseTestCase):
+    """A detached context's place keeps the later values' indexes."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(config_fixture.Config(conf.CONF))
+
+    def test_only_detached_followed_by_a_uuid_is_a_place(self):
+        ctx = str(uuid.uuid4())
+        self.assertTrue(hint.is_detached(hint.detached(ctx.upper())))
+        self.assertEqual('detached:' + ctx, hint.detached(ctx.upper()))
+        self.assertEqual('detached:' + hint.NO_CONTEXT,
+                         hint.detached('gzip'))
+        for value in ('detached:', 'detached:gzip', 'resources:FPGA=1',
+                      ctx, None, 3):
+            self.assertFalse(hint.is_detached(value), value)
+
+    def test_a_detached_place_asks_for_nothing_and_keeps_indexes(self):
+        groups = request_groups.context_groups(spec_with(
+            hint.detached(str(uuid.uuid4())), 'resources:FPGA=1'))
+        self.assertEqual(['nova_acc_1_0'], [g.requester_id for g in groups])
+
+    def test_detached_places_do_not_count_against_the_limit(self):
+        self.conf.config(group='nova_acc', max_groups_per_server=1)
+        values = [hint.detached(str(uuid.uuid4())) for _ in range(3)]
+        groups = request_groups.context_groups(spec_with(
+            *values, 'resources:FPGA=1'))
+        self.assertEqual(['nova_acc_3_0'], [g.requester_id for g in groups])
+
+    def test_a_malformed_place_is_refused_as_a_spec(self):
+        self.assertRaises(exception.InvalidDeviceContextHint,
+                          request_groups.context_groups,
+                          spec_with('detached:gzip'))
+
+    def test_only_detached_places_drop_our_groups_from_the_request(self):
+        ours = objects.RequestGroup(requester_id='nova_acc_0_0')
+        spec = spec_with(hint.detached(str(uuid.uuid4())), requested=[ours])
+        self.assertEqual([], request_groups.add_to_request(None, spec))
+        self.assertEqual([], spec.requested_resources)
