@@ -122,6 +122,12 @@ class LiveMigrationMixin:
                                           migrate_data):
         super().rollback_live_migration_at_source(context, instance,
                                                   migrate_data)
-        if binding.load(instance):
-            self.acc_live.reattach_at_source(self._host.get_guest(instance),
-                                             instance)
+        if not binding.load(instance):
+            return
+        try:
+            guest = self._host.get_guest(instance)
+        except nova_exc.InstanceNotFound:
+            # Deleted during the migration: nothing to attach back, and
+            # Nova's rollback must go on to the destination's.
+            return
+        self.acc_live.reattach_at_source(guest, instance)

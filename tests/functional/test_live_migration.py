@@ -19,6 +19,8 @@ Casts stay casts. After every scenario, on both hosts: no device in two
 domains, placement = ledger = domain hostdevs, released devices reset once.
 """
 
+import threading
+import time
 from urllib import parse as urlparse
 from xml.etree import ElementTree
 
@@ -289,3 +291,51 @@ class VgpuLiveMigrationRefusedTest(test_vgpu.VgpuTestBase):
                           server['OS-EXT-SRV-ATTR:host']))
         self.assertEqual(uuids, self.domain_mdevs(host, server))
         self.assertEqual(uuids, sorted(self.host_mdevs(host)))
+
+
+class LiveMigrationRacingDeleteTest(LiveMigrationTestBase):
+
+    def test_delete_while_the_guest_migrates_leaves_nothing(self):
+        started, go_on = threading.Event(), threading.Event()
+
+        def held(domain, destination, params, flags):
+            # libvirt migrates; the server is deleted meanwhile, its
+            # source guest with it; the job then fails.
+            started.set()
+            go_on.wait(30)
+            domain.fail_job()
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3', held))
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self.assertTrue(started.wait(30))
+        # compute2 claimed a device for the move.
+        self.assertEqual(1, len(self.held('compute2', self.server,
+                                          tagged=True)))
+
+        self.api.delete_server(self.server['id'])
+        go_on.set()
+        self._wait_until_deleted(self.server)
+        # Nova marks the migration failed once its rollback ends (which
+        # fails saving the deleted server, Nova's own); compute2's next
+        # resource update then releases what it claimed for it.
+        for _ in range(50):
+            self._run_periodics()
+            if not self.held('compute2', self.server):
+                break
+            time.sleep(0.1)
+
+        for host in ('compute1', 'compute2'):
+            self.assertEqual([], self.held(host, self.server), host)
+            for address in self.host_devices[host]:
+                self.assertEqual(('free', None),
+                                 self.ledger_state(host, address))
+        resets = {a: self.reset_count(a) for h in ('compute1', 'compute2')
+                  for a in self.host_devices[h]}
+        # The source's device and the one compute2 claimed, once each
+        # (with the same addresses on both hosts, possibly one file).
+        self.assertEqual(2, sum(resets.values()), resets)
+        self.assertTrue(all(n <= 2 for n in resets.values()), resets)
+        self.assert_consistent()
