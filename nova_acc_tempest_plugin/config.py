@@ -78,6 +78,14 @@ nova_acc_opts = [
                 help='Whether a host has a free device for the profile '
                      "named by 'profile'. False: profile:NAME must fail "
                      'with NoValidHost. True: it must boot ACTIVE.'),
+    cfg.IntOpt('profile_pool_size',
+               default=0,
+               min=0,
+               help='With profile_satisfiable: how many free devices the '
+                    "cloud has for the profile; the no-free-device test "
+                    'holds that many servers before it boots one more. '
+                    '0: that test is skipped where the profile is '
+                    'satisfiable.'),
     cfg.StrOpt('device_context',
                help='A device context that a host of the cloud CAN '
                     'satisfy, e.g. resources:CUSTOM_EDU=1 or profile:edu. '

@@ -49,10 +49,13 @@ LIBVIRT_HOST=${NOVA_ACC_TEMPEST_LIBVIRT_HOST:-}
 VIRSH_COMMAND=virsh
 VFIO_OPTIONS=""
 BUILD_TIMEOUT=180
+PROFILE_POOL_SIZE=0
 if [[ ${NOVA_ACC_TEMPEST_VFIO_HOST:-0} == 1 ]]; then
     # What tools/run-vfio-host.sh gives its VM (DEVICES, DEVICE_SPECS).
     DEVICE_CONTEXT=resources:CUSTOM_RNG=1
     PROFILE_SATISFIABLE=true
+    # The profile (edu) has one device in the VM.
+    PROFILE_POOL_SIZE=1
     # Guests of a VM under TCG: slower to build, and the console scenario
     # waits for a nested guest to boot (minutes); a test's time limit
     # (run-tests.sh sets 300 s for its own tests) must allow it.
@@ -162,6 +165,7 @@ nova_acc_api = $api_available
 unsatisfiable_context = resources:FPGA=1
 profile = $profile
 profile_satisfiable = $PROFILE_SATISFIABLE
+profile_pool_size = $PROFILE_POOL_SIZE
 libvirt_uri = $LIBVIRT_URI
 virsh_command = $VIRSH_COMMAND
 openstack_command = $OPENSTACK

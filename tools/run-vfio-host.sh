@@ -710,6 +710,24 @@ compute() {
     fi
     ((rc == 0)) || die "nova-compute in the VM did not report up after 900 s; see --ssh tail /var/log/nova/nova-compute.log"
     log "nova-compute in the VM is up after $((SECONDS - t0)) s (host $VM_HOST)"
+    # Its device pools reach placement with its first resource update:
+    # until then a boot with a device context finds no host.
+    rc=0
+    nova_acc_wait 300 5 --alive vm_ssh 'pgrep -f "[b]in/nova-compute"' -- \
+        vm_pools_in_placement || rc=$?
+    ((rc == 0)) || die "the VM's device pools are not in placement after 300 s; see --ssh tail /var/log/nova/nova-compute.log"
+    log "the VM's device pools are in placement after $((SECONDS - t0)) s"
+}
+
+# vm_pools_in_placement: placement has a pool provider of the VM for each
+# resource class of its devices.
+vm_pools_in_placement() {
+    local names rc
+    # shellcheck disable=SC1091
+    names=$(source "$CLOUD_DIR/admin-openrc" && openstack resource provider list -f value -c name)
+    for rc in CUSTOM_RNG CUSTOM_NVME CUSTOM_NVME_VF CUSTOM_EDU; do
+        grep -q "^${VM_HOST}_\(.*_\)\?${rc}_" <<<"$names" || return 1
+    done
 }
 
 # compute_service_up: the cloud lists the VM's nova-compute as up.

@@ -255,21 +255,6 @@ class DeviceContextFaultsTest(DeviceContextBase):
                 message)
         self.assert_no_allocation(server['id'])
 
-    @decorators.idempotent_id('5d6e7f80-3a4b-4c5d-8e9f-0a1b2c3d5a05')
-    def test_profile_without_free_device(self):
-        """profile:NAME of a profile no host can serve: NoValidHost."""
-        if not CONF.nova_acc.profile:
-            raise self.skipException('[nova_acc] profile is not set')
-        if CONF.nova_acc.profile_satisfiable:
-            raise self.skipException('[nova_acc] profile_satisfiable: a '
-                                     'host has a device for the profile')
-        context = 'profile:%s' % CONF.nova_acc.profile
-        server = self.boot(context)
-        message = self.fault(server)
-        self.assertIn(NO_VALID_HOST, message)
-        self.assertIn(NO_DEVICES % context, message)
-        self.assert_no_allocation(server['id'])
-
     @decorators.idempotent_id('6e7f8091-4b5c-4d6e-9f0a-1b2c3d4e5a06')
     def test_delete_of_failed_server(self):
         """A server that failed on its context is deleted cleanly."""
@@ -277,6 +262,44 @@ class DeviceContextFaultsTest(DeviceContextBase):
         self.fault(server)
         self.delete_server(server['id'])
         self.assert_no_allocation(server['id'])
+
+
+class ProfileWithoutFreeDeviceTest(DeviceContextBase):
+    """profile:NAME when no host has a free device for it.
+
+    Serial: where a host has the profile's devices (profile_satisfiable),
+    the test first holds all of them (profile_pool_size servers).
+    """
+
+    _serial = True
+
+    @decorators.idempotent_id('5d6e7f80-3a4b-4c5d-8e9f-0a1b2c3d5a05')
+    def test_profile_without_free_device(self):
+        """profile:NAME of a profile no host can serve: NoValidHost."""
+        if not CONF.nova_acc.profile:
+            raise self.skipException('[nova_acc] profile is not set')
+        held = CONF.nova_acc.profile_pool_size
+        if CONF.nova_acc.profile_satisfiable and not held:
+            raise self.skipException('[nova_acc] profile_satisfiable and no '
+                                     'profile_pool_size: cannot use up the '
+                                     "profile's devices")
+        context = 'profile:%s' % CONF.nova_acc.profile
+        holders = []
+        if CONF.nova_acc.profile_satisfiable:
+            holders = [self.boot(context, wait_until='ACTIVE')
+                       for _ in range(held)]
+        server = self.boot(context)
+        message = self.fault(server)
+        self.assertIn(NO_VALID_HOST, message)
+        self.assertIn(NO_DEVICES % context, message)
+        self.assert_no_allocation(server['id'])
+        for holder in holders:
+            domain = self.domain_xml(holder)
+            self.delete_server(holder['id'])
+            if domain is not None and CONF.nova_acc.manage_command:
+                # A device without a reset method is dirty now: put back.
+                for address in self.hostdev_addresses(domain):
+                    self.clear_if_dirty(address)
 
 
 class PlainServerTest(DeviceContextBase):
