@@ -103,9 +103,13 @@ profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
     || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
 profile=${profile%%=*}
 # nova-acc-api is there when the catalog has an endpoint of its type.
+# The whole list first: "| grep -q ." under pipefail made the answer
+# false whenever grep exited before openstack had written its last line
+# (SIGPIPE), which skipped nova-acc-api's tests at random.
 api_available=false
-if "$OPENSTACK" endpoint list --service device-context -f value -c ID \
-        2>>"$DIR/logs/tempest-init.log" | grep -q .; then
+endpoints=$("$OPENSTACK" endpoint list --service device-context -f value -c ID \
+    2>>"$DIR/logs/tempest-init.log") || endpoints=""
+if [[ -n $endpoints ]]; then
     api_available=true
 fi
 log "nova-acc-api (service type device-context) in the catalog: $api_available"
