@@ -103,15 +103,19 @@ profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
     || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
 profile=${profile%%=*}
 # nova-acc-api is there when the catalog has an endpoint of its type.
-# The whole list first: "| grep -q ." under pipefail made the answer
-# false whenever grep exited before openstack had written its last line
-# (SIGPIPE), which skipped nova-acc-api's tests at random.
+# The whole list first, asked up to 3 times: once, with "| grep -q ."
+# under pipefail, the answer was false with the endpoint in the catalog
+# and nothing on stderr, which skipped nova-acc-api's tests.
 api_available=false
-endpoints=$("$OPENSTACK" endpoint list --service device-context -f value -c ID \
-    2>>"$DIR/logs/tempest-init.log") || endpoints=""
-if [[ -n $endpoints ]]; then
-    api_available=true
-fi
+for _ in 1 2 3; do
+    endpoints=$("$OPENSTACK" endpoint list --service device-context -f value -c ID \
+        2>>"$DIR/logs/tempest-init.log") || endpoints=""
+    if [[ -n $endpoints ]]; then
+        api_available=true
+        break
+    fi
+    sleep 5
+done
 log "nova-acc-api (service type device-context) in the catalog: $api_available"
 
 if [[ ! -d $WORKSPACE/etc ]]; then
