@@ -30,10 +30,13 @@ What each operation does (the support matrix of the user guide):
   "replug"`` in ``[nova_acc] device_spec`` (their pools have the trait
   ``CUSTOM_ACC_LIVE_MIGRATION_REPLUG``): the guest loses its devices during
   the move and gets devices of the destination after it
-  (``nova_acc.compute.live_migration``). Refused before anything moves
+  (``nova_acc.compute.live_migration``); vGPUs of ``mdev_type`` entries
+  marked ``"live_migration": "migrate"`` (trait
+  ``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE``) stay in the guest and migrate
+  with it to mdevs the destination creates. Refused before anything moves
   otherwise, with the reason: other pools (a passed-through device's
-  state cannot move with a running guest), the contexts of a backend
-  (Cyborg ARQs), single-device bindings;
+  state cannot move with a running guest), servers mixing both kinds,
+  the contexts of a backend (Cyborg ARQs), single-device bindings;
 * suspend is no move: the server keeps its devices, which leave the guest
   while its memory is saved and come back on resume
   (``nova_acc.compute.suspend``).
@@ -56,6 +59,7 @@ from os_acc.internal import device_spec
 from nova_acc import binding
 
 REPLUG_TRAIT = device_spec.LIVE_MIGRATION_REPLUG_TRAIT
+MIGRATE_TRAIT = device_spec.LIVE_MIGRATION_MIGRATE_TRAIT
 
 LIVE_MIGRATION_REFUSED = (
     'live migration of servers with device contexts is not supported for '
@@ -64,6 +68,9 @@ NOT_REPLUGGABLE = (
     'device group(s) %s: their devices cannot move with a running guest, '
     'and the operator did not allow unplugging them for the move '
     '("live_migration": "replug" in [nova_acc] device_spec of node %s)')
+MIXED_KINDS = (
+    'device groups %s whose vGPUs migrate with the guest and groups %s '
+    'whose devices are unplugged for the move, in one server')
 BACKEND_CONTEXTS = 'device contexts of a backend (%s)'
 
 COLD_MIGRATION_OF_SINGLE_DEVICES_REFUSED = (
@@ -87,11 +94,18 @@ def live_migration_refusal(instance, pool_traits: Callable[[str], set]
     if cold_migration_refusal(instance):
         return LIVE_MIGRATION_REFUSED % (
             'servers bound to single devices before device pools')
-    refused = sorted(b.requester_id for b in bindings
-                     if REPLUG_TRAIT not in pool_traits(b.rp_uuid))
+    traits = {b.requester_id: pool_traits(b.rp_uuid) for b in bindings}
+    refused = sorted(r for r, t in traits.items()
+                     if REPLUG_TRAIT not in t and MIGRATE_TRAIT not in t)
     if refused:
         return LIVE_MIGRATION_REFUSED % (NOT_REPLUGGABLE % (
             ', '.join(refused), bindings[0].nodename))
+    migrated = sorted(r for r, t in traits.items() if MIGRATE_TRAIT in t)
+    replugged = sorted(set(traits) - set(migrated))
+    if migrated and replugged:
+        # The source unplugs all of a server's devices or none.
+        return LIVE_MIGRATION_REFUSED % (MIXED_KINDS % (
+            ', '.join(migrated), ', '.join(replugged)))
     return None
 
 

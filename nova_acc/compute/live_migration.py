@@ -36,6 +36,24 @@ its devices during the move and gets devices of the destination after it.
 
 Once the migration completed, the source's next resource update releases
 and resets the source devices (the server is bound to the destination's).
+
+vGPUs of pools with ``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE`` (``mdev_type``
+entries marked ``"live_migration": "migrate"``) stay in the guest and
+migrate with it, as Nova's own vGPUs do:
+
+* source, pre-check (``check_source``): post-copy is off (QEMU refuses
+  VFIO devices with post-copy); Nova's own source check, which finds the
+  mdevs in the guest, refuses libvirt < 8.6.0 or QEMU < 8.1.0 on either
+  host and gives the destination the source's mdev types;
+* destination, last pre-check (``claim_mdevs_at_destination``): mdevs
+  of the same types are claimed here 1:1, tagged with the migration, and
+  the source -> destination UUID map goes in the migrate data
+  (``target_mdevs``), from which Nova rewrites the guest's XML; nothing
+  free: ``MigrationPreCheckError`` (another host is tried);
+* destination, ``pre_live_migration`` (``create_mdevs``): the claimed mdevs
+  are created; the source unplugs nothing; after the move the destination
+  binds them (they are in the guest already); a rollback leaves the source
+  as it was and the destination's reconcile removes and releases them.
 """
 
 from __future__ import annotations
@@ -56,10 +74,39 @@ from nova_acc.compute import suspend
 LOG = logging.getLogger(__name__)
 
 REPLUG_TRAIT = device_spec.LIVE_MIGRATION_REPLUG_TRAIT
+MIGRATE_TRAIT = device_spec.LIVE_MIGRATION_MIGRATE_TRAIT
+POST_COPY_REFUSED = (
+    'the server\'s vGPUs migrate with it, and QEMU refuses post-copy with '
+    'VFIO devices: [libvirt] live_migration_permit_post_copy must be false '
+    'on node %s')
 
 
 def _pool_classes(snapshot: host_snapshot.HostSnapshot) -> dict[str, str]:
     return {u: p.key.resource_class for u, p in snapshot.pools.items()}
+
+
+def mdev_map(source_types: dict[str, str], dest_types: dict[str, str]
+             ) -> dict[str, str]:
+    """Source mdev UUID -> destination mdev UUID, 1:1 by type.
+
+    :raises DeviceNotUsable: a source mdev has no destination mdev of its
+        type, or the destination has more than the source.
+    """
+    free = sorted(dest_types.items())
+    mapped = {}
+    for src, mdev_type in sorted(source_types.items()):
+        match = next((d for d, t in free if t == mdev_type), None)
+        if match is None:
+            raise exception.DeviceNotUsable(
+                'no mdev of type %s was claimed for the migration of mdev '
+                '%s' % (mdev_type, src))
+        free.remove((match, mdev_type))
+        mapped[src] = match
+    if free:
+        raise exception.DeviceNotUsable(
+            'mdevs %s were claimed for the migration with no source mdev '
+            'of their type' % ', '.join(d for d, t in free))
+    return mapped
 
 
 class LiveMigrations:
@@ -81,12 +128,93 @@ class LiveMigrations:
         snapshot = self._host.snapshot()
         for rp in sorted(allocations):
             pool = snapshot.pools.get(rp)
-            if pool is not None and REPLUG_TRAIT not in pool.key.traits:
+            if pool is not None and not (
+                    {REPLUG_TRAIT, MIGRATE_TRAIT} & set(pool.key.traits)):
                 raise nova_exc.MigrationPreCheckError(
                     reason='the devices of pool %s on node %s are not '
-                           'marked "live_migration": "replug" in '
-                           '[nova_acc] device_spec' % (
+                           'marked "live_migration": "replug" or '
+                           '"migrate" in [nova_acc] device_spec' % (
                                rp, snapshot.nodename))
+
+    def migrates_with_guest(self, instance) -> bool:
+        """Source: do the server's devices stay in the guest for the move?
+
+        The conductor refuses servers mixing both kinds.
+        """
+        bindings = binding.load(instance)
+        if not bindings:
+            return False
+        pools = self._host.snapshot().pools
+        return all(b.rp_uuid in pools and
+                   MIGRATE_TRAIT in pools[b.rp_uuid].key.traits
+                   for b in bindings)
+
+    def migrates_here(self, instance, allocations: dict) -> bool:
+        """Destination: is the move's allocation here of such pools?"""
+        if not binding.load(instance):
+            return False
+        pools = self._host.snapshot().pools
+        here = [pools[rp] for rp in allocations if rp in pools]
+        return bool(here) and all(MIGRATE_TRAIT in p.key.traits
+                                  for p in here)
+
+    def check_source(self, instance, post_copy: bool) -> None:
+        """Source pre-check: no post-copy with vGPUs that migrate.
+
+        :raises MigrationPreCheckError: naming the option.
+        """
+        if post_copy and self.migrates_with_guest(instance):
+            raise nova_exc.MigrationPreCheckError(
+                reason=POST_COPY_REFUSED % self._host.nodename)
+
+    def claim_mdevs_at_destination(self, instance, migration_id: int,
+                                   allocations: dict,
+                                   source_types: dict[str, str]
+                                   ) -> dict[str, str]:
+        """Claim mdevs of the source's types here, tagged with the move.
+
+        :param source_types: the source's mdev UUID -> type.
+        :returns: source mdev UUID -> the destination's mdev UUID.
+        :raises MigrationPreCheckError: nothing free here (nothing claimed),
+            or the types do not map 1:1.
+        """
+        try:
+            self.claim_at_destination(instance, migration_id, allocations)
+        except exception.DeviceNotUsable as e:
+            raise nova_exc.MigrationPreCheckError(reason=e.reason) from e
+        claimed = self._claimed_mdevs(instance, migration_id)
+        try:
+            return mdev_map(source_types, {
+                u: r.mdev_type for u, r in claimed.items()})
+        except exception.DeviceNotUsable as e:
+            # Not expected (the claim follows the source's groups); what
+            # was claimed is tagged with the move, whose reconcile releases
+            # it once the move is over.
+            raise nova_exc.MigrationPreCheckError(
+                reason='%s on node %s' % (e.reason,
+                                          self._host.nodename)) from e
+
+    def _claimed_mdevs(self, instance, migration_id: int) -> dict:
+        return {a: r for a, r in self._host.ledger.records().items()
+                if r.instance_uuid == instance.uuid and r.is_mdev and
+                r.migration_id == migration_id and r.state in ledger.ACTIVE}
+
+    def create_mdevs(self, instance, migration_id: int) -> None:
+        """``pre_live_migration``: create the mdevs claimed for the move.
+
+        :raises DeviceNotUsable: one could not be created.
+        """
+        present = self._host.snapshot().host_mdevs(
+            self._host.ledger.records())
+        for uuid, rec in sorted(self._claimed_mdevs(
+                instance, migration_id).items()):
+            if uuid in present:
+                continue
+            try:
+                self._host.create_mdev(rec.parent, rec.mdev_type, uuid)
+            except exception.MdevError as e:
+                raise exception.DeviceNotUsable(
+                    '%s on node %s' % (e, self._host.nodename))
 
     def _moved(self, instance, allocations: dict,
                snapshot: host_snapshot.HostSnapshot

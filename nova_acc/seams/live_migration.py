@@ -15,8 +15,13 @@ Each a few lines calling ``nova_acc.compute.live_migration`` (unplug and
 replug; what is refused is the conductor's, ``nova_acc.moves``):
 
 * ``check_can_live_migrate_destination`` (destination): the pools of the
-  move here allow replug;
-* ``pre_live_migration`` (destination): claim the devices for the move;
+  move here allow replug or migrate;
+* ``check_can_live_migrate_source`` (source): no post-copy for vGPUs that
+  migrate with the guest;
+* ``check_source_migrate_data_at_dest`` (destination): vGPUs that migrate
+  get mdevs claimed here, and the UUID map in ``target_mdevs``;
+* ``pre_live_migration`` (destination): claim the devices for the move
+  (create the mdevs claimed for vGPUs that migrate);
 * ``_live_migration_operation`` (source; private, run in Nova's migration
   thread, whose failures Nova rolls back): the devices leave the guest
   before libvirt migrates it, as Nova detaches direct SR-IOV ports there;
@@ -31,10 +36,13 @@ from __future__ import annotations
 
 from nova import exception as nova_exc
 from nova import objects
+import nova.conf
 
 from nova_acc import binding
 from nova_acc import exception
 from nova_acc.compute import live_migration
+
+CONF = nova.conf.CONF
 
 
 def _allocations(driver, context, instance) -> dict:
@@ -76,14 +84,48 @@ class LiveMigrationMixin:
             block_migration=block_migration,
             disk_over_commit=disk_over_commit)
 
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        self.acc_live.check_source(
+            instance, CONF.libvirt.live_migration_permit_post_copy)
+        return super().check_can_live_migrate_source(
+            context, instance, dest_check_data,
+            block_device_info=block_device_info)
+
+    def check_source_migrate_data_at_dest(self, ctxt, instance, migrate_data,
+                                          migration, limits, allocs):
+        if not self.acc_live.migrates_here(instance, allocs):
+            return super().check_source_migrate_data_at_dest(
+                ctxt, instance, migrate_data, migration, limits, allocs)
+        # The mdevs of the guest are nova-acc's (a host with nova-acc mdev
+        # entries has no Nova vGPU types): Nova's own check would look for
+        # them in its vGPU inventory.
+        source_types = (migrate_data.source_mdev_types
+                        if 'source_mdev_types' in migrate_data else {})
+        target = self.acc_live.claim_mdevs_at_destination(
+            instance, migration.id, allocs, source_types)
+        if 'source_mdev_types' in migrate_data:
+            del migrate_data.source_mdev_types
+        migrate_data = super().check_source_migrate_data_at_dest(
+            ctxt, instance, migrate_data, migration, limits, allocs)
+        migrate_data.source_mdev_types = source_types
+        # Nova rewrites the guest's XML from it (migration.py).
+        migrate_data.target_mdevs = target
+        return migrate_data
+
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
         if binding.load(instance):
+            migration_id = _migration_id(context, instance,
+                                         self.acc.host.nodename)
             try:
-                self.acc_live.claim_at_destination(
-                    instance, _migration_id(context, instance,
-                                            self.acc.host.nodename),
-                    _allocations(self, context, instance))
+                allocations = _allocations(self, context, instance)
+                if self.acc_live.migrates_here(instance, allocations):
+                    self.acc_live.create_mdevs(instance, migration_id)
+                else:
+                    self.acc_live.claim_at_destination(
+                        instance, migration_id, allocations)
             except exception.DeviceNotUsable as e:
                 # Nova fails the migration and rolls it back.
                 raise nova_exc.MigrationError(reason=e.reason) from e
@@ -96,7 +138,8 @@ class LiveMigrationMixin:
                                   device_names):
         # Private (pinned in test_nova_seams): run in Nova's migration
         # thread, so a failure here is rolled back as a failed migration.
-        self.acc_live.detach_at_source(guest, instance)
+        if not self.acc_live.migrates_with_guest(instance):
+            self.acc_live.detach_at_source(guest, instance)
         return super()._live_migration_operation(
             context, instance, dest, block_migration, migrate_data, guest,
             device_names)

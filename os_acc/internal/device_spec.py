@@ -51,6 +51,12 @@ the entry from the guest and plug devices of the destination after it (the
 guest loses them during the move); their pools get the trait
 ``CUSTOM_ACC_LIVE_MIGRATION_REPLUG``, which the conductor and the
 destination check. Whole-device entries only.
+
+``"live_migration": "migrate"`` (``mdev_type`` entries only) lets a live
+migration carry the vGPUs with the guest: the destination creates mdevs of
+the same type and libvirt migrates their state (libvirt >= 8.6.0 and QEMU
+>= 8.1.0 on both hosts, post-copy off); their pools get the trait
+``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE``.
 """
 
 from __future__ import annotations
@@ -77,6 +83,12 @@ LIVE_MIGRATION_REPLUG = 'replug'
 #: The trait of the pools of such devices: the conductor refuses a live
 #: migration unless every pool a server uses on its host has it.
 LIVE_MIGRATION_REPLUG_TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'
+#: ``"live_migration": "migrate"`` (``mdev_type`` entries): the guest keeps
+#: its vGPUs through the move; the destination creates mdevs of the same
+#: type and libvirt migrates their state (Nova's minimums apply).
+LIVE_MIGRATION_MIGRATE = 'migrate'
+#: The trait of the pools of such devices.
+LIVE_MIGRATION_MIGRATE_TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_MIGRATE'
 ANY = '*'
 #: Allowed-value kinds of a ``config`` key.
 CONFIG_ANY_UUID = 'uuid'
@@ -189,15 +201,19 @@ def config_trait(key: str) -> str:
 
 def _parse_live_migration(key: str, value: object,
                           mdev_type: str | None) -> str:
-    if value != LIVE_MIGRATION_REPLUG:
-        raise _error(key, '%r is not supported; the only value is %r',
-                     value, LIVE_MIGRATION_REPLUG)
-    if mdev_type is not None:
+    if value not in (LIVE_MIGRATION_REPLUG, LIVE_MIGRATION_MIGRATE):
+        raise _error(key, '%r is not supported; the values are %r and %r',
+                     value, LIVE_MIGRATION_REPLUG, LIVE_MIGRATION_MIGRATE)
+    if value == LIVE_MIGRATION_REPLUG and mdev_type is not None:
         # An mdev is created for its server on its host: replugging one
-        # means creating another on the destination, not done yet.
+        # means creating another on the destination, not done.
         raise _error(key, '%r is for whole PCI devices, not for entries '
                      'with "mdev_type"', value)
-    return LIVE_MIGRATION_REPLUG
+    if value == LIVE_MIGRATION_MIGRATE and mdev_type is None:
+        # Whole devices with VFIO variant drivers: not done yet.
+        raise _error(key, '%r is for entries with "mdev_type", not for '
+                     'whole PCI devices', value)
+    return str(value)
 
 
 def _parse_configurator(key: str, value: object) -> str:
@@ -320,6 +336,8 @@ class DeviceSpec:
                 self.config_rules.allowed if self.config_rules else ()))
         if self.live_migration == LIVE_MIGRATION_REPLUG:
             self.device_traits |= {LIVE_MIGRATION_REPLUG_TRAIT}
+        elif self.live_migration == LIVE_MIGRATION_MIGRATE:
+            self.device_traits |= {LIVE_MIGRATION_MIGRATE_TRAIT}
 
     @staticmethod
     def _parse_config_rules(spec: ty.Mapping[str, ty.Any]

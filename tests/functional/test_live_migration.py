@@ -25,6 +25,7 @@ from urllib import parse as urlparse
 from xml.etree import ElementTree
 
 import fixtures
+from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_serialization import jsonutils
 
 from nova_acc.compute import ledger
@@ -266,7 +267,7 @@ class LiveMigrationDestinationRefusesTest(LiveMigrationTestBase):
 
 
 class VgpuLiveMigrationRefusedTest(test_vgpu.VgpuTestBase):
-    """vGPUs cannot be live migrated yet (no replug for mdev entries)."""
+    """vGPUs of entries not marked "live_migration": "migrate"."""
     CAST_AS_CALL = False
 
     def test_refused_naming_the_group_and_nothing_changes(self):
@@ -339,3 +340,184 @@ class LiveMigrationRacingDeleteTest(LiveMigrationTestBase):
         self.assertEqual(2, sum(resets.values()), resets)
         self.assertTrue(all(n <= 2 for n in resets.values()), resets)
         self.assert_consistent()
+
+
+MIGRATE_VGPU_SPEC = dict(test_vgpu.VGPU_SPEC, live_migration='migrate')
+#: Nova's minimums for live migrating mdevs (libvirt 8.6.0, QEMU 8.1.0).
+MDEV_LIVEMIG_VERSIONS = {'libvirt_version': 8006000,
+                         'qemu_version': 8001000}
+
+
+class VgpuLiveMigrationTestBase(test_moves.MoveTestMixin,
+                                test_vgpu.VgpuTestBase):
+    """vGPUs of entries marked "live_migration": "migrate"."""
+    device_spec = [MIGRATE_VGPU_SPEC]
+    CAST_AS_CALL = False
+    #: hostname -> the versions its fake libvirt reports.
+    versions: dict = {}
+
+    def start_compute(self, hostname='compute1', **kwargs):
+        for key, value in self.versions.get(
+                hostname, MDEV_LIVEMIG_VERSIONS).items():
+            kwargs.setdefault(key, value)
+        return super().start_compute(hostname=hostname, **kwargs)
+
+    def setUp(self):
+        super().setUp()
+        # compute1 has more RAM: Nova's weigher puts the boot there (the
+        # hypervisor version weigher would prefer the newer host).
+        self.flags(hypervisor_version_weight_multiplier=0,
+                   group='filter_scheduler')
+        self.gpus = {h: self.start_gpu_host(h, num_gpus=1, host_info=(
+            fakelibvirt.HostInfo(kB_mem=gib * test_moves.GiB_in_kB)))
+            for h, gib in (('compute1', 32), ('compute2', 16))}
+        self.server = self.boot('resources:VGPU=1', flavor_id=self.small)
+        self.assertEqual('compute1', self.host_of(self.server))
+        [self.source] = self.domain_mdevs('compute1', self.server)
+
+    def migrate_for_real(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            self._migrate_stub))
+
+    _migrate_stub = LiveMigrationTestBase._migrate_stub
+
+    def live_migrate(self, expected_migration='completed'):
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self._wait_for_migration_status(self.server, [expected_migration])
+        return self.api.get_server(self.server['id'])
+
+    def assert_vgpus_consistent(self):
+        """No mdev in two guests; ledger = placement = domains, per host."""
+        used: dict = {}
+        for host in ('compute1', 'compute2'):
+            conn = self.computes[host].driver._host.get_connection()
+            in_domains = {}
+            for dom in conn._vms.values():
+                for a in ElementTree.fromstring(dom.XMLDesc(0)).findall(
+                        "./devices/hostdev[@type='mdev']/source/address"):
+                    used.setdefault(a.get('uuid'), []).append(host)
+                    in_domains[a.get('uuid')] = dom.UUIDString()
+            records = self.mdev_records(host)
+            held = {u: r.instance_uuid for u, r in records.items()
+                    if r.state == ledger.ATTACHED}
+            self.assertEqual(in_domains, held, host)
+            self.assertEqual(set(records), set(self.host_mdevs(host)), host)
+            self._run_periodics()
+            self.assertEqual({'VGPU': len(records)}, self.provider_usage(
+                self.vgpu_pool(host)), host)
+        for uuid, hosts in used.items():
+            self.assertEqual(1, len(hosts), (uuid, hosts))
+
+    def assert_stayed(self, server):
+        """ACTIVE on compute1 with its vGPU; nothing left on compute2."""
+        self.assertEqual(('ACTIVE', 'compute1'),
+                         (server['status'], self.host_of(server)))
+        self.assertEqual([self.source],
+                         self.domain_mdevs('compute1', server))
+        self.assertEqual({self.source: (self.gpus['compute1'][0],
+                                        test_vgpu.NV11)},
+                         self.host_mdevs('compute1'))
+        self.assertEqual([self.vgpu_pool('compute1')],
+                         self.allocated_device_rps(server))
+        self._run_periodics()
+        self.assertEqual({}, self.host_mdevs('compute2'))
+        self.assertEqual({}, self.mdev_records('compute2'))
+        self.assert_vgpus_consistent()
+
+
+class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
+
+    def test_the_vgpu_moves_to_an_mdev_the_destination_creates(self):
+        self.migrate_for_real()
+        self.assertIn('CUSTOM_ACC_LIVE_MIGRATION_MIGRATE',
+                      self.provider_traits(self.vgpu_pool('compute1')))
+
+        server = self.live_migrate()
+
+        self.assertEqual('compute2', self.host_of(server))
+        [dest] = self.domain_mdevs('compute2', server)
+        self.assertNotEqual(self.source, dest)
+        self.assertEqual({dest: (self.gpus['compute2'][0], test_vgpu.NV11)},
+                         self.host_mdevs('compute2'))
+        rec = self.ledger('compute2')[dest]
+        self.assertEqual((ledger.ATTACHED, server['id']),
+                         (rec.state, rec.instance_uuid))
+        self.assertEqual([self.vgpu_pool('compute2')],
+                         self.allocated_device_rps(server))
+        # The source's mdev is removed at its next resource update.
+        self._run_periodics()
+        self.assert_nothing_left('compute1')
+        self.assert_vgpus_consistent()
+        # Bound to the destination: a hard reboot keeps that mdev.
+        self._reboot_server(server, hard=True)
+        self.assertEqual([dest], self.domain_mdevs('compute2', server))
+        self._delete_server(server)
+        self.assert_nothing_left('compute2', server)
+
+    def test_a_migration_job_that_fails_leaves_the_source_as_it_was(self):
+        def fail(domain, destination, params, flags):
+            domain.fail_job()
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3', fail))
+
+        server = self.live_migrate(expected_migration='failed')
+
+        self.assert_stayed(server)
+
+    def test_a_destination_that_cannot_create_the_mdev_rolls_back(self):
+        self.mdev_hosts['compute2'].fail_create = 'vendor driver refused'
+        self.migrate_for_real()
+
+        server = self.live_migrate(expected_migration='failed')
+
+        event = self._wait_for_action_fail_completion(
+            server, 'live-migration', 'compute_pre_live_migration')
+        self.assertIn('vendor driver refused', event.get('details') or '')
+        self.assert_stayed(server)
+
+    def test_post_copy_is_refused(self):
+        self.flags(live_migration_permit_post_copy=True, group='libvirt')
+        self.migrate_for_real()
+
+        server = self.live_migrate(expected_migration='error')
+
+        self.assertIn('QEMU refuses post-copy with VFIO devices',
+                      self.stdlog.logger.output)
+        self.assert_stayed(server)
+
+
+class VgpuLiveMigrationOldSourceTest(VgpuLiveMigrationTestBase):
+    versions = {'compute1': {'libvirt_version': 8005000,
+                             'qemu_version': 8000000}}
+
+    def test_refused_naming_the_versions(self):
+        self.migrate_for_real()
+
+        server = self.live_migrate(expected_migration='error')
+
+        self.assertIn('Either libvirt or QEMU version for compute service '
+                      'source are too old than the supported ones : '
+                      '(QEMU: 8.1.0, libvirt: 8.6.0)',
+                      self.stdlog.logger.output)
+        self.assert_stayed(server)
+
+
+class VgpuLiveMigrationOldDestinationTest(VgpuLiveMigrationTestBase):
+    versions = {'compute2': {'libvirt_version': 8005000,
+                             'qemu_version': 8000000}}
+
+    def test_refused_naming_the_versions(self):
+        # Nova's own check of the hypervisor versions would refuse first.
+        self.flags(skip_hypervisor_version_check_on_lm=True,
+                   group='workarounds')
+        self.migrate_for_real()
+
+        server = self.live_migrate(expected_migration='error')
+
+        self.assertIn('Either libvirt or QEMU version for compute service '
+                      'target are too old', self.stdlog.logger.output)
+        self.assert_stayed(server)

@@ -57,6 +57,22 @@ class MoveRefusalTest(base.BaseTestCase):
             self.assertIsNotNone(moves.live_migration_refusal(
                 server(bound), lambda rp: replug))
 
+    def test_live_migration_of_pools_whose_vgpus_migrate(self):
+        migrate = {'CUSTOM_ACC_LIVE_MIGRATION_MIGRATE'}
+        self.assertIsNone(moves.live_migration_refusal(
+            server(POOL), lambda rp: migrate))
+
+    def test_a_server_mixing_migrate_and_replug_is_refused(self):
+        other = binding.Binding('nova_acc_3_0', 'pool2', None, 'n1',
+                                amount=1, resource_class='VGPU')
+        traits = {'pool': {'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'},
+                  'pool2': {'CUSTOM_ACC_LIVE_MIGRATION_MIGRATE'}}
+        reason = moves.live_migration_refusal(server(POOL, other),
+                                              traits.__getitem__)
+        self.assertIn('device groups nova_acc_3_0 whose vGPUs migrate with '
+                      'the guest and groups nova_acc_0_0 whose devices are '
+                      'unplugged', reason)
+
     def test_pool_bindings_resize_and_cold_migrate(self):
         self.assertIsNone(moves.cold_migration_refusal(server(POOL)))
 

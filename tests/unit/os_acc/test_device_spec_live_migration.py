@@ -40,7 +40,7 @@ class LiveMigrationKeyTest(base.BaseTestCase):
                          self.traits_of(spec))
 
     def test_other_values_are_refused_naming_the_key(self):
-        for value in ('migrate', 'REPLUG', True, 1, None, ['replug']):
+        for value in ('MIGRATE', 'REPLUG', True, 1, None, ['replug']):
             e = self.assertRaises(
                 exception.InvalidDeviceSpec, device_spec.DeviceSpec,
                 {'vendor_id': '1bd4', 'live_migration': value})
@@ -52,3 +52,19 @@ class LiveMigrationKeyTest(base.BaseTestCase):
             {'vendor_id': '10de', 'mdev_type': 'nvidia-11',
              'live_migration': 'replug'})
         self.assertIn('whole PCI devices', str(e))
+
+    def test_mdev_entries_migrate_with_the_trait(self):
+        spec = {'vendor_id': '10de', 'mdev_type': 'nvidia-11',
+                'live_migration': 'migrate'}
+        entry = device_spec.DeviceSpec(spec)
+        self.assertEqual('migrate', entry.live_migration)
+        self.assertIn('CUSTOM_ACC_LIVE_MIGRATION_MIGRATE',
+                      entry.device_traits)
+        self.assertNotIn('CUSTOM_ACC_LIVE_MIGRATION_REPLUG',
+                         entry.device_traits)
+
+    def test_whole_devices_cannot_migrate_yet(self):
+        e = self.assertRaises(
+            exception.InvalidDeviceSpec, device_spec.DeviceSpec,
+            {'vendor_id': '1bd4', 'live_migration': 'migrate'})
+        self.assertIn('"mdev_type"', str(e))

@@ -18,6 +18,7 @@ from nova import exception as nova_exc
 import os_acc
 from oslotest import base
 
+from nova_acc import exception
 from nova_acc.compute import ledger
 from nova_acc.compute import live_migration
 from tests.unit.nova_acc.compute import rooms
@@ -71,3 +72,56 @@ class LiveMigrationsTest(base.BaseTestCase):
             '<domain><devices>%s</devices></domain>'
             % call.args[0].to_xml()))
         self.assertEqual({'live': True}, call.kwargs)
+
+
+class MdevMapTest(base.BaseTestCase):
+    """Source -> destination mdevs, 1:1 by type (``target_mdevs``)."""
+
+    def test_each_source_mdev_gets_one_of_its_type(self):
+        self.assertEqual(
+            {'s1': 'd2', 's2': 'd1', 's3': 'd3'},
+            live_migration.mdev_map(
+                {'s1': 'nvidia-11', 's2': 'nvidia-12', 's3': 'nvidia-11'},
+                {'d1': 'nvidia-12', 'd2': 'nvidia-11', 'd3': 'nvidia-11'}))
+
+    def test_identical_uuids_map_to_themselves(self):
+        self.assertEqual({'u1': 'u1'}, live_migration.mdev_map(
+            {'u1': 'nvidia-11'}, {'u1': 'nvidia-11'}))
+
+    def test_a_type_missing_here_is_refused_naming_it(self):
+        e = self.assertRaises(
+            exception.DeviceNotUsable, live_migration.mdev_map,
+            {'s1': 'nvidia-11', 's2': 'nvidia-12'},
+            {'d1': 'nvidia-11', 'd2': 'nvidia-11'})
+        self.assertIn('no mdev of type nvidia-12 was claimed for the '
+                      'migration of mdev s2', str(e))
+
+    def test_more_mdevs_here_than_on_the_source_is_refused(self):
+        e = self.assertRaises(
+            exception.DeviceNotUsable, live_migration.mdev_map,
+            {'s1': 'nvidia-11'}, {'d1': 'nvidia-11', 'd2': 'nvidia-11'})
+        self.assertIn('mdevs d2 were claimed', str(e))
+
+
+class PostCopyTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.moves = live_migration.LiveMigrations(
+            mock.Mock(nodename='n1'), mock.Mock(), mock.Mock())
+        self.server = mock.sentinel.server
+
+    def test_refused_for_vgpus_that_migrate(self):
+        with mock.patch.object(self.moves, 'migrates_with_guest',
+                               return_value=True):
+            e = self.assertRaises(nova_exc.MigrationPreCheckError,
+                                  self.moves.check_source, self.server,
+                                  post_copy=True)
+            self.moves.check_source(self.server, post_copy=False)
+        self.assertIn('live_migration_permit_post_copy must be false on '
+                      'node n1', str(e))
+
+    def test_allowed_for_devices_unplugged_for_the_move(self):
+        with mock.patch.object(self.moves, 'migrates_with_guest',
+                               return_value=False):
+            self.moves.check_source(self.server, post_copy=True)
