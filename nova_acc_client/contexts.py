@@ -175,11 +175,16 @@ class DeviceContextClient:
                               'project_id': project_id}})
 
     def unbind(self, context_id: str, server_id: str,
-               host: str | None = None) -> None:
-        """Unbind if bound to the server (on the host); else nothing."""
+               host: str | None = None, fault: str | None = None) -> None:
+        """Unbind if bound to the server (on the host); else nothing.
+
+        ``fault`` stays on the unbound context: why its attach failed.
+        """
         params = {'server_id': server_id}
         if host is not None:
             params['host'] = host
+        if fault is not None:
+            params['fault'] = fault
         self._call('DELETE', _url(context_id, '/binding'),
                    params=params)
 

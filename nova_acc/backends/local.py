@@ -119,7 +119,7 @@ class LocalBackend(base.Backend):
             raise not_found
         self._check_usable(context_id, ctx, instance_uuid)
         return base.ResolvedContext(context_id,
-                                    self._spec(context_id, ctx))
+                                    self.spec_of(context_id, ctx))
 
     @staticmethod
     def _check_usable(context_id: str, ctx: dict, instance_uuid) -> None:
@@ -148,7 +148,12 @@ class LocalBackend(base.Backend):
                     context_id, ctx.get('fault') or 'no fault recorded'))
 
     @staticmethod
-    def _spec(context_id: str, ctx: dict):
+    def spec_of(context_id: str, ctx: dict):
+        """The DeviceContext of an API context ``ctx``, with its config
+        data on each group (also what an attach places).
+
+        :raises ContextRefused: the spec cannot be used.
+        """
         # Imported here: request_groups imports the backends.
         from nova_acc import request_groups
         spec = ctx.get('spec')

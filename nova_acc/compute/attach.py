@@ -44,7 +44,6 @@ from nova.virt.libvirt import config as vconfig
 import os_acc
 from oslo_log import log as logging
 
-from nova_acc.api import attachment_client
 from nova_acc.api import client as api_client
 from nova_acc.backends import contexts_api
 from nova_acc.backends import local
@@ -78,13 +77,6 @@ def _check_usable(instance, host: str, context_id: str) -> None:
             'device context %s: server %s is no longer ACTIVE or SHUTOFF '
             'on host %s with no task in progress' % (
                 context_id, instance.uuid, host))
-
-
-def _accelerator(rec: ledger.DeviceRecord) -> os_acc.Accelerator:
-    if rec.is_mdev:
-        return os_acc.Accelerator(interface_type='mdev',
-                                  mdev_uuid=rec.address)
-    return os_acc.Accelerator(interface_type='pci', address=rec.address)
 
 
 def _pci_address(dev) -> tuple[int, ...]:
@@ -137,7 +129,7 @@ def groups_of(context_id: str, ctx: dict, index: int
     :raises AttachFailed: the context's spec cannot be used.
     """
     try:
-        spec = local.LocalBackend._spec(context_id, ctx)
+        spec = local.LocalBackend.spec_of(context_id, ctx)
     except exception.ContextRefused as e:
         raise AttachFailed(str(e)) from e
     return [request_groups.to_request_group(request_groups.ContextGroup(
@@ -202,9 +194,8 @@ class Attacher:
             LOG.error('%s', why, instance=instance)
             self._undo_attach(ctxt, instance, done)
             try:
-                attachment_client.AttachmentClient.of(
-                    client).unbind_with_fault(context_id, instance.uuid,
-                                              why[:2048])
+                client.unbind(context_id, instance.uuid,
+                              fault=why[:2048])
             except api_client.ContextAPIError as unbind_error:
                 LOG.error('Could not unbind device context %s after a '
                           'failed attach: %s', context_id, unbind_error,
@@ -243,7 +234,7 @@ class Attacher:
         done['guest'] = guest
         done['plugged'] = []
         for rec in self._records_of(instance, done['groups']):
-            acc = _accelerator(rec)
+            acc = rec.accelerator()
             os_acc.attach(acc, guest, self._driver._host, instance)
             done['plugged'].append(acc)
         if guest.get_power_state(self._driver._host) == power_state.RUNNING:
@@ -273,11 +264,15 @@ class Attacher:
                 LOG.error('Could not give back the allocation of a failed '
                           'attach: %s', e.reason, instance=instance)
         if 'spec_values' in done:
-            try:
-                attach_spec.restore(ctxt, instance.uuid, done['spec_values'])
-            except attach_spec.SpecNotUpdated as e:
-                LOG.error('Could not put back the request spec after a '
-                          'failed attach: %s', e, instance=instance)
+            self._restore_spec(ctxt, instance, done['spec_values'])
+
+    @staticmethod
+    def _restore_spec(ctxt, instance, values: list[str]) -> None:
+        try:
+            attach_spec.restore(ctxt, instance.uuid, values)
+        except attach_spec.SpecNotUpdated as e:
+            LOG.error('Could not put back the device_context values %s of '
+                      'the request spec: %s', values, e, instance=instance)
 
     def _forget_groups(self, ctxt, instance, requester_ids: set[str]) -> None:
         """Drop the groups' bindings, then release their devices (reset).
@@ -308,6 +303,54 @@ class Attacher:
         if self._rooms.reconciler.take_freed_pools():
             self._driver._report_device_pools(ctxt)
 
+    # ---- an allocation no binding accounts for ---------------------------
+
+    def _surplus(self, ctxt, instance) -> dict[str, dict[str, int]]:
+        """The server's allocation on this host's pools beyond its bindings.
+
+        :raises PlacementRefused: the allocation could not be read.
+        """
+        return attach_placement.surplus(
+            attach_placement.allocations_of(
+                self._driver.virtapi.reportclient, ctxt, instance.uuid),
+            set(self._rooms.host.snapshot().pools), binding.load(instance))
+
+    def _with_surplus(self, ctxt, instance, removed: dict
+                      ) -> dict[str, dict[str, int]]:
+        """``removed`` and what a dead attach left, whichever is more."""
+        try:
+            extra = self._surplus(ctxt, instance)
+        except attach_placement.PlacementRefused:
+            return removed
+        merged = {rp: dict(rcs) for rp, rcs in removed.items()}
+        for rp, rcs in extra.items():
+            into = merged.setdefault(rp, {})
+            for rc, amount in rcs.items():
+                into[rc] = max(into.get(rc, 0), amount)
+        return merged
+
+    def repair(self, ctxt, instance) -> None:
+        """Give back an allocation an attach left without bindings.
+
+        A compute that died between an attach's allocation PUT and saving
+        the groups' bindings leaves the server's allocation grown for
+        devices no binding will ever claim. Call under the instance lock
+        (no attach of this process runs then); a server with an operation
+        under way, or not on this host, is left as it is.
+        """
+        if instance.host != self._host or instance.vm_state not in \
+                USABLE_VM_STATES or instance.task_state is not None:
+            return
+        extra = self._surplus(ctxt, instance)
+        if not extra:
+            return
+        LOG.warning('Server %s holds %s in placement on pools of host %s '
+                    'that none of its device bindings accounts for (an '
+                    'attach that did not finish); giving it back.',
+                    instance.uuid, extra, self._host, instance=instance)
+        attach_placement.shrink(self._driver.virtapi.reportclient, ctxt,
+                                instance.uuid, extra)
+
     # ---- detach -----------------------------------------------------------
 
     def detach(self, ctxt, instance, context_id: str) -> None:
@@ -336,7 +379,7 @@ class Attacher:
             except Exception as e:  # DeviceDetachFailed, libvirt's
                 if old_values is not None:
                     # Still the server's: later moves keep asking for it.
-                    attach_spec.restore(ctxt, instance.uuid, old_values)
+                    self._restore_spec(ctxt, instance, old_values)
                 why = ('the guest of server %s did not release device %s '
                        'of device context %s (%s); it stays attached and '
                        'held; retry the detach, or stop or delete the '
@@ -353,8 +396,9 @@ class Attacher:
                     b.amount
         self._forget_groups(ctxt, instance, requester_ids)
         try:
-            attach_placement.shrink(self._driver.virtapi.reportclient, ctxt,
-                                    instance.uuid, removed)
+            attach_placement.shrink(
+                self._driver.virtapi.reportclient, ctxt, instance.uuid,
+                self._with_surplus(ctxt, instance, removed))
         except attach_placement.PlacementRefused as e:
             LOG.error('Device context %s is detached but the allocation of '
                       'server %s could not shrink: %s', context_id,

@@ -154,3 +154,42 @@ def shrink(report, ctxt, server_uuid: str,
             return
     raise PlacementRefused('the allocation of server %s kept changing; the '
                            'devices stay allocated' % server_uuid)
+
+
+def surplus(allocations: dict, pools: set[str],
+            bindings) -> dict[str, dict[str, int]]:
+    """What the server holds on ``pools`` beyond what its bindings bind.
+
+    A compute that died between an attach's allocation PUT and saving the
+    groups' bindings leaves such a surplus: no binding, so no device will
+    ever be claimed for it, yet placement counts it as used. Every binding
+    on a provider counts (a pool's ``amount``, a device's one), and a
+    provider with more than one resource class of the server is left
+    alone: only what is certainly unbound is given back.
+
+    :param allocations: the server's allocations, provider -> {resources}.
+    :returns: provider -> resource class -> amount, for ``shrink``.
+    """
+    bound: dict[str, int] = {}
+    for b in bindings:
+        bound[b.rp_uuid] = bound.get(b.rp_uuid, 0) + (b.amount or 1)
+    result: dict[str, dict[str, int]] = {}
+    for rp, alloc in allocations.items():
+        resources = (alloc or {}).get('resources') or {}
+        if rp not in pools or len(resources) != 1:
+            continue
+        (rc, amount), = resources.items()
+        extra = amount - bound.get(rp, 0)
+        if extra > 0:
+            result[rp] = {rc: extra}
+    return result
+
+
+def allocations_of(report, ctxt, server_uuid: str) -> dict:
+    """The server's allocations, provider -> {resources}.
+
+    :raises PlacementRefused:
+    """
+    return _read(report, ctxt, '/allocations/%s' % server_uuid,
+                 'read the allocation of server %s' % server_uuid
+                 ).get('allocations') or {}

@@ -26,6 +26,7 @@ Version history: 1.0 - attach_device_context, detach_device_context.
 from __future__ import annotations
 
 from nova.compute import utils as compute_utils
+from nova import context as nova_context
 from nova import exception as nova_exc
 from nova import objects
 from nova import rpc
@@ -33,7 +34,6 @@ from nova import utils
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
-from nova_acc.api import attachment_client
 from nova_acc.api import client as api_client
 from nova_acc.backends import contexts_api
 from nova_acc.compute import attach
@@ -119,18 +119,47 @@ def _server_gone(context_id: str, server_id: str) -> None:
     LOG.info('Server %s was deleted before device context %s was attached '
              'or detached.', server_id, context_id)
     try:
-        attachment_client.AttachmentClient.of(
-            contexts_api.client()).unbind_with_fault(
-            context_id, server_id,
-            'server %s was deleted before device context %s was attached '
-            'or detached' % (server_id, context_id))
+        contexts_api.client().unbind(
+            context_id, server_id, fault=(
+                'server %s was deleted before device context %s was '
+                'attached or detached' % (server_id, context_id)))
     except (api_client.ContextAPIError, contexts_api.NotConfigured) as e:
         LOG.error('Could not unbind device context %s of deleted server '
                   '%s: %s', context_id, server_id, e)
 
 
+def repair_host(attacher: attach.Attacher, host: str) -> None:
+    """Give back what attaches that did not finish left in placement.
+
+    Best effort, server by server under its lock: a failure is logged and
+    the next start tries again; nothing here stops the compute starting.
+    """
+    ctxt = nova_context.get_admin_context()
+    try:
+        instances = objects.InstanceList.get_by_host(
+            ctxt, host, expected_attrs=['system_metadata'])
+    except Exception as e:  # the conductor's, the database's
+        LOG.error('Could not list the servers of host %s to repair '
+                  'unfinished attaches: %s', host, e)
+        return
+    for instance in instances:
+
+        @utils.synchronized(instance.uuid)
+        def locked(instance=instance) -> None:
+            instance.refresh()
+            attacher.repair(ctxt, instance)
+
+        try:
+            locked()
+        except Exception as e:  # placement's, the server gone meanwhile
+            LOG.error('Could not repair the allocation of server %s: %s',
+                      instance.uuid, e)
+
+
 def start_server(attacher: attach.Attacher, host: str):
-    """Listen on topic :data:`TOPIC` for ``host`` on Nova's transport."""
+    """Repair, then listen on topic :data:`TOPIC` for ``host`` on Nova's
+    transport."""
+    repair_host(attacher, host)
     server = rpc.get_server(
         messaging.Target(topic=TOPIC, server=host, version=VERSION),
         [AttachEndpoint(attacher, host)])

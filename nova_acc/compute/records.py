@@ -60,6 +60,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+import os_acc
+
 from nova_acc import exception
 
 FREE = 'free'
@@ -142,6 +144,14 @@ class DeviceRecord:
     @property
     def is_mdev(self) -> bool:
         return self.mdev_type is not None
+
+    def accelerator(self) -> os_acc.Accelerator:
+        """The device as os_acc attaches it to and detaches it from a
+        guest."""
+        if self.is_mdev:
+            return os_acc.Accelerator(interface_type='mdev',
+                                      mdev_uuid=self.address)
+        return os_acc.Accelerator(interface_type='pci', address=self.address)
 
     @property
     def holder(self) -> str | None:

@@ -55,11 +55,7 @@ from nova_acc.compute import snapshot as host_snapshot
 LOG = logging.getLogger(__name__)
 
 
-def accelerator(rec: ledger.DeviceRecord) -> os_acc.Accelerator:
-    if rec.is_mdev:
-        return os_acc.Accelerator(interface_type='mdev',
-                                  mdev_uuid=rec.address)
-    return os_acc.Accelerator(interface_type='pci', address=rec.address)
+accelerator = ledger.DeviceRecord.accelerator  # one home: the record
 
 
 def name(acc: os_acc.Accelerator) -> str:

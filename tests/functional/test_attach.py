@@ -31,7 +31,6 @@ from nova import rpc
 from nova.tests.fixtures import libvirt as fakelibvirt
 
 from nova_acc.api import attachment
-from nova_acc.api import attachment_client
 from nova_acc.api import client as api_client
 from nova_acc.compute import attach_rpc
 from nova_acc.tests.fixtures import contexts_api
@@ -83,7 +82,6 @@ class AttachTestBase(test_device_contexts.ContextsAPIMixin,
             'nova_acc.tests.fixtures.contexts_api.ContextsAPIFixture',
             with_attachments))
         super().setUp()
-        self.member = attachment_client.AttachmentClient.of(self.member)
         # The fake libvirt sends no device-removed event: a detach waits
         # for it, then finds the device gone from the live domain.
         self.flags(device_detach_timeout=1, device_detach_attempts=1,
@@ -312,8 +310,7 @@ class AttachFailureTest(AttachTestBase):
     def test_another_projects_server_is_not_found(self):
         self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot()
-        other = attachment_client.AttachmentClient.of(
-            self.contexts_api.client('other-project'))
+        other = self.contexts_api.client('other-project')
         ctx = other.create(test_device_contexts.SPEC)['id']
 
         self.assertRaises(api_client.ContextNotFound, other.attach, ctx,
@@ -431,6 +428,34 @@ class AttachFailureTest(AttachTestBase):
         self.assertEqual(0, self.reset_count(fpga))
         self.assertEqual({'FPGA': 0}, self.provider_usage(
             self.device_rp('compute1', fpga)))
+
+    def test_a_compute_dying_mid_attach_gives_the_allocation_back(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        rp = self.device_rp('compute1', fpga)
+        server = self.boot()
+        ctx = self.create()
+        # The allocation grew, then the process died before the bindings
+        # were saved: nothing of the attach was undone.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.compute.attach.Attacher._undo_attach',
+            lambda *args: None))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.binding.add_groups', self._die))
+        self.attach(ctx, server, 'unbound')
+        self.assertEqual({'FPGA': 1}, self.provider_usage(rp))
+        self.assertEqual([], self.server_bindings(server))
+
+        self.restart_compute_service('compute1')
+
+        self.assertEqual({'FPGA': 0}, self.provider_usage(rp))
+        self.assertNotIn(rp, self.allocated_device_rps(server))
+        self.assert_agree(server, 'compute1', [])
+        # The server's own allocation (its flavor) is untouched.
+        self.assertTrue(self._get_allocations_by_server_uuid(server['id']))
+
+    @staticmethod
+    def _die(*args, **kwargs):
+        raise RuntimeError('the compute died here')
 
 
 class AttachConfigTest(test_config_data.ConfigDataMixin, AttachTestBase):

@@ -180,6 +180,17 @@ class NovaSeamTest(base.BaseTestCase):
             ['self', 'context', 'instance', 'network_info',
              'block_device_info', 'destroy_disks', 'destroy_secrets'],
             params(libvirt_driver.LibvirtDriver.destroy))
+        # Private: nova_acc.compute.attach detaches with it (the device-
+        # removed event and [libvirt] device_detach_*), and tells a device
+        # already gone (DeviceNotFound) from one the guest kept
+        # (DeviceDetachFailed).
+        detach = libvirt_driver.LibvirtDriver._detach_with_retry
+        self.assertEqual(['self', 'guest', 'instance_uuid',
+                          'get_device_conf_func', 'device_name'],
+                         params(detach))
+        source = inspect.getsource(detach)
+        self.assertIn('raise exception.DeviceNotFound', source)
+        self.assertIn('DeviceDetachFailed', source)
 
     def test_hostdev_seam(self):
         # Hostdevs are added in _guest_add_pci_devices(guest, instance),

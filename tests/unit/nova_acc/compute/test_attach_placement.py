@@ -170,3 +170,37 @@ class BindingGroupsTestCase(base.BaseTestCase):
         self.assertEqual({'nova_acc_0_0': {'a': '1'}},
                          binding.load_config(instance))
         self.assertEqual('x', instance.system_metadata['other'])
+
+
+class SurplusTestCase(base.BaseTestCase):
+    """What a server holds on the host's pools beyond its bindings."""
+
+    POOL, OTHER_POOL, NODE = 'pool-1', 'pool-2', 'node'
+
+    def bound(self, rp, amount=1, address=None):
+        return binding.Binding('nova_acc_0_0', rp, address, 'host1',
+                               amount=amount)
+
+    def test_an_unbound_grown_allocation_is_surplus(self):
+        allocations = {self.NODE: {'resources': {'VCPU': 1, 'MEMORY_MB': 8}},
+                       self.POOL: {'resources': {'FPGA': 3}},
+                       self.OTHER_POOL: {'resources': {'FPGA': 1}}}
+        self.assertEqual(
+            {self.POOL: {'FPGA': 1}, self.OTHER_POOL: {'FPGA': 1}},
+            attach_placement.surplus(
+                allocations, {self.POOL, self.OTHER_POOL},
+                [self.bound(self.POOL, 2)]))
+
+    def test_what_bindings_account_for_is_kept(self):
+        allocations = {self.POOL: {'resources': {'FPGA': 2}}}
+        # A pool binding of one and a single-device binding of one.
+        self.assertEqual({}, attach_placement.surplus(
+            allocations, {self.POOL},
+            [self.bound(self.POOL), self.bound(self.POOL,
+                                               address='0000:81:00.0')]))
+
+    def test_other_providers_and_ambiguous_ones_are_left_alone(self):
+        allocations = {self.NODE: {'resources': {'VCPU': 1}},
+                       self.POOL: {'resources': {'FPGA': 1, 'VGPU': 1}}}
+        self.assertEqual({}, attach_placement.surplus(
+            allocations, {self.POOL}, []))
