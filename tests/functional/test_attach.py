@@ -29,6 +29,7 @@ from nova import context as nova_context
 from nova import objects
 from nova import rpc
 from nova.tests.fixtures import libvirt as fakelibvirt
+from oslo_db import exception as db_exc
 
 from nova_acc.api import attachment
 from nova_acc.api import client as api_client
@@ -272,6 +273,26 @@ class AttachFailureTest(AttachTestBase):
 
         self.assertEqual([booted], self.spec_values(server))
         self.assertEqual(1, len(self.server_bindings(server)))
+
+    def test_a_conductor_without_the_api_database_fails_closed(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+
+        def no_api_database(*args, **kwargs):
+            raise db_exc.CantStartEngineError(
+                'No sql_connection parameter is established')
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.objects.RequestSpec.get_by_instance_uuid',
+            no_api_database))
+        failed = self.attach(ctx, server, 'unbound')
+
+        self.assertIn('the request spec of server %s could not be read'
+                      % server['id'], failed['fault'])
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual([], self.server_bindings(server))
+        self.assertEqual(0, self.reset_count(fpga))
 
     def test_libvirt_attach_failing_leaves_nothing_behind(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
