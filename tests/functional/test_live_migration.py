@@ -29,6 +29,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_serialization import jsonutils
 
 from nova_acc.compute import ledger
+from nova_acc.tests.fixtures import mdev_host
 from tests.functional import base
 from tests.functional import test_moves
 from tests.functional import test_vgpu
@@ -488,6 +489,42 @@ class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
         self.assertIn('QEMU refuses post-copy with VFIO devices',
                       self.stdlog.logger.output)
         self.assert_stayed(server)
+
+
+class VgpuLiveMigrationNoFreeMdevTest(VgpuLiveMigrationTestBase):
+
+    def test_a_destination_without_a_free_mdev_refuses_and_another_wins(
+            self):
+        # compute3 (least RAM) is the scheduler's second choice.
+        self.gpus['compute3'] = self.start_gpu_host(
+            'compute3', num_gpus=1, host_info=fakelibvirt.HostInfo(
+                kB_mem=8 * test_moves.GiB_in_kB))
+        # A vGPU of another type nova-acc does not know takes compute2's
+        # GPU; placement learns it only at compute2's next update.
+        host2 = self.mdev_hosts['compute2']
+        [parent] = host2.capacity
+        foreign = mdev_host.FakeMdev(
+            host2, 'f0000000-0000-4000-8000-000000000001', parent,
+            test_vgpu.NV12, 99)
+        host2.start(foreign)
+        self.migrate_for_real()
+
+        server = self.live_migrate()
+
+        self.assertEqual('compute3', self.host_of(server))
+        self.assertIn('on node compute2', self.stdlog.logger.output)
+        self.assertEqual({}, self.mdev_records('compute2'))
+        self.assertEqual({foreign.uuid}, set(self.host_mdevs('compute2')))
+        [dest] = self.domain_mdevs('compute3', server)
+        self.assertEqual({dest: (self.gpus['compute3'][0], test_vgpu.NV11)},
+                         self.host_mdevs('compute3'))
+        self.assertEqual([self.vgpu_pool('compute3')],
+                         self.allocated_device_rps(server))
+        self._run_periodics()
+        self.assert_nothing_left('compute1')
+        self.assertEqual({}, self.mdev_records('compute2'))
+        self.assertEqual({'VGPU': 1}, self.provider_usage(
+            self.vgpu_pool('compute3')))
 
 
 class VgpuLiveMigrationOldSourceTest(VgpuLiveMigrationTestBase):
