@@ -199,15 +199,26 @@ class LiveMigrations:
                 if r.instance_uuid == instance.uuid and r.is_mdev and
                 r.migration_id == migration_id and r.state in ledger.ACTIVE}
 
-    def create_mdevs(self, instance, migration_id: int) -> None:
+    def create_mdevs(self, instance, migration_id: int,
+                     target_mdevs: dict[str, str]) -> None:
         """``pre_live_migration``: create the mdevs claimed for the move.
 
-        :raises DeviceNotUsable: one could not be created.
+        :param target_mdevs: the map the pre-check put in the migrate data.
+        :raises DeviceNotUsable: one the map names is no longer held here
+            for the move, or could not be created.
         """
+        claimed = self._claimed_mdevs(instance, migration_id)
+        lost = sorted(set(target_mdevs.values()) - set(claimed))
+        if lost or not target_mdevs:
+            # The guest's XML names them: migrating without them would
+            # give the guest mdevs nobody holds, or none.
+            raise exception.DeviceNotUsable(
+                'mdevs %s claimed for the live migration are not held for '
+                'it on node %s' % (', '.join(lost) or '(none)',
+                                   self._host.nodename))
         present = self._host.snapshot().host_mdevs(
             self._host.ledger.records())
-        for uuid, rec in sorted(self._claimed_mdevs(
-                instance, migration_id).items()):
+        for uuid, rec in sorted(claimed.items()):
             if uuid in present:
                 continue
             try:

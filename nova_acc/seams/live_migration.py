@@ -103,6 +103,11 @@ class LiveMigrationMixin:
         # them in its vGPU inventory.
         source_types = (migrate_data.source_mdev_types
                         if 'source_mdev_types' in migrate_data else {})
+        # The conductor records the destination only after its checks: the
+        # reconcile keeps a claim tagged with a move to this node, so the
+        # record says it now (the conductor writes its choice later).
+        migration.dest_node = self.acc.host.nodename
+        migration.save()
         target = self.acc_live.claim_mdevs_at_destination(
             instance, migration.id, allocs, source_types)
         if 'source_mdev_types' in migrate_data:
@@ -122,7 +127,10 @@ class LiveMigrationMixin:
             try:
                 allocations = _allocations(self, context, instance)
                 if self.acc_live.migrates_here(instance, allocations):
-                    self.acc_live.create_mdevs(instance, migration_id)
+                    self.acc_live.create_mdevs(
+                        instance, migration_id,
+                        migrate_data.target_mdevs
+                        if 'target_mdevs' in migrate_data else {})
                 else:
                     self.acc_live.claim_at_destination(
                         instance, migration_id, allocations)

@@ -25,6 +25,8 @@ from urllib import parse as urlparse
 from xml.etree import ElementTree
 
 import fixtures
+from nova.conductor.tasks import live_migrate as live_migrate_task
+from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_serialization import jsonutils
 
@@ -457,6 +459,35 @@ class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
         self.assertEqual([dest], self.domain_mdevs('compute2', server))
         self._delete_server(server)
         self.assert_nothing_left('compute2', server)
+
+    def test_a_resource_update_after_the_pre_check_keeps_the_claim(self):
+        # compute2's periodic resource update runs between its pre-check
+        # (which claimed the mdev) and the conductor's recording of the
+        # destination: its reconcile must not release the claim.
+        find = live_migrate_task.LiveMigrationTask._find_destination
+
+        def find_then_update(task):
+            found = find(task)
+            self.computes['compute2'].manager.update_available_resource(
+                nova_context.get_admin_context())
+            return found
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.conductor.tasks.live_migrate.LiveMigrationTask.'
+            '_find_destination', find_then_update))
+        self.migrate_for_real()
+
+        server = self.live_migrate()
+
+        self.assertEqual('compute2', self.host_of(server))
+        [dest] = self.domain_mdevs('compute2', server)
+        self.assertEqual({dest: (self.gpus['compute2'][0], test_vgpu.NV11)},
+                         self.host_mdevs('compute2'))
+        self.assertEqual(ledger.ATTACHED,
+                         self.ledger('compute2')[dest].state)
+        self._run_periodics()
+        self.assert_nothing_left('compute1')
+        self.assert_vgpus_consistent()
 
     def test_a_migration_job_that_fails_leaves_the_source_as_it_was(self):
         def fail(domain, destination, params, flags):

@@ -12,6 +12,7 @@
 """The destination's pre-check and the source's rollback of a live move."""
 
 import dataclasses
+import types
 from unittest import mock
 
 from nova import exception as nova_exc
@@ -125,3 +126,44 @@ class PostCopyTest(base.BaseTestCase):
         with mock.patch.object(self.moves, 'migrates_with_guest',
                                return_value=False):
             self.moves.check_source(self.server, post_copy=True)
+
+
+class CreateMdevsTest(base.BaseTestCase):
+    """pre_live_migration: only the mdevs still held for the move."""
+
+    def setUp(self):
+        super().setUp()
+        self.host = mock.Mock(nodename='n1')
+        self.moves = live_migration.LiveMigrations(
+            self.host, mock.Mock(), mock.Mock())
+        self.server = mock.Mock(uuid='server-1')
+
+    def record(self, migration_id=7):
+        # (Mock takes "parent" for its own.)
+        return types.SimpleNamespace(
+            instance_uuid='server-1', is_mdev=True,
+            migration_id=migration_id, state=ledger.CLAIMED,
+            parent='0000:81:00.0', mdev_type='nvidia-11')
+
+    def test_creates_those_the_map_names(self):
+        self.host.ledger.records.return_value = {'d1': self.record()}
+        self.host.snapshot.return_value.host_mdevs.return_value = {}
+        self.moves.create_mdevs(self.server, 7, {'s1': 'd1'})
+        self.host.create_mdev.assert_called_once_with(
+            '0000:81:00.0', 'nvidia-11', 'd1')
+
+    def test_an_mdev_released_since_the_pre_check_fails_the_move(self):
+        # Claimed for another move (or released): not this one's.
+        self.host.ledger.records.return_value = {'d1': self.record(8)}
+        e = self.assertRaises(exception.DeviceNotUsable,
+                              self.moves.create_mdevs, self.server, 7,
+                              {'s1': 'd1'})
+        self.assertIn('mdevs d1 claimed for the live migration are not '
+                      'held for it on node n1', str(e))
+        self.host.create_mdev.assert_not_called()
+
+    def test_no_map_fails_the_move(self):
+        self.host.ledger.records.return_value = {'d1': self.record()}
+        self.assertRaises(exception.DeviceNotUsable,
+                          self.moves.create_mdevs, self.server, 7, {})
+        self.host.create_mdev.assert_not_called()
