@@ -19,12 +19,14 @@ Casts stay casts. After every scenario, on both hosts: no device in two
 domains, placement = ledger = domain hostdevs, released devices reset once.
 """
 
+import os
 import threading
 import time
 from urllib import parse as urlparse
 from xml.etree import ElementTree
 
 import fixtures
+from lxml import etree
 from nova.conductor.tasks import live_migrate as live_migrate_task
 from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -345,6 +347,7 @@ class LiveMigrationRacingDeleteTest(LiveMigrationTestBase):
         self.assert_consistent()
 
 
+DOMAIN_SCHEMA = '/usr/share/libvirt/schemas/domain.rng'
 MIGRATE_VGPU_SPEC = dict(test_vgpu.VGPU_SPEC, live_migration='migrate')
 #: Nova's minimums for live migrating mdevs (libvirt 8.6.0, QEMU 8.1.0).
 MDEV_LIVEMIG_VERSIONS = {'libvirt_version': 8006000,
@@ -433,6 +436,27 @@ class VgpuLiveMigrationTestBase(test_moves.MoveTestMixin,
 
 class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
 
+    def assert_libvirt_schema_accepts(self, xml):
+        """The XML sent to the destination is a domain libvirt accepts."""
+        if not os.path.exists(DOMAIN_SCHEMA):
+            self.skipTest('%s not found (Debian package libvirt-clients)'
+                          % DOMAIN_SCHEMA)
+        schema = etree.RelaxNG(etree.parse(DOMAIN_SCHEMA))
+        self.assertTrue(schema.validate(etree.fromstring(xml)),
+                        str(schema.error_log))
+        # ... and the check can fail: an mdev address that is no UUID.
+        bad = etree.fromstring(xml)
+        for address in bad.findall(
+                "./devices/hostdev[@type='mdev']/source/address"):
+            address.set('uuid', 'not-a-uuid')
+        self.assertFalse(schema.validate(bad))
+
+    def _migrate_stub(self, domain, destination, params, flags):
+        # What Nova sent the destination, for the schema check below.
+        self.sent_xml = params['destination_xml']
+        return LiveMigrationTestBase._migrate_stub(
+            self, domain, destination, params, flags)
+
     def test_the_vgpu_moves_to_an_mdev_the_destination_creates(self):
         self.migrate_for_real()
         self.assertIn('CUSTOM_ACC_LIVE_MIGRATION_MIGRATE',
@@ -445,6 +469,10 @@ class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
         self.assertNotEqual(self.source, dest)
         self.assertEqual({dest: (self.gpus['compute2'][0], test_vgpu.NV11)},
                          self.host_mdevs('compute2'))
+        # Nova rewrote the guest's XML from target_mdevs.
+        self.assertIn('uuid="%s"' % dest, self.sent_xml)
+        self.assertNotIn(self.source, self.sent_xml)
+        self.assert_libvirt_schema_accepts(self.sent_xml)
         rec = self.ledger('compute2')[dest]
         self.assertEqual((ledger.ATTACHED, server['id']),
                          (rec.state, rec.instance_uuid))
