@@ -263,11 +263,33 @@ class LocalBackend(base.Backend):
         client = self._client('record devices')
         for context_id, picked in sorted(devices.items()):
             try:
-                client.record_devices(context_id, instance_uuid, hostname,
-                                      picked)
+                self._record_one(client, context_id, instance_uuid,
+                                 hostname, picked)
             except _API_ERRORS as e:
                 raise exception.BackendUnavailable(
                     _why(context_id, 'given its devices', e)) from e
+
+    @staticmethod
+    def _record_one(client, context_id: str, instance_uuid: str,
+                    hostname: str, picked: list[dict[str, str]]) -> None:
+        try:
+            client.record_devices(context_id, instance_uuid, hostname,
+                                  picked)
+            return
+        except api_client.ContextConflict as conflict:
+            # A move under way: the context is bound to this server on the
+            # host it comes from (the destination of a resize or migration
+            # before its confirm, the source of a revert). The server's
+            # guest runs here now: so does its context.
+            try:
+                ctx = client.get(context_id)
+            except api_client.ContextAPIError:
+                raise conflict
+            if ctx.get('server_id') != instance_uuid or \
+                    ctx.get('host') == hostname:
+                raise
+        client.bind(context_id, instance_uuid, hostname, ctx['project_id'])
+        client.record_devices(context_id, instance_uuid, hostname, picked)
 
     # ---- step 5: release ----------------------------------------------------
 
@@ -324,6 +346,13 @@ class LocalBackend(base.Backend):
         admin = nova_context.get_admin_context()
         for context_id in sorted(context_ids):
             try:
+                ctx = client.get(context_id)
+                if (ctx.get('server_id'), ctx.get('host')) == (
+                        server.uuid, server.node):
+                    # The new host bound it already, with the devices it
+                    # picked (``record_devices``): binding again would
+                    # clear them.
+                    continue
                 self._bind_one(client, admin, server, server.node,
                                context_id)
             except _API_ERRORS as e:

@@ -67,6 +67,22 @@ class TeardownContexts:
         return instance_uuid in self._contexts
 
 
+def record_in_contexts(instance, nodename: str, held) -> None:
+    """Tell the contexts' backend which devices the host picked for them.
+
+    What a user sees in ``GET /device-contexts/{id}``: after a first claim,
+    and on the host a move takes the server to (the destination of a
+    resize or migration, the source of a revert). The ledger stays the
+    host's record of who holds what, so a backend that cannot be told is
+    logged, not fatal: the next claim of the server tells it again.
+    """
+    try:
+        backends.get_backend().record_devices(instance.uuid, nodename, held)
+    except exception.BackendUnavailable as e:
+        LOG.warning('The devices of server %s are held but not recorded in '
+                    'its device contexts: %s', instance.uuid, e)
+
+
 def unbind_quietly(context, instance, context_ids: list[str],
                    hostname: str | None = None) -> None:
     """``unbind``, best effort: the caller's own error is what counts.

@@ -34,9 +34,9 @@ import os_acc
 from os_acc import exception as acc_exc
 from oslo_log import log as logging
 
-from nova_acc import backends
 from nova_acc import binding
 from nova_acc import exception
+from nova_acc.compute import attach_handles
 from nova_acc.compute import claiming
 from nova_acc.compute import configuring
 from nova_acc.compute import ledger
@@ -111,21 +111,6 @@ def _check_bindings(bindings, nodename: str, managed) -> None:
                     b.address, b.nodename))
 
 
-def _record_in_contexts(instance, nodename: str, held) -> None:
-    """Tell the contexts' backend which devices the host picked for them.
-
-    What a user sees in ``GET /device-contexts/{id}``; the ledger stays the
-    host's record of who holds what, so a backend that cannot be told is
-    logged, not fatal: the next claim of the server (a move, a rebuild)
-    tells it again.
-    """
-    try:
-        backends.get_backend().record_devices(instance.uuid, nodename, held)
-    except exception.BackendUnavailable as e:
-        LOG.warning('The devices of server %s are held but not recorded in '
-                    'its device contexts: %s', instance.uuid, e)
-
-
 class GuestDevices:
     """The devices of the guests of one host."""
 
@@ -170,7 +155,7 @@ class GuestDevices:
                                held_tags=tags)
             with self._claims.reschedule_if_ledger_unusable():
                 records = self._host.ledger.records()
-            _record_in_contexts(instance, snapshot.nodename, [
+            attach_handles.record_in_contexts(instance, snapshot.nodename, [
                 r for r in records.values() if _current(r, instance, tags)])
         configuring.configure(
             self._host.ledger, self._claims.reschedule_if_ledger_unusable,

@@ -206,6 +206,10 @@ class Moves:
         self._rebind(context, instance, bindings, allocations, snapshot)
         self._handles.wait_for_backend(context, instance, virtapi)
         self._claims.claim(instance, snapshot, migration_id=migration.id)
+        attach_handles.record_in_contexts(instance, snapshot.nodename, [
+            r for r in self._host.ledger.records().values()
+            if r.instance_uuid == instance.uuid and
+            r.migration_id == migration.id and r.state in ledger.ACTIVE])
 
     def restore_after_revert(self, context, instance, virtapi) -> None:
         """Source of a reverted move: the bindings of the devices it kept.
@@ -230,3 +234,7 @@ class Moves:
         instance.save()
         self._handles.bind_backend(context, instance, kept)
         self._handles.wait_for_backend(context, instance, virtapi)
+        attach_handles.record_in_contexts(instance, nodename, [
+            r for r in self._host.ledger.records().values()
+            if r.instance_uuid == instance.uuid and
+            r.migration_id is None and r.state in ledger.ACTIVE])

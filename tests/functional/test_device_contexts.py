@@ -402,6 +402,14 @@ class LocalDeleteTest(ContextsAPIMixin, base.DeviceContextTestBase):
 class MoveTest(ContextsAPIMixin, test_moves.MoveTestMixin,
                base.DeviceContextTestBase):
 
+    def assert_devices_recorded(self, ctx, host, server):
+        """The context lists the devices the host gives the server."""
+        held = self.held(host, server)
+        self.assertEqual(1, len(held))
+        self.assertEqual(
+            [{'pool': self.device_rp(host, a), 'address': a} for a in held],
+            self.context(ctx)['devices'])
+
     def test_resize_keeps_it_bound_to_the_server_on_its_new_host(self):
         self.start_hosts(num_fpgas=1)
         ctx = self.create()
@@ -409,12 +417,18 @@ class MoveTest(ContextsAPIMixin, test_moves.MoveTestMixin,
 
         server = self._resize_server(server, self.bigger)
         self.assertEqual('compute2', self.host_of(server))
+        # Its guest runs on the new host: so does its context, with the
+        # device that host picked.
+        self.assertEqual(('bound', server['id'], 'compute2'),
+                         self.binding_of(ctx))
+        self.assert_devices_recorded(ctx, 'compute2', server)
         server = self._confirm_resize(server)
 
         self.assertEqual(('bound', server['id'], 'compute2'),
                          self.binding_of(ctx))
         self.assertEqual(1, len(self.domain_hostdevs('compute2', server)))
         self.assertEqual([], self.held('compute1', server))
+        self.assert_devices_recorded(ctx, 'compute2', server)
 
     def test_cold_migration_keeps_it_bound_to_the_server(self):
         self.start_hosts(num_fpgas=1)
@@ -427,6 +441,7 @@ class MoveTest(ContextsAPIMixin, test_moves.MoveTestMixin,
         self.assertEqual('compute2', self.host_of(server))
         self.assertEqual(('bound', server['id'], 'compute2'),
                          self.binding_of(ctx))
+        self.assert_devices_recorded(ctx, 'compute2', server)
 
     def test_revert_keeps_it_bound_on_the_source(self):
         self.start_hosts(num_fpgas=1)
@@ -440,3 +455,4 @@ class MoveTest(ContextsAPIMixin, test_moves.MoveTestMixin,
         self.assertEqual('compute1', self.host_of(server))
         self.assertEqual(('bound', server['id'], 'compute1'),
                          self.binding_of(ctx))
+        self.assert_devices_recorded(ctx, 'compute1', server)

@@ -75,6 +75,16 @@ class FakeAPI:
         ctx.update(state='bound', server_id=server_id, host=host)
         return dict(ctx)
 
+    def record_devices(self, ctx_id, server_id, host, devices):
+        self.calls.append(('record_devices', ctx_id, server_id, host))
+        ctx = self._find(ctx_id)
+        if (ctx['server_id'], ctx['host']) != (server_id, host):
+            raise api_client.ContextConflict(
+                'device context %s is not bound to server %s on %s' % (
+                    ctx_id, server_id, host))
+        ctx['devices'] = list(devices)
+        return dict(ctx)
+
     def unbind(self, ctx_id, server_id, host=None):
         self.calls.append(('unbind', ctx_id, server_id, host))
         ctx = self._find(ctx_id)
@@ -399,6 +409,39 @@ class RecordDevicesTest(LocalBackendTestBase):
             {'pool': 'pool-1',
              'mdev_uuid': '9e3c7a52-0000-4000-8000-000000000001'}]},
             local.devices_by_context(held))
+
+    def test_a_move_binds_the_context_where_the_guest_runs(self):
+        # The destination of a resize before its confirm (or the source of
+        # a revert): bound to the server on the other host until now.
+        from nova_acc import request_groups
+        self.api.add(CTX)
+        self.api.contexts[CTX].update(state='bound', server_id=SERVER,
+                                      host='node1')
+        ours = request_groups.RequesterId(0, 0, CTX).encode()
+        self.backend.record_devices(
+            SERVER, 'node2', [self.record('0000:82:00.1', ours)])
+        ctx = self.api.contexts[CTX]
+        self.assertEqual(('bound', SERVER, 'node2'),
+                         (ctx['state'], ctx['server_id'], ctx['host']))
+        self.assertEqual([{'pool': 'pool-1', 'address': '0000:82:00.1'}],
+                         ctx['devices'])
+        self.assertIn(('bind', CTX, SERVER, 'node2', 'p1'), self.api.calls)
+
+    def test_another_servers_context_is_not_taken(self):
+        from nova_acc import request_groups
+        self.api.add(CTX)
+        self.api.contexts[CTX].update(state='bound', server_id=OTHER_SERVER,
+                                      host='node1')
+        ours = request_groups.RequesterId(0, 0, CTX).encode()
+        e = self.assertRaises(
+            exception.BackendUnavailable, self.backend.record_devices,
+            SERVER, 'node1', [self.record('0000:81:00.1', ours)])
+        self.assertIn('device context %s could not be given its devices'
+                      % CTX, str(e))
+        self.assertEqual((OTHER_SERVER, []),
+                         (self.api.contexts[CTX]['server_id'],
+                          self.api.contexts[CTX]['devices']))
+        self.assertNotIn('bind', [c[0] for c in self.api.calls])
 
     def test_api_refusal_names_the_context(self):
         from nova_acc import request_groups
