@@ -185,8 +185,30 @@ class DeviceContextBase(base.BaseV2ComputeTest):
                 self.fail('device %s was not released within %s s' % (
                     address, CONF.nova_acc.ledger_timeout))
             time.sleep(3)
-        if self.ledger()[address]['state'] == 'dirty':
+        rec = self.ledger()[address]
+        if rec['state'] == 'dirty':
             self.manage('devices', 'clear-dirty', '--force', address)
+            # Back in service once placement no longer reserves it (the
+            # host's next resource update): the next test may need it.
+            deadline = time.time() + CONF.nova_acc.ledger_timeout
+            while self.reserved(rec['resource_class']):
+                if time.time() > deadline:
+                    self.fail('placement still reserves %s %s s after '
+                              'clear-dirty of %s' % (
+                                  rec['resource_class'],
+                                  CONF.nova_acc.ledger_timeout, address))
+                time.sleep(5)
+
+    def reserved(self, resource_class):
+        """Sum of the reserved inventory of resource_class."""
+        total = 0
+        for rp in self.providers.list_resource_providers()[
+                'resource_providers']:
+            inventory = self.providers.list_resource_provider_inventories(
+                rp['uuid'])['inventories'].get(resource_class)
+            if inventory:
+                total += inventory['reserved']
+        return total
 
 
 class DeviceRequired(object):
