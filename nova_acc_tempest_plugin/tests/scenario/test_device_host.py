@@ -216,8 +216,9 @@ class DirtyDeviceTest(DeviceHostBase):
 
         self.delete_server(server['id'])
         self.assert_no_allocation(server['id'])
-        self.addCleanup(self.manage, 'devices', 'clear-dirty', '--force',
-                        address, check=False)
+        # Runs after the last server's delete (cleanups run last first):
+        # waits for that release, clears the edu and waits for placement.
+        self.addCleanup(self.clear_if_dirty, address)
         rec = self.wait_for_ledger(address, 'dirty')
         self.assertIsNone(rec['instance_uuid'], rec)
         self.assertTrue(rec['reason'], rec)
