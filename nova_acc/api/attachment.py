@@ -18,7 +18,8 @@ once (the context is the caller's and unbound, the server is the caller's
 project's, ACTIVE or SHUTOFF with no task, on which host), moves the
 context to ``attaching``/``detaching`` with one guarded UPDATE (of two
 attaches at once exactly one wins) and casts the work to the server's
-compute (topic :data:`TOPIC`, server = its host), answering 202. The compute
+compute (Nova's topic :data:`TOPIC`, server = its host, namespace
+:data:`NAMESPACE`), answering 202. The compute
 ends the transition: ``bound`` with devices, ``unbound`` (with a fault when
 the attach failed), or ``error`` with a fault.
 
@@ -46,7 +47,10 @@ LOG = logging.getLogger(__name__)
 
 #: The RPC topic of nova-acc on each compute host; the server of the
 #: target is the compute's host (``nova_acc.compute.attach_rpc``).
-TOPIC = 'nova-acc-compute'
+#: Nova's compute topic; nova-acc's endpoint there has a namespace of its
+#: own (``nova_acc.compute.attach_rpc``).
+TOPIC = 'compute'
+NAMESPACE = 'nova_acc'
 #: The version of the compute's RPC API this side speaks.
 RPC_VERSION = '1.0'
 NOVA_GROUP = 'nova'
@@ -106,7 +110,8 @@ class ComputeRPC:
 
     def __init__(self, transport: ty.Any) -> None:
         self.client = messaging.get_rpc_client(
-            transport, messaging.Target(topic=TOPIC, version=RPC_VERSION))
+            transport, messaging.Target(topic=TOPIC, namespace=NAMESPACE,
+                                        version=RPC_VERSION))
 
     def cast(self, context: oslo_context.RequestContext, host: str,
              method: str, context_id: str, server_id: str) -> None:

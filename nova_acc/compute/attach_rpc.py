@@ -12,10 +12,14 @@
 """nova-acc's RPC endpoint on each compute host: attach and detach casts.
 
 nova-acc-api casts ``attach_device_context`` / ``detach_device_context``
-to topic ``nova-acc-compute``, server = the compute's host
-(``nova_acc.api.attachment``). The libvirt driver starts this server in
-``init_host`` on Nova's own transport (``nova.rpc``) and stops it in
-``cleanup_host``. Each call runs as Nova's compute runs an operation on a
+to Nova's compute topic, server = the compute's host, in the RPC namespace
+``nova_acc`` (``nova_acc.api.attachment``). nova-compute's own RPC server
+serves them: the libvirt driver adds this endpoint to the compute
+manager's ``additional_endpoints`` in ``init_host``, before Nova's
+``Service.start`` creates that server from them (as the manager adds its
+own ``_ComputeV5Proxy``). Nova starts and stops it with the service, waits
+for its calls in progress on a graceful shutdown, and a compute whose start
+fails never listens. Each call runs as Nova's compute runs an operation on a
 server: under the per-instance lock, with an instance action and an event
 (``openstack server event list`` shows ``attach_device_context`` /
 ``detach_device_context``), recorded through the conductor.
@@ -29,7 +33,6 @@ from nova.compute import utils as compute_utils
 from nova import context as nova_context
 from nova import exception as nova_exc
 from nova import objects
-from nova import rpc
 from nova import utils
 from oslo_log import log as logging
 import oslo_messaging as messaging
@@ -42,14 +45,14 @@ LOG = logging.getLogger(__name__)
 
 #: The same names as nova-acc-api's (``nova_acc.api.attachment``), which
 #: must not import this module (it runs without Nova).
-TOPIC = 'nova-acc-compute'
+NAMESPACE = 'nova_acc'
 VERSION = '1.0'
 
 
 class AttachEndpoint:
     """The methods nova-acc-api casts to this host."""
 
-    target = messaging.Target(version=VERSION)
+    target = messaging.Target(namespace=NAMESPACE, version=VERSION)
 
     def __init__(self, attacher: attach.Attacher, host: str) -> None:
         self._attacher = attacher
@@ -156,12 +159,12 @@ def repair_host(attacher: attach.Attacher, host: str) -> None:
                       instance.uuid, e)
 
 
-def start_server(attacher: attach.Attacher, host: str):
-    """Repair, then listen on topic :data:`TOPIC` for ``host`` on Nova's
-    transport."""
+def register(attacher: attach.Attacher, host: str,
+             endpoints: list) -> None:
+    """Repair, then add the endpoint to nova-compute's RPC endpoints.
+
+    :param endpoints: the compute manager's ``additional_endpoints``,
+        which ``Service.start`` serves once ``init_host`` returned.
+    """
     repair_host(attacher, host)
-    server = rpc.get_server(
-        messaging.Target(topic=TOPIC, server=host, version=VERSION),
-        [AttachEndpoint(attacher, host)])
-    server.start()
-    return server
+    endpoints.append(AttachEndpoint(attacher, host))

@@ -113,16 +113,12 @@ class LibvirtAccDriver(live_migration.LiveMigrationMixin,
         self.acc.host.check_no_shared_devices()
         # Before Nova's _init_instance starts any guest (host reboot).
         self.acc.guests.restore_mdevs()
-        # nova-acc-api's attach and detach casts to this host (issue 23).
-        self._acc_rpc = attach_rpc.start_server(attach.Attacher(self), host)
-
-    def cleanup_host(self, host):
-        rpc_server = getattr(self, '_acc_rpc', None)
-        if rpc_server is not None:
-            rpc_server.stop()
-            rpc_server.wait()
-            self._acc_rpc = None
-        super().cleanup_host(host)
+        # nova-acc-api's attach and detach casts to this host (issue 23),
+        # served by nova-compute's own RPC server, which Service.start makes
+        # from the manager's endpoints after init_host (private: the
+        # manager is ComputeVirtAPI's _compute, see test_nova_seams).
+        attach_rpc.register(attach.Attacher(self), host,
+                            self.virtapi._compute.additional_endpoints)
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,

@@ -304,6 +304,27 @@ class NovaSeamTest(base.BaseTestCase):
         self.assertIn('self.reportclient = compute.reportclient',
                       inspect.getsource(compute_manager.ComputeVirtAPI))
 
+    def test_attach_endpoint_seam(self):
+        # Attach and detach are served by nova-compute's own RPC server:
+        # the driver adds its endpoint to the manager's additional_
+        # endpoints in init_host (the manager is ComputeVirtAPI's private
+        # _compute), and Service.start makes the server from them after
+        # init_host and pre_start_hook, so a compute whose start fails
+        # never listens.
+        from nova import service as nova_service
+        self.assertIn('self._compute = compute',
+                      inspect.getsource(compute_manager.ComputeVirtAPI))
+        start = inspect.getsource(nova_service.Service.start)
+        self.assertLess(start.index('self.manager.init_host('),
+                        start.index('self.manager.pre_start_hook('))
+        self.assertLess(start.index('self.manager.pre_start_hook('),
+                        start.index('self.manager.additional_endpoints'))
+        self.assertLess(start.index('self.manager.additional_endpoints'),
+                        start.index('self.rpcserver.start()'))
+        from nova import manager as nova_manager
+        self.assertIn('self.additional_endpoints = []',
+                      inspect.getsource(nova_manager.Manager.__init__))
+
     def test_move_seams(self):
         # Resize and cold migration: the destination binds and claims in
         # finish_migration (Nova moved the server's node there before, and
