@@ -277,7 +277,7 @@ class LiveMigrations:
     def reattach_at_source(self, guest, instance) -> None:
         """Rollback on the source: the devices it still holds, back in."""
         records = self._host.ledger.records()
-        held = [suspend.accelerator(r) for a, r in sorted(records.items())
+        held = [r.accelerator() for a, r in sorted(records.items())
                 if r.instance_uuid == instance.uuid and
                 r.state in ledger.ACTIVE]
         if held:

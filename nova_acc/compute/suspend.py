@@ -55,9 +55,6 @@ from nova_acc.compute import snapshot as host_snapshot
 LOG = logging.getLogger(__name__)
 
 
-accelerator = ledger.DeviceRecord.accelerator  # one home: the record
-
-
 def name(acc: os_acc.Accelerator) -> str:
     return acc.mdev_uuid if acc.interface_type == 'mdev' else acc.address
 
@@ -94,7 +91,7 @@ def detach_from_guest(host: host_snapshot.Host, guest, instance,
     """
     records = host.ledger.records()
     present = _live_devices(guest)
-    held = [accelerator(r) for a, r in sorted(records.items())
+    held = [r.accelerator() for a, r in sorted(records.items())
             if r.instance_uuid == instance.uuid and
             r.state in ledger.ACTIVE and a in present]
     detached = []
