@@ -79,11 +79,6 @@ def _check_usable(instance, host: str, context_id: str) -> None:
                 context_id, instance.uuid, host))
 
 
-def _pci_address(dev) -> tuple[int, ...]:
-    return tuple(int(str(v), 16) for v in (dev.domain, dev.bus, dev.slot,
-                                           dev.function))
-
-
 def _hostdev_in(guest, rec: ledger.DeviceRecord,
                 from_persistent_config: bool = False):
     """The hostdev of the device of ``rec`` in the guest's domain, or None.
@@ -98,17 +93,15 @@ def _hostdev_in(guest, rec: ledger.DeviceRecord,
             if dev.uuid == rec.address:
                 return dev
         return None
-    domain, rest = rec.address.split(':', 1)
-    bus, rest = rest.split(':', 1)
-    slot, function = rest.split('.', 1)
-    wanted = tuple(int(v, 16) for v in (domain, bus, slot, function))
+    wanted = os_acc.PciAddress.parse(rec.address)
     for dev in guest.get_all_devices(
             vconfig.LibvirtConfigGuestHostdevPCI,
             from_persistent_config=from_persistent_config):
         try:
-            if _pci_address(dev) == wanted:
+            if os_acc.PciAddress.from_hex_fields(
+                    dev.domain, dev.bus, dev.slot, dev.function) == wanted:
                 return dev
-        except (TypeError, ValueError):
+        except ValueError:  # InvalidDeviceAddress: not one to match
             continue
     return None
 
