@@ -231,8 +231,9 @@ health_url() {
 install_debian_packages() {
     local missing=() pkg
     for pkg in "${APT_PACKAGES[@]}"; do
-        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null \
-                | grep -q 'install ok installed'; then
+        # shellcheck disable=SC2016  # dpkg-query's format, not bash's
+        if ! nova_acc_output_has 'install ok installed' \
+                dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null; then
             missing+=("$pkg")
         fi
     done
@@ -629,7 +630,7 @@ EOT
     fi
     # The password on stdin, not on the command line. A user of an earlier
     # cloud gets the password of $PASSWORDS.
-    if ! rabbitmqctl -q list_users | grep -q "^$RABBIT_USER\b"; then
+    if ! nova_acc_output_has "^$RABBIT_USER\b" rabbitmqctl -q list_users; then
         rabbitmqctl add_user "$RABBIT_USER" <<<"$RABBIT_PASSWORD" >>"$LOGS/rabbitmq.log" 2>&1 \
             || die "RabbitMQ: add_user failed; see $LOGS/rabbitmq.log"
     elif ! passwords_applied; then
@@ -741,7 +742,7 @@ sync_nova() {
     # nova_cell0): no password on the command line.
     "$m" "${c[@]}" api_db sync &&
     "$m" "${c[@]}" cell_v2 map_cell0 &&
-    { "$m" "${c[@]}" cell_v2 list_cells | grep -q ' cell1 ' ||
+    { nova_acc_output_has ' cell1 ' "$m" "${c[@]}" cell_v2 list_cells ||
       "$m" "${c[@]}" cell_v2 create_cell --name cell1; } &&
     "$m" "${c[@]}" db sync
 }
@@ -841,17 +842,17 @@ start_nova_services() {
 osc() { (source_openrc admin && "$VENVS/nova/bin/openstack" "$@"); }
 
 compute_up() {
-    osc compute service list --service nova-compute -f value -c State \
-        | grep -q '^up$' &&
-    osc compute service list --service nova-scheduler -f value -c State \
-        | grep -q '^up$' &&
-    osc compute service list --service nova-conductor -f value -c State \
-        | grep -q '^up$'
+    local binary
+    for binary in nova-compute nova-scheduler nova-conductor; do
+        nova_acc_output_has '^up$' \
+            osc compute service list --service "$binary" -f value -c State \
+            || return 1
+    done
 }
 
 compute_node_up() {
-    osc resource provider list -f value -c name | grep -q . &&
-    osc hypervisor list -f value -c State | grep -q '^up$'
+    nova_acc_output_has . osc resource provider list -f value -c name &&
+    nova_acc_output_has '^up$' osc hypervisor list -f value -c State
 }
 
 # The openrc files: 0600, they hold the user's password.
@@ -990,8 +991,8 @@ cmd_up() {
     log "nova services up ($(elapsed) s)"
     create_resources
     local profile device_spec
-    profile=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc profile | head -n 1)
-    device_spec=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc device_spec | head -n 1)
+    profile=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc profile | sed -n 1p)
+    device_spec=$("$PYTHON" "$NOVA_CONF_TOOL" get "$ETC/nova/nova.conf" nova_acc device_spec | sed -n 1p)
     if ((STARTED)); then
         log "the cloud is up ($(elapsed) s)"
     else
@@ -1061,8 +1062,8 @@ cmd_stop() {
         # their disks are in this cloud's instances directory (a guest of
         # another cloud on this machine is left alone).
         for dom in $(virsh -c qemu:///system list --name | grep '^instance-' || true); do
-            virsh -c qemu:///system dumpxml "$dom" 2>/dev/null \
-                | grep -qF "$DATA/nova/instances/" || continue
+            nova_acc_output_has "$DATA/nova/instances/" \
+                virsh -c qemu:///system dumpxml "$dom" 2>/dev/null || continue
             log "destroying leftover guest $dom"
             virsh -c qemu:///system destroy "$dom" >/dev/null 2>&1 || true
         done

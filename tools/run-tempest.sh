@@ -99,7 +99,7 @@ image=$("$OPENSTACK" image show nova-acc-guest -f value -c id)
 # The profile the cloud's nova.conf names first (tools/lib/nova_conf.py
 # wrote it there): profile:NAME must reach the scheduler.
 profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
-    nova_acc profile | head -n 1) \
+    nova_acc profile | sed -n 1p) \
     || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
 profile=${profile%%=*}
 # nova-acc-api is there when the catalog has an endpoint of its type.

@@ -733,8 +733,9 @@ vm_pools_in_placement() {
 # compute_service_up: the cloud lists the VM's nova-compute as up.
 compute_service_up() {
     # shellcheck disable=SC1091
-    (source "$CLOUD_DIR/admin-openrc" && openstack compute service list \
-        --service nova-compute --host "$VM_HOST" -f value -c State | grep -q up)
+    (source "$CLOUD_DIR/admin-openrc" && nova_acc_output_has '^up$' \
+        openstack compute service list --service nova-compute --host "$VM_HOST" \
+        -f value -c State)
 }
 
 # pool_unused POOL: placement says resource provider POOL is used by none.
@@ -749,8 +750,8 @@ server_built() {
 
 # edu_in_ledger ADDRESS STATE: the VM's ledger has device ADDRESS in STATE.
 edu_in_ledger() {
-    vm_ssh "$VENV/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list" \
-        | grep -q "$1 *| $2 "
+    nova_acc_output_has "$1 *\\| $2 " \
+        vm_ssh "$VENV/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list"
 }
 
 compute_stop() {
@@ -798,7 +799,7 @@ demo() {
     nova_acc_wait 600 5 server_built "$id" || true
     # shellcheck disable=SC1091
     source "$CLOUD_DIR/admin-openrc"
-    openstack server show "$id" -f value -c status | grep -qx ACTIVE \
+    nova_acc_output_has '^ACTIVE$' openstack server show "$id" -f value -c status \
         || die "server $id is not ACTIVE: $(openstack server show "$id" -f value -c status -c fault)"
     host=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:host)
     name=$(openstack server show "$id" -f value -c OS-EXT-SRV-ATTR:instance_name)
@@ -810,8 +811,9 @@ demo() {
     sed -n '/<hostdev/,/<\/hostdev>/p' "$DIR/demo-domain.xml" >&2
     local b
     b=$(echo "$addr" | awk -F'[:.]' '{printf "bus=.0x%s. slot=.0x%s. function=.0x%x.", $2, $3, $4}')
-    grep -A3 "<hostdev mode='subsystem' type='pci' managed='yes'>" "$DIR/demo-domain.xml" \
-        | grep -q "$b" || die "the domain XML has no hostdev for $addr; see $DIR/demo-domain.xml"
+    nova_acc_output_has "$b" \
+        grep -A3 "<hostdev mode='subsystem' type='pci' managed='yes'>" "$DIR/demo-domain.xml" \
+        || die "the domain XML has no hostdev for $addr; see $DIR/demo-domain.xml"
     vm_ssh '/opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf devices list' >&2
     log "waiting for the guest's console to list the device"
     # shellcheck disable=SC1091

@@ -32,8 +32,9 @@ APT_PACKAGES=(libvirt-dev pkg-config libvirt-clients libxml2-utils)
 # ---- 1. system packages ---------------------------------------------------
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null \
-            | grep -q 'install ok installed'; then
+    # shellcheck disable=SC2016  # dpkg-query's format, not bash's
+    if ! nova_acc_output_has 'install ok installed' \
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null; then
         missing+=("$pkg")
     fi
 done

@@ -66,6 +66,19 @@ nova_acc_wait() {
     done
 }
 
+# nova_acc_output_has REGEX CMD...: CMD succeeds and a line of its output
+# matches REGEX (grep -E). Not "CMD | grep -q REGEX": under pipefail that
+# pipeline fails whenever grep, done at the first match, exits before CMD
+# has written all it has to write (CMD then dies of SIGPIPE). It failed a
+# CI run: the cloud listed a second hypervisor after the one that was up,
+# and run-cloud.sh waited for "up" until it gave up.
+nova_acc_output_has() {
+    local regex=$1 out
+    shift
+    out=$("$@") || return 1
+    grep -Eq -- "$regex" <<<"$out"
+}
+
 # ---------------------------------------------------------------------------
 # The state directory.
 
