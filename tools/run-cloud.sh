@@ -24,7 +24,8 @@
 # Services: MariaDB, RabbitMQ, Keystone (:5000), Placement (:8778), Glance
 # (:9292), a Neutron API server without agents (:9696), nova-api (:8774),
 # nova-acc-api, the device-context API (:8790, Keystone service type
-# device-context, its own database nova_acc_api), nova-acc-scheduler,
+# device-context, its own database nova_acc_api; it reads servers from
+# nova-api and casts attaches to nova-compute over RabbitMQ), nova-acc-scheduler,
 # nova-acc-conductor, virtlogd, virtlockd, libvirtd and nova-compute with
 # nova_acc.LibvirtAccDriver (QEMU TCG).
 #
@@ -535,17 +536,24 @@ EOT
     cp "$nova_venv/etc/nova/api-paste.ini" "$ETC/nova/"
 
     # nova-acc-api: its own database; keystonemiddleware checks tokens as
-    # the nova-acc-api user. Policy: the defaults in code.
+    # the nova-acc-api user. Policy: the defaults in code. Attach and
+    # detach (as devstack/plugin.sh configures them): [nova], Nova's API
+    # read as the nova-acc-api user (admin in the service project: a
+    # server's host is an admin attribute), and transport_url, the bus of
+    # the one cell, where the API casts to the server's nova-compute (the
+    # VFIO host VM's too: its nova-compute uses this RabbitMQ).
     {
         cat <<EOT
 [DEFAULT]
 use_stderr = true
+transport_url = $(rabbit_url)
 [api]
 auth_strategy = keystone
 [database]
 connection = $(db_url nova_acc_api)
 EOT
         auth_section keystone_authtoken nova-acc-api
+        auth_section nova nova-acc-api
     } > "$ETC/nova-acc/nova-acc-api.conf"
     # Root's only (an existing file keeps its mode when rewritten, and an
     # older version of this script made them 0644).
