@@ -617,3 +617,96 @@ class VgpuLiveMigrationOldDestinationTest(VgpuLiveMigrationTestBase):
         self.assertIn('Either libvirt or QEMU version for compute service '
                       'target are too old', self.stdlog.logger.output)
         self.assert_stayed(server)
+
+
+#: libvirt's error for a job cancelled by abortJob (Nova's fake libvirt has
+#: no name for it).
+VIR_ERR_OPERATION_ABORTED = 78
+
+
+class AbortMixin:
+    """An admin aborts the running migration (``DELETE
+    /servers/{id}/migrations/{migration}``), and libvirt cancels the job as
+    it does: the job ends CANCELLED and ``migrateToURI3`` fails with
+    "operation aborted".
+
+    Nova 34's monitor then rolls the move back (migration ``cancelled``),
+    and afterwards re-raises the failure of ``migrateToURI3``
+    (``_live_migration``'s ``future.result()``), which marks the migration
+    ``error`` and the server ERROR - Nova's own behaviour, with or without
+    devices. What nova-acc owes: the rollback gives the source its devices
+    once, the destination keeps nothing, and a hard reboot brings the
+    server back ACTIVE with the same devices.
+    """
+
+    def migrate_until_aborted(self):
+        self.migration_running = threading.Event()
+        self.aborted = threading.Event()
+
+        def migrate(domain, destination, params, flags):
+            domain._job_type = fakelibvirt.VIR_DOMAIN_JOB_UNBOUNDED
+            self.migration_running.set()
+            if not self.aborted.wait(60):
+                domain.fail_job()
+                raise AssertionError('the migration was never aborted')
+            domain._job_type = fakelibvirt.VIR_DOMAIN_JOB_CANCELLED
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError,
+                'operation aborted: migration out job: canceled by client',
+                error_code=VIR_ERR_OPERATION_ABORTED,
+                error_domain=fakelibvirt.VIR_FROM_QEMU)
+
+        def abort_job(domain):
+            self.aborted.set()
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3', migrate))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.abortJob', abort_job))
+
+    def abort_running_migration(self):
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self.assertTrue(self.migration_running.wait(30))
+        migration = self._wait_for_migration_status(self.server, ['running'])
+        self.api.api_delete('/servers/%s/migrations/%s' % (
+            self.server['id'], migration['id']))
+        self.assertTrue(self.aborted.wait(30))
+        self._wait_for_migration_status(self.server, ['error'])
+        # Nova records no fault for it.
+        return self._wait_for_state_change(self.server, 'ERROR',
+                                           wait_for_fault_key=False)
+
+
+class LiveMigrationAbortTest(AbortMixin, LiveMigrationTestBase):
+    """The replug migration aborted by an admin while libvirt migrates."""
+
+    assert_rolled_back = LiveMigrationTest.assert_rolled_back
+
+    def test_an_aborted_migration_gives_the_source_its_device(self):
+        self.migrate_until_aborted()
+
+        self.abort_running_migration()
+
+        # On compute1 with the device it had, re-plugged; the device
+        # compute2 claimed is released and reset once.
+        self.assert_rolled_back(status='ERROR')
+        self._reboot_server(self.server, hard=True)
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', self.server))
+        self.assert_consistent()
+
+
+class VgpuLiveMigrationAbortTest(AbortMixin, VgpuLiveMigrationTestBase):
+    """A vGPU migration aborted by an admin while libvirt migrates."""
+
+    def test_an_aborted_migration_leaves_the_source_as_it_was(self):
+        self.migrate_until_aborted()
+
+        self.abort_running_migration()
+
+        # compute2's mdev, created for the move, is removed; after a hard
+        # reboot the server has its vGPU on compute1, nothing on compute2.
+        server = self._reboot_server(self.server, hard=True)
+        self.assert_stayed(server)
