@@ -15,7 +15,13 @@
 #                                     to list 1234:11e8
 #   tools/run-vfio-host.sh --compute  stage 3: nova-compute with
 #                                     nova_acc.LibvirtAccDriver in the VM,
-#                                     joined to tools/run-cloud.sh's cloud
+#                                     joined to tools/run-cloud.sh's cloud;
+#                                     writes the VM's nova.conf and CI's
+#                                     stand-in FPGA programming tool each
+#                                     time (a changed nova.conf restarts a
+#                                     running nova-compute; nova-acc's code
+#                                     in the VM changes only with --start
+#                                     after --stop)
 #   tools/run-vfio-host.sh --demo     stage 3's check: boot a server with
 #                                     device_context=resources:CUSTOM_EDU=1,
 #                                     check it is ACTIVE on the VM with the
@@ -74,6 +80,14 @@ PORTS=${NOVA_ACC_VFIO_PORTS:-"5000 5672 8774 8778 9292 9696 8790"}
 GW=10.0.2.100
 VENV=/opt/nova-acc/venv
 SRC_IN_VM=/opt/nova-acc/src
+# CI's stand-in FPGA programming tool (tools/lib/stand_in_programmer.py),
+# the VM's [fpga_bitstream] program_command and erase_command: the
+# virtio-rng pool's device_spec entry (nova_conf.py --vfio-host-devices)
+# takes accel:bitstream_id, and the tool only logs what it was asked to do
+# (root's log, $STAND_IN_LOG), which the tempest scenario of config data
+# reads. Installed at --compute time, with nova.conf.
+STAND_IN=/usr/local/sbin/nova-acc-stand-in-programmer
+STAND_IN_LOG=/var/log/nova-acc/stand-in-programmer.log
 
 # The devices of the VM nova-acc hands out, besides the edu (no reset
 # method, on the root complex): a pool of two virtio-rng functions, each on
@@ -643,6 +657,7 @@ EOX
 # sudo nova-rootwrap (nova-compute runs as nova), the VM's emulated devices
 # (nova_conf.py --vfio-host-devices, --edu-device) and a reset on every
 # release: the edu, which has no reset method, becomes dirty when released.
+# The fpga_bitstream configurator runs the stand-in tool ($STAND_IN).
 compute_conf() {
     check_cloud_dir
     local conf=$CLOUD_DIR/etc/nova/nova.conf
@@ -656,7 +671,30 @@ compute_conf() {
         --compute-driver --tcg-compute \
         --set DEFAULT rootwrap_config /etc/nova/rootwrap.conf \
         --vfio-host-devices --edu-device --reset-on-release true \
+        --set fpga_bitstream program_command "$STAND_IN,program,{address},{image}" \
+        --set fpga_bitstream erase_command "$STAND_IN,erase,{address}" \
+        --set fpga_bitstream staging_dir /var/lib/nova/nova-acc/fpga-images \
         || die "writing the VM's nova.conf ($1) failed"
+}
+
+# install_stand_in: the stand-in programming tool in the VM, root's, and
+# its log (root's, 0644: the tempest scenario reads it through --ssh).
+install_stand_in() {
+    vm_scp_to "$ROOT/tools/lib/stand_in_programmer.py" "$STAND_IN.new"
+    # shellcheck disable=SC2029  # expanded here on purpose
+    vm_ssh "set -e
+        chown root:root $STAND_IN.new; chmod 755 $STAND_IN.new
+        mv -f $STAND_IN.new $STAND_IN
+        install -d -o root -g root -m 755 ${STAND_IN_LOG%/*}
+        test -f $STAND_IN_LOG || install -o root -g root -m 644 /dev/null $STAND_IN_LOG"
+}
+
+# vm_conf_is FILE: the VM's /etc/nova/nova.conf is FILE's content.
+vm_conf_is() {
+    local here there
+    here=$(sha256sum < "$1")
+    there=$(vm_ssh 'sha256sum < /etc/nova/nova.conf' 2>/dev/null) || return 1
+    [[ $here == "$there" ]]
 }
 
 compute() {
@@ -673,6 +711,13 @@ compute() {
     # in the VM.
     compute_conf "$DIR/nova-compute.conf"
     chmod 600 "$DIR/nova-compute.conf"
+    install_stand_in
+    # A running nova-compute reads a changed nova.conf only when it starts.
+    if ! vm_conf_is "$DIR/nova-compute.conf" \
+            && vm_ssh 'pgrep -f "[b]in/nova-compute" >/dev/null'; then
+        log "the VM's nova.conf changed: restarting its nova-compute"
+        compute_stop
+    fi
     # nova-compute runs as nova: its state and log directories are nova's;
     # nova.conf is root's, readable by nova's group (the privsep daemons,
     # root, read it too).

@@ -33,6 +33,8 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslotest import base
 
+from os_acc.internal import device_spec as os_acc_device_spec
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, 'tools', 'lib', 'nova_conf.py')
@@ -329,6 +331,16 @@ class ComputeHostTest(NovaConfTestCase):
              ('1234', '11e8', 'CUSTOM_EDU', None)],
             [(s['vendor_id'], s['product_id'], s['resource_class'],
               s.get('physfn')) for s in specs])
+        # The virtio-rng pool alone takes config data (the tempest scenario
+        # of accel:bitstream_id with the VM's stand-in programming tool).
+        self.assertEqual(
+            [('fpga_bitstream', {'bitstream_id': 'uuid'}), (None, None),
+             (None, None), (None, None)],
+            [(s.get('configurator'), s.get('config')) for s in specs])
+        # Entries nova-compute and its privsep daemons accept.
+        rules = [e.config_rules for e in os_acc_device_spec.parse_device_specs(
+            specs)]
+        self.assertEqual('fpga_bitstream', rules[0].configurator)
         self.assertEqual(['true'], conf['nova_acc']['reset_on_release'])
 
     def test_vm_conf_from_cloud_conf(self):

@@ -70,10 +70,14 @@ EDU_DEVICE_SPEC = json.dumps({'vendor_id': '1234', 'product_id': '11e8',
 EDU_PROFILE = 'edu=resources:CUSTOM_EDU=1'
 # The other devices of tools/run-vfio-host.sh's VM (its DEVICES), before
 # the edu, first match wins: the virtio-rng pool (FLR), the VFs of the nvme
-# PF (the same vendor and product as their PF, so before it), the PF.
+# PF (the same vendor and product as their PF, so before it), the PF. The
+# virtio-rng pool also takes config data, accel:bitstream_id, which the
+# fpga_bitstream configurator "programs" with the VM's stand-in tool (see
+# run-vfio-host.sh); contexts without config data get its devices as before.
 VFIO_HOST_DEVICE_SPECS = tuple(json.dumps(spec) for spec in (
     {'vendor_id': '1af4', 'product_id': '1044',
-     'resource_class': 'CUSTOM_RNG'},
+     'resource_class': 'CUSTOM_RNG', 'configurator': 'fpga_bitstream',
+     'config': {'bitstream_id': 'uuid'}},
     {'vendor_id': '1b36', 'product_id': '0010', 'physfn': '*',
      'resource_class': 'CUSTOM_NVME_VF'},
     {'vendor_id': '1b36', 'product_id': '0010',
