@@ -69,6 +69,21 @@ class DeviceContextClient(rest_client.RestClient):
         resp, body = self.delete(_path(context_id))
         return self._response(resp, body, 204)
 
+    def attach_device_context(self, context_id, server_id):
+        """PUT .../attachment: attach to a running or stopped server.
+
+        202 with the context in ``attaching``; its compute ends it
+        ``bound`` or ``unbound`` with a fault.
+        """
+        body = json.dumps({'attachment': {'server_id': server_id}})
+        resp, body = self.put(_path(context_id, '/attachment'), body)
+        return self._response(resp, body, 202)
+
+    def detach_device_context(self, context_id):
+        """DELETE .../attachment: 202 with the context in ``detaching``."""
+        resp, body = self.delete(_path(context_id, '/attachment'))
+        return self._response(resp, body, 202)
+
     def bind_device_context(self, context_id, server_id, host, project_id):
         """PUT .../binding: Nova's side (the service or admin role)."""
         body = json.dumps({'binding': {'server_id': server_id, 'host': host,
