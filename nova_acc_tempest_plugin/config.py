@@ -143,6 +143,18 @@ nova_acc_opts = [
                     '--config-file /etc/nova/nova.conf"): the ledger\'s '
                     'record of resets and dirty devices. Unset: the ledger '
                     'is not checked.'),
+    cfg.StrOpt('bitstream_context',
+               help='An inline device context (resources:RC=1) of a pool '
+                    "whose device_spec entry lets contexts' config data "
+                    'set accel:bitstream_id (configurator fpga_bitstream), '
+                    'for the config data scenarios. Unset: skipped.'),
+    cfg.StrOpt('bitstream_log_command',
+               help="The command that prints the log of the compute host's "
+                    'programming tool, one "programmed ADDRESS SHA256" or '
+                    '"erased ADDRESS" a line, split as a shell would: CI\'s '
+                    'stand-in tool (tools/lib/stand_in_programmer.py, '
+                    '"tools/run-vfio-host.sh --stand-in-log"). Unset: the '
+                    'config data scenarios are skipped.'),
     cfg.BoolOpt('same_host_resize',
                 default=False,
                 help='Whether the cloud allows a resize to the same host '

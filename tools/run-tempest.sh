@@ -25,7 +25,9 @@
 # on its devices (VFIO_* below: the virtio-rng pool, the nvme VFs and PF,
 # the edu without a reset method), virsh and nova-acc-manage run in the VM
 # through run-vfio-host.sh --ssh, and the cloud's profile (edu) is
-# satisfiable there.
+# satisfiable there; config data (accel:bitstream_id) is tested on the
+# virtio-rng pool with the VM's stand-in programming tool, whose log
+# run-vfio-host.sh --stand-in-log prints.
 # NOVA_ACC_TEMPEST_SUBUNIT: a file to write the run's subunit stream to
 # (tools/run-tests.sh counts it with the unit and functional tests).
 #
@@ -70,7 +72,9 @@ vf_context = resources:CUSTOM_NVME_VF=1
 pf_context = resources:CUSTOM_NVME=1
 no_reset_context = resources:CUSTOM_EDU=1
 same_host_resize = true
-manage_command = $ROOT/tools/run-vfio-host.sh --ssh /opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf"
+manage_command = $ROOT/tools/run-vfio-host.sh --ssh /opt/nova-acc/venv/bin/nova-acc-manage --config-file /etc/nova/nova.conf
+bitstream_context = resources:CUSTOM_RNG=1
+bitstream_log_command = $ROOT/tools/run-vfio-host.sh --stand-in-log"
 fi
 
 rc=0

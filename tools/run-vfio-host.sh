@@ -29,6 +29,10 @@
 #                                     device, delete it, check it is released
 #   tools/run-vfio-host.sh --compute-stop
 #   tools/run-vfio-host.sh --ssh [CMD...]  a shell (or CMD) in the VM
+#   tools/run-vfio-host.sh --stand-in-log  what the stand-in FPGA programming
+#                                     tool was asked to do in the VM, one
+#                                     "programmed ADDRESS SHA256" or "erased
+#                                     ADDRESS" a line (tempest reads it)
 #   tools/run-vfio-host.sh --status
 #   tools/run-vfio-host.sh --stop     stop the VM (clean poweroff, then kill)
 #   tools/run-vfio-host.sh --rebuild-disk  new disk image from the rootfs
@@ -905,10 +909,10 @@ demo() {
 case ${1:---build} in
     --build|--rebuild-disk|--start|--nested|--compute|--demo)
         set_dirs create ;;
-    --stop|--status|--compute-stop|--ssh)
+    --stop|--status|--compute-stop|--ssh|--stand-in-log)
         if ! set_dirs; then
             log "no VM: $DIR does not exist"
-            [[ $1 == --ssh ]] && exit 1
+            [[ $1 == --ssh || $1 == --stand-in-log ]] && exit 1
             exit 0
         fi ;;
 esac
@@ -924,6 +928,7 @@ case ${1:---build} in
     --compute-stop) compute_stop ;;
     --demo) demo ;;
     --ssh) shift; vm_ssh "$@" ;;
+    --stand-in-log) vm_ssh cat "$STAND_IN_LOG" ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d' ;;
     *) die "unknown argument $1 (see --help)" ;;
 esac
