@@ -53,6 +53,8 @@ TOPIC = 'compute'
 NAMESPACE = 'nova_acc'
 #: The version of the compute's RPC API this side speaks.
 RPC_VERSION = '1.0'
+#: The version that has detach_boot_context.
+BOOT_DETACH_VERSION = '1.1'
 NOVA_GROUP = 'nova'
 #: Server states an attach or a detach may start from (Nova's API names).
 USABLE_STATUSES = ('ACTIVE', 'SHUTOFF')
@@ -119,6 +121,14 @@ class ComputeRPC:
         self.client.prepare(server=host, version=RPC_VERSION).cast(
             _rpc_context(context), method, context_id=context_id,
             server_id=server_id)
+
+    def cast_boot_detach(self, context: oslo_context.RequestContext,
+                         host: str, server_id: str, index: int) -> None:
+        """Detach the server's boot-time context ``index`` (no ID); a
+        compute older than 1.1 makes oslo.messaging raise."""
+        self.client.prepare(server=host, version=BOOT_DETACH_VERSION).cast(
+            _rpc_context(context), 'detach_boot_context',
+            server_id=server_id, index=index)
 
 
 def _rpc_context(context: oslo_context.RequestContext) -> dict[str, ty.Any]:

@@ -285,6 +285,36 @@ def detach(service: Service, req: webob.Request,
     return _one(started, 202)
 
 
+def detach_boot_context(service: Service, req: webob.Request,
+                        server_id: str, index: str) -> webob.Response:
+    """``DELETE /v1/servers/{server_id}/boot-contexts/{index}``: detach a
+    context given at boot as an inline spec or a profile, by its place in
+    the server's ``device_context`` values (issue 23 item 5).
+
+    No context object: the compute decides whether there is such a
+    context, and says why it did not detach it in the server's instance
+    action (``detach_boot_context``).
+    """
+    validation.query(req.GET, ())
+    context = auth.context_of(req)
+    _authorize(service, context, policy.DETACH, context.project_id)
+    found_server = validation.path_uuid(server_id, 'Server')
+    position = validation.context_index(index)
+    attachments = _attachments(service)
+    server = attachments.usable_server(found_server,
+                                       str(context.project_id))
+    try:
+        attachments.compute.cast_boot_detach(context, str(server.host),
+                                             server.id, position)
+    except Exception as e:  # oslo.messaging's: a broken transport, or a
+        # compute too old for the call
+        raise exception.Conflict(
+            'device context #%d of server %s: the detach could not be sent '
+            'to host %s (%s); retry the detach' % (
+                position, server.id, server.host, type(e).__name__))
+    return webob.Response(status=202)
+
+
 # ---- calls of Nova's side -------------------------------------------------
 
 def bind(service: Service, req: webob.Request,

@@ -93,9 +93,17 @@ RULES = [
           'Attach a device context to a running or stopped server of its '
           'project.',
           'PUT', _PATH + '/{id}/attachment'),
-    _rule(DETACH, '%s or (%s)' % (ADMIN, PROJECT_MEMBER),
-          'Detach a device context from its server.',
-          'DELETE', _PATH + '/{id}/attachment'),
+    # One rule for both detaches: a context given at boot without an ID
+    # is detached by its server and index, with a token of the server's
+    # project.
+    policy.DocumentedRuleDefault(
+        name=DETACH, check_str='%s or (%s)' % (ADMIN, PROJECT_MEMBER),
+        description='Detach a device context from its server.',
+        operations=[
+            {'method': 'DELETE', 'path': _PATH + '/{id}/attachment'},
+            {'method': 'DELETE',
+             'path': '/v1/servers/{server_id}/boot-contexts/{index}'}],
+        scope_types=['project']),
 ]
 
 

@@ -178,6 +178,29 @@ def devices(value: object) -> list[dict[str, str]]:
     return result
 
 
+#: The highest boot-time context index a URL may name; the compute says
+#: whether the server has a context there.
+MAX_CONTEXT_INDEX = 9999
+
+
+def path_uuid(value: str, what: str) -> str:
+    """The canonical UUID from a URL; a 404 naming ``what`` if none."""
+    if not uuidutils.is_uuid_like(value):
+        # Not echoed: the URL's text is anyone's.
+        raise exception.NotFound('%s could not be found: not a UUID' % what)
+    return str(hint.context_id(value))
+
+
+def context_index(value: str) -> int:
+    """A boot-time context index from a URL: ASCII digits, 0 to
+    :data:`MAX_CONTEXT_INDEX`."""
+    if not _LIMIT_RE.fullmatch(value) or int(value) > MAX_CONTEXT_INDEX:
+        raise _bad('The context index must be an integer from 0 to %d (its '
+                   'place in the device_context values given at boot)',
+                   MAX_CONTEXT_INDEX)
+    return int(value)
+
+
 def query(params: ty.Mapping[str, str], allowed: ty.Collection[str]
           ) -> dict[str, str]:
     """The query string as a dict; each parameter at most once."""

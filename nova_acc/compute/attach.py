@@ -51,9 +51,11 @@ from nova_acc import binding
 from nova_acc.compute import attach_placement
 from nova_acc.compute import attach_spec
 from nova_acc.compute import ledger
+from nova_acc import conf
 from nova_acc import exception
 from nova_acc import request_groups
 
+CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 #: The vm states an attach or detach may run in (ACTIVE, SHUTOFF).
@@ -69,8 +71,35 @@ class AttachFailed(exception.NovaAccException):
         super().__init__(reason)
         self.reason = reason
 
+    def format_message(self) -> str:
+        """The reason, for the event of the server's instance action.
 
-def _check_usable(instance, host: str, context_id: str) -> None:
+        Nova shows an event's failure to the server's users (``details``,
+        compute API 2.84) only for exceptions with this method, else the
+        class name; the reason names the context and the server only.
+        """
+        return self.reason
+
+
+#: ``[nova_acc] backend`` of Cyborg ARQs: no attach or detach of IDs.
+CYBORG = 'cyborg'
+
+
+def cyborg_refusal(context_id: str, server_uuid: str) -> str | None:
+    """Why a context by ID is not attached to or detached from a running
+    server here, or None: with ``backend = cyborg`` IDs name Cyborg ARQs,
+    which Cyborg 17 binds to a server only while it is built (see
+    doc/source/cyborg.rst, *Attach and detach*)."""
+    if CONF.nova_acc.backend != CYBORG:
+        return None
+    return ('device context %s of server %s: device contexts by ID are '
+            'Cyborg ARQs on this cloud, and Cyborg binds no ARQ to a server '
+            'that already has one; they are not attached to or detached '
+            'from a running server; nothing changed' % (
+                context_id, server_uuid))
+
+
+def check_usable(instance, host: str, context_id: str) -> None:
     if instance.host != host or instance.vm_state not in \
             USABLE_VM_STATES or instance.task_state is not None:
         raise AttachFailed(
@@ -145,6 +174,12 @@ class Attacher:
     def _host(self) -> str:
         return self._rooms.host.nodename
 
+    host = _host
+
+    def guest_of(self, instance):
+        """The server's libvirt guest; raises InstanceNotFound."""
+        return self._driver._host.get_guest(instance)
+
     def _own_requester_ids(self, instance, context_id: str) -> set[str]:
         return {b.requester_id for b in binding.load(instance)
                 if (b.context_id or request_groups.context_id_of(
@@ -175,7 +210,11 @@ class Attacher:
                     context_id, instance.uuid, self._host, ctx['state']))
         done: dict = {}
         try:
-            _check_usable(instance, self._host, context_id)
+            refusal = cyborg_refusal(context_id, instance.uuid)
+            if refusal:
+                # A later move would resolve the ID as an ARQ.
+                raise AttachFailed(refusal)
+            check_usable(instance, self._host, context_id)
             self._attach_steps(ctxt, instance, context_id, ctx, done)
             # attaching -> bound, keeping the devices recorded meanwhile.
             client.bind(context_id, instance.uuid, self._host,
@@ -344,7 +383,7 @@ class Attacher:
         attach_placement.shrink(self._driver.virtapi.reportclient, ctxt,
                                 instance.uuid, extra)
 
-    # ---- detach -----------------------------------------------------------
+    # ---- detach ----------------------------------------------------------
 
     def detach(self, ctxt, instance, context_id: str) -> None:
         """Unplug, release, shrink, unbind.
@@ -353,9 +392,8 @@ class Attacher:
             ``error`` saying so) or the server cannot be changed now.
         """
         client = contexts_api.client()
-        _check_usable(instance, self._host, context_id)
+        check_usable(instance, self._host, context_id)
         requester_ids = self._own_requester_ids(instance, context_id)
-        records = self._records_of(instance, requester_ids)
         guest = self._driver._host.get_guest(instance)
         try:
             # First, so that no later move asks for the context again.
@@ -366,6 +404,27 @@ class Attacher:
                 % (context_id, instance.uuid, e)
             client.set_fault(context_id, instance.uuid, why[:2048])
             raise AttachFailed(why) from e
+        try:
+            self.release_groups(ctxt, instance, guest, requester_ids,
+                                'device context %s' % context_id,
+                                old_values)
+        except AttachFailed as e:
+            client.set_fault(context_id, instance.uuid, e.reason[:2048])
+            raise
+        client.unbind(context_id, instance.uuid)
+
+    def release_groups(self, ctxt, instance, guest, requester_ids: set[str],
+                       label: str, old_values: list[str] | None) -> None:
+        """Unplug the groups' devices, then release, reset and shrink.
+
+        Called once the RequestSpec keeps only the context's place
+        (``old_values``: what to put back when the guest keeps a device).
+
+        :param label: how a fault names the context.
+        :raises AttachFailed: the guest kept a device: it stays attached
+            and held, and the RequestSpec names the context again.
+        """
+        records = self._records_of(instance, requester_ids)
         for rec in records:
             try:
                 self._unplug(guest, instance, rec)
@@ -373,14 +432,12 @@ class Attacher:
                 if old_values is not None:
                     # Still the server's: later moves keep asking for it.
                     self._restore_spec(ctxt, instance, old_values)
-                why = ('the guest of server %s did not release device %s '
-                       'of device context %s (%s); it stays attached and '
-                       'held; retry the detach, or stop or delete the '
-                       'server' % (instance.uuid, rec.address, context_id,
-                                   getattr(e, 'kwargs', {}).get('reason')
-                                   or e))
-                client.set_fault(context_id, instance.uuid, why[:2048])
-                raise AttachFailed(why) from e
+                raise AttachFailed(
+                    'the guest of server %s did not release device %s '
+                    'of %s (%s); it stays attached and held; retry the '
+                    'detach, or stop or delete the server' % (
+                        instance.uuid, rec.address, label,
+                        getattr(e, 'kwargs', {}).get('reason') or e)) from e
         removed: dict[str, dict[str, int]] = {}
         for b in binding.load(instance):
             if b.requester_id in requester_ids and b.resource_class:
@@ -393,11 +450,10 @@ class Attacher:
                 self._driver.virtapi.reportclient, ctxt, instance.uuid,
                 self._with_surplus(ctxt, instance, removed))
         except attach_placement.PlacementRefused as e:
-            LOG.error('Device context %s is detached but the allocation of '
-                      'server %s could not shrink: %s', context_id,
-                      instance.uuid, e.reason, instance=instance)
-        client.unbind(context_id, instance.uuid)
-        LOG.info('Detached device context %s (devices %s)', context_id,
+            LOG.error('%s is detached but the allocation of server %s '
+                      'could not shrink: %s', label, instance.uuid,
+                      e.reason, instance=instance)
+        LOG.info('Detached %s (devices %s)', label,
                  ', '.join(r.address for r in records), instance=instance)
 
     def _unplug(self, guest, instance, rec: ledger.DeviceRecord) -> None:

@@ -25,6 +25,8 @@ server: under the per-instance lock, with an instance action and an event
 ``detach_device_context``), recorded through the conductor.
 
 Version history: 1.0 - attach_device_context, detach_device_context.
+1.1 - detach_boot_context (a context given at boot without an ID, by its
+index: ``attach_boot``).
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import oslo_messaging as messaging
 from nova_acc.api import client as api_client
 from nova_acc.backends import contexts_api
 from nova_acc.compute import attach
+from nova_acc.compute import attach_boot
 
 LOG = logging.getLogger(__name__)
 
 #: The same names as nova-acc-api's (``nova_acc.api.attachment``), which
 #: must not import this module (it runs without Nova).
 NAMESPACE = 'nova_acc'
-VERSION = '1.0'
+VERSION = '1.1'
 
 
 class AttachEndpoint:
@@ -68,15 +71,39 @@ class AttachEndpoint:
         self._run(ctxt, 'detach_device_context', context_id, server_id,
                   self._attacher.detach)
 
+    def detach_boot_context(self, ctxt, server_id: str, index: int) -> None:
+        """Since 1.1: the context given at boot at ``index`` (no ID).
+
+        There is no context object: what went wrong is the failed event
+        of the instance action, and the log.
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or \
+                index < 0:
+            LOG.warning('detach_boot_context of server %s with index %r '
+                        'ignored: not a context index', server_id, index)
+            return
+
+        def work(admin, instance, _label) -> None:
+            attach_boot.detach_boot(self._attacher, admin, instance, index)
+
+        self._run(ctxt, 'detach_boot_context', '#%d' % index, server_id,
+                  work, has_object=False)
+
     def _run(self, ctxt, action: str, context_id: str, server_id: str,
-             work) -> None:
+             work, has_object: bool = True) -> None:
+        """``work`` under the server's lock, in an instance action.
+
+        :param has_object: ``context_id`` is a context of nova-acc-api,
+            which carries the fault (else it only names the context).
+        """
         admin = ctxt.elevated()
         try:
             instance = objects.Instance.get_by_uuid(
                 admin, server_id, expected_attrs=['system_metadata',
                                                   'flavor'])
         except nova_exc.InstanceNotFound:
-            _server_gone(context_id, server_id)
+            if has_object:
+                _server_gone(context_id, server_id)
             return
 
         @utils.synchronized(instance.uuid)
@@ -98,10 +125,13 @@ class AttachEndpoint:
                             'nova-acc-api: %s', action, context_id, e,
                             instance=instance)
             except nova_exc.InstanceNotFound:
-                _server_gone(context_id, server_id)
+                if has_object:
+                    _server_gone(context_id, server_id)
             except Exception as e:  # the ledger's, libvirt's, a bug
                 LOG.exception('%s of device context %s failed',
                               action, context_id, instance=instance)
+                if not has_object:
+                    return
                 _fault_quietly(context_id, server_id,
                                '%s of device context %s failed on host %s: '
                                '%s' % (action, context_id, self._host, e))

@@ -23,7 +23,10 @@ server's contexts, by index:
   the end of the list;
 * a detach replaces the context's ID by ``detached:ID``
   (``hint.detached``), which asks for nothing and keeps the indexes of the
-  values after it; places at the end of the list are dropped.
+  values after it; places at the end of the list are dropped;
+* a detach of a context given at boot as an inline spec or a profile
+  (named by its index: it has no ID) replaces the value by
+  ``detached:<nil UUID>`` the same way.
 
 nova-compute reads and saves the RequestSpec through the conductor
 (remotable methods); the RequestSpec lives in the API database, so the
@@ -43,6 +46,11 @@ from nova_acc import request_groups
 
 class SpecNotUpdated(Exception):
     """The RequestSpec could not be read or saved; says why."""
+
+
+class NotDetachable(Exception):
+    """The value at an index is no boot-time inline or profile context;
+    says why and what to do instead."""
 
 
 def _load(ctxt, instance_uuid: str):
@@ -115,6 +123,40 @@ def record_detached(ctxt, instance_uuid: str,
         return None
     _save(spec, values)
     return old
+
+
+def boot_value_label(index: int, value: str) -> str:
+    """How a fault names a boot-time context without an ID."""
+    if hint.kind_of(value) == hint.PROFILE:
+        return 'device context #%d (%s)' % (index, value)
+    return 'device context #%d (an inline spec)' % index
+
+
+def record_boot_detached(ctxt, instance_uuid: str, index: int,
+                         refuse_id) -> tuple[str, list[str]]:
+    """Keep only the place of the boot-time context at ``index``:
+    (its value, the old values).
+
+    :param refuse_id: called with an ID value: the reason it is not
+        detached here (an object of nova-acc-api, a Cyborg ARQ).
+    :raises NotDetachable: no such context, already detached, or an ID.
+    :raises SpecNotUpdated: nothing changed.
+    """
+    spec = _load(ctxt, instance_uuid)
+    old = request_groups.hint_values(spec)
+    if index >= len(old) or hint.is_detached(old[index]):
+        raise NotDetachable(
+            'server %s has no device context #%d (the device_context '
+            'values given at boot are numbered from 0; a detached one '
+            'stays detached)' % (instance_uuid, index))
+    value = old[index]
+    found_id = hint.context_id(value)
+    if found_id is not None:
+        raise NotDetachable(refuse_id(found_id))
+    values = list(old)
+    values[index] = hint.detached(None)
+    _save(spec, values)
+    return value, old
 
 
 def restore(ctxt, instance_uuid: str, values: list[str]) -> None:
