@@ -54,6 +54,13 @@ migrate with it, as Nova's own vGPUs do:
   are created; the source unplugs nothing; after the move the destination
   binds them (they are in the guest already); a rollback leaves the source
   as it was and the destination's reconcile removes and releases them.
+
+Whole PCI devices of pools with that trait (whole-device entries marked
+``"migrate"``, VFIO variant drivers) migrate with the guest the same way:
+the destination claims devices of the same pools in the same last
+pre-check, nothing is created, and the source rewrites their addresses in
+the migration XML; ``nova_acc.compute.live_migration_pci`` has the version
+check, the address map and the rewrite.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from nova_acc import exception
 from nova_acc.compute import claiming
 from nova_acc.compute import guest as guest_devices
 from nova_acc.compute import ledger
+from nova_acc.compute import live_migration_pci
 from nova_acc.compute import snapshot as host_snapshot
 from nova_acc.compute import suspend
 
@@ -76,9 +84,9 @@ LOG = logging.getLogger(__name__)
 REPLUG_TRAIT = device_spec.LIVE_MIGRATION_REPLUG_TRAIT
 MIGRATE_TRAIT = device_spec.LIVE_MIGRATION_MIGRATE_TRAIT
 POST_COPY_REFUSED = (
-    'the server\'s vGPUs migrate with it, and QEMU refuses post-copy with '
-    'VFIO devices: [libvirt] live_migration_permit_post_copy must be false '
-    'on node %s')
+    'the server\'s devices (vGPUs, PCI devices on VFIO variant drivers) '
+    'migrate with it, and QEMU refuses post-copy with VFIO devices: '
+    '[libvirt] live_migration_permit_post_copy must be false on node %s')
 
 
 def _pool_classes(snapshot: host_snapshot.HostSnapshot) -> dict[str, str]:
@@ -149,14 +157,30 @@ class LiveMigrations:
                    MIGRATE_TRAIT in pools[b.rp_uuid].key.traits
                    for b in bindings)
 
-    def migrates_here(self, instance, allocations: dict) -> bool:
-        """Destination: is the move's allocation here of such pools?"""
-        if not binding.load(instance):
+    def migrates_pci_with_guest(self, instance) -> bool:
+        """Source: do whole PCI devices of the server migrate with it?"""
+        if not self.migrates_with_guest(instance):
             return False
         pools = self._host.snapshot().pools
+        return any(pools[b.rp_uuid].key.mdev_type is None
+                   for b in binding.load(instance))
+
+    def _migrating_pools(self, instance, allocations: dict) -> list:
+        if not binding.load(instance):
+            return []
+        pools = self._host.snapshot().pools
         here = [pools[rp] for rp in allocations if rp in pools]
-        return bool(here) and all(MIGRATE_TRAIT in p.key.traits
-                                  for p in here)
+        return here if all(MIGRATE_TRAIT in p.key.traits
+                           for p in here) else []
+
+    def migrates_here(self, instance, allocations: dict) -> bool:
+        """Destination: is the move's allocation here of such pools?"""
+        return bool(self._migrating_pools(instance, allocations))
+
+    def migrates_pci_here(self, instance, allocations: dict) -> bool:
+        """Destination: ... and are whole PCI devices among them?"""
+        return any(p.key.mdev_type is None
+                   for p in self._migrating_pools(instance, allocations))
 
     def check_source(self, instance, post_copy: bool) -> None:
         """Source pre-check: no post-copy with vGPUs that migrate.
@@ -199,23 +223,49 @@ class LiveMigrations:
                 if r.instance_uuid == instance.uuid and r.is_mdev and
                 r.migration_id == migration_id and r.state in ledger.ACTIVE}
 
+    def claimed_pci(self, instance, migration_id: int
+                    ) -> dict[str, str | None]:
+        """Destination: the PCI devices claimed for the move here:
+        address -> requester id."""
+        return live_migration_pci.held_pci(
+            (r for r in self._host.ledger.records().values()
+             if r.migration_id == migration_id and
+             r.state in ledger.ACTIVE), instance.uuid)
+
+    def source_pci_map(self, instance, entries: dict[str, str]
+                       ) -> dict[str, str]:
+        """Source: its PCI devices of the server -> the destination's.
+
+        :param entries: the destination's, from the migrate data.
+        :raises DeviceNotUsable: the groups do not pair up.
+        """
+        held = live_migration_pci.held_pci(
+            (r for r in self._host.ledger.records().values()
+             if r.state in ledger.ACTIVE), instance.uuid)
+        return live_migration_pci.source_map(entries, held)
+
     def create_mdevs(self, instance, migration_id: int,
-                     target_mdevs: dict[str, str]) -> None:
+                     target_mdevs: dict[str, str],
+                     pci_targets: tuple[str, ...] = ()) -> None:
         """``pre_live_migration``: create the mdevs claimed for the move.
 
         :param target_mdevs: the map the pre-check put in the migrate data.
-        :raises DeviceNotUsable: one the map names is no longer held here
-            for the move, or could not be created.
+        :param pci_targets: the PCI devices it claimed here for the move.
+        :raises DeviceNotUsable: one the maps name is no longer held here
+            for the move, or an mdev could not be created.
         """
         claimed = self._claimed_mdevs(instance, migration_id)
-        lost = sorted(set(target_mdevs.values()) - set(claimed))
-        if lost or not target_mdevs:
+        lost = sorted(
+            (set(target_mdevs.values()) - set(claimed)) |
+            (set(pci_targets) - set(self.claimed_pci(instance,
+                                                     migration_id))))
+        if lost or not (target_mdevs or pci_targets):
             # The guest's XML names them: migrating without them would
-            # give the guest mdevs nobody holds, or none.
+            # give the guest devices nobody holds, or none.
             raise exception.DeviceNotUsable(
-                'mdevs %s claimed for the live migration are not held for '
-                'it on node %s' % (', '.join(lost) or '(none)',
-                                   self._host.nodename))
+                'devices %s claimed for the live migration are not held '
+                'for it on node %s' % (', '.join(lost) or '(none)',
+                                       self._host.nodename))
         present = self._host.snapshot().host_mdevs(
             self._host.ledger.records())
         for uuid, rec in sorted(claimed.items()):

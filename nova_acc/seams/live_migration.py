@@ -15,16 +15,22 @@ Each a few lines calling ``nova_acc.compute.live_migration`` (unplug and
 replug; what is refused is the conductor's, ``nova_acc.moves``):
 
 * ``check_can_live_migrate_destination`` (destination): the pools of the
-  move here allow replug or migrate;
-* ``check_can_live_migrate_source`` (source): no post-copy for vGPUs that
-  migrate with the guest;
-* ``check_source_migrate_data_at_dest`` (destination): vGPUs that migrate
-  get mdevs claimed here, and the UUID map in ``target_mdevs``;
+  move here allow replug or migrate; whole PCI devices that migrate need
+  this host's libvirt and QEMU to be new enough;
+* ``check_can_live_migrate_source`` (source): no post-copy for devices that
+  migrate with the guest; whole PCI devices that migrate need this host's
+  libvirt and QEMU to be new enough;
+* ``check_source_migrate_data_at_dest`` (destination): devices that migrate
+  get devices claimed here: the mdev UUID map in ``target_mdevs``, the PCI
+  addresses in nova-acc's entries of ``pci_dev_map_src_dst``;
 * ``pre_live_migration`` (destination): claim the devices for the move
-  (create the mdevs claimed for vGPUs that migrate);
+  (for devices that migrate: check the claims are still held, create the
+  mdevs);
 * ``_live_migration_operation`` (source; private, run in Nova's migration
   thread, whose failures Nova rolls back): the devices leave the guest
   before libvirt migrates it, as Nova detaches direct SR-IOV ports there;
+  PCI devices that migrate get the destination's addresses in the XML
+  Nova sends (``live_migration_pci.MigratingGuest``);
 * ``post_live_migration_at_destination``: bind here, attach the devices;
 * ``rollback_live_migration_at_source``: the source's devices back in
   the guest. The destination's rollback destroys its guest through
@@ -41,6 +47,7 @@ import nova.conf
 from nova_acc import binding
 from nova_acc import exception
 from nova_acc.compute import live_migration
+from nova_acc.compute import live_migration_pci
 
 CONF = nova.conf.CONF
 
@@ -77,8 +84,11 @@ class LiveMigrationMixin:
         # of Nova's shared-storage check behind (Nova's manager cleans it
         # up only once the driver's check returned).
         if binding.load(instance):
-            self.acc_live.check_destination(
-                instance, _allocations(self, context, instance))
+            allocations = _allocations(self, context, instance)
+            self.acc_live.check_destination(instance, allocations)
+            if self.acc_live.migrates_pci_here(instance, allocations):
+                live_migration_pci.check_versions(self._host,
+                                                  self.acc.host.nodename)
         return super().check_can_live_migrate_destination(
             context, instance, src_compute_info, dst_compute_info,
             block_migration=block_migration,
@@ -89,6 +99,9 @@ class LiveMigrationMixin:
                                       block_device_info=None):
         self.acc_live.check_source(
             instance, CONF.libvirt.live_migration_permit_post_copy)
+        if self.acc_live.migrates_pci_with_guest(instance):
+            live_migration_pci.check_versions(self._host,
+                                              self.acc.host.nodename)
         return super().check_can_live_migrate_source(
             context, instance, dest_check_data,
             block_device_info=block_device_info)
@@ -117,6 +130,13 @@ class LiveMigrationMixin:
         migrate_data.source_mdev_types = source_types
         # Nova rewrites the guest's XML from it (migration.py).
         migrate_data.target_mdevs = target
+        # Nova's destination filled the field before this last check; its
+        # own entries (flavor PCI devices) stay.
+        migrate_data.pci_dev_map_src_dst = {
+            **(migrate_data.pci_dev_map_src_dst
+               if 'pci_dev_map_src_dst' in migrate_data else {}),
+            **live_migration_pci.destination_entries(
+                self.acc_live.claimed_pci(instance, migration.id))}
         return migrate_data
 
     def pre_live_migration(self, context, instance, block_device_info,
@@ -127,10 +147,14 @@ class LiveMigrationMixin:
             try:
                 allocations = _allocations(self, context, instance)
                 if self.acc_live.migrates_here(instance, allocations):
+                    pci_entries, _nova = live_migration_pci.split_entries(
+                        migrate_data.pci_dev_map_src_dst
+                        if 'pci_dev_map_src_dst' in migrate_data else {})
                     self.acc_live.create_mdevs(
                         instance, migration_id,
                         migrate_data.target_mdevs
-                        if 'target_mdevs' in migrate_data else {})
+                        if 'target_mdevs' in migrate_data else {},
+                        tuple(pci_entries.values()))
                 else:
                     self.acc_live.claim_at_destination(
                         instance, migration_id, allocations)
@@ -148,9 +172,37 @@ class LiveMigrationMixin:
         # thread, so a failure here is rolled back as a failed migration.
         if not self.acc_live.migrates_with_guest(instance):
             self.acc_live.detach_at_source(guest, instance)
+        else:
+            guest = self._guest_with_destination_addresses(
+                guest, instance, migrate_data)
         return super()._live_migration_operation(
             context, instance, dest, block_migration, migrate_data, guest,
             device_names)
+
+    def _guest_with_destination_addresses(self, guest, instance,
+                                          migrate_data):
+        """The guest whose migration XML has the destination's PCI
+        addresses, for Nova's ``_live_migration_operation``.
+
+        Nova's own entries of ``pci_dev_map_src_dst`` are rewritten in the
+        same single pass; Nova is given none (its rewrite goes one address
+        after the other).
+
+        :raises MigrationError: the destination's entries do not pair with
+            the server's devices here.
+        """
+        ours, nova_map = live_migration_pci.split_entries(
+            migrate_data.pci_dev_map_src_dst
+            if 'pci_dev_map_src_dst' in migrate_data else {})
+        if not ours:
+            return guest
+        try:
+            address_map = {**nova_map, **self.acc_live.source_pci_map(
+                instance, ours)}
+        except exception.DeviceNotUsable as e:
+            raise nova_exc.MigrationError(reason=e.reason) from e
+        migrate_data.pci_dev_map_src_dst = {}
+        return live_migration_pci.MigratingGuest(guest, address_map)
 
     def post_live_migration_at_destination(self, context, instance,
                                            network_info,

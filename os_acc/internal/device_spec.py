@@ -52,11 +52,15 @@ guest loses them during the move); their pools get the trait
 ``CUSTOM_ACC_LIVE_MIGRATION_REPLUG``, which the conductor and the
 destination check. Whole-device entries only.
 
-``"live_migration": "migrate"`` (``mdev_type`` entries only) lets a live
-migration carry the vGPUs with the guest: the destination creates mdevs of
-the same type and libvirt migrates their state (libvirt >= 8.6.0 and QEMU
->= 8.1.0 on both hosts, post-copy off); their pools get the trait
-``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE``.
+``"live_migration": "migrate"`` lets a live migration carry the devices
+with the guest, their state migrated by libvirt (post-copy off); their
+pools get the trait ``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE``. On ``mdev_type``
+entries (vGPUs) the destination creates mdevs of the same type (libvirt >=
+8.6.0 and QEMU >= 8.1.0 on both hosts); on whole-device entries (devices
+bound to a VFIO variant driver that supports migration, the operator's
+word) the destination claims devices of the same pool and the guest's
+hostdevs are rewritten to their addresses (libvirt >= 10.0.0 and QEMU >=
+8.2.2 on both hosts, as Nova's ``live_migratable`` devices).
 """
 
 from __future__ import annotations
@@ -83,9 +87,10 @@ LIVE_MIGRATION_REPLUG = 'replug'
 #: The trait of the pools of such devices: the conductor refuses a live
 #: migration unless every pool a server uses on its host has it.
 LIVE_MIGRATION_REPLUG_TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_REPLUG'
-#: ``"live_migration": "migrate"`` (``mdev_type`` entries): the guest keeps
-#: its vGPUs through the move; the destination creates mdevs of the same
-#: type and libvirt migrates their state (Nova's minimums apply).
+#: ``"live_migration": "migrate"``: the guest keeps its devices through the
+#: move and libvirt migrates their state (vGPUs: the destination creates
+#: mdevs of the same type; whole devices on VFIO variant drivers: the
+#: destination claims devices of the same pool; Nova's minimums apply).
 LIVE_MIGRATION_MIGRATE = 'migrate'
 #: The trait of the pools of such devices.
 LIVE_MIGRATION_MIGRATE_TRAIT = 'CUSTOM_ACC_LIVE_MIGRATION_MIGRATE'
@@ -209,10 +214,6 @@ def _parse_live_migration(key: str, value: object,
         # means creating another on the destination, not done.
         raise _error(key, '%r is for whole PCI devices, not for entries '
                      'with "mdev_type"', value)
-    if value == LIVE_MIGRATION_MIGRATE and mdev_type is None:
-        # Whole devices with VFIO variant drivers: not done yet.
-        raise _error(key, '%r is for entries with "mdev_type", not for '
-                     'whole PCI devices', value)
     return str(value)
 
 

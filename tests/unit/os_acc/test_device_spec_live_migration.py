@@ -63,8 +63,11 @@ class LiveMigrationKeyTest(base.BaseTestCase):
         self.assertNotIn('CUSTOM_ACC_LIVE_MIGRATION_REPLUG',
                          entry.device_traits)
 
-    def test_whole_devices_cannot_migrate_yet(self):
-        e = self.assertRaises(
-            exception.InvalidDeviceSpec, device_spec.DeviceSpec,
-            {'vendor_id': '1bd4', 'live_migration': 'migrate'})
-        self.assertIn('"mdev_type"', str(e))
+    def test_whole_devices_migrate_with_the_trait(self):
+        # Devices on VFIO variant drivers: their pools get the trait.
+        spec = {'vendor_id': '1bd4', 'live_migration': 'migrate'}
+        self.assertEqual('migrate',
+                         device_spec.DeviceSpec(spec).live_migration)
+        traits = self.traits_of(spec)
+        self.assertIn('CUSTOM_ACC_LIVE_MIGRATION_MIGRATE', traits)
+        self.assertNotIn('CUSTOM_ACC_LIVE_MIGRATION_REPLUG', traits)

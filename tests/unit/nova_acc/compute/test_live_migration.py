@@ -158,7 +158,7 @@ class CreateMdevsTest(base.BaseTestCase):
         e = self.assertRaises(exception.DeviceNotUsable,
                               self.moves.create_mdevs, self.server, 7,
                               {'s1': 'd1'})
-        self.assertIn('mdevs d1 claimed for the live migration are not '
+        self.assertIn('devices d1 claimed for the live migration are not '
                       'held for it on node n1', str(e))
         self.host.create_mdev.assert_not_called()
 
