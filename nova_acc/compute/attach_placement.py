@@ -18,6 +18,13 @@ node tree (``in_tree``). The server's allocation is then written whole,
 with the generation read before: a concurrent Nova operation on the
 server (a move, a resize) changes the generation, so one of the two fails
 cleanly with a conflict and nothing is half-done.
+
+Attaches to different servers of one host race for the same free
+devices: placement offers each the same candidate, and the PUT of all
+but the first that fit is refused for capacity (a 409 that is no
+generation conflict). Such an attach asks for candidates again: another
+free device is taken, or it fails saying there is no free device on the
+host, never that the server changed.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ from nova_acc import exception
 
 #: in_tree<N> (1.31), mappings (1.34), consumer generations (1.28).
 VERSION = '1.36'
+#: Placement's error code of a generation conflict (its ``errors.py``).
+CONCURRENT_UPDATE = 'placement.concurrent_update'
+#: How often an attach asks for candidates again after another took
+#: the device it was offered.
+GROW_ATTEMPTS = 5
 
 
 class PlacementRefused(exception.NovaAccException):
@@ -36,6 +48,10 @@ class PlacementRefused(exception.NovaAccException):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CapacityTaken(PlacementRefused):
+    """Placement refused the PUT for capacity: others took the devices."""
 
 
 def _suffix(index: int) -> str:
@@ -66,6 +82,14 @@ def _read(report, ctxt, url: str, what: str) -> dict:
     return resp.json()
 
 
+def _error_code(resp) -> str | None:
+    """The ``code`` of placement's first error, None if it has none."""
+    try:
+        return resp.json()['errors'][0]['code']
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def _write(report, ctxt, server_uuid: str, current: dict,
            allocations: dict) -> bool:
     """PUT the server's allocation; False on a generation conflict."""
@@ -76,7 +100,11 @@ def _write(report, ctxt, server_uuid: str, current: dict,
     resp = report.put('/allocations/%s' % server_uuid, body,
                       version=VERSION, global_request_id=ctxt.global_id)
     if resp.status_code == 409:
-        return False
+        if _error_code(resp) == CONCURRENT_UPDATE:
+            return False
+        raise CapacityTaken('placement has no room for the allocation of '
+                            'server %s any more: %s' % (server_uuid,
+                                                        resp.text))
     if not resp:
         raise PlacementRefused('placement refused the allocation of server '
                                '%s (%d): %s' % (server_uuid,
@@ -84,44 +112,60 @@ def _write(report, ctxt, server_uuid: str, current: dict,
     return True
 
 
-def grow(report, ctxt, server_uuid: str, host: str, root_uuid: str,
-         groups) -> dict[str, dict[str, int]]:
-    """Add ``groups`` to the server's allocation; map them to providers.
+def _candidate(report, ctxt, groups, root_uuid: str, host: str) -> dict:
+    """The first allocation request for ``groups`` on this host's tree.
 
-    Sets each group's ``provider_uuids``.
-
-    :returns: what was added: provider -> resource class -> amount.
-    :raises PlacementRefused: no candidate on this host, or the server's
-        allocation changed meanwhile.
+    :raises PlacementRefused: there is none.
     """
-    current = _read(report, ctxt, '/allocations/%s' % server_uuid,
-                    'read the allocation of server %s' % server_uuid)
-    if not current.get('allocations'):
-        raise PlacementRefused('server %s has no allocation in placement'
-                               % server_uuid)
     query = candidate_query(groups, root_uuid)
     found = _read(report, ctxt, '/allocation_candidates?' + '&'.join(
         '%s=%s' % item for item in sorted(query.items())),
         'list allocation candidates')
     if not found['allocation_requests']:
         raise PlacementRefused('no free device on host %s for it' % host)
-    chosen = found['allocation_requests'][0]
-    added = {rp: dict(alloc['resources'])
-             for rp, alloc in chosen['allocations'].items()}
-    allocations = copy.deepcopy(current['allocations'])
-    for rp, resources in added.items():
-        into = allocations.setdefault(rp, {'resources': {}})['resources']
-        for rc, amount in resources.items():
-            into[rc] = into.get(rc, 0) + amount
-    for alloc in allocations.values():
-        alloc.pop('generation', None)
-    if not _write(report, ctxt, server_uuid, current, allocations):
-        raise PlacementRefused(
-            'the allocation of server %s changed meanwhile (another '
-            'operation on the server); try again' % server_uuid)
-    for index, rg in enumerate(groups):
-        rg.provider_uuids = list(chosen['mappings'][_suffix(index)])
-    return added
+    return found['allocation_requests'][0]
+
+
+def grow(report, ctxt, server_uuid: str, host: str, root_uuid: str,
+         groups) -> dict[str, dict[str, int]]:
+    """Add ``groups`` to the server's allocation; map them to providers.
+
+    Sets each group's ``provider_uuids``. A candidate that other attaches
+    took meanwhile is replaced by a new one (:data:`GROW_ATTEMPTS`).
+
+    :returns: what was added: provider -> resource class -> amount.
+    :raises PlacementRefused: no candidate on this host, or the server's
+        allocation changed meanwhile.
+    """
+    for _attempt in range(GROW_ATTEMPTS):
+        current = _read(report, ctxt, '/allocations/%s' % server_uuid,
+                        'read the allocation of server %s' % server_uuid)
+        if not current.get('allocations'):
+            raise PlacementRefused('server %s has no allocation in '
+                                   'placement' % server_uuid)
+        chosen = _candidate(report, ctxt, groups, root_uuid, host)
+        added = {rp: dict(alloc['resources'])
+                 for rp, alloc in chosen['allocations'].items()}
+        allocations = copy.deepcopy(current['allocations'])
+        for rp, resources in added.items():
+            into = allocations.setdefault(rp, {'resources': {}})['resources']
+            for rc, amount in resources.items():
+                into[rc] = into.get(rc, 0) + amount
+        for alloc in allocations.values():
+            alloc.pop('generation', None)
+        try:
+            written = _write(report, ctxt, server_uuid, current, allocations)
+        except CapacityTaken:
+            continue  # another attach took it: ask placement again
+        if not written:
+            raise PlacementRefused(
+                'the allocation of server %s changed meanwhile (another '
+                'operation on the server); try again' % server_uuid)
+        for index, rg in enumerate(groups):
+            rg.provider_uuids = list(chosen['mappings'][_suffix(index)])
+        return added
+    raise PlacementRefused('no free device on host %s for it: other '
+                           'attaches took those placement offered' % host)
 
 
 def shrink(report, ctxt, server_uuid: str,

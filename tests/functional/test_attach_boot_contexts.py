@@ -207,25 +207,41 @@ class BootContextRefusalTest(BootContextMixin, test_attach.AttachTestBase):
         body = self.boot_detach(server, 0, status=409)
         self.assertIn('is PAUSED', body['error']['message'])
 
-    def test_arqs_are_not_attached_or_detached_with_the_cyborg_backend(self):
+    def test_a_boot_arq_is_not_detached_with_the_cyborg_backend(self):
         """Refused before Cyborg is asked (doc/source/cyborg.rst, *Attach
         and detach*): the refusal is the backend's, so no Cyborg runs."""
-        fpga, other = self.start_fpga_host('compute1', num_fpgas=2)
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         boot_ctx = self.create()
         server = self.boot(boot_ctx)
-        attached = self.create()
         self.flags(backend='cyborg', group='nova_acc')
 
         self.assert_refused(server, 0, 'device context %s of server %s: '
                             'device contexts by ID are Cyborg ARQs'
                             % (boot_ctx, server['id']))
-        ctx = self.attach(attached, server, 'unbound')
 
-        self.assertIn('Cyborg binds no ARQ to a server that already has '
-                      'one', ctx['fault'])
         self.assertEqual([boot_ctx], self.spec_values(server))
-        held, = self.held_devices('compute1', server)
-        self.assert_agree(server, 'compute1', [held])
+        self.assert_agree(server, 'compute1', [fpga])
+        self.assertEqual(0, self.reset_count(fpga))
+
+    def test_no_attach_by_id_with_the_cyborg_backend(self):
+        """A later move would resolve the ID as an ARQ: refused before
+        anything changed, the fault on the context."""
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot()
+        ctx = self.create()
+        self.flags(backend='cyborg', group='nova_acc')
+
+        refused = self.attach(ctx, server, 'bound', 'unbound')
+
+        self.assertEqual('unbound', refused['state'])
+        self.assertIn('device context %s of server %s: device contexts by '
+                      'ID are Cyborg ARQs on this cloud, and Cyborg binds no '
+                      'ARQ to a server that already has one' % (
+                          ctx, server['id']), refused['fault'])
+        self.assertEqual([], self.spec_values(server))
+        self.assert_agree(server, 'compute1', [])
+        self.assertEqual({'FPGA': 0}, self.provider_usage(
+            self.device_rp('compute1', fpga)))
 
 
 class BootContextMoveTest(BootContextMixin, test_moves.MoveTestMixin,

@@ -50,6 +50,8 @@ class OneConsumerPlacement:
         self.queries = []
         #: Writes that another operation makes between a read and a PUT.
         self.interleaved = 0
+        #: PUTs refused for capacity: other consumers took the devices.
+        self.taken = 0
 
     def get(self, url, version=None, global_request_id=None):
         if url.startswith('/allocation_candidates'):
@@ -65,7 +67,16 @@ class OneConsumerPlacement:
             self.interleaved -= 1
             self.generation += 1
         if body['consumer_generation'] != self.generation:
-            return _Response(409, 'consumer generation conflict')
+            # Placement's shape (its handlers/allocation.py).
+            return _Response(409, {'errors': [{
+                'status': 409, 'code': 'placement.concurrent_update',
+                'title': 'Conflict', 'detail': 'consumer generation'}]})
+        if self.taken:
+            self.taken -= 1
+            return _Response(409, {'errors': [{
+                'status': 409, 'code': 'placement.undefined_code',
+                'title': 'Conflict',
+                'detail': 'Unable to allocate inventory: capacity'}]})
         self.allocations = body['allocations']
         self.generation += 1
         return _Response(204)
@@ -129,6 +140,24 @@ class GrowShrinkTestCase(base.BaseTestCase):
             attach_placement.PlacementRefused, attach_placement.grow,
             placement, _Context(), SERVER, 'h1', NODE, [_group()])
         self.assertIn('changed meanwhile', error.reason)
+        self.assertEqual({NODE: {'resources': {'VCPU': 1}}},
+                         placement.allocations)
+
+    def test_a_device_taken_by_another_attach_is_asked_for_again(self):
+        placement = OneConsumerPlacement([CANDIDATE])
+        placement.taken = 1
+        added = attach_placement.grow(placement, _Context(), SERVER, 'h1',
+                                      NODE, [_group()])
+        self.assertEqual({POOL: {'FPGA': 1}}, added)
+        self.assertEqual(2, len(placement.queries))
+
+    def test_devices_always_taken_fail_saying_none_is_free(self):
+        placement = OneConsumerPlacement([CANDIDATE])
+        placement.taken = attach_placement.GROW_ATTEMPTS
+        error = self.assertRaises(
+            attach_placement.PlacementRefused, attach_placement.grow,
+            placement, _Context(), SERVER, 'h1', NODE, [_group()])
+        self.assertIn('no free device on host h1 for it', error.reason)
         self.assertEqual({NODE: {'resources': {'VCPU': 1}}},
                          placement.allocations)
 
