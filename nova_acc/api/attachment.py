@@ -53,8 +53,10 @@ TOPIC = 'compute'
 NAMESPACE = 'nova_acc'
 #: The version of the compute's RPC API this side speaks.
 RPC_VERSION = '1.0'
-#: The version that has detach_boot_context.
+#: The version that has check_boot_context and detach_boot_context.
 BOOT_DETACH_VERSION = '1.1'
+#: Seconds the API waits for a compute's answer to check_boot_context.
+CHECK_TIMEOUT = 30
 NOVA_GROUP = 'nova'
 #: Server states an attach or a detach may start from (Nova's API names).
 USABLE_STATUSES = ('ACTIVE', 'SHUTOFF')
@@ -121,6 +123,24 @@ class ComputeRPC:
         self.client.prepare(server=host, version=RPC_VERSION).cast(
             _rpc_context(context), method, context_id=context_id,
             server_id=server_id)
+
+    def check_boot_detach(self, context: oslo_context.RequestContext,
+                          host: str, server_id: str,
+                          index: int) -> tuple[int, str] | None:
+        """Ask ``host`` whether the boot-time context ``index`` can be
+        detached now: (HTTP status, reason) if not, else None.
+
+        :raises: what oslo.messaging raises (MessagingTimeout among them).
+        """
+        found = self.client.prepare(
+            server=host, version=BOOT_DETACH_VERSION,
+            timeout=CHECK_TIMEOUT).call(
+                _rpc_context(context), 'check_boot_context',
+                server_id=server_id, index=index)
+        if not found:
+            return None
+        status, reason = found
+        return int(status), str(reason)
 
     def cast_boot_detach(self, context: oslo_context.RequestContext,
                          host: str, server_id: str, index: int) -> None:

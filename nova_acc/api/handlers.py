@@ -291,9 +291,11 @@ def detach_boot_context(service: Service, req: webob.Request,
     context given at boot as an inline spec or a profile, by its place in
     the server's ``device_context`` values (issue 23 item 5).
 
-    No context object: the compute decides whether there is such a
-    context, and says why it did not detach it in the server's instance
-    action (``detach_boot_context``).
+    No context object, and the values are in Nova's RequestSpec: the
+    server's compute is asked (a call) whether there is such a context
+    and it can be detached now, which answers the refusals at once; then
+    the detach is cast. A guest that keeps the device fails the server's
+    instance action ``detach_boot_context``.
     """
     validation.query(req.GET, ())
     context = auth.context_of(req)
@@ -303,15 +305,28 @@ def detach_boot_context(service: Service, req: webob.Request,
     attachments = _attachments(service)
     server = attachments.usable_server(found_server,
                                        str(context.project_id))
+    host = str(server.host)
+    what = 'device context #%d of server %s' % (position, server.id)
     try:
-        attachments.compute.cast_boot_detach(context, str(server.host),
-                                             server.id, position)
-    except Exception as e:  # oslo.messaging's: a broken transport, or a
-        # compute too old for the call
+        refused = attachments.compute.check_boot_detach(
+            context, host, server.id, position)
+    except Exception as e:  # oslo.messaging's: a timeout, a broken
+        # transport, a compute too old for the call
         raise exception.Conflict(
-            'device context #%d of server %s: the detach could not be sent '
-            'to host %s (%s); retry the detach' % (
-                position, server.id, server.host, type(e).__name__))
+            '%s: host %s did not answer whether it can be detached (%s); '
+            'retry the detach' % (what, host, type(e).__name__))
+    if refused is not None:
+        status, reason = refused
+        raise (exception.NotFound if status == 404 else
+               exception.BadRequest if status == 400 else
+               exception.Conflict)(reason)
+    try:
+        attachments.compute.cast_boot_detach(context, host, server.id,
+                                             position)
+    except Exception as e:  # oslo.messaging's, of a broken transport
+        raise exception.Conflict(
+            '%s: the detach could not be sent to host %s (%s); retry the '
+            'detach' % (what, host, type(e).__name__))
     return webob.Response(status=202)
 
 

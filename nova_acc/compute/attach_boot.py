@@ -60,6 +60,32 @@ def requester_ids_at(instance, index: int) -> set[str]:
     return found
 
 
+def refusal(attacher: attach.Attacher, ctxt, instance,
+            index: int) -> tuple[int, str] | None:
+    """Why the boot-time context ``index`` cannot be detached now, as
+    (HTTP status for nova-acc-api, reason), or None if it can.
+
+    Read only, without the server's lock: nova-acc-api asks before it
+    casts the detach, which checks again under the lock.
+    """
+    try:
+        attach.check_usable(instance, attacher.host, 'device context #%d'
+                            % index)
+        attach_spec.check_boot_detachable(
+            ctxt, instance.uuid, index,
+            lambda context_id: _id_refusal(instance.uuid, context_id))
+    except attach.AttachFailed as e:
+        return 409, e.reason
+    except attach_spec.NoSuchContext as e:
+        return 404, str(e)
+    except attach_spec.NotDetachable as e:
+        return 409, str(e)
+    except attach_spec.SpecNotUpdated as e:
+        return 409, 'device context #%d cannot be checked now: %s' % (
+            index, e)
+    return None
+
+
 def detach_boot(attacher: attach.Attacher, ctxt, instance,
                 index: int) -> None:
     """Detach the server's boot-time context ``index``.

@@ -25,8 +25,8 @@ server: under the per-instance lock, with an instance action and an event
 ``detach_device_context``), recorded through the conductor.
 
 Version history: 1.0 - attach_device_context, detach_device_context.
-1.1 - detach_boot_context (a context given at boot without an ID, by its
-index: ``attach_boot``).
+1.1 - check_boot_context (a call) and detach_boot_context (a cast): a
+context given at boot without an ID, by its index (``attach_boot``).
 """
 
 from __future__ import annotations
@@ -71,14 +71,29 @@ class AttachEndpoint:
         self._run(ctxt, 'detach_device_context', context_id, server_id,
                   self._attacher.detach)
 
+    def check_boot_context(self, ctxt, server_id: str,
+                           index: int) -> list | None:
+        """Since 1.1, a call: [status, reason] if the boot-time context
+        ``index`` cannot be detached now, else None (read only)."""
+        if not _is_index(index):
+            return [400, 'not a context index: %r' % (index,)]
+        try:
+            instance = objects.Instance.get_by_uuid(
+                ctxt.elevated(), server_id,
+                expected_attrs=['system_metadata'])
+        except nova_exc.InstanceNotFound:
+            return [404, 'Server %s could not be found.' % server_id]
+        found = attach_boot.refusal(self._attacher, ctxt.elevated(),
+                                    instance, index)
+        return list(found) if found else None
+
     def detach_boot_context(self, ctxt, server_id: str, index: int) -> None:
         """Since 1.1: the context given at boot at ``index`` (no ID).
 
         There is no context object: what went wrong is the failed event
         of the instance action, and the log.
         """
-        if isinstance(index, bool) or not isinstance(index, int) or \
-                index < 0:
+        if not _is_index(index):
             LOG.warning('detach_boot_context of server %s with index %r '
                         'ignored: not a context index', server_id, index)
             return
@@ -136,6 +151,12 @@ class AttachEndpoint:
                                '%s of device context %s failed on host %s: '
                                '%s' % (action, context_id, self._host, e))
         locked()
+
+
+def _is_index(index: object) -> bool:
+    """Is ``index`` (from a message) a context index?"""
+    return isinstance(index, int) and not isinstance(index, bool) and \
+        index >= 0
 
 
 def _fault_quietly(context_id: str, server_id: str, fault: str) -> None:

@@ -132,6 +132,39 @@ def boot_value_label(index: int, value: str) -> str:
     return 'device context #%d (an inline spec)' % index
 
 
+class NoSuchContext(NotDetachable):
+    """No boot-time context at that index (or it is detached already)."""
+
+
+def _boot_value(values: list[str], instance_uuid: str, index: int,
+                refuse_id) -> str:
+    """The value at ``index`` if it is a boot-time context without ID.
+
+    :raises NotDetachable:
+    """
+    if index >= len(values) or hint.is_detached(values[index]):
+        raise NoSuchContext(
+            'server %s has no device context #%d (the device_context '
+            'values given at boot are numbered from 0; a detached one '
+            'stays detached)' % (instance_uuid, index))
+    value = values[index]
+    found_id = hint.context_id(value)
+    if found_id is not None:
+        raise NotDetachable(refuse_id(found_id))
+    return value
+
+
+def check_boot_detachable(ctxt, instance_uuid: str, index: int,
+                          refuse_id) -> str:
+    """The value at ``index``, read only, if it can be detached now.
+
+    :raises NotDetachable:
+    :raises SpecNotUpdated: the RequestSpec could not be read.
+    """
+    return _boot_value(request_groups.hint_values(
+        _load(ctxt, instance_uuid)), instance_uuid, index, refuse_id)
+
+
 def record_boot_detached(ctxt, instance_uuid: str, index: int,
                          refuse_id) -> tuple[str, list[str]]:
     """Keep only the place of the boot-time context at ``index``:
@@ -144,15 +177,7 @@ def record_boot_detached(ctxt, instance_uuid: str, index: int,
     """
     spec = _load(ctxt, instance_uuid)
     old = request_groups.hint_values(spec)
-    if index >= len(old) or hint.is_detached(old[index]):
-        raise NotDetachable(
-            'server %s has no device context #%d (the device_context '
-            'values given at boot are numbered from 0; a detached one '
-            'stays detached)' % (instance_uuid, index))
-    value = old[index]
-    found_id = hint.context_id(value)
-    if found_id is not None:
-        raise NotDetachable(refuse_id(found_id))
+    value = _boot_value(old, instance_uuid, index, refuse_id)
     values = list(old)
     values[index] = hint.detached(None)
     _save(spec, values)

@@ -160,22 +160,26 @@ class BootContextDetachTest(BootContextMixin, test_attach.AttachTestBase):
 
 
 class BootContextRefusalTest(BootContextMixin, test_attach.AttachTestBase):
+    """Refusals the server's compute decides at once (nova-acc-api asks it
+    before casting the detach): an error answer naming the context."""
 
-    def assert_refused(self, server, index, *why):
-        event = self.boot_detach(server, index)
-        self.assertEqual('Error', event['result'])
+    def assert_refused(self, server, index, status, *why):
+        body = self.boot_detach(server, index, status=status)
         for text in why:
-            self.assertIn(text, event['details'])
+            self.assertIn(text, body['error']['message'])
+        self.assertEqual([], self.boot_detach_events(server))
 
     def test_no_context_at_that_index_changes_nothing(self):
         fpga, = self.start_fpga_host('compute1', num_fpgas=1)
         server = self.boot(INLINE)
 
-        self.assert_refused(server, 1, 'server %s has no device context #1'
-                            % server['id'])
+        self.assert_refused(server, 1, 404, 'server %s has no device '
+                            'context #1' % server['id'])
+        self.assert_agree(server, 'compute1', [fpga])
         self.assertEqual('Success', self.boot_detach(server, 0)['result'])
         # Detached once: a second detach finds nothing there.
-        self.assert_refused(server, 0, 'has no device context #0')
+        body = self.boot_detach(server, 0, status=404)
+        self.assertIn('has no device context #0', body['error']['message'])
         self.assert_agree(server, 'compute1', [])
         self.assertEqual(1, self.reset_count(fpga))
 
@@ -184,12 +188,27 @@ class BootContextRefusalTest(BootContextMixin, test_attach.AttachTestBase):
         ctx = self.create()
         server = self.boot(ctx)
 
-        self.assert_refused(server, 0, 'device context %s of server %s has '
-                            'an ID' % (ctx, server['id']),
+        self.assert_refused(server, 0, 409, 'device context %s of server %s '
+                            'has an ID' % (ctx, server['id']),
                             '/v1/device-contexts/%s/attachment' % ctx)
         self.assert_agree(server, 'compute1', [fpga])
         self.assertEqual('bound', self.context(ctx)['state'])
         self.assertEqual([ctx], self.spec_values(server))
+
+    def test_a_compute_that_does_not_answer_changes_nothing(self):
+        fpga, = self.start_fpga_host('compute1', num_fpgas=1)
+        server = self.boot(INLINE)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.api.attachment.CHECK_TIMEOUT', 1))
+        self.computes['compute1'].stop()
+
+        body = self.boot_detach(server, 0, status=409)
+
+        self.assertIn('device context #0 of server %s: host compute1 did '
+                      'not answer' % server['id'], body['error']['message'])
+        self.assertEqual([INLINE], self.spec_values(server))
+        self.assertEqual([fpga], self.held_devices('compute1', server))
+        self.assertEqual(0, self.reset_count(fpga))
 
     def test_bad_requests_are_refused_by_the_api(self):
         self.start_fpga_host('compute1', num_fpgas=1)
@@ -215,8 +234,8 @@ class BootContextRefusalTest(BootContextMixin, test_attach.AttachTestBase):
         server = self.boot(boot_ctx)
         self.flags(backend='cyborg', group='nova_acc')
 
-        self.assert_refused(server, 0, 'device context %s of server %s: '
-                            'device contexts by ID are Cyborg ARQs'
+        self.assert_refused(server, 0, 409, 'device context %s of server '
+                            '%s: device contexts by ID are Cyborg ARQs'
                             % (boot_ctx, server['id']))
 
         self.assertEqual([boot_ctx], self.spec_values(server))
