@@ -81,3 +81,21 @@ class QueryTestCase(base.BaseTestCase):
         self.assertEqual(ctx, validation.context_id(
             ctx.upper().replace('-', '')))
         self.assertIsNone(validation.context_id('../x'))
+
+
+class BootContextPathTestCase(base.BaseTestCase):
+
+    def test_context_index(self):
+        self.assertEqual(0, validation.context_index('0'))
+        self.assertEqual(9999, validation.context_index('9999'))
+        for bad in ('', '-1', '+1', '1.0', ' 1', '10000', '\u0661', 'x'):
+            self.assertRaises(exception.BadRequest,
+                              validation.context_index, bad)
+
+    def test_path_uuid_is_canonical_and_not_echoed(self):
+        found = uuidutils.generate_uuid()
+        self.assertEqual(found, validation.path_uuid(found.upper(),
+                                                     'Server'))
+        error = self.assertRaises(exception.NotFound, validation.path_uuid,
+                                  '<script>', 'Server')
+        self.assertNotIn('<script>', error.message)

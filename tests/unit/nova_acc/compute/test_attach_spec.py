@@ -26,7 +26,8 @@ objects.register_all()
 SERVER = str(uuid.uuid4())
 
 
-class AttachSpecTest(base.BaseTestCase):
+class _GivenSpec:
+    """A server's RequestSpec, read and saved through Nova's object."""
 
     def setUp(self):
         super().setUp()
@@ -48,6 +49,9 @@ class AttachSpecTest(base.BaseTestCase):
             if values else {'other': ['x']})
         spec = self.spec
         spec.save = lambda: self.saved.append(dict(spec.scheduler_hints))
+
+
+class AttachSpecTest(_GivenSpec, base.BaseTestCase):
 
     def test_slot_is_the_first_unused_detached_place_else_the_end(self):
         a, b = hint.detached(str(uuid.uuid4())), str(uuid.uuid4())
@@ -98,4 +102,55 @@ class AttachSpecTest(base.BaseTestCase):
                           str(uuid.uuid4()), set())
         # A server deleted meanwhile has nothing to put back.
         attach_spec.restore(None, SERVER, [])
+        self.assertEqual([], self.saved)
+
+
+class BootDetachSpecTest(_GivenSpec, base.BaseTestCase):
+    """A boot-time context without an ID, named by its index."""
+
+    INLINE = 'resources:FPGA=1'
+
+    def refuse(self, context_id):
+        return 'refused: %s' % context_id
+
+    def test_the_value_keeps_its_place_and_the_others_theirs(self):
+        self.given(self.INLINE, 'profile:gzip')
+        value, old = attach_spec.record_boot_detached(
+            None, SERVER, 0, self.refuse)
+        self.assertEqual((self.INLINE, [self.INLINE, 'profile:gzip']),
+                         (value, old))
+        self.assertEqual([hint.detached(None), 'profile:gzip'],
+                         self.saved[-1][hint.HINT])
+        self.assertEqual('x', self.saved[-1]['other'][0])
+
+    def test_the_last_value_leaves_no_place(self):
+        self.given(self.INLINE, 'profile:gzip')
+        attach_spec.record_boot_detached(None, SERVER, 1, self.refuse)
+        self.assertEqual([self.INLINE], self.saved[-1][hint.HINT])
+
+    def test_nothing_there_or_detached_already(self):
+        self.given(hint.detached(None), self.INLINE)
+        for index in (0, 2):
+            self.assertRaises(attach_spec.NoSuchContext,
+                              attach_spec.record_boot_detached,
+                              None, SERVER, index, self.refuse)
+            self.assertRaises(attach_spec.NoSuchContext,
+                              attach_spec.check_boot_detachable,
+                              None, SERVER, index, self.refuse)
+        self.assertEqual([], self.saved)
+
+    def test_a_value_with_an_id_is_refused_in_any_spelling(self):
+        ctx = str(uuid.uuid4())
+        self.given(self.INLINE, ctx.upper())
+        error = self.assertRaises(attach_spec.NotDetachable,
+                                  attach_spec.record_boot_detached,
+                                  None, SERVER, 1, self.refuse)
+        self.assertEqual('refused: %s' % ctx, str(error))
+        self.assertNotIsInstance(error, attach_spec.NoSuchContext)
+        self.assertEqual([], self.saved)
+
+    def test_check_changes_nothing(self):
+        self.given(self.INLINE)
+        self.assertEqual(self.INLINE, attach_spec.check_boot_detachable(
+            None, SERVER, 0, self.refuse))
         self.assertEqual([], self.saved)
