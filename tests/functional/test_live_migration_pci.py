@@ -43,6 +43,7 @@ FOREIGN_GUEST = '11111111-2222-3333-4444-555555555555'
 
 class PciLiveMigrationTestBase(test_live_migration.LiveMigrationTestBase):
     device_spec = [MIGRATE_PCI_SPEC]
+    source_host = 'compute1'
     #: hostname -> the versions its fake libvirt reports.
     versions: dict = {}
 
@@ -63,7 +64,7 @@ class PciLiveMigrationTestBase(test_live_migration.LiveMigrationTestBase):
         # migrates (they stay in it: nothing is unplugged).
         self.sent_xml = params['destination_xml']
         self.source_while_migrating = self.domain_hostdevs(
-            'compute1', self.server)
+            self.source_host, self.server)
         return super()._migrate_stub(domain, destination, params, flags)
 
     def sent_hostdevs(self):
@@ -285,3 +286,47 @@ class PciLiveMigrationAbortTest(test_live_migration.AbortMixin,
                                 for a in self.host_devices['compute2']))
         self._reboot_server(self.server, hard=True)
         self.assert_stayed()
+
+
+class PciLiveMigrationTwoGroupsTest(PciLiveMigrationTestBase):
+    """A server with two groups: each device goes to its group's."""
+
+    def start_hosts(self, num_fpgas=3, hosts=('compute1', 'compute2')):
+        return super().start_hosts(num_fpgas=num_fpgas, hosts=hosts)
+
+    def groups(self, host, addresses):
+        records = self.ledger(host)
+        return [records[a].requester_id for a in addresses]
+
+    def test_each_hostdev_gets_a_device_of_its_group(self):
+        # Wherever it lands, the other host has 2 free FPGAs for it.
+        self.server = self.boot(
+            'resources:FPGA=1', 'resources:FPGA=1', flavor_id=self.small)
+        self.source_host = self.host_of(self.server)
+        [target] = {'compute1', 'compute2'} - {self.source_host}
+        self.source = self.domain_hostdevs(self.source_host, self.server)
+        source_groups = self.groups(self.source_host, self.source)
+        self.assertEqual(['nova_acc_0_0', 'nova_acc_1_0'],
+                         sorted(source_groups))
+        self.migrate_for_real()
+
+        server = self.live_migrate()
+
+        self.assertEqual(target, self.host_of(server))
+        dest = self.domain_hostdevs(target, server)
+        self.assertEqual(dest, self.sent_hostdevs())
+        self.assertEqual(self.source, self.source_while_migrating)
+        # Hostdev by hostdev (XML order), the same group on both hosts.
+        self.assertEqual(source_groups, self.groups(target, dest))
+        self.assertEqual(sorted(dest), self.held(target, server))
+        self._run_periodics()
+        self.assert_released(self.source_host, self.source)
+        self.assert_consistent()
+
+
+class PciLiveMigrationRacingDeleteTest(PciLiveMigrationTestBase):
+    """The server deleted while its devices migrate with it."""
+
+    test_delete_while_the_guest_migrates_leaves_nothing = (
+        test_live_migration.LiveMigrationRacingDeleteTest.
+        test_delete_while_the_guest_migrates_leaves_nothing)
