@@ -27,6 +27,8 @@ from xml.etree import ElementTree
 
 import fixtures
 from lxml import etree
+from nova.conductor.tasks import live_migrate as live_migrate_task
+from nova import context as nova_context
 
 from nova_acc.compute import ledger
 from tests.functional import base
@@ -168,6 +170,33 @@ class PciLiveMigrationTest(PciLiveMigrationTestBase):
         foreign = self.host_devices['compute2'][0]
         self.assertEqual(('foreign', FOREIGN_GUEST),
                          self.ledger_state('compute2', foreign))
+
+    def test_a_resource_update_after_the_pre_check_keeps_the_claim(self):
+        # compute2's periodic resource update runs between its pre-check
+        # (which claimed the device) and the conductor's recording of the
+        # destination: its reconcile must not release the claim.
+        find = live_migrate_task.LiveMigrationTask._find_destination
+
+        def find_then_update(task):
+            found = find(task)
+            self.computes['compute2'].manager.update_available_resource(
+                nova_context.get_admin_context())
+            return found
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.conductor.tasks.live_migrate.LiveMigrationTask.'
+            '_find_destination', find_then_update))
+        self.migrate_for_real()
+
+        server = self.live_migrate()
+
+        self.assertEqual('compute2', self.host_of(server))
+        dest = self.domain_hostdevs('compute2', server)
+        self.assertEqual(dest, self.sent_hostdevs())
+        self.assertEqual(dest, self.held('compute2', server))
+        self._run_periodics()
+        self.assert_released('compute1', self.source)
+        self.assert_consistent()
 
     def test_a_migration_job_that_fails_leaves_the_source_as_it_was(self):
         def fail(domain, destination, params, flags):
