@@ -171,10 +171,8 @@ class Attacher:
         self._rooms = driver.acc
 
     @property
-    def _host(self) -> str:
+    def host(self) -> str:
         return self._rooms.host.nodename
-
-    host = _host
 
     def guest_of(self, instance):
         """The server's libvirt guest; raises InstanceNotFound."""
@@ -201,23 +199,23 @@ class Attacher:
         client = contexts_api.client()
         ctx = client.get(context_id)
         if (ctx['state'], ctx['server_id'], ctx['host']) != (
-                ATTACHING, instance.uuid, self._host):
+                ATTACHING, instance.uuid, self.host):
             # The API's compare-and-swap gave the context to this server
             # on this host; anything else is not this attach's to finish.
             raise AttachFailed(
                 'device context %s is not being attached to server %s on '
                 'host %s (it is %s); nothing done' % (
-                    context_id, instance.uuid, self._host, ctx['state']))
+                    context_id, instance.uuid, self.host, ctx['state']))
         done: dict = {}
         try:
             refusal = cyborg_refusal(context_id, instance.uuid)
             if refusal:
                 # A later move would resolve the ID as an ARQ.
                 raise AttachFailed(refusal)
-            check_usable(instance, self._host, context_id)
+            check_usable(instance, self.host, context_id)
             self._attach_steps(ctxt, instance, context_id, ctx, done)
             # attaching -> bound, keeping the devices recorded meanwhile.
-            client.bind(context_id, instance.uuid, self._host,
+            client.bind(context_id, instance.uuid, self.host,
                         instance.project_id)
         except Exception as e:
             reason = getattr(e, 'reason', None) or str(e)
@@ -249,10 +247,10 @@ class Attacher:
         report = self._driver.virtapi.reportclient
         try:
             done['allocated'] = attach_placement.grow(
-                report, ctxt, instance.uuid, self._host, node.uuid, groups)
+                report, ctxt, instance.uuid, self.host, node.uuid, groups)
         except attach_placement.PlacementRefused as e:
             raise AttachFailed(e.reason) from e
-        new = binding.compute_bindings(report, ctxt, groups, self._host)
+        new = binding.compute_bindings(report, ctxt, groups, self.host)
         done['groups'] = {b.requester_id for b in new}
         binding.add_groups(instance, new, config)
         instance.save()
@@ -370,7 +368,7 @@ class Attacher:
         (no attach of this process runs then); a server with an operation
         under way, or not on this host, is left as it is.
         """
-        if instance.host != self._host or instance.vm_state not in \
+        if instance.host != self.host or instance.vm_state not in \
                 USABLE_VM_STATES or instance.task_state is not None:
             return
         extra = self._surplus(ctxt, instance)
@@ -379,7 +377,7 @@ class Attacher:
         LOG.warning('Server %s holds %s in placement on pools of host %s '
                     'that none of its device bindings accounts for (an '
                     'attach that did not finish); giving it back.',
-                    instance.uuid, extra, self._host, instance=instance)
+                    instance.uuid, extra, self.host, instance=instance)
         attach_placement.shrink(self._driver.virtapi.reportclient, ctxt,
                                 instance.uuid, extra)
 
@@ -392,7 +390,7 @@ class Attacher:
             ``error`` saying so) or the server cannot be changed now.
         """
         client = contexts_api.client()
-        check_usable(instance, self._host, context_id)
+        check_usable(instance, self.host, context_id)
         requester_ids = self._own_requester_ids(instance, context_id)
         guest = self._driver._host.get_guest(instance)
         try:
@@ -415,12 +413,10 @@ class Attacher:
 
     def release_groups(self, ctxt, instance, guest, requester_ids: set[str],
                        label: str, old_values: list[str] | None) -> None:
-        """Unplug the groups' devices, then release, reset and shrink.
+        """Unplug the groups' devices, then release, reset and shrink,
+        once the RequestSpec keeps only the context's place (``old_values``
+        put back when the guest keeps a device; ``label`` names it).
 
-        Called once the RequestSpec keeps only the context's place
-        (``old_values``: what to put back when the guest keeps a device).
-
-        :param label: how a fault names the context.
         :raises AttachFailed: the guest kept a device: it stays attached
             and held, and the RequestSpec names the context again.
         """
