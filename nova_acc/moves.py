@@ -33,9 +33,12 @@ What each operation does (the support matrix of the user guide):
   (``nova_acc.compute.live_migration``); vGPUs of ``mdev_type`` entries
   marked ``"live_migration": "migrate"`` (trait
   ``CUSTOM_ACC_LIVE_MIGRATION_MIGRATE``) stay in the guest and migrate
-  with it to mdevs the destination creates. Refused before anything moves
-  otherwise, with the reason: other pools (a passed-through device's
-  state cannot move with a running guest), servers mixing both kinds,
+  with it to mdevs the destination creates, and whole devices of entries
+  marked ``"migrate"`` (VFIO variant drivers) migrate with their state to
+  devices the destination claims (``nova_acc.compute.live_migration_pci``).
+  Refused before anything moves otherwise, with the reason: other pools (a
+  passed-through device's state cannot move with a running guest unless
+  its driver can migrate it), servers mixing both kinds,
   the contexts of a backend (Cyborg ARQs), single-device bindings;
 * suspend is no move: the server keeps its devices, which leave the guest
   while its memory is saved and come back on resume
@@ -66,10 +69,11 @@ LIVE_MIGRATION_REFUSED = (
     '%s; cold migrate the server instead')
 NOT_REPLUGGABLE = (
     'device group(s) %s: their devices cannot move with a running guest, '
-    'and the operator did not allow unplugging them for the move '
-    '("live_migration": "replug" in [nova_acc] device_spec of node %s)')
+    'and the operator did not allow unplugging them for the move or '
+    'migrating them with it ("live_migration": "replug" or "migrate" in '
+    '[nova_acc] device_spec of node %s)')
 MIXED_KINDS = (
-    'device groups %s whose vGPUs migrate with the guest and groups %s '
+    'device groups %s whose devices migrate with the guest and groups %s '
     'whose devices are unplugged for the move, in one server')
 BACKEND_CONTEXTS = 'device contexts of a backend (%s)'
 

@@ -69,7 +69,7 @@ class MoveRefusalTest(base.BaseTestCase):
                   'pool2': {'CUSTOM_ACC_LIVE_MIGRATION_MIGRATE'}}
         reason = moves.live_migration_refusal(server(POOL, other),
                                               traits.__getitem__)
-        self.assertIn('device groups nova_acc_3_0 whose vGPUs migrate with '
+        self.assertIn('device groups nova_acc_3_0 whose devices migrate with '
                       'the guest and groups nova_acc_0_0 whose devices are '
                       'unplugged', reason)
 
