@@ -142,6 +142,19 @@ class ComputeRPC:
         status, reason = found
         return int(status), str(reason)
 
+    def list_boot(self, context: oslo_context.RequestContext, host: str,
+                  server_id: str) -> dict[str, ty.Any]:
+        """The server's contexts by index, as its compute reads them.
+
+        :raises: what oslo.messaging raises (MessagingTimeout among them).
+        """
+        found = self.client.prepare(
+            server=host, version=BOOT_DETACH_VERSION,
+            timeout=CHECK_TIMEOUT).call(
+                _rpc_context(context), 'list_boot_contexts',
+                server_id=server_id)
+        return found if isinstance(found, dict) else {}
+
     def cast_boot_detach(self, context: oslo_context.RequestContext,
                          host: str, server_id: str, index: int) -> None:
         """Detach the server's boot-time context ``index`` (no ID); a
@@ -167,12 +180,11 @@ class Attachments:
     servers: NovaServers
     compute: ComputeRPC
 
-    def usable_server(self, server_id: str, project_id: str) -> Server:
-        """The server, if an attach or detach may start on it now.
+    def visible_server(self, server_id: str, project_id: str) -> Server:
+        """The server, if it is ``project_id``'s.
 
         :raises NotFound: unknown, or another project's.
-        :raises Conflict: not ACTIVE/SHUTOFF, a task in progress, no host,
-            or Nova could not be asked.
+        :raises Conflict: Nova could not be asked.
         """
         try:
             server = self.servers.get(server_id)
@@ -184,6 +196,16 @@ class Attachments:
         if server is None or server.project_id != project_id:
             raise exception.NotFound('Server %s could not be found.'
                                      % server_id)
+        return server
+
+    def usable_server(self, server_id: str, project_id: str) -> Server:
+        """The server, if an attach or detach may start on it now.
+
+        :raises NotFound: unknown, or another project's.
+        :raises Conflict: not ACTIVE/SHUTOFF, a task in progress, no host,
+            or Nova could not be asked.
+        """
+        server = self.visible_server(server_id, project_id)
         if server.status not in USABLE_STATUSES or server.task_state:
             raise exception.Conflict(
                 'server %s is %s%s: a device context is attached to or '

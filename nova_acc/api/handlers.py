@@ -285,6 +285,37 @@ def detach(service: Service, req: webob.Request,
     return _one(started, 202)
 
 
+def list_boot_contexts(service: Service, req: webob.Request,
+                       server_id: str) -> webob.Response:
+    """``GET /v1/servers/{server_id}/boot-contexts``: the server's device
+    contexts by index, as its RequestSpec names them (read by its
+    compute), so that a user can name one given at boot without an ID."""
+    validation.query(req.GET, ())
+    context = auth.context_of(req)
+    _authorize(service, context, policy.LIST, context.project_id)
+    found_server = validation.path_uuid(server_id, 'Server')
+    server = _attachments(service).visible_server(
+        found_server, str(context.project_id))
+    if not server.host:
+        raise exception.Conflict(
+            'server %s has no host now (not built yet, or shelved '
+            'offloaded): its contexts cannot be read' % server.id)
+    try:
+        found = _attachments(service).compute.list_boot(
+            context, server.host, server.id)
+    except Exception as e:  # oslo.messaging's: a timeout, a broken
+        # transport, a compute too old for the call
+        raise exception.Conflict(
+            'host %s did not answer for the contexts of server %s (%s); '
+            'try again' % (server.host, server.id, type(e).__name__))
+    if 'contexts' not in found:
+        raise (exception.NotFound if found.get('status') == 404 else
+               exception.Conflict)(str(found.get('reason') or (
+                   'host %s gave no answer for server %s' % (
+                       server.host, server.id))))
+    return _json({'boot_contexts': found['contexts']})
+
+
 def detach_boot_context(service: Service, req: webob.Request,
                         server_id: str, index: str) -> webob.Response:
     """``DELETE /v1/servers/{server_id}/boot-contexts/{index}``: detach a

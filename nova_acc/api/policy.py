@@ -61,9 +61,15 @@ RULES = [
     _rule(CREATE, '%s or (%s)' % (ADMIN, PROJECT_MEMBER),
           'Create a device context in the caller\'s project.',
           'POST', _PATH),
-    _rule(LIST, '%s or %s or (%s)' % (ADMIN, SERVICE, PROJECT_READER),
-          'List the device contexts of the caller\'s project.',
-          'GET', _PATH),
+    policy.DocumentedRuleDefault(
+        name=LIST,
+        check_str='%s or %s or (%s)' % (ADMIN, SERVICE, PROJECT_READER),
+        description='List the device contexts of the caller\'s project, '
+        'or those a server of it was given at boot.',
+        operations=[{'method': 'GET', 'path': _PATH},
+                    {'method': 'GET',
+                     'path': '/v1/servers/{server_id}/boot-contexts'}],
+        scope_types=['project']),
     _rule(LIST_ALL_PROJECTS, '%s or %s' % (ADMIN, SERVICE),
           'List the device contexts of all projects (all_projects=True).',
           'GET', _PATH),

@@ -53,6 +53,9 @@ ROUTES: dict[str, dict[str, handlers.Handler]] = {
     '/v1/device-contexts/{context_id}/fault': {
         'PUT': handlers.set_fault,
     },
+    '/v1/servers/{server_id}/boot-contexts': {
+        'GET': handlers.list_boot_contexts,
+    },
     '/v1/servers/{server_id}/boot-contexts/{index}': {
         'DELETE': handlers.detach_boot_context,
     },

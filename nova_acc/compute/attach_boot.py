@@ -36,6 +36,7 @@ server (``attach.cyborg_refusal``).
 from __future__ import annotations
 
 from nova_acc import binding
+from nova_acc import hint
 from nova_acc.compute import attach
 from nova_acc.compute import attach_spec
 from nova_acc import request_groups
@@ -57,6 +58,36 @@ def requester_ids_at(instance, index: int) -> set[str]:
         if decoded is not None and decoded.context_index == index and \
                 not (b.context_id or decoded.context_id):
             found.add(b.requester_id)
+    return found
+
+
+def listing(ctxt, instance) -> list[dict]:
+    """The server's device contexts by index, as its RequestSpec names
+    them: what a user needs to name one in a detach.
+
+    Each entry: ``index``, ``kind`` (``spec``, ``profile``, ``id``, or
+    ``detached``), ``value`` (the inline spec or ``profile:NAME``; the ID
+    for ``id``) and ``groups`` (how many of its groups the server holds
+    on this host).
+
+    :raises SpecNotUpdated: the RequestSpec could not be read.
+    """
+    values = attach_spec.values_of(ctxt, instance.uuid)
+    held: dict[int, int] = {}
+    for b in binding.load(instance):
+        decoded = request_groups.RequesterId.decode(b.requester_id)
+        if decoded is not None:
+            held[decoded.context_index] = held.get(
+                decoded.context_index, 0) + 1
+    found = []
+    for index, value in enumerate(values):
+        if hint.is_detached(value):
+            found.append({'index': index, 'kind': 'detached',
+                          'value': None, 'groups': held.get(index, 0)})
+            continue
+        found.append({'index': index, 'kind': hint.kind_of(value),
+                      'value': hint.context_id(value) or value,
+                      'groups': held.get(index, 0)})
     return found
 
 

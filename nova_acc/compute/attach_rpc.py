@@ -25,8 +25,9 @@ server: under the per-instance lock, with an instance action and an event
 ``detach_device_context``), recorded through the conductor.
 
 Version history: 1.0 - attach_device_context, detach_device_context.
-1.1 - check_boot_context (a call) and detach_boot_context (a cast): a
-context given at boot without an ID, by its index (``attach_boot``).
+1.1 - list_boot_contexts and check_boot_context (calls) and
+detach_boot_context (a cast): a context given at boot without an ID, by
+its index (``attach_boot``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from nova_acc.api import client as api_client
 from nova_acc.backends import contexts_api
 from nova_acc.compute import attach
 from nova_acc.compute import attach_boot
+from nova_acc.compute import attach_spec
 
 LOG = logging.getLogger(__name__)
 
@@ -86,6 +88,20 @@ class AttachEndpoint:
         found = attach_boot.refusal(self._attacher, ctxt.elevated(),
                                     instance, index)
         return list(found) if found else None
+
+    def list_boot_contexts(self, ctxt, server_id: str) -> dict:
+        """Since 1.1, a call: ``{"contexts": [...]}`` (``attach_boot.
+        listing``), or ``{"status": 404|409, "reason": ...}``."""
+        admin = ctxt.elevated()
+        try:
+            instance = objects.Instance.get_by_uuid(
+                admin, server_id, expected_attrs=['system_metadata'])
+            return {'contexts': attach_boot.listing(admin, instance)}
+        except nova_exc.InstanceNotFound:
+            return {'status': 404,
+                    'reason': 'Server %s could not be found.' % server_id}
+        except attach_spec.SpecNotUpdated as e:
+            return {'status': 409, 'reason': str(e)}
 
     def detach_boot_context(self, ctxt, server_id: str, index: int) -> None:
         """Since 1.1: the context given at boot at ``index`` (no ID).

@@ -154,6 +154,14 @@ def _boot_value(values: list[str], instance_uuid: str, index: int,
     return value
 
 
+def values_of(ctxt, instance_uuid: str) -> list[str]:
+    """The server's device_context values, read only.
+
+    :raises SpecNotUpdated: the RequestSpec could not be read.
+    """
+    return request_groups.hint_values(_load(ctxt, instance_uuid))
+
+
 def check_boot_detachable(ctxt, instance_uuid: str, index: int,
                           refuse_id) -> str:
     """The value at ``index``, read only, if it can be detached now.

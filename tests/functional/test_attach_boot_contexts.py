@@ -140,6 +140,34 @@ class BootContextDetachTest(BootContextMixin, test_attach.AttachTestBase):
         self.assertEqual([ctx, INLINE], self.spec_values(server))
         self.assert_agree(server, 'compute1', sorted([gone, kept]))
 
+    def boot_contexts(self, server, project=None, status=200):
+        resp = self.contexts_api.adapter(project or self.project).get(
+            '/v1/servers/%s/boot-contexts' % server['id'], raise_exc=False)
+        self.assertEqual(status, resp.status_code, resp.text)
+        return resp.json()
+
+    def test_the_listing_names_each_context_by_its_index(self):
+        self.flags(profile=['gzip=' + INLINE], group='nova_acc')
+        self.start_fpga_host('compute1', num_fpgas=3)
+        ctx = self.create()
+        server = self.boot(INLINE, 'profile:gzip', ctx)
+
+        def listed():
+            return [(c['index'], c['kind'], c['value'], c['groups'])
+                    for c in self.boot_contexts(server)['boot_contexts']]
+
+        self.assertEqual([(0, 'spec', INLINE, 1),
+                          (1, 'profile', 'profile:gzip', 1),
+                          (2, 'id', ctx, 1)], listed())
+        self.assertEqual('Success', self.boot_detach(server, 1)['result'])
+        self.assertEqual([(0, 'spec', INLINE, 1),
+                          (1, 'detached', None, 0),
+                          (2, 'id', ctx, 1)], listed())
+        # Another project's server is missing, as a context would be.
+        body = self.boot_contexts(server, project='other-project',
+                                  status=404)
+        self.assertNotIn(INLINE, str(body))
+
     def test_guest_that_keeps_the_device_then_a_retry(self):
         server, gone, kept = self._two_inline()
         with fixtures.MonkeyPatch(
