@@ -13,8 +13,10 @@
 
 ``DeviceContextClient`` talks to the ``device-context`` service through a
 keystoneauth1 ``Adapter`` (give it one, or a ``Session`` and it makes
-one). Every call returns the ``device_context`` dict (see
-doc/source/api-ref.rst) or raises one of:
+one). Every call of ``/v1/device-contexts`` returns the ``device_context``
+dict (see doc/source/api-ref.rst), those of ``/v1/servers/{id}/boot-contexts``
+a server's contexts by index or the request ID of a detach; or raises one
+of:
 
 * :class:`ContextNotFound` - 404: missing, or another project's;
 * :class:`ContextConflict` - 409, with the service's message (bound to
@@ -39,14 +41,26 @@ from keystoneauth1 import session as ks_session
 
 SERVICE_TYPE = 'device-context'
 PATH = '/v1/device-contexts'
+SERVERS_PATH = '/v1/servers'
+#: The header of oslo.middleware's RequestId: the ID nova-acc-api gave the
+#: call, which the compute's instance action of a cast carries.
+REQUEST_ID_HEADER = 'x-openstack-request-id'
 
 Context = dict[str, ty.Any]
+#: One of a server's device contexts by index (``list_boot_contexts``).
+BootContext = dict[str, ty.Any]
 
 
 def _url(context_id: str, suffix: str = '') -> str:
     # Quoted: an ID that came from a user's hint never changes the path.
     return '%s/%s%s' % (PATH, urllib.parse.quote(str(context_id), safe=''),
                         suffix)
+
+
+def _boot_url(server_id: str, index: int | None = None) -> str:
+    url = '%s/%s/boot-contexts' % (
+        SERVERS_PATH, urllib.parse.quote(str(server_id), safe=''))
+    return url if index is None else '%s/%d' % (url, index)
 
 
 class ContextAPIError(Exception):
@@ -82,7 +96,8 @@ def _message(response: ty.Any) -> str:
 
 
 class DeviceContextClient:
-    """Calls of nova-acc-api's ``/v1/device-contexts``."""
+    """Calls of nova-acc-api's ``/v1/device-contexts`` and
+    ``/v1/servers/{server_id}/boot-contexts``."""
 
     def __init__(self, session_or_adapter: ty.Any) -> None:
         if isinstance(session_or_adapter, ks_session.Session):
@@ -91,6 +106,13 @@ class DeviceContextClient:
         self.adapter = session_or_adapter
 
     def _call(self, method: str, url: str, **kwargs: ty.Any) -> ty.Any:
+        """The decoded body of the answer (None if it has none)."""
+        response = self._response(method, url, **kwargs)
+        return response.json() if response.content else None
+
+    def _response(self, method: str, url: str, **kwargs: ty.Any
+                  ) -> ty.Any:
+        """The answer to one call, if it is a success (< 300)."""
         try:
             response = self.adapter.request(url, method, raise_exc=False,
                                             **kwargs)
@@ -100,7 +122,7 @@ class DeviceContextClient:
                 'nova-acc-api could not be reached: %s' % error)
         status = response.status_code
         if status < 300:
-            return response.json() if status != 204 else None
+            return response
         message = _message(response)
         if status == 404:
             raise ContextNotFound(message, status)
@@ -163,6 +185,31 @@ class DeviceContextClient:
         """Start detaching from its server (202): ``detaching``, then
         ``unbound`` (or ``error`` with a fault, the device still held)."""
         return self._context('DELETE', _url(context_id, '/attachment'))
+
+    def list_boot_contexts(self, server_id: str) -> ty.List[BootContext]:
+        """The server's device contexts by index, as its compute reads
+        them from Nova: ``index``, ``kind`` (``spec``, ``profile``, ``id``
+        or ``detached``), ``value`` and ``groups`` (how many of its request
+        groups the server holds).
+
+        A context given at boot as an inline spec or a profile has no ID:
+        its index is what :meth:`detach_boot_context` takes.
+        """
+        found = self._call('GET', _boot_url(server_id))
+        return ty.cast(ty.List[BootContext], found['boot_contexts'])
+
+    def detach_boot_context(self, server_id: str, index: int) -> str | None:
+        """Start detaching the context given at boot at ``index`` (202).
+
+        The server's compute then detaches it and records that as the
+        server's instance action ``detach_boot_context``, whose request ID
+        is the ID nova-acc-api gave this call.
+
+        :returns: that request ID (None if the answer did not carry one).
+        """
+        response = self._response('DELETE', _boot_url(server_id, index))
+        return ty.cast(ty.Optional[str],
+                       response.headers.get(REQUEST_ID_HEADER))
 
     # ---- calls of Nova's side -------------------------------------------
 

@@ -179,4 +179,4 @@ class ClientDistributionTest(base.BaseTestCase):
         client = entry_points(os.path.join(REPO_ROOT, 'client', 'setup.cfg'),
                               'options.entry_points')
         self.assertEqual(server, client)
-        self.assertEqual(7, len(server['openstack.device_context.v1']))
+        self.assertEqual(8, len(server['openstack.device_context.v1']))
