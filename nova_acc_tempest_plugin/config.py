@@ -78,6 +78,11 @@ nova_acc_opts = [
                 help='Whether a host has a free device for the profile '
                      "named by 'profile'. False: profile:NAME must fail "
                      'with NoValidHost. True: it must boot ACTIVE.'),
+    cfg.StrOpt('profile_resource_class',
+               help="The resource class of the profile's devices (e.g. "
+                    'CUSTOM_EDU): tests that use them do not overlap with '
+                    'other tests using devices of that class. Unset: only '
+                    'with the other tests of the profile.'),
     cfg.IntOpt('profile_pool_size',
                default=0,
                min=0,

@@ -105,6 +105,9 @@ image=$("$OPENSTACK" image show nova-acc-guest -f value -c id)
 profile=$(python3 "$ROOT/tools/lib/nova_conf.py" get "$DIR/etc/nova/nova.conf" \
     nova_acc profile | sed -n 1p) \
     || die "the cloud's $DIR/etc/nova/nova.conf has no [nova_acc] profile"
+# Its resource class: tests that use the profile's devices then do not
+# overlap with other tests on devices of that class (DevicesHeld).
+profile_resource_class=$(sed -n 's/^[^=]*=resources[0-9]*:\([A-Z0-9_]*\)=[0-9]*$/\1/p' <<<"$profile")
 profile=${profile%%=*}
 # nova-acc-api is there when the catalog has an endpoint of its type.
 # The whole list first, asked up to 3 times: once, with "| grep -q ."
@@ -178,6 +181,7 @@ unsatisfiable_context = resources:FPGA=1
 profile = $profile
 profile_satisfiable = $PROFILE_SATISFIABLE
 profile_pool_size = $PROFILE_POOL_SIZE
+profile_resource_class = $profile_resource_class
 libvirt_uri = $LIBVIRT_URI
 virsh_command = $VIRSH_COMMAND
 openstack_command = $OPENSTACK

@@ -26,6 +26,8 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 
+from fasteners import process_lock
+from oslo_concurrency import lockutils
 from tempest.api.compute import base
 from tempest.common import waiters
 from tempest import config
@@ -211,14 +213,71 @@ class DeviceContextBase(base.BaseV2ComputeTest):
         return total
 
 
-class DeviceRequired(object):
-    """Skips the class unless a host can serve [nova_acc] device_context.
+def device_lock_names(kinds):
+    """The lock names of the devices the [nova_acc] options ``kinds`` ask
+    for: their resource classes (``profile``: ``profile_resource_class``),
+    or the option's name where none can be told."""
+    names = set()
+    for kind in kinds:
+        if kind == 'profile':
+            names.add(CONF.nova_acc.profile_resource_class or kind)
+            continue
+        value = getattr(CONF.nova_acc, kind) or ''
+        names.update(re.findall(r'resources\d*:([A-Z0-9_]+)=', value)
+                     or [kind])
+    return sorted(names)
 
-    Mixed in before DeviceContextBase. Serial: the tests that use devices
-    assume the pool's devices are theirs alone while they run.
+
+class DevicesHeld(object):
+    """The class's devices are its own while it runs.
+
+    Its tests count the free devices of their pools and use them all, so
+    two classes on the same devices must not overlap; classes on other
+    devices (and the tests without devices) run beside them. Each class
+    names the [nova_acc] options whose contexts it boots (``device_kinds``)
+    and holds an inter-process lock per resource class of those from its
+    setUpClass to its tearDownClass, taken in one order (no deadlock).
+    Tempest's own ``_serial`` would stop every other test meanwhile.
     """
 
-    _serial = True
+    #: The [nova_acc] options whose contexts the class's tests boot.
+    device_kinds = ('device_context',)
+
+    @classmethod
+    def setUpClass(cls):
+        cls._device_locks = []
+        lock_dir = lockutils.get_lock_path(CONF)
+        for name in device_lock_names(cls.device_kinds):
+            lock = process_lock.InterProcessLock(
+                os.path.join(lock_dir, 'nova-acc-devices-%s' % name))
+            lock.acquire()
+            cls._device_locks.append(lock)
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls._release_devices()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls._release_devices()
+
+    @classmethod
+    def _release_devices(cls):
+        # Tempest's setUpClass calls tearDownClass itself when it fails.
+        while getattr(cls, '_device_locks', None):
+            cls._device_locks.pop().release()
+
+
+class DeviceRequired(DevicesHeld):
+    """Skips the class unless a host can serve [nova_acc] device_context.
+
+    Mixed in before DeviceContextBase; its devices are its own while it
+    runs (DevicesHeld).
+    """
 
     @classmethod
     def skip_checks(cls):
@@ -286,14 +345,15 @@ class DeviceContextFaultsTest(DeviceContextBase):
         self.assert_no_allocation(server['id'])
 
 
-class ProfileWithoutFreeDeviceTest(DeviceContextBase):
+class ProfileWithoutFreeDeviceTest(DevicesHeld, DeviceContextBase):
     """profile:NAME when no host has a free device for it.
 
-    Serial: where a host has the profile's devices (profile_satisfiable),
-    the test first holds all of them (profile_pool_size servers).
+    Where a host has the profile's devices (profile_satisfiable), the test
+    first holds all of them (profile_pool_size servers): they are its own
+    while it runs (DevicesHeld).
     """
 
-    _serial = True
+    device_kinds = ('profile',)
 
     @decorators.idempotent_id('5d6e7f80-3a4b-4c5d-8e9f-0a1b2c3d5a05')
     def test_profile_without_free_device(self):
@@ -402,6 +462,8 @@ class DeviceContextCliTest(DeviceContextBase):
 
 class DeviceBootTest(DeviceRequired, DeviceContextBase):
     """A context a host can serve: the device is passed through."""
+
+    device_kinds = ('device_context', 'profile')
 
     @classmethod
     def resource_class(cls):

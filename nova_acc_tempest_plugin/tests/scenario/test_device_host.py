@@ -17,8 +17,9 @@ of an nvme PF (``vf_context``) and the PF itself (``pf_context``), and the
 ``edu`` without a reset method (``no_reset_context``). What the compute
 host's ledger says (resets, dirty devices) is read with ``nova-acc-manage``
 on that host (``manage_command``); the domain XML with ``virsh_command``.
-Each class needs what it names and is skipped without it; they run one at
-a time (``DeviceRequired``), as they count the devices of shared pools.
+Each class needs what it names and is skipped without it; classes on the
+same devices run one at a time, as they count the devices of their pools
+(``DevicesHeld``), and beside the classes on other devices.
 """
 
 import re
@@ -161,6 +162,8 @@ class DevicePoolTest(DeviceHostBase):
 class SriovTest(DeviceHostBase):
     """The VFs of a PF are a pool; the PF is refused while a VF is used."""
 
+    device_kinds = ('vf_context', 'pf_context')
+
     @classmethod
     def skip_checks(cls):
         super().skip_checks()
@@ -196,6 +199,8 @@ class SriovTest(DeviceHostBase):
 
 class DirtyDeviceTest(DeviceHostBase):
     """A device without a reset method: dirty on release until cleared."""
+
+    device_kinds = ('no_reset_context',)
 
     @classmethod
     def skip_checks(cls):
