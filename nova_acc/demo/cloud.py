@@ -33,7 +33,9 @@ nova-acc-api, the device-context API, runs in the same process
 (``ContextsAPIFixture``: sqlite, noauth2) and Nova's services reach it as
 in a deployment, with ``[device_context_api]`` credentials that hold only
 the ``service`` role: a device context created there by ID boots servers
-with the local backend.
+with the local backend. It reads servers from Nova's API and casts to the
+computes on Nova's transport, so contexts attach and detach
+(``openstack server add|remove device context``).
 
 ``--backend cyborg`` runs :class:`CyborgDemoCloud`: the same cloud with
 the real Cyborg (API and conductor) in a child process as the backend of
@@ -48,11 +50,15 @@ import os
 import time
 import typing as ty
 
+from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
 from nova import conf as nova_conf
+from nova import rpc
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 
+from nova_acc.api import attachment
 from nova_acc.demo import plan
 from nova_acc.tests.fixtures import cloud
 from nova_acc.tests.fixtures import contexts_api
@@ -102,7 +108,7 @@ class DemoCloud(cloud.DeviceContextTestBase):
         resolves it to Nova's service user with the ``service`` role only.
         """
         self.contexts_api = self.useFixture(
-            contexts_api.ContextsAPIFixture())
+            contexts_api.ContextsAPIFixture(attachments=self._attachments()))
         nova_conf.CONF.register_opts(
             ks_loading.get_auth_plugin_conf_options('admin_token'),
             group='device_context_api')
@@ -112,6 +118,24 @@ class DemoCloud(cloud.DeviceContextTestBase):
                        user_id, project_id, contexts_api.SERVICE_ROLES),
                    endpoint=self.contexts_api.endpoint,
                    group='device_context_api')
+
+    def _attachments(self) -> attachment.Attachments:
+        """Attach and detach for nova-acc-api, as test_attach wires them:
+        servers read from Nova's in-process API as its admin (the
+        harness's noauth headers), casts on Nova's fake transport."""
+        # The fake libvirt sends no device-removed event: a detach waits
+        # for it once, then finds the device gone from the live domain.
+        self.flags(device_detach_timeout=1, device_detach_attempts=1,
+                   group='libvirt')
+        nova = ks_adapter.Adapter(
+            ks_session.Session(), endpoint_override=self.admin_api.base_url,
+            additional_headers={
+                'X-Auth-User': 'admin', 'X-User-Id': 'admin',
+                'X-Auth-Project-Id': self.api.project_id,
+                'X-Roles': 'reader,member,admin'})
+        return attachment.Attachments(
+            servers=attachment.NovaServers(nova),
+            compute=attachment.ComputeRPC(rpc.TRANSPORT))
 
     def contexts_client(self):
         """nova-acc-api as a member of the demo's project (its user)."""

@@ -142,7 +142,10 @@ class MemberRolesProxy:
         with response:
             data = response.read()
             handler.send_response(response.status)
-            for key in ('Content-Type', 'OpenStack-API-Version'):
+            # The request ID: the instance action of a boot-context
+            # detach carries it (remove --boot-index --wait reads it).
+            for key in ('Content-Type', 'OpenStack-API-Version',
+                        'X-OpenStack-Request-Id'):
                 if response.headers.get(key):
                     handler.send_header(key, response.headers[key])
             handler.send_header('Content-Length', str(len(data)))
@@ -248,7 +251,8 @@ class ServeProcess:
 
 
 class DeviceContextCLITest(testtools.TestCase):
-    """One served cloud (one host, two FPGAs) for all tests of the class."""
+    """One served cloud (one host, three FPGAs) for all tests of the
+    class."""
 
     serve = None
 
@@ -258,7 +262,8 @@ class DeviceContextCLITest(testtools.TestCase):
         problem = installed_cli_problem()
         if problem:
             raise AssertionError(problem)
-        cls.serve = ServeProcess('--hosts', '1', '--devices-per-host', '2')
+        # A server some test keeps holds one; another boots with two.
+        cls.serve = ServeProcess('--hosts', '1', '--devices-per-host', '3')
         # The clients get exactly what the serve process told users.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(('OS_', 'NOVA_'))}
@@ -332,18 +337,24 @@ class DeviceContextCLITest(testtools.TestCase):
             time.sleep(0.5)
 
     def contexts(self, *args, project=None, check=True):
-        """``openstack device context ...`` as a member of ``project``.
+        """``openstack device context ...`` as a member of ``project``."""
+        return self.member_openstack('device', 'context', *args,
+                                     project=project, check=check)
+
+    def member_openstack(self, *args, project=None, check=True):
+        """``openstack ...`` as a member of ``project``.
 
         Against the served nova-acc-api through :class:`MemberRolesProxy`
         (its endpoint given as the ``device-context`` service's override);
         the token (keystoneauth's ``admin_token`` plugin) is noauth2's
         ``user:project``. By default the project the Nova API acts in,
-        whose servers may boot with its contexts.
+        whose servers may boot with its contexts. The compute API is the
+        served Nova's (``OS_ENDPOINT``), which acts as its admin.
         """
         env = dict(self.env, OS_AUTH_TYPE='admin_token',
                    OS_TOKEN='cli-user:%s' % (project or self.project_id),
                    OS_DEVICE_CONTEXT_ENDPOINT_OVERRIDE=self.proxy.url)
-        proc = self.run_cli(OPENSTACK, 'device', 'context', *args, env=env)
+        proc = self.run_cli(OPENSTACK, *args, env=env)
         if check:
             self.assertEqual(0, proc.returncode, proc.stderr)
         return proc
@@ -464,6 +475,57 @@ class DeviceContextCLITest(testtools.TestCase):
         self.contexts('delete', context_id)
         self.assert_refused(self.contexts('show', context_id, check=False),
                             context_id, 'could not be found')
+
+    def boot_contexts(self, server_id):
+        return json.loads(self.member_openstack(
+            'server', 'device', 'context', 'list', server_id, '-f',
+            'json').stdout)
+
+    def test_detach_a_context_given_at_boot_by_its_index(self):
+        # Boot with two inline contexts, list them, detach #0 with --wait:
+        # the compute has detached it (its instance action's event) and
+        # #1 is untouched.
+        server = json.loads(self.openstack(
+            'server', 'create', '--image', IMAGE, '--flavor', FLAVOR,
+            '--nic', 'none', '--device-context', 'resources:FPGA=1',
+            '--device-context', 'resources:FPGA=1', '--wait', '-f', 'json',
+            self.name('osc-boot')).stdout)
+        self.addCleanup(self.openstack, 'server', 'delete', '--wait',
+                        server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual(
+            [{'Index': 0, 'Kind': 'spec', 'Value': 'resources:FPGA=1',
+              'Groups': 1},
+             {'Index': 1, 'Kind': 'spec', 'Value': 'resources:FPGA=1',
+              'Groups': 1}], self.boot_contexts(server['id']))
+
+        shown = json.loads(self.member_openstack(
+            'server', 'remove', 'device', 'context', server['id'],
+            '--boot-index', '0', '--wait', '-f', 'json').stdout)
+        self.assertEqual((0, 'detached', None, 0),
+                         (shown['index'], shown['kind'], shown['value'],
+                          shown['groups']))
+        self.assertEqual(
+            [{'Index': 0, 'Kind': 'detached', 'Value': None, 'Groups': 0},
+             {'Index': 1, 'Kind': 'spec', 'Value': 'resources:FPGA=1',
+              'Groups': 1}], self.boot_contexts(server['id']))
+        action = json.loads(self.openstack(
+            'server', 'event', 'show', server['id'], shown['request_id'],
+            '-f', 'json').stdout)
+        self.assertEqual('detach_boot_context', action['action'])
+        self.assertEqual([('compute_detach_boot_context', 'Success')],
+                         [(e['event'], e['result'])
+                          for e in action['events']])
+        # Nova's RequestSpec keeps the place only: no later move asks
+        # for it again.
+        self.assertEqual(
+            {'device_context': ['detached:%s' % uuid.UUID(int=0),
+                                'resources:FPGA=1']},
+            self.show(server['id'])['scheduler_hints'])
+        self.assert_refused(self.member_openstack(
+            'server', 'remove', 'device', 'context', server['id'],
+            '--boot-index', '0', check=False),
+            'server %s has no device context #0' % server['id'])
 
     def test_device_context_create_bad_spec_names_the_token(self):
         before = json.loads(self.contexts('list', '-f', 'json').stdout)
