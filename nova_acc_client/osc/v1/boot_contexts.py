@@ -135,7 +135,8 @@ def wait_detached(cmd: command.Command, server_id: str, index: int,
                 return _entry(cmd, server_id, index)
         else:
             # No request ID came back (a proxy dropped the header): only
-            # the list can be read, and it shows no failure.
+            # the list can be read. It shows no failure, and the last
+            # context's place is dropped before its devices are released.
             entry = _entry(cmd, server_id, index)
             if entry['kind'] == DETACHED and not entry.get('groups'):
                 return entry
@@ -160,6 +161,13 @@ def detach(cmd: command.Command, server_id: str, index: int, wait: bool,
         entry = wait_detached(cmd, server_id, index, request_id,
                               wait_seconds, poll_seconds, sleep)
     else:
-        entry = _entry(cmd, server_id, index)
+        try:
+            entry = _entry(cmd, server_id, index)
+        except exceptions.CommandError as error:
+            # The detach is under way all the same: say so.
+            raise exceptions.CommandError(
+                'device context #%d of server %s: the detach was sent '
+                '(request %s) but the list could not be read: %s'
+                % (index, server_id, request_id, error)) from None
     shown = dict(entry, request_id=request_id)
     return FIELDS, tuple(shown.get(field) for field in FIELDS)

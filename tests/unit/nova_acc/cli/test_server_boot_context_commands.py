@@ -259,3 +259,18 @@ class WaitWithoutRequestIdTest(BootContextCommandTestCase):
         return types.SimpleNamespace(
             client_manager=types.SimpleNamespace(
                 device_context=self.client, compute=None))
+
+
+class ListFailsAfterTheDetachTest(BootContextCommandTestCase):
+
+    def test_the_detach_is_said_to_be_sent(self):
+        def unreachable(context, host, server_id):
+            raise TimeoutError('host1 did not answer')
+        self.compute.list_boot = unreachable
+        e = self.assertRaises(exceptions.CommandError, self.run_remove,
+                              self.server_id, '--boot-index', '0')
+        [(_host, _server, _index, request_id)] = self.compute.casts
+        self.assertIn('device context #0 of server %s: the detach was sent '
+                      '(request %s) but the list could not be read: host '
+                      'host1 did not answer' % (self.server_id, request_id),
+                      str(e))
