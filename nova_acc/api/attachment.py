@@ -32,6 +32,7 @@ the API's own ``transport_url``, which must be the compute cell's.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing as ty
 
 from keystoneauth1 import exceptions as ks_exceptions
@@ -225,6 +226,28 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     ks_loading.register_auth_conf_options(conf, NOVA_GROUP)
     ks_loading.register_adapter_conf_options(conf, NOVA_GROUP)
     conf.set_default('service_type', 'compute', group=NOVA_GROUP)
+    _register_messaging_opts(conf)
+
+
+#: Option groups oslo.messaging (18.3) reads from the transport's
+#: ConfigOpts on every cast but registers on the global CONF only, by
+#: module: this service has a ConfigOpts of its own, on which every cast
+#: raised NoSuchOptError (the real cloud answered each attach 409). The
+#: list oslo_messaging.ConfFixture registers; each module's list of
+#: options is named as its group.
+_MESSAGING_GLOBAL_ONLY = (
+    ('oslo_messaging._metrics.client', 'oslo_messaging_metrics'),
+    ('oslo_messaging._tracing.client', 'oslo_messaging_tracing'),
+)
+
+
+def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
+    for module_name, group in _MESSAGING_GLOBAL_ONLY:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an oslo.messaging without that feature
+            continue
+        conf.register_opts(getattr(module, group), group=group)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
