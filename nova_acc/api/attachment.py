@@ -52,6 +52,11 @@ LOG = logging.getLogger(__name__)
 #: own (``nova_acc.compute.attach_rpc``).
 TOPIC = 'compute'
 NAMESPACE = 'nova_acc'
+#: The exchange Nova's services use (nova.rpc sets it as the transport's
+#: default control_exchange); oslo.messaging's own default, 'openstack',
+#: is one no nova-compute listens on. nova-acc-api.conf's [DEFAULT]
+#: control_exchange still overrides it.
+EXCHANGE = 'nova'
 #: The version of the compute's RPC API this side speaks.
 RPC_VERSION = '1.0'
 #: The version that has check_boot_context and detach_boot_context.
@@ -266,6 +271,7 @@ def from_conf(conf: cfg.ConfigOpts) -> Attachments | None:
         conf, NOVA_GROUP, auth=auth)
     adapter = ks_loading.load_adapter_from_conf_options(
         conf, NOVA_GROUP, session=session, auth=auth)
+    messaging.set_transport_defaults(control_exchange=EXCHANGE)
     transport = messaging.get_rpc_transport(conf)
     return Attachments(servers=NovaServers(adapter),
                        compute=ComputeRPC(transport))

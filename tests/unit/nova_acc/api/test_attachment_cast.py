@@ -15,7 +15,9 @@ sends it.
 The functional harness casts on Nova's transport (the global CONF); the
 service loads a ConfigOpts of its own (``nova_acc.api.conf.load``), on
 which oslo.messaging 18.3 found no ``[oslo_messaging_tracing]`` and every
-cast raised NoSuchOptError: the real cloud answered every attach 409.
+cast raised NoSuchOptError (the real cloud answered every attach 409), and
+whose default exchange was oslo.messaging's, not Nova's (the cast went
+nowhere: the context stayed attaching).
 Here the cast goes over oslo.messaging's in-memory ``fake:/`` transport
 to an RPC server on the compute topic, as nova-compute's serves it.
 """
@@ -76,8 +78,12 @@ class CastTest(base.BaseTestCase):
         self.addCleanup(transport.cleanup)
 
         endpoint = Endpoint()
+        # On Nova's exchange, as nova-compute listens (nova.rpc's
+        # control_exchange); a cast to oslo.messaging's default exchange
+        # never arrived.
         server = messaging.get_rpc_server(
-            transport, messaging.Target(topic=attachment.TOPIC,
+            transport, messaging.Target(exchange='nova',
+                                        topic=attachment.TOPIC,
                                         server='compute1'),
             [endpoint], executor='threading')
         server.start()
