@@ -203,9 +203,13 @@ class Database:
         self._change(
             [M.id == context_id, M.project_id == project_id,
              sa.or_(M.state == models.UNBOUND, M.server_id == server_id)],
-            {'state': models.BOUND, 'server_id': server_id, 'host': host,
-             'devices': sa.case((M.state == models.ATTACHING, M.devices),
+            # devices first: MySQL assigns left to right, each later
+            # expression seeing the new values, so after state = bound
+            # the CASE cleared an attach's devices (sqlite and the SQL
+            # standard use the old row).
+            {'devices': sa.case((M.state == models.ATTACHING, M.devices),
                                 else_='[]'),
+             'state': models.BOUND, 'server_id': server_id, 'host': host,
              'fault': None,
              'updated_at': timeutils.utcnow()},
             context_id, project_id=project_id)
@@ -312,10 +316,15 @@ class Database:
                 context_id: str, action: str = '',
                 project_id: str | None = None, server_id: str | None = None,
                 on_host: str | None = None) -> None:
-        """One guarded UPDATE; if it matched nothing, raise why."""
+        """One guarded UPDATE; if it matched nothing, raise why.
+
+        The SET clauses in the order of ``values`` (MySQL evaluates them
+        in that order, each on the row as updated so far).
+        """
         with self._writer() as session:
             changed = session.execute(
-                sa.update(M).where(*where).values(**values)).rowcount
+                sa.update(M).where(*where).ordered_values(
+                    *values.items())).rowcount
         if not changed:
             self._raise_why(context_id, action, project_id, server_id,
                             on_host)
