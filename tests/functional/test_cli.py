@@ -476,6 +476,44 @@ class DeviceContextCLITest(testtools.TestCase):
         self.assert_refused(self.contexts('show', context_id, check=False),
                             context_id, 'could not be found')
 
+    def test_attach_and_detach_a_context_with_the_real_clients(self):
+        # A running server without a context; openstack server add device
+        # context --wait binds it (the served compute hot-plugs the FPGA),
+        # remove --wait unbinds it, and the same context attaches again.
+        server = json.loads(self.openstack(
+            'server', 'create', '--image', IMAGE, '--flavor', FLAVOR,
+            '--nic', 'none', '--wait', '-f', 'json',
+            self.name('osc-attach')).stdout)
+        self.addCleanup(self.openstack, 'server', 'delete', '--wait',
+                        server['id'])
+        context_id = json.loads(self.contexts(
+            'create', '--resources', 'FPGA=1', '-f', 'json').stdout)['id']
+        self.addCleanup(self.contexts, 'delete', context_id, check=False)
+
+        for _ in range(2):
+            attached = json.loads(self.member_openstack(
+                'server', 'add', 'device', 'context', server['id'],
+                context_id, '--wait', '-f', 'json').stdout)
+            self.assertEqual(('bound', server['id']),
+                             (attached['state'], attached['server_id']))
+            # One device, shown as pool:address.
+            [device] = self.context(context_id)['devices'].split(', ')
+            self.assertRegex(device, r'^\S+:0000:[0-9a-f]{2}:[0-9a-f]{2}\.\d$')
+            self.assertEqual('ACTIVE', self.show(server['id'])['status'])
+
+            detached = json.loads(self.member_openstack(
+                'server', 'remove', 'device', 'context', server['id'],
+                context_id, '--wait', '-f', 'json').stdout)
+            self.assertEqual(('unbound', None),
+                             (detached['state'], detached['server_id']))
+            self.assertEqual('', self.context(context_id)['devices'])
+        # Not attached any more: the client says so, the API is not asked.
+        self.assert_refused(self.member_openstack(
+            'server', 'remove', 'device', 'context', server['id'],
+            context_id, check=False),
+            'device context %s is not attached to server %s'
+            % (context_id, server['id']))
+
     def boot_contexts(self, server_id):
         return json.loads(self.member_openstack(
             'server', 'device', 'context', 'list', server_id, '-f',
