@@ -710,3 +710,33 @@ class VgpuLiveMigrationAbortTest(AbortMixin, VgpuLiveMigrationTestBase):
         # reboot the server has its vGPU on compute1, nothing on compute2.
         server = self._reboot_server(self.server, hard=True)
         self.assert_stayed(server)
+
+
+class LiveMigrationTimeoutTest(AbortMixin, LiveMigrationTestBase):
+    """The replug migration outlives its completion timeout, whose action
+    is abort (Nova's default): Nova's monitor aborts the job itself, and
+    the move rolls back as after an admin's abort."""
+
+    assert_rolled_back = LiveMigrationTest.assert_rolled_back
+
+    def test_a_timed_out_migration_gives_the_source_its_device(self):
+        # 1 s per GiB (at least 2 GiB of RAM counted): aborted after 2 s.
+        self.flags(live_migration_completion_timeout=1,
+                   live_migration_timeout_action='abort', group='libvirt')
+        self.migrate_until_aborted()
+
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self.assertTrue(self.migration_running.wait(30))
+        # Nobody calls the API: Nova's monitor aborts the job.
+        self.assertTrue(self.aborted.wait(60))
+        self._wait_for_migration_status(self.server, ['error'])
+        self._wait_for_state_change(self.server, 'ERROR',
+                                    wait_for_fault_key=False)
+
+        self.assert_rolled_back(status='ERROR')
+        self._reboot_server(self.server, hard=True)
+        self.assertEqual(self.source,
+                         self.domain_hostdevs('compute1', self.server))
+        self.assert_consistent()
