@@ -41,6 +41,23 @@ from tests.functional import test_vgpu
 REPLUG_SPEC = dict(base.FPGA_SPEC, live_migration='replug')
 
 
+def update_after_pre_check(test, hostname):
+    """Run hostname's periodic resource update right after the conductor
+    found it as the destination (its pre-checks done, its claim made) and
+    before the conductor records it."""
+    find = live_migrate_task.LiveMigrationTask._find_destination
+
+    def find_then_update(task):
+        found = find(task)
+        test.computes[hostname].manager.update_available_resource(
+            nova_context.get_admin_context())
+        return found
+
+    test.useFixture(fixtures.MonkeyPatch(
+        'nova.conductor.tasks.live_migrate.LiveMigrationTask.'
+        '_find_destination', find_then_update))
+
+
 class LiveMigrationTestBase(test_moves.MoveTestMixin,
                             base.DeviceContextTestBase):
     device_spec = [REPLUG_SPEC]
@@ -492,17 +509,7 @@ class VgpuLiveMigrationTest(VgpuLiveMigrationTestBase):
         # compute2's periodic resource update runs between its pre-check
         # (which claimed the mdev) and the conductor's recording of the
         # destination: its reconcile must not release the claim.
-        find = live_migrate_task.LiveMigrationTask._find_destination
-
-        def find_then_update(task):
-            found = find(task)
-            self.computes['compute2'].manager.update_available_resource(
-                nova_context.get_admin_context())
-            return found
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.conductor.tasks.live_migrate.LiveMigrationTask.'
-            '_find_destination', find_then_update))
+        update_after_pre_check(self, 'compute2')
         self.migrate_for_real()
 
         server = self.live_migrate()

@@ -27,8 +27,6 @@ from xml.etree import ElementTree
 
 import fixtures
 from lxml import etree
-from nova.conductor.tasks import live_migrate as live_migrate_task
-from nova import context as nova_context
 
 from nova_acc.compute import ledger
 from tests.functional import base
@@ -175,17 +173,7 @@ class PciLiveMigrationTest(PciLiveMigrationTestBase):
         # compute2's periodic resource update runs between its pre-check
         # (which claimed the device) and the conductor's recording of the
         # destination: its reconcile must not release the claim.
-        find = live_migrate_task.LiveMigrationTask._find_destination
-
-        def find_then_update(task):
-            found = find(task)
-            self.computes['compute2'].manager.update_available_resource(
-                nova_context.get_admin_context())
-            return found
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.conductor.tasks.live_migrate.LiveMigrationTask.'
-            '_find_destination', find_then_update))
+        test_live_migration.update_after_pre_check(self, 'compute2')
         self.migrate_for_real()
 
         server = self.live_migrate()
