@@ -53,11 +53,14 @@ if $ci && ! $run_cloud; then
 fi
 phase_start=$(date +%s)
 timings=""
-# phase NAME: the time since the last phase ends NAME's.
+run_start=$phase_start
+# phase NAME: the time since the last phase ends NAME's. Said as it ends, so
+# that a run stopped from outside shows how far it got.
 phase() {
     local now
     now=$(date +%s)
     timings+="$1 $((now - phase_start)) s; "
+    echo "run-tests: $1 done in $((now - phase_start)) s ($((now - run_start)) s into the run)"
     phase_start=$now
 }
 
@@ -103,14 +106,28 @@ fi
 # pretty-printer (for the log; its exit status is ignored: the count below
 # decides). stestr also keeps the run in .stestr/, so
 # "stestr last" and "stestr failing" work afterwards.
+#
+# What the workers print outside any test (Nova's services logging while a
+# test's fixtures are torn down: about 6,000 lines, 1.8 MB a run) goes to
+# a file of its own, kept after the run; its end is shown when the run
+# failed. A failing test's own logs are shown with it either way.
+stestr_other_output=$(mktemp "${TMPDIR:-/tmp}/nova-acc-stestr-other-output.XXXXXX.log")
 stestr_rc=0
 if [ "$run_stestr" != 0 ]; then
     set +e
     "$PY" -m stestr run --subunit "$@" | tee "$results" \
-        | "$PY" "$ROOT/tools/subunit_summary.py" --trace
+        | "$PY" "$ROOT/tools/subunit_summary.py" --trace \
+              --other-output "$stestr_other_output"
     statuses=("${PIPESTATUS[@]}")
     set -e
     stestr_rc=${statuses[0]}
+    stestr_summary=$("$PY" "$ROOT/tools/subunit_summary.py" "$results") || {
+        echo "--- the last 60 lines the workers printed outside any test" \
+             "(all of it: $stestr_other_output)"
+        tail -n 60 "$stestr_other_output"
+    }
+    echo "stestr: $stestr_summary; the workers' output outside any test:" \
+         "$stestr_other_output ($(wc -l < "$stestr_other_output") lines)"
 else
     echo "stestr: skipped (NOVA_ACC_STESTR=0)"
 fi

@@ -16,8 +16,10 @@ Usage:
 
 * ``subunit_summary.py RESULTS.subunit`` (or the stream on stdin): prints
   the line and exits 1 when a test failed or none passed, else 0.
-* ``subunit_summary.py --trace``: shows the stream on stdin as ``stestr
-  run`` does (one line per test, failures with their output), for the log.
+* ``subunit_summary.py --trace [--other-output FILE]``: shows the stream on
+  stdin as ``stestr run`` does (one line per test, failures with their
+  output), for the log; with ``--other-output``, the workers' output that
+  belongs to no test is appended to FILE instead.
 
 Each test counts once, by the last status the stream gives it:
 
@@ -31,6 +33,7 @@ stestr reports a worker that exited non-zero as a failed pseudo-test
 failed test too, so both are counted as failures.
 """
 
+import functools
 import sys
 
 import subunit
@@ -77,17 +80,53 @@ def summarize(stream) -> tuple[int, int, int]:
     return passed, failed, skipped
 
 
-def trace(stream) -> int:
-    # stestr's own pretty-printer. Its "python -m stestr.subunit_trace" entry
-    # forgets this import (stestr 4.2), so call it from here.
-    import subunit.test_results  # noqa: F401
+def trace(stream, other_output=None) -> int:
+    """stestr's pretty-printer: a line per test, failures with their output.
+
+    Output of the workers that belongs to no test (what Nova's services log
+    while a test's fixtures are torn down: thousands of lines per run) goes
+    to the binary file ``other_output`` when given, else with the rest.
+    """
+    # The body of stestr's subunit_trace.trace (stestr 4.2), but for where
+    # that output goes. Its "python -m stestr.subunit_trace" entry forgets
+    # the subunit.test_results import, so it is called from here.
+    import subunit.test_results
     from stestr import subunit_trace
-    return subunit_trace.trace(stream, sys.stdout)
+    if other_output is None:
+        return subunit_trace.trace(stream, sys.stdout)
+    parser = subunit.ByteStreamToStreamResult(stream,
+                                              non_subunit_name='stdout')
+    outcomes = testtools.StreamToDict(
+        functools.partial(subunit_trace.show_outcome, sys.stdout))
+    summary = testtools.StreamSummary()
+    result = testtools.StreamResultRouter(
+        testtools.CopyStreamResult([outcomes, summary]))
+    result.add_rule(subunit.test_results.CatFiles(other_output),
+                    'test_id', test_id=None)
+    result.startTestRun()
+    try:
+        parser.run(result)
+    finally:
+        result.stopTestRun()
+    times = [r['timestamps'] for runs in subunit_trace.RESULTS.values()
+             for r in runs]
+    if subunit_trace.print_full_output(
+            sys.stdout, [t[0] for t in times if t[0] is not None],
+            [t[1] for t in times if t[1] is not None], False, False):
+        return 1
+    return 0 if subunit_trace.results.wasSuccessful(summary) else 1
 
 
 def main(argv) -> int:
-    if argv[1:] == ['--trace']:
-        return trace(sys.stdin.buffer)
+    if argv[1:2] == ['--trace']:
+        if argv[2:3] == ['--other-output'] and len(argv) == 4:
+            with open(argv[3], 'ab') as other_output:
+                return trace(sys.stdin.buffer, other_output)
+        if len(argv) == 2:
+            return trace(sys.stdin.buffer)
+        print('usage: subunit_summary.py --trace [--other-output FILE]',
+              file=sys.stderr)
+        return 2
     if len(argv) > 1:
         with open(argv[1], 'rb') as f:
             passed, failed, skipped = summarize(f)
