@@ -76,6 +76,30 @@ PY=$VENV/bin/python
 # about 40 s on 2 busy cores.
 export OS_TEST_TIMEOUT=${OS_TEST_TIMEOUT:-300}
 
+# CI stops a run at 90 minutes, and then shows nothing of its result. So
+# the run keeps to a budget of its own (NOVA_ACC_RUN_BUDGET seconds from
+# its start, 80 minutes by default): the stestr suite and tempest are
+# stopped (timeout(1): SIGTERM to the whole process group, SIGKILL 30 s
+# later) when they would outlive it, with 3 minutes left to stop the VM
+# and the cloud, and such a run fails saying which phase ran out of time.
+# A whole run takes about 50 minutes. Only where CI is set: timeout(1)
+# puts its command in a process group of its own, out of reach of a
+# terminal's Ctrl-C.
+run_budget=${NOVA_ACC_RUN_BUDGET:-4800}
+# within_budget RESERVE CMD...: CMD, stopped when only RESERVE seconds of
+# the budget would be left (CI only).
+within_budget() {
+    local seconds=$((run_start + run_budget - $1 - $(date +%s)))
+    shift
+    if $ci; then
+        # timeout 0 would mean no limit at all.
+        [ "$seconds" -gt 0 ] || seconds=1
+        timeout --kill-after=30 "$seconds" "$@"
+    else
+        "$@"
+    fi
+}
+
 # The type check takes seconds (its cache is kept in the venv). A type error
 # fails the run but does not stop the tests, so one run reports both.
 set +e
@@ -115,12 +139,17 @@ stestr_other_output=$(mktemp "${TMPDIR:-/tmp}/nova-acc-stestr-other-output.XXXXX
 stestr_rc=0
 if [ "$run_stestr" != 0 ]; then
     set +e
-    "$PY" -m stestr run --subunit "$@" | tee "$results" \
+    within_budget 1200 "$PY" -m stestr run --subunit "$@" | tee "$results" \
         | "$PY" "$ROOT/tools/subunit_summary.py" --trace \
               --other-output "$stestr_other_output"
     statuses=("${PIPESTATUS[@]}")
     set -e
     stestr_rc=${statuses[0]}
+    if [ "$stestr_rc" -eq 124 ] || [ "$stestr_rc" -eq 137 ]; then
+        echo "run-tests: stestr stopped: it would have outlived the run's" \
+             "budget (NOVA_ACC_RUN_BUDGET=$run_budget s); the tests it did" \
+             "not finish count as failed"
+    fi
     stestr_summary=$("$PY" "$ROOT/tools/subunit_summary.py" "$results") || {
         echo "--- the last 60 lines the workers printed outside any test" \
              "(all of it: $stestr_other_output)"
@@ -177,14 +206,19 @@ if $run_cloud; then
         fi
     fi
     tempest_rc=0
+    tempest_budget_status=""
     if [ "$up_rc" -eq 0 ]; then
-        if $vfio_up; then
-            NOVA_ACC_TEMPEST_VFIO_HOST=1 NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results \
-                ./tools/run-tempest.sh
+        if $ci && [ $((run_start + run_budget - 180 - $(date +%s))) -lt 60 ]; then
+            tempest_rc=124
         else
-            NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results ./tools/run-tempest.sh
+            NOVA_ACC_TEMPEST_VFIO_HOST=$($vfio_up && echo 1 || echo 0) \
+                NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results \
+                within_budget 180 ./tools/run-tempest.sh
+            tempest_rc=$?
         fi
-        tempest_rc=$?
+        if [ "$tempest_rc" -eq 124 ] || [ "$tempest_rc" -eq 137 ]; then
+            tempest_budget_status=" (stopped: it would have outlived the run's budget, NOVA_ACC_RUN_BUDGET=$run_budget s)"
+        fi
         phase tempest
     else
         for f in "$cloud_dir"/logs/*.log; do
@@ -221,7 +255,10 @@ if $run_cloud; then
         [ -z "$vfio_build_pid" ] || vfio_status="VFIO host: not started (no cloud)"
     elif [ ! -s "$tempest_results" ]; then
         cloud_rc=1
-        cloud_status="real cloud: tempest produced no results (exit status $tempest_rc; $cloud_dir/logs/tempest.log)"
+        cloud_status="real cloud: tempest produced no results (exit status $tempest_rc$tempest_budget_status; $cloud_dir/logs/tempest.log)"
+    elif [ -n "$tempest_budget_status" ]; then
+        cloud_rc=1
+        cloud_status="real cloud: up, tempest$tempest_budget_status"
     else
         cloud_status="real cloud: up, tempest run and stopped in $cloud_time s (tempest exit status $tempest_rc)"
     fi
