@@ -28,10 +28,6 @@ class InvalidDeviceContextHint(NovaAccException, ValueError):
     """A ``device_context`` hint value cannot be used (becomes the fault)."""
 
 
-class InvalidDeviceContextValue(NovaAccException, ValueError):
-    """The command line refuses a value before any request is sent."""
-
-
 # ---- ID-based contexts: backends -------------------------------------------
 
 class ContextRefused(NovaAccException, ValueError):

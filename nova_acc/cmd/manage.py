@@ -68,8 +68,8 @@ PROG = 'nova-acc-manage'
 
 CommandFailed = exception.CommandFailed
 LIST_COLUMNS = ('Node', 'Device', 'State', 'Holder', 'Device context',
-                'Provider', 'Resource class', 'Last reset', 'Changed at',
-                'Reason')
+                'Configured by', 'Provider', 'Resource class', 'Last reset',
+                'Changed at', 'Reason')
 
 
 # ---- privileges ------------------------------------------------------------
@@ -248,7 +248,7 @@ def devices_list(directory: str, node: str | None, as_json: bool) -> int:
                                         rec.parent))
             table.add_row([value or '-' for value in (
                 name, device, rec.state, _holder(rec), holder_context(rec),
-                rec.rp_uuid,
+                rec.configured_by, rec.rp_uuid,
                 rec.resource_class, rec.last_reset, rec.changed_at,
                 rec.reason)])
         print(table)

@@ -41,9 +41,11 @@ DEVICE_SPEC = '{"vendor_id": "8086", "product_id": "1572"}'
 NOBODY = 65534
 
 
-def attached(address):
+def attached(address, configurator=None):
     rec = ledger.DeviceRecord(address=address)
     rec.claim(SERVER, RP, 'FPGA', ['CUSTOM_GZIP'], None)
+    if configurator:
+        rec.configuring(configurator)
     rec.attach()
     return rec
 
@@ -163,14 +165,24 @@ class DevicesListTest(ManageTestCase):
         self.assertEqual([ATTACHED, DIRTY, DIRTY_NO_RESET, FOREIGN],
                          list(rows))
         self.assertEqual(['compute-1', ATTACHED, 'attached', SERVER, '-',
-                          RP, 'FPGA', '-'], rows[ATTACHED][:8])
+                          '-', RP, 'FPGA', '-'], rows[ATTACHED][:9])
         self.assertEqual(['compute-1', 'dirty', '-', '-'],
                          [rows[DIRTY][i] for i in (0, 2, 3, 4)])
-        self.assertIn('Input/output error', rows[DIRTY][9])
+        self.assertIn('Input/output error', rows[DIRTY][10])
         self.assertEqual(['compute-2', 'foreign', 'guest %s' % GUEST, '-'],
                          [rows[FOREIGN][i] for i in (0, 2, 3, 4)])
         self.assertEqual('used by a guest Nova does not know',
-                         rows[FOREIGN][9])
+                         rows[FOREIGN][10])
+
+    def test_table_names_the_configurator_of_a_configured_device(self):
+        self.add_devices('compute-1', attached(ATTACHED, 'fpga_bitstream'))
+        rc, out, err = self.run_manage('devices', 'list')
+        self.assertEqual((0, ''), (rc, err))
+        header, row = [[c.strip() for c in line.split('|')[1:-1]]
+                       for line in (out.splitlines()[1],
+                                    out.splitlines()[3])]
+        self.assertEqual('fpga_bitstream',
+                         dict(zip(header, row))['Configured by'])
 
     def test_json(self):
         self.two_nodes()
