@@ -551,15 +551,9 @@ def backend_contexts(bindings) -> dict[str, str]:
     return result
 
 
-def _unbind_quietly(context, instance, bindings) -> None:
-    context_ids = sorted(backend_contexts(bindings))
-    if not context_ids:
-        return
-    try:
-        backends.get_backend().unbind(context, instance, context_ids)
-    except Exception as e:  # best effort: the server will not run
-        LOG.error('Could not unbind device contexts %s: %s',
-                  ', '.join(context_ids), e, instance=instance)
+def _unbind_quietly(context, instance, bindings, why: str) -> None:
+    backends.unbind_quietly(context, instance, backend_contexts(bindings),
+                            'bindings of a server %s' % why)
 
 
 def prebind(report_client, context, instance, nodename: str,
@@ -604,13 +598,13 @@ def prebind(report_client, context, instance, nodename: str,
         LOG.info('The server was deleted while its devices were being '
                  'bound on node %s; releasing its bindings.', nodename,
                  instance=instance)
-        _unbind_quietly(context, instance, bindings)
+        _unbind_quietly(context, instance, bindings, 'deleted meanwhile')
         return []
     except Exception:
         LOG.exception('Could not record the device bindings on node %s; '
                       'the compute will reschedule the server.', nodename,
                       instance=instance)
-        _unbind_quietly(context, instance, bindings)
+        _unbind_quietly(context, instance, bindings, 'not recorded')
         replace(instance, [], error='binding on node %s could not be '
                 'recorded' % nodename)
         try:

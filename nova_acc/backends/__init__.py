@@ -21,12 +21,14 @@ objects, loaded from the ``nova_acc.backends`` entry points:
 * ``cyborg``: the UUID is a Cyborg accelerator request (ARQ).
 """
 
+from oslo_log import log as logging
 from stevedore import driver
 
 from nova_acc.backends import base
 from nova_acc import conf
 
 CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 NAMESPACE = 'nova_acc.backends'
 
 _BACKENDS: dict[str, base.Backend] = {}
@@ -38,3 +40,24 @@ def get_backend(name: str | None = None) -> base.Backend:
         _BACKENDS[name] = driver.DriverManager(
             NAMESPACE, name, invoke_on_load=True).driver
     return _BACKENDS[name]
+
+
+def unbind_quietly(context, instance, context_ids, why: str,
+                   hostname: str | None = None) -> None:
+    """The backend's ``unbind``, best effort: the caller's error counts.
+
+    For a server that will not run (its build failed, or a device of it
+    could not be used) before anything of ``context_ids`` reached a ledger:
+    it would otherwise keep them bound. A failure is logged, naming the
+    contexts and ``why`` they were being unbound, and not raised: the
+    caller raises, or has recorded, the reason the server failed.
+    """
+    context_ids = sorted(context_ids)
+    if not context_ids:
+        return
+    try:
+        get_backend().unbind(context, instance, context_ids,
+                             hostname=hostname)
+    except Exception as e:  # best effort; see above
+        LOG.error('Could not unbind device contexts %s (%s): %s',
+                  ', '.join(context_ids), why, e, instance=instance)

@@ -18,8 +18,8 @@ mdevs of MDEV handles in the ledger (the backend chose them; the record is
 what ties them to the server), has the backend bind its objects again
 where a move puts the server (``bind_backend``), and unbinds them when the
 server lets go (``unbind_released``, the release's unbind) or when a build
-fails before anything reached the ledger (``unbind_quietly``, the
-compute's one best-effort unbind).
+fails before anything reached the ledger (``backends.unbind_quietly``,
+the one best-effort unbind of the conductor and the compute).
 
 The request context of a guest's teardown is kept (``TeardownContexts``)
 so that the release after it unbinds as the user; without it (deleted
@@ -81,22 +81,6 @@ def record_in_contexts(instance, nodename: str, held) -> None:
     except exception.BackendUnavailable as e:
         LOG.warning('The devices of server %s are held but not recorded in '
                     'its device contexts: %s', instance.uuid, e)
-
-
-def unbind_quietly(context, instance, context_ids: list[str],
-                   hostname: str | None = None) -> None:
-    """``unbind``, best effort: the caller's own error is what counts.
-
-    For a failure before anything of the contexts reached the ledger (an
-    attach handle nova-acc cannot attach, an mdev another server holds):
-    a server that ends in ERROR would otherwise keep them bound.
-    """
-    try:
-        backends.get_backend().unbind(context, instance, context_ids,
-                                      hostname=hostname)
-    except Exception as e:  # best effort; the caller raises the reason
-        LOG.error('Could not unbind device contexts %s: %s',
-                  ', '.join(context_ids), e, instance=instance)
 
 
 class AttachHandles:
@@ -179,8 +163,9 @@ class AttachHandles:
         unsupported = sorted(ctx for ctx, acc in handles.items()
                              if acc.interface_type not in ('pci', 'mdev'))
         if unsupported:
-            unbind_quietly(
-                context, instance, ids, hostname=instance.node)
+            backends.unbind_quietly(
+                context, instance, ids, 'an attach handle nova-acc cannot '
+                'attach', hostname=instance.node)
             raise exception.DeviceNotUsable(
                 'attach handle type %s of device contexts %s is not '
                 'supported yet' % (
@@ -216,8 +201,9 @@ class AttachHandles:
                 acc = handles[ctx]
                 rec = records.get(acc.mdev_uuid)
                 if rec is not None and rec.instance_uuid != instance.uuid:
-                    unbind_quietly(
-                        context, instance, ids, hostname=instance.node)
+                    backends.unbind_quietly(
+                        context, instance, ids, 'an mdev another server '
+                        'holds', hostname=instance.node)
                     raise exception.DeviceNotUsable(
                         'mdev %s of device context %s: %s' % (
                             acc.mdev_uuid, ctx,

@@ -182,17 +182,6 @@ def _context_ids_of(request_spec) -> list[str]:
                    if hint.is_context_id(v)})
 
 
-def _unbind_quietly(context, instance, context_ids: list[str]) -> None:
-    if not context_ids:
-        return
-    try:
-        backends.get_backend().unbind(context, instance, context_ids)
-    except Exception as e:  # best effort: the server's fault is set anyway
-        LOG.error('Could not unbind device contexts %s of a server whose '
-                  'build failed: %s', ', '.join(context_ids), e,
-                  instance=instance)
-
-
 class ComputeTaskManager(manager.ComputeTaskManager):
 
     def __init__(self):
@@ -266,8 +255,9 @@ class ComputeTaskManager(manager.ComputeTaskManager):
         # The server ends in ERROR on no host: it lets go of its device
         # contexts wherever a host bound them (a failed build on a host
         # before its claim leaves nothing on that host to release them).
-        _unbind_quietly(context, instance,
-                        self._context_ids.get(instance.uuid, []))
+        backends.unbind_quietly(
+            context, instance, self._context_ids.get(instance.uuid, []),
+            'the build failed on every host tried')
         return super()._cleanup_when_reschedule_fails(
             context, instance, exception, legacy_request_spec,
             requested_networks)

@@ -498,7 +498,7 @@ class PrebindIsolationTest(base.BaseTestCase):
             instance_id=self.instance.uuid)
         self.assertEqual([], self.prebind())
         self.backend.unbind.assert_called_once_with(
-            mock.ANY, self.instance, ['arq-1'])
+            mock.ANY, self.instance, ['arq-1'], hostname=None)
 
     def test_server_deleted_before_binding_is_skipped(self):
         self.bind.side_effect = nova_exc.InstanceNotFound(

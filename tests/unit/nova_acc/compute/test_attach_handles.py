@@ -17,6 +17,7 @@ import fixtures
 import os_acc
 from oslotest import base
 
+from nova_acc import backends
 from nova_acc import binding
 from nova_acc import exception
 from nova_acc.compute import attach_handles
@@ -58,11 +59,17 @@ class AttachHandlesTest(base.BaseTestCase):
 
     def test_unbind_quietly_logs_and_returns(self):
         self.backend.unbind.side_effect = RuntimeError('cyborg down')
-        with self.assertLogs('nova_acc.compute.attach_handles',
-                             'ERROR') as logs:
-            attach_handles.unbind_quietly(None, mock.Mock(), ['arq'],
-                                          hostname='n')
-        self.assertIn('cyborg down', logs.output[0])
+        with self.assertLogs('nova_acc.backends', 'ERROR') as logs:
+            backends.unbind_quietly(None, mock.Mock(), ['arq'],
+                                    'a test says so', hostname='n')
+        self.assertIn('Could not unbind device contexts arq (a test says '
+                      'so): cyborg down', logs.output[0])
+        self.backend.unbind.assert_called_once_with(
+            None, mock.ANY, ['arq'], hostname='n')
+
+    def test_unbind_quietly_without_contexts_calls_nobody(self):
+        backends.unbind_quietly(None, mock.Mock(), [], 'nothing to do')
+        self.backend.unbind.assert_not_called()
 
     def test_an_unsupported_attach_handle_is_unbound_and_refused(self):
         b = binding.Binding('g0', 'rp', None, rooms.NODE, context_id='arq')
