@@ -224,6 +224,26 @@ def _attachments(service: Service) -> attachment.Attachments:
     return service.attachments
 
 
+def _cast_to_compute(attachments: attachment.Attachments,
+                     req: webob.Request, host: str, method: str,
+                     context_id: str, server_id: str, why: str,
+                     undo: ty.Callable[[str], object]) -> None:
+    """Cast ``method`` of the attach or detach to the server's compute.
+
+    A cast that cannot be sent (oslo.messaging's error of a broken
+    transport) is undone in the database with ``undo(why)`` and answered
+    409 naming the context and ``why``: nothing waits for a compute that
+    was never told.
+    """
+    try:
+        attachments.compute.cast(auth.context_of(req), host, method,
+                                 context_id, server_id)
+    except Exception as e:  # oslo.messaging's, of a broken transport
+        undo(why)
+        raise exception.Conflict('device context %s: %s (%s)'
+                                 % (context_id, why, type(e).__name__))
+
+
 def attach(service: Service, req: webob.Request,
            context_id: str) -> webob.Response:
     """``PUT .../attachment``: attach to a server of the same project."""
@@ -240,16 +260,12 @@ def attach(service: Service, req: webob.Request,
     assert server.host is not None  # usable_server checked
     started = service.db.begin_attach(found['id'], found['project_id'],
                                       server_id, server.host)
-    try:
-        attachments.compute.cast(auth.context_of(req), server.host,
-                                 'attach_device_context', found['id'],
-                                 server_id)
-    except Exception as e:  # oslo.messaging's, of a broken transport
-        why = ('the attach to server %s could not be sent to host %s'
-               % (server_id, server.host))
-        service.db.unbind(found['id'], server_id, fault=why)
-        raise exception.Conflict('device context %s: %s (%s)'
-                                 % (found['id'], why, type(e).__name__))
+    _cast_to_compute(
+        attachments, req, server.host, 'attach_device_context', found['id'],
+        server_id, 'the attach to server %s could not be sent to host %s'
+        % (server_id, server.host),
+        undo=lambda why: service.db.unbind(found['id'], server_id,
+                                           fault=why))
     return _one(started, 202)
 
 
@@ -272,16 +288,11 @@ def detach(service: Service, req: webob.Request,
             'runs on now; try again once the server\'s move is over'
             % found['id'])
     started = service.db.begin_detach(found['id'], server_id)
-    try:
-        attachments.compute.cast(auth.context_of(req), str(server.host),
-                                 'detach_device_context', found['id'],
-                                 server_id)
-    except Exception as e:  # oslo.messaging's, of a broken transport
-        why = ('the detach from server %s could not be sent to host %s; '
-               'retry the detach' % (server_id, server.host))
-        service.db.set_fault(found['id'], server_id, why)
-        raise exception.Conflict('device context %s: %s (%s)'
-                                 % (found['id'], why, type(e).__name__))
+    _cast_to_compute(
+        attachments, req, str(server.host), 'detach_device_context',
+        found['id'], server_id, 'the detach from server %s could not be '
+        'sent to host %s; retry the detach' % (server_id, server.host),
+        undo=lambda why: service.db.set_fault(found['id'], server_id, why))
     return _one(started, 202)
 
 

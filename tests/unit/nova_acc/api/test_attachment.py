@@ -173,6 +173,25 @@ class AttachmentTestCase(base.APITestCase):
         self.assertEqual([('host1', 'detach_device_context', ctx, server,
                            'project-a')], self.compute.casts)
 
+    def test_detach_that_cannot_be_sent_is_an_error_a_retry_resolves(self):
+        ctx = self.create()['id']
+        server = self.server()
+        self.bind(ctx, server_id=server)
+        self.compute.fail = True
+
+        self.assertError(409, self.detach(ctx), 'retry the detach')
+
+        found = self.api.database.get(ctx)
+        # Still the server's (its devices untouched), in error with the
+        # reason, and a retry detaches it.
+        self.assertEqual(('error', server),
+                         (found['state'], found['server_id']))
+        self.assertIn('could not be sent to host host1', found['fault'])
+        self.compute.fail = False
+        self.assertEqual(202, self.detach(ctx).status_int)
+        self.assertEqual([('host1', 'detach_device_context', ctx, server,
+                           'project-a')], self.compute.casts)
+
     def test_detach_of_an_unbound_or_attaching_context_is_a_conflict(self):
         ctx = self.create()['id']
         self.assertError(409, self.detach(ctx), 'is unbound')
