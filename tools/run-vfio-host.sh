@@ -776,7 +776,7 @@ compute() {
     "$CLOUD_DIR/venv/nova/bin/nova-manage" --config-file "$CLOUD_DIR/etc/nova/nova.conf" \
         cell_v2 discover_hosts >>"$LOGS/discover-hosts.log" 2>&1 || true
     rc=0
-    nova_acc_wait 120 3 -- vm_host_mapped || rc=$?
+    nova_acc_wait 120 3 vm_host_mapped || rc=$?
     ((rc == 0)) || die "the VM's host $VM_HOST is not mapped to a cell after 120 s; see $LOGS/discover-hosts.log"
     log "the VM's host is mapped to its cell after $((SECONDS - t0)) s"
 }
