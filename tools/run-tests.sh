@@ -99,6 +99,8 @@ within_budget() {
         "$@"
     fi
 }
+# out_of_budget STATUS: STATUS is timeout(1)'s (124: stopped; 137: killed).
+out_of_budget() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
 
 # The type check takes seconds (its cache is kept in the venv). A type error
 # fails the run but does not stop the tests, so one run reports both.
@@ -145,7 +147,7 @@ if [ "$run_stestr" != 0 ]; then
     statuses=("${PIPESTATUS[@]}")
     set -e
     stestr_rc=${statuses[0]}
-    if [ "$stestr_rc" -eq 124 ] || [ "$stestr_rc" -eq 137 ]; then
+    if out_of_budget "$stestr_rc"; then
         echo "run-tests: stestr stopped: it would have outlived the run's" \
              "budget (NOVA_ACC_RUN_BUDGET=$run_budget s); the tests it did" \
              "not finish count as failed"
@@ -208,15 +210,11 @@ if $run_cloud; then
     tempest_rc=0
     tempest_budget_status=""
     if [ "$up_rc" -eq 0 ]; then
-        if $ci && [ $((run_start + run_budget - 180 - $(date +%s))) -lt 60 ]; then
-            tempest_rc=124
-        else
-            NOVA_ACC_TEMPEST_VFIO_HOST=$($vfio_up && echo 1 || echo 0) \
-                NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results \
-                within_budget 180 ./tools/run-tempest.sh
-            tempest_rc=$?
-        fi
-        if [ "$tempest_rc" -eq 124 ] || [ "$tempest_rc" -eq 137 ]; then
+        NOVA_ACC_TEMPEST_VFIO_HOST=$($vfio_up && echo 1 || echo 0) \
+            NOVA_ACC_TEMPEST_SUBUNIT=$tempest_results \
+            within_budget 180 ./tools/run-tempest.sh
+        tempest_rc=$?
+        if out_of_budget "$tempest_rc"; then
             tempest_budget_status=" (stopped: it would have outlived the run's budget, NOVA_ACC_RUN_BUDGET=$run_budget s)"
         fi
         phase tempest

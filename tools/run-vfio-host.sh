@@ -773,19 +773,21 @@ compute() {
     # So map it now, as devstack does after starting a compute, and wait
     # for the mapping (the periodic discovery may map it at the same time,
     # and then nova-manage's own create fails: HostMappingExists).
-    "$CLOUD_DIR/venv/nova/bin/nova-manage" --config-file "$CLOUD_DIR/etc/nova/nova.conf" \
-        cell_v2 discover_hosts >>"$LOGS/discover-hosts.log" 2>&1 || true
+    cloud_nova_manage cell_v2 discover_hosts >>"$LOGS/discover-hosts.log" 2>&1 || true
     rc=0
     nova_acc_wait 120 3 vm_host_mapped || rc=$?
     ((rc == 0)) || die "the VM's host $VM_HOST is not mapped to a cell after 120 s; see $LOGS/discover-hosts.log"
     log "the VM's host is mapped to its cell after $((SECONDS - t0)) s"
 }
 
+# cloud_nova_manage ARGS...: the cloud's nova-manage, with its nova.conf.
+cloud_nova_manage() {
+    "$CLOUD_DIR/venv/nova/bin/nova-manage" --config-file "$CLOUD_DIR/etc/nova/nova.conf" "$@"
+}
+
 # vm_host_mapped: nova-api's database maps the VM's host to a cell.
 vm_host_mapped() {
-    nova_acc_output_has "[|] +$VM_HOST +[|]" \
-        "$CLOUD_DIR/venv/nova/bin/nova-manage" --config-file "$CLOUD_DIR/etc/nova/nova.conf" \
-        cell_v2 list_hosts
+    nova_acc_output_has "[|] +$VM_HOST +[|]" cloud_nova_manage cell_v2 list_hosts
 }
 
 # vm_pools_in_placement: placement has a pool provider of the VM for each
