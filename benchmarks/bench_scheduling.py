@@ -243,7 +243,10 @@ class PlacementRequests:
     def __init__(self, case):
         self.log = []             # (method, path, url, version)
         self.candidates = []      # (seconds, candidates, hosts)
-        self.tree_updates = []    # (nodename, seconds, first, last)
+        # (nodename, seconds, first, last, seconds in Nova's report client
+        # reading allocations and syncing the tree to placement)
+        self.tree_updates = []
+        self._in_placement = [0.0]
         for method in ('get',) + self.WRITES:
             self._wrap(case, method)
         self._wrap_candidates(case)
@@ -283,20 +286,42 @@ class PlacementRequests:
     def _wrap_tree_update(self, case):
         orig = resource_tracker.ResourceTracker._update_to_placement
         record, log = self.tree_updates, self.log
+        in_placement = self._in_placement
 
         def wrapper(tracker, context, compute_node, startup):
             first = len(log)
+            in_placement[0] = 0.0
             start = time.perf_counter()
             try:
                 return orig(tracker, context, compute_node, startup)
             finally:
                 record.append((compute_node.hypervisor_hostname,
                                time.perf_counter() - start, first,
-                               len(log)))
+                               len(log), in_placement[0]))
 
         case.useFixture(fixtures.MonkeyPatch(
             'nova.compute.resource_tracker.ResourceTracker.'
             '_update_to_placement', wrapper))
+        # Nova's own placement work in a tree update, whatever the driver
+        # does: what a host's pools cost Nova's report client.
+        for name in ('get_allocations_for_provider_tree',
+                     'update_from_provider_tree'):
+            self._wrap_timed(case, name)
+
+    def _wrap_timed(self, case, name):
+        orig = getattr(report.SchedulerReportClient, name)
+        in_placement = self._in_placement
+
+        def wrapper(client, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return orig(client, *args, **kwargs)
+            finally:
+                in_placement[0] += time.perf_counter() - start
+
+        case.useFixture(fixtures.MonkeyPatch(
+            'nova.scheduler.client.report.SchedulerReportClient.' + name,
+            wrapper))
 
     def mark(self):
         return len(self.log)

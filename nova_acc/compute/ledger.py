@@ -207,6 +207,15 @@ def _encode(nodename: str, records: Mapping[str, DeviceRecord]) -> bytes:
         FORMAT_VERSION)).encode('utf-8')
 
 
+def _fields_of(records: Mapping[str, DeviceRecord]) -> dict[str, dict]:
+    """The fields of the records a file holds, to make them again from
+    (``DeviceLedger._read``: a copy of each, not their JSON decoded again).
+    """
+    return {address: dict(vars(rec), address=address,
+                          traits=tuple(rec.traits))
+            for address, rec in records.items()}
+
+
 class DeviceLedger:
     """The ledger of one compute node, stored in ``<directory>/<node>.json``.
 
@@ -332,8 +341,7 @@ class DeviceLedger:
             return {address: DeviceRecord._from_fields(fields)
                     for address, fields in decoded[1].items()}
         records = self._decode(raw)
-        self._decoded = (raw, {address: dict(vars(rec), traits=tuple(
-            rec.traits)) for address, rec in records.items()})
+        self._decoded = (raw, _fields_of(records))
         return records
 
     def _decode(self, raw: bytes) -> dict[str, DeviceRecord]:
@@ -399,6 +407,10 @@ class DeviceLedger:
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
         os.fsync(dir_fd)
+        # What was written is what the next read finds, unless another
+        # process writes in between (then the bytes differ and are
+        # decoded): a build reads back the claim it wrote.
+        self._decoded = (payload, _fields_of(records))
 
     def _ensure_dir(self) -> None:
         # Only nova-compute creates a ledger (the operator command never

@@ -245,6 +245,17 @@ class Reconciler:
             LOG.exception('Reconciling the device ledger of node %s failed; '
                           'reporting its last recorded state.',
                           snapshot.nodename)
+        return self.records_for_report(snapshot)
+
+    def records_for_report(self, snapshot: host_snapshot.HostSnapshot
+                           ) -> dict[str, ledger.DeviceRecord]:
+        """The records to report as the ledger holds them, no reconcile.
+
+        Never raises, and fails closed as ``reconcile_for_report``: when
+        the ledger cannot be read now, or was corrupt and is not rebuilt
+        yet, records that keep every device out of service.
+        """
+        book = self._host.ledger
         try:
             if book.recovered_from is None:
                 return book.read()

@@ -17,9 +17,15 @@ placement reads the report needs (devices held beyond an allocation; does
 a provider to be removed have allocations), the provider tree
 (``nova_acc.compute.inventory``) and, after a reshape, the ledger's records
 pointed at the pools their per-device providers were folded into.
+
+A periodic resource update does its first half in ``PoolReport.look``,
+before the resource tracker's lock (see there); the other updates
+(a build's claim, a delete's) do all of it in ``update``.
 """
 
 from __future__ import annotations
+
+import threading
 
 from nova import context as nova_context
 from nova import exception as nova_exc
@@ -92,6 +98,51 @@ class PoolReport:
                  reconciler: host_reconciler.Reconciler):
         self._host = host
         self._reconciler = reconciler
+        # The look of the resource update under way in this thread (a
+        # green thread under eventlet): (nodename, snapshot, the host's
+        # ``changes`` when it was taken). Thread-local, so that only the
+        # update that took it uses it, never a build's or a delete's update
+        # running meanwhile (those reconcile for themselves).
+        self._looks = threading.local()
+
+    def look(self, nodename: str) -> None:
+        """The first half of a periodic resource update, before its lock.
+
+        Called from the driver's ``get_available_resource``, which Nova's
+        resource tracker calls before it takes ``COMPUTE_RESOURCE_
+        SEMAPHORE`` for the rest of the update (as Nova lists the host's
+        PCI devices for its own tracker there). It takes the host snapshot
+        and runs the reconcile, so that listing the host's devices and
+        releasing what no server holds (resets, mdev removals: seconds on
+        a real device) no longer hold up the claims of builds on the host,
+        which wait for that lock. ``update``, in the same thread, then uses
+        this snapshot and reads the ledger again, as it is under the lock.
+
+        Never raises: when the listing fails, ``update`` tries again and
+        fails closed as it always did.
+        """
+        self._looks.taken = None
+        changes = self._host.changes
+        snapshot = self._host.snapshot()
+        try:
+            snapshot.take()
+        except Exception:
+            return  # ``update`` lists again, and says what failed
+        self._reconciler.reconcile_for_report(snapshot)
+        self._looks.taken = (nodename, snapshot, changes)
+
+    def _take_look(self, nodename: str) -> host_snapshot.HostSnapshot | None:
+        """This thread's look, if it is of ``nodename`` and still true.
+
+        Used once. A look taken before nova-acc changed the host's node
+        devices (an mdev created or removed since, by a build or a release
+        in another thread) is not used: the update looks again.
+        """
+        taken, self._looks.taken = getattr(self._looks, 'taken', None), None
+        if taken is None or taken[0] != nodename or \
+                taken[2] != self._host.changes:
+            return None
+        return taken[1]
 
     def update(self, provider_tree, nodename: str, allocations=None,
                may_reshape: bool = True) -> None:
@@ -104,17 +155,24 @@ class PoolReport:
             from per-device providers; Nova then calls again with the
             allocations to move.
         """
-        snapshot = self._host.snapshot()
-        try:
-            snapshot.take()
-        except exception.DeviceListingFailed as e:
-            # Fail closed: the pools stay as last reported (the tree Nova
-            # passes holds them) and nothing is released this round.
-            LOG.error('%s; the device pools of node %s stay as last '
-                      'reported and no device is released until a listing '
-                      'succeeds.', e, nodename)
-            return
-        records = self._reconciler.reconcile_for_report(snapshot)
+        snapshot = self._take_look(nodename)
+        if snapshot is not None:
+            # Reconciled by the look; the ledger as it is now, under the
+            # resource tracker's lock (a claim may have changed it since).
+            records = self._reconciler.records_for_report(snapshot)
+        else:
+            snapshot = self._host.snapshot()
+            try:
+                snapshot.take()
+            except exception.DeviceListingFailed as e:
+                # Fail closed: the pools stay as last reported (the tree
+                # Nova passes holds them) and nothing is released this
+                # round.
+                LOG.error('%s; the device pools of node %s stay as last '
+                          'reported and no device is released until a '
+                          'listing succeeds.', e, nodename)
+                return
+            records = self._reconciler.reconcile_for_report(snapshot)
         moved = inventory.update_provider_tree(
             provider_tree, nodename, snapshot.managed.values(),
             CONF.nova_acc.capability_trait,

@@ -140,6 +140,10 @@ class Host:
         self.has_mdev_specs = any(
             isinstance(s, dict) and 'mdev_type' in s for s in device_specs)
         self._ledger: ledger.DeviceLedger | None = None
+        # Counts the changes nova-acc makes to the host's node devices
+        # (mdevs created or removed): a snapshot taken before one of them
+        # is not carried into another step (``PoolReport.look``).
+        self.changes = 0
 
     @property
     def nodename(self) -> str:
@@ -159,10 +163,12 @@ class Host:
 
     def create_mdev(self, parent: str, mdev_type: str, uuid: str) -> None:
         """:raises MdevError:"""
+        self.changes += 1
         mdev.create(self.libvirt_host, parent, mdev_type, uuid)
 
     def remove_mdev(self, uuid: str) -> None:
         """:raises MdevError: libvirt's error, as the release expects."""
+        self.changes += 1
         try:
             mdev.remove(self.libvirt_host, uuid)
         except Exception as e:

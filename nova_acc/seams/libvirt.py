@@ -20,8 +20,12 @@ the host's devices (``nova_acc.compute.snapshot``) and passes it on:
 * ``init_host``: refuse devices that ``[pci] device_spec`` also selects
   (and mdev types with Nova's own ``[devices] enabled_mdev_types``);
   recreate the mdevs servers hold that a host reboot lost;
-* ``update_provider_tree`` (step 0, and the reconcile of step 5, on every
-  resource update): the device pools as child providers
+* ``get_available_resource`` (the periodic resource update, before the
+  resource tracker takes its lock): the update's host snapshot and the
+  reconcile of step 5, which releases what no server holds;
+* ``update_provider_tree`` (step 0, on every resource update, with the
+  reconcile of step 5 where ``get_available_resource`` did not run it in
+  the same update): the device pools as child providers
   (``nova_acc.compute.report``), the devices the ledger keeps out of
   service reserved; per-device providers of before pools are reshaped into
   pools;
@@ -119,6 +123,13 @@ class LibvirtAccDriver(live_migration.LiveMigrationMixin,
         # manager is ComputeVirtAPI's _compute, see test_nova_seams).
         attach_rpc.register(attach.Attacher(self), host,
                             self.virtapi._compute.additional_endpoints)
+
+    def get_available_resource(self, nodename):
+        resources = super().get_available_resource(nodename)
+        # The periodic resource update's listing and reconcile, before the
+        # resource tracker takes its lock (PoolReport.look).
+        self.acc.report.look(nodename)
+        return resources
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,

@@ -11,8 +11,10 @@
 #    under the License.
 """What nova-compute reports to placement, and what survives a restart."""
 
+import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 
+from nova_acc.compute import inventory
 from tests.functional import base
 
 
@@ -58,6 +60,43 @@ class ProviderTreeTest(base.DeviceContextTestBase):
                  self.host_device_providers('compute1').items()}
         self.assertEqual(before, after)
         self.assertEqual(2, len(fpgas))
+
+    def test_periodic_update_lists_the_devices_once_before_the_lock(self):
+        # The listing and the reconcile run in get_available_resource,
+        # before the resource tracker takes the lock a build's claim
+        # waits for; the tree update under the lock lists nothing again.
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+        server = self.boot('resources:FPGA=1')
+        driver = self.computes['compute1'].driver
+        looking, listed = [], []
+        get_available_resource = driver.get_available_resource
+        discover = inventory.discover
+
+        def wrapped_get_available_resource(nodename):
+            looking.append(nodename)
+            try:
+                return get_available_resource(nodename)
+            finally:
+                looking.pop()
+
+        def wrapped_discover(*args, **kwargs):
+            listed.append(list(looking))
+            return discover(*args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_acc.compute.inventory.discover', wrapped_discover))
+        self.useFixture(fixtures.MockPatchObject(
+            driver, 'get_available_resource',
+            side_effect=wrapped_get_available_resource))
+
+        self._run_periodics()
+
+        self.assertEqual([['compute1']], listed)
+        # What it reports is what the ledger holds: one device in use.
+        (rp,) = {self.device_rp('compute1', a) for a in fpgas}
+        self.assertEqual({'FPGA': 1}, self.provider_usage(rp))
+        self.assertEqual(0, self.provider_inventory(rp)['FPGA']['reserved'])
+        self.assertEqual(1, len(self.domain_hostdevs('compute1', server)))
 
     def test_vanished_free_device_leaves_its_pool(self):
         fpgas = self.start_fpga_host('compute1', num_fpgas=2)

@@ -159,6 +159,22 @@ class LedgerStorageTest(base.BaseTestCase):
         self.assertEqual(ledger.ATTACHED, self.book.read()[A].state)
         self.assertEqual(ledger.ATTACHED, self.book.records()[A].state)
 
+    def test_what_a_transaction_wrote_is_read_back_without_decoding(self):
+        with self.book.transaction() as records:
+            claims.claim(records, SERVER, [want(A), want(B)])
+        written = records
+        # The caller changing its records afterwards changes nothing read.
+        written[A].traits.append('CUSTOM_CHANGED')
+        written[B].attach()
+        with mock.patch.object(self.book, '_decode',
+                               side_effect=AssertionError('decoded')):
+            mine = self.book.read()
+        theirs = ledger.DeviceLedger(NODE, self.dir).read()
+        self.assertEqual(theirs, mine)
+        self.assertEqual((ledger.CLAIMED, ['CUSTOM_GZIP']),
+                         (mine[A].state, mine[A].traits))
+        self.assertEqual(ledger.CLAIMED, mine[B].state)
+
     def test_records_read_are_copies(self):
         with self.book.transaction() as records:
             claims.claim(records, SERVER, [want(A)])

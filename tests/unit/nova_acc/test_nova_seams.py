@@ -283,6 +283,30 @@ class NovaSeamTest(base.BaseTestCase):
         self.assertIn('prov_tree, nodename, allocations=allocs)', update)
         self.assertIn('allocations=allocs if driver_reshaped', update)
 
+    def test_periodic_look_seam(self):
+        # PoolReport.look: the resource tracker calls the driver's
+        # get_available_resource before it takes its lock, then, in the
+        # same thread, updates the provider tree under that lock; a look
+        # is thread-local and used by that update alone.
+        from nova.compute import resource_tracker
+        rt = resource_tracker.ResourceTracker
+        self.assertEqual(['self', 'nodename'], params(
+            libvirt_driver.LibvirtDriver.get_available_resource))
+        update = inspect.getsource(rt.update_available_resource)
+        self.assertNotIn('synchronized', update)
+        self.assertLess(
+            update.index('self.driver.get_available_resource(nodename)'),
+            update.index('self._update_available_resource(context, '
+                         'resources'))
+        locked = inspect.getsource(rt._update_available_resource)
+        self.assertIn('@utils.synchronized(COMPUTE_RESOURCE_SEMAPHORE',
+                      locked)
+        self.assertIn('self._update(context, cn, startup=startup)', locked)
+        self.assertIn('self._update_to_placement(context, compute_node, '
+                      'startup)', inspect.getsource(rt._update))
+        self.assertIn('self.driver.update_provider_tree(prov_tree, '
+                      'nodename)', inspect.getsource(rt._update_to_placement))
+
     def test_report_after_release_seam(self):
         # After a guest teardown frees devices, the driver reports the
         # pools as the resource tracker does (_update_to_placement: the

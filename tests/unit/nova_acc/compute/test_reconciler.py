@@ -122,6 +122,33 @@ class ReconcilerTest(base.BaseTestCase):
             self.assertIn('state unknown: EIO on the ledger', rec.reason)
         self.assertEqual([], self.released)
 
+    def test_records_for_report_are_the_ledgers_without_a_reconcile(self):
+        self.fx.record(rooms.A)
+        records = self.reconciler.records_for_report(self.fx.host.snapshot())
+        self.assertEqual(self.fx.host.ledger.read(), records)
+        self.gather.assert_not_called()
+        self.assertEqual([], self.released)
+
+    def test_records_for_report_fail_closed(self):
+        # The same rule as reconcile_for_report: a ledger that cannot be
+        # read, or was corrupt and is not rebuilt yet, reserves everything.
+        self.fx.record(rooms.A)
+        for why, setup in (
+                ('EIO now', lambda: self.useFixture(
+                    fixtures.MockPatchObject(
+                        ledger.DeviceLedger, 'read',
+                        side_effect=exception.LedgerUnreadable('EIO now')))),
+                ('moved to /x.corrupt', lambda: setattr(
+                    self.fx.host.ledger, 'recovered_from', '/x.corrupt'))):
+            setup()
+            with self.assertLogs('nova_acc.compute.reconciler', 'ERROR'):
+                records = self.reconciler.records_for_report(
+                    self.fx.host.snapshot())
+            self.assertEqual({rooms.A, rooms.B}, set(records))
+            for rec in records.values():
+                self.assertEqual(ledger.DIRTY, rec.state)
+                self.assertIn(why, rec.reason)
+
     def test_report_on_a_host_without_devices_or_ledger_is_empty(self):
         self.fx.devices = []
         self.assertEqual({}, self.reconciler.reconcile_for_report(

@@ -11,15 +11,18 @@
 #    under the License.
 """nova_acc.compute.report: one resource update's pool report."""
 
+import threading
 from unittest import mock
 
 import fixtures
 from nova import exception as nova_exc
 from oslotest import base
 
+from nova_acc import exception
 from nova_acc.compute import inventory
 from nova_acc.compute import ledger
 from nova_acc.compute import report
+from nova_acc.compute import snapshot
 from tests.unit.nova_acc.compute import rooms
 
 
@@ -64,6 +67,7 @@ class PoolReportTest(base.BaseTestCase):
         self.fx = self.useFixture(rooms.HostFixture())
         self.reconciler = mock.Mock()
         self.reconciler.reconcile_for_report.return_value = {}
+        self.reconciler.records_for_report.return_value = {}
         self.useFixture(fixtures.MockPatchObject(
             report.report, 'report_client_singleton'))
         self.update = self.useFixture(fixtures.MockPatchObject(
@@ -90,3 +94,91 @@ class PoolReportTest(base.BaseTestCase):
     def test_repoint_without_ledger_writes_none(self):
         self.report.repoint({'per-device-rp': 'pool-rp'})
         self.assertFalse(self.fx.host.ledger.exists())
+
+
+class PeriodicLookTest(base.BaseTestCase):
+    """The periodic update's listing and reconcile before Nova's lock."""
+
+    def setUp(self):
+        super().setUp()
+        self.fx = self.useFixture(rooms.HostFixture())
+        self.reconciler = mock.Mock()
+        self.reconciler.reconcile_for_report.return_value = {}
+        self.now = {rooms.A: ledger.DeviceRecord(address=rooms.A)}
+        self.reconciler.records_for_report.return_value = self.now
+        self.useFixture(fixtures.MockPatchObject(
+            report.report, 'report_client_singleton'))
+        self.update = self.useFixture(fixtures.MockPatchObject(
+            inventory, 'update_provider_tree', return_value={})).mock
+        self.report = report.PoolReport(self.fx.host, self.reconciler)
+
+    def _update(self):
+        self.report.update('tree', rooms.NODE, may_reshape=False)
+
+    def _assert_looked_again(self):
+        # Listed and reconciled by the update itself, as without a look.
+        self.assertEqual(2, self.fx.discover.call_count)
+        self.assertEqual(2, self.reconciler.reconcile_for_report.call_count)
+        self.reconciler.records_for_report.assert_not_called()
+
+    def test_the_update_after_a_look_lists_and_reconciles_nothing(self):
+        self.report.look(rooms.NODE)
+        self.fx.discover.assert_called_once()
+        looked = self.reconciler.reconcile_for_report.call_args[0][0]
+        self._update()
+        # The same snapshot; the ledger read again as it is now, under
+        # the resource tracker's lock, and reported.
+        self.fx.discover.assert_called_once()
+        self.reconciler.reconcile_for_report.assert_called_once()
+        self.reconciler.records_for_report.assert_called_once_with(looked)
+        kwargs = self.update.call_args[1]
+        self.assertIs(self.now, kwargs['records'])
+        self.assertEqual(list(looked.managed.values()),
+                         list(self.update.call_args[0][2]))
+
+    def test_a_look_is_used_once(self):
+        self.report.look(rooms.NODE)
+        self._update()
+        self._update()
+        # The second lists and reconciles for itself.
+        self.assertEqual(2, self.fx.discover.call_count)
+        self.assertEqual(2, self.reconciler.reconcile_for_report.call_count)
+        self.reconciler.records_for_report.assert_called_once()
+
+    def test_an_update_in_another_thread_does_not_use_the_look(self):
+        # A build's claim or a delete updates meanwhile: it reconciles for
+        # itself (a delete's update is where its devices are released).
+        self.report.look(rooms.NODE)
+        other = threading.Thread(target=self._update)
+        other.start()
+        other.join()
+        self._assert_looked_again()
+        # The periodic's own update still has its look.
+        self._update()
+        self.assertEqual(2, self.fx.discover.call_count)
+        self.reconciler.records_for_report.assert_called_once()
+
+    def test_a_look_taken_before_an_mdev_changed_is_not_used(self):
+        self.report.look(rooms.NODE)
+        # A build in another thread creates an mdev: its parent's capacity
+        # in the look is no longer true.
+        with mock.patch.object(snapshot.mdev, 'create'):
+            self.fx.host.create_mdev('0000:81:00.0', 'nvidia-35', 'uuid')
+        self._update()
+        self._assert_looked_again()
+
+    def test_a_look_of_another_node_is_not_used(self):
+        self.report.look('other-node')
+        self._update()
+        self._assert_looked_again()
+
+    def test_a_look_that_cannot_list_leaves_the_update_to_fail_closed(self):
+        self.fx.discover.side_effect = exception.DeviceListingFailed('down')
+        self.report.look(rooms.NODE)  # never raises
+        self.reconciler.reconcile_for_report.assert_not_called()
+        self._update()
+        # The update listed again, failed the same way, and reported and
+        # released nothing: the pools stay as last reported.
+        self.assertEqual(2, self.fx.discover.call_count)
+        self.reconciler.reconcile_for_report.assert_not_called()
+        self.update.assert_not_called()
