@@ -36,6 +36,9 @@ Ratios against a baseline measured in the same run (see README.md):
   2048 VFs + 8 GPUs / 8 GPUs, and PF + 2048 VFs / PF + 256 VFs (8x the
   devices).
 
+For each host of ``periodic`` and ``big_host`` a *floor* too
+(``_floors``): its ratios if nova-acc's own work took no time.
+
 Run: ``.venv/bin/python benchmarks/bench_inventory.py [--json]``.
 """
 
