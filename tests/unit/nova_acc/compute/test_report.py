@@ -60,7 +60,7 @@ class HeldWithoutAllocationTest(base.BaseTestCase):
             {'x': held('s1')}))
 
 
-class PoolReportTest(base.BaseTestCase):
+class _PoolReportTestBase(base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
@@ -73,6 +73,9 @@ class PoolReportTest(base.BaseTestCase):
         self.update = self.useFixture(fixtures.MockPatchObject(
             inventory, 'update_provider_tree', return_value={})).mock
         self.report = report.PoolReport(self.fx.host, self.reconciler)
+
+
+class PoolReportTest(_PoolReportTestBase):
 
     def test_one_listing_for_the_reconcile_and_the_tree(self):
         self.report.update('tree', rooms.NODE, may_reshape=False)
@@ -96,21 +99,14 @@ class PoolReportTest(base.BaseTestCase):
         self.assertFalse(self.fx.host.ledger.exists())
 
 
-class PeriodicLookTest(base.BaseTestCase):
+class PeriodicLookTest(_PoolReportTestBase):
     """The periodic update's listing and reconcile before Nova's lock."""
 
-    def setUp(self):
-        super().setUp()
-        self.fx = self.useFixture(rooms.HostFixture())
-        self.reconciler = mock.Mock()
-        self.reconciler.reconcile_for_report.return_value = {}
-        self.now = {rooms.A: ledger.DeviceRecord(address=rooms.A)}
-        self.reconciler.records_for_report.return_value = self.now
-        self.useFixture(fixtures.MockPatchObject(
-            report.report, 'report_client_singleton'))
-        self.update = self.useFixture(fixtures.MockPatchObject(
-            inventory, 'update_provider_tree', return_value={})).mock
-        self.report = report.PoolReport(self.fx.host, self.reconciler)
+    def _now(self):
+        # What the ledger holds when the tree update reads it again.
+        now = {rooms.A: ledger.DeviceRecord(address=rooms.A)}
+        self.reconciler.records_for_report.return_value = now
+        return now
 
     def _update(self):
         self.report.update('tree', rooms.NODE, may_reshape=False)
@@ -122,6 +118,7 @@ class PeriodicLookTest(base.BaseTestCase):
         self.reconciler.records_for_report.assert_not_called()
 
     def test_the_update_after_a_look_lists_and_reconciles_nothing(self):
+        now = self._now()
         self.report.look(rooms.NODE)
         self.fx.discover.assert_called_once()
         looked = self.reconciler.reconcile_for_report.call_args[0][0]
@@ -132,7 +129,7 @@ class PeriodicLookTest(base.BaseTestCase):
         self.reconciler.reconcile_for_report.assert_called_once()
         self.reconciler.records_for_report.assert_called_once_with(looked)
         kwargs = self.update.call_args[1]
-        self.assertIs(self.now, kwargs['records'])
+        self.assertIs(now, kwargs['records'])
         self.assertEqual(list(looked.managed.values()),
                          list(self.update.call_args[0][2]))
 
