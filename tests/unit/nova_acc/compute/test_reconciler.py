@@ -109,6 +109,13 @@ class ReconcilerTest(base.BaseTestCase):
         self.reconciler.reconcile(self.fx.host.snapshot())
         self.assertNotIn(rooms.OTHER, self.contexts)
 
+    def assert_every_device_reserved(self, records, why):
+        """Records that keep both devices out of service, saying ``why``."""
+        self.assertEqual({rooms.A, rooms.B}, set(records))
+        for rec in records.values():
+            self.assertEqual(ledger.DIRTY, rec.state)
+            self.assertIn(why, rec.reason)
+
     def test_report_with_an_unreadable_ledger_reserves_everything(self):
         self.useFixture(fixtures.MockPatchObject(
             ledger.DeviceLedger, 'transaction',
@@ -116,10 +123,8 @@ class ReconcilerTest(base.BaseTestCase):
         with self.assertLogs('nova_acc.compute.reconciler', 'ERROR'):
             records = self.reconciler.reconcile_for_report(
                 self.fx.host.snapshot())
-        self.assertEqual({rooms.A, rooms.B}, set(records))
-        for rec in records.values():
-            self.assertEqual(ledger.DIRTY, rec.state)
-            self.assertIn('state unknown: EIO on the ledger', rec.reason)
+        self.assert_every_device_reserved(records,
+                                          'state unknown: EIO on the ledger')
         self.assertEqual([], self.released)
 
     def test_records_for_report_are_the_ledgers_without_a_reconcile(self):
@@ -144,10 +149,7 @@ class ReconcilerTest(base.BaseTestCase):
             with self.assertLogs('nova_acc.compute.reconciler', 'ERROR'):
                 records = self.reconciler.records_for_report(
                     self.fx.host.snapshot())
-            self.assertEqual({rooms.A, rooms.B}, set(records))
-            for rec in records.values():
-                self.assertEqual(ledger.DIRTY, rec.state)
-                self.assertIn(why, rec.reason)
+            self.assert_every_device_reserved(records, why)
 
     def test_report_on_a_host_without_devices_or_ledger_is_empty(self):
         self.fx.devices = []
