@@ -88,27 +88,26 @@ def _start_empty(case, requests):
     return result
 
 
-def _start(case, requests, hostname, **kwargs):
+def _first_report(requests, hostname, start_compute):
     """Start a compute; its first report: seconds and placement requests."""
     mark = requests.mark()
     start = time.perf_counter()
-    case.start_compute(hostname, **kwargs)
+    start_compute()
     seconds = time.perf_counter() - start
     tree = [t for t in requests.tree_updates if t[0] == hostname]
     return {'start_s': seconds, 'tree_update_s': tree[0][1],
             'nova_placement_s': tree[0][4],
             'requests': requests.counts(mark)}
+
+
+def _start(case, requests, hostname, **kwargs):
+    return _first_report(requests, hostname,
+                         lambda: case.start_compute(hostname, **kwargs))
 
 
 def _start_fpgas(case, requests, hostname, num_fpgas):
-    mark = requests.mark()
-    start = time.perf_counter()
-    common.start_fpga_host(case, hostname, num_fpgas)
-    seconds = time.perf_counter() - start
-    tree = [t for t in requests.tree_updates if t[0] == hostname]
-    return {'start_s': seconds, 'tree_update_s': tree[0][1],
-            'nova_placement_s': tree[0][4],
-            'requests': requests.counts(mark)}
+    return _first_report(requests, hostname, lambda: common.start_fpga_host(
+        case, hostname, num_fpgas))
 
 
 def _periodic(case, requests, hostname):
