@@ -25,8 +25,10 @@ VENV=${VENV:-$ROOT/.venv}
 
 # libvirt-python builds from source against libvirt-dev (found through
 # pkg-config); tests validate domain XML with virt-xml-validate
-# (libvirt-clients), a wrapper around xmllint (libxml2-utils).
-APT_PACKAGES=(libvirt-dev pkg-config libvirt-clients libxml2-utils)
+# (libvirt-clients), a wrapper around xmllint (libxml2-utils); the probe
+# initramfs builder's test packs an archive with cpio, which a minimal
+# Debian lacks.
+APT_PACKAGES=(libvirt-dev pkg-config libvirt-clients libxml2-utils cpio)
 
 
 # ---- 1. system packages ---------------------------------------------------
