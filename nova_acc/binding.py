@@ -469,10 +469,23 @@ def map_from_allocation(report_client, context, instance_uuid: str,
         rg.provider_uuids = [assignment[rg.requester_id].provider]
 
 
+# (node, provider UUID) of providers placement showed to be nova-acc pools
+# of that node. A pool's UUID is derived from its name, which starts with
+# its node's, so the answer cannot change for the UUID: later builds skip
+# the placement read (one per device group per build). Only pools, a few
+# per node, are kept; a provider that is not one is asked about each time.
+_known_pools: set[tuple[str, str]] = set()
+
+
 def _is_pool_of(report_client, context, nodename: str, rp_uuid: str) -> bool:
+    if (nodename, rp_uuid) in _known_pools:
+        return True
     name = _get(report_client, context,
                 '/resource_providers/%s' % rp_uuid)['name']
-    return pools.is_pool_provider(nodename, name, rp_uuid)
+    if not pools.is_pool_provider(nodename, name, rp_uuid):
+        return False
+    _known_pools.add((nodename, rp_uuid))
+    return True
 
 
 def _cell_of(context, instance):

@@ -56,8 +56,9 @@ Which devices there are: ``[nova_acc] device_spec`` (``configured_device_
 specs``) applied to the node devices libvirt lists (``discover``), the way
 Nova discovers ``[pci] device_spec`` devices: libvirt reads sysfs on a real
 host, and Nova's fake-libvirt fixtures stand in for a host in functional
-tests. Parsing the XML and applying the specs is
-``os_acc.discover_from_nodedevs``.
+tests. The node devices' XML comes from ``nova_acc.compute.listing``,
+which describes them again only when they changed; parsing the XML and
+applying the specs is ``os_acc.discover_from_nodedevs``.
 """
 
 from __future__ import annotations
@@ -66,17 +67,15 @@ from collections.abc import Callable, Iterable, Mapping, Set
 import dataclasses
 import typing as ty
 
-from nova import exception as nova_exc
-from nova import utils
 from nova.virt.libvirt import host as libvirt_host
 import os_acc
 import os_traits
 from oslo_log import log as logging
 
 from nova_acc import conf
-from nova_acc import exception
 from nova_acc.compute import claims
 from nova_acc.compute import ledger
+from nova_acc.compute import listing
 from nova_acc.compute import reshape
 from nova_acc import pools
 
@@ -383,67 +382,29 @@ def _drop_stale_pools(provider_tree, ours: Mapping[str, str], kept: Set[str],
 # ---- which devices the host has -------------------------------------------
 
 
-class _NodeDeviceDescriber:
-    """Describes many node devices in one call, run in one native thread.
-
-    Nova proxies every libvirt object through eventlet's thread pool, so
-    each ``XMLDesc`` of a listed device is a round trip to a native thread:
-    on a host with a PF of 2048 VFs that alone was a large part of each
-    discovery. Called through ``nova.utils.tpool_wrap``, the whole loop is
-    one round trip (a proxied call made inside the pool runs directly);
-    without eventlet the wrap does nothing.
-    """
-
-    @staticmethod
-    def describe(devices: list) -> list[tuple[str | None, str | None]]:
-        """(XML, None) for each device, or (None, why) for one that libvirt
-        cannot describe."""
-        libvirt = libvirt_host.libvirt
-        described: list[tuple[str | None, str | None]] = []
-        for dev in devices:
-            try:
-                described.append((dev.XMLDesc(0), None))
-            except libvirt.libvirtError as e:
-                described.append((None, str(e)))
-        return described
-
-
-def _nodedev_xmls(host: libvirt_host.Host) -> ty.Iterator[str]:
-    """The XML of each PCI node device libvirt knows of, listed lazily."""
-    # Nova's Host imports libvirt lazily; the module is set by now.
-    libvirt = libvirt_host.libvirt
-    # Not Nova's Host.list_all_devices: it logs libvirt's error and returns
-    # no device, which would read as every device gone from the host.
-    try:
-        listed = host.get_connection().listAllDevices(
-            libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
-    except (libvirt.libvirtError, nova_exc.HypervisorUnavailable) as e:
-        raise exception.DeviceListingFailed(
-            "libvirt could not list the host's PCI devices: %s" % e) from e
-    describer = utils.tpool_wrap(_NodeDeviceDescriber())
-    for xml, error in describer.describe(listed):
-        if xml is None:
-            # A VF can go away between the listing and its description.
-            LOG.warning('Ignoring a node device libvirt cannot describe: %s',
-                        error)
-            continue
-        yield xml
-
-
 def discover(host: libvirt_host.Host,
              device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
+             node_devices: listing.NodeDeviceListing | None = None,
              ) -> list[os_acc.Device]:
     """Devices of this host selected by ``device_specs``.
 
     libvirt is not asked when there are no specs. Parents selected for an
     mdev type come once more per type, with ``mdev_type`` set.
 
-    :param host: the libvirt driver's ``nova.virt.libvirt.host.Host``.
+    :param host: the driver's ``nova.virt.libvirt.host.Host``.
     :param device_specs: as ``nova_acc.conf.device_specs`` returns them.
+    :param node_devices: the host's listing, kept between calls
+        (``listing.NodeDeviceListing``); without, every device is described.
     :returns: devices shared with other discoveries that found the same
         node device (``os_acc.discover_from_nodedevs`` works each out
         once): read them, never change them.
     :raises os_acc.exception.InvalidDeviceSpec: naming the bad key.
     :raises DeviceListingFailed: libvirt could not list the devices.
     """
-    return os_acc.discover_from_nodedevs(_nodedev_xmls(host), device_specs)
+    def xmls() -> ty.Iterator[str]:
+        # Lazily: os_acc validates the specs before it reads the devices.
+        if node_devices is None:
+            yield from listing.full_listing(host).values()
+        else:
+            yield from node_devices.xmls(host)
+    return os_acc.discover_from_nodedevs(xmls(), device_specs)

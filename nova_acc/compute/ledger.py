@@ -210,10 +210,30 @@ def _encode(nodename: str, records: Mapping[str, DeviceRecord]) -> bytes:
 def _fields_of(records: Mapping[str, DeviceRecord]) -> dict[str, dict]:
     """The fields of the records a file holds, to make them again from
     (``DeviceLedger._read``: a copy of each, not their JSON decoded again).
+
+    Never changed once made: each record made from them gets its own
+    traits list (``DeviceRecord._from_fields``).
     """
     return {address: dict(vars(rec), address=address,
-                          traits=tuple(rec.traits))
+                          traits=list(rec.traits))
             for address, rec in records.items()}
+
+
+# Records read from a ledger file, and the fields they were made from.
+_Loaded = tuple[dict[str, DeviceRecord], Mapping[str, dict]]
+
+
+def _changed(records: Mapping[str, DeviceRecord],
+             made_from: Mapping[str, dict]) -> bool:
+    """Whether ``records`` differ from the fields they were made from.
+
+    One dict comparison per record, nothing copied before the transaction's
+    body runs: a host's ledger holds a record per device, 2048 and more on
+    a host with many VFs. A field changed, a traits list changed in place,
+    a record added, removed or replaced by an unequal one all count.
+    """
+    return records.keys() != made_from.keys() or any(
+        vars(rec) != made_from[address] for address, rec in records.items())
 
 
 class DeviceLedger:
@@ -312,12 +332,16 @@ class DeviceLedger:
         if dir_fd is None:
             with self._open_dir() as fd:
                 return {} if fd is None else self._read(fd)
+        return self._read_with_fields(dir_fd)[0]
+
+    def _read_with_fields(self, dir_fd: int) -> _Loaded:
+        """``_read``, and the fields its records were made from."""
         try:
             # O_NONBLOCK: a FIFO planted there must not hang the reader.
             fd = os.open(self.filename, os.O_RDONLY | os.O_NOFOLLOW |
                          os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise exception.LedgerUnreadable(
@@ -339,10 +363,10 @@ class DeviceLedger:
         decoded = self._decoded
         if decoded is not None and decoded[0] == raw:
             return {address: DeviceRecord._from_fields(fields)
-                    for address, fields in decoded[1].items()}
+                    for address, fields in decoded[1].items()}, decoded[1]
         records = self._decode(raw)
         self._decoded = (raw, _fields_of(records))
-        return records
+        return records, self._decoded[1]
 
     def _decode(self, raw: bytes) -> dict[str, DeviceRecord]:
         """The records of a ledger file's bytes.
@@ -422,8 +446,8 @@ class DeviceLedger:
                 'cannot create the device ledger directory %s: %s'
                 % (self.directory, e))
 
-    def _load_or_recover(self, dir_fd: int) -> dict[str, DeviceRecord]:
-        """The records; a corrupt file is moved aside and {} returned.
+    def _load_or_recover(self, dir_fd: int) -> _Loaded:
+        """``_read_with_fields``; a corrupt file is moved aside: ({}, {}).
 
         Only a file that holds something other than a ledger is corrupt.
         One that cannot be read now (an I/O error, too many open files)
@@ -434,7 +458,7 @@ class DeviceLedger:
             be moved aside (then it is kept and nothing is rebuilt).
         """
         try:
-            return self._read(dir_fd)
+            return self._read_with_fields(dir_fd)
         except exception.LedgerCorrupt as e:
             # Never stop the host for a bad file: keep it for the operator
             # and start over. The reconcile then treats every device no
@@ -452,7 +476,7 @@ class DeviceLedger:
             LOG.error('%s; moved it to %s and rebuilding the ledger from '
                       'the servers and guests on this host.', e, aside)
             self.recovered_from = aside
-            return {}
+            return {}, {}
 
     # ---- API ----------------------------------------------------------------
 
@@ -504,10 +528,10 @@ class DeviceLedger:
                 raise exception.LedgerUnreadable(
                     'the device ledger directory %s is gone' % self.directory)
             with self._lock(dir_fd):
-                records = (self._load_or_recover(dir_fd) if recover
-                           else self._read(dir_fd))
-                before = {a: r.fingerprint() for a, r in records.items()}
+                load = self._load_or_recover if recover else \
+                    self._read_with_fields
+                records, made_from = load(dir_fd)
                 yield records
-                after = {a: r.fingerprint() for a, r in records.items()}
-                if after != before or not self._exists_in(dir_fd):
+                if _changed(records, made_from) or \
+                        not self._exists_in(dir_fd):
                     self._write(records, dir_fd)

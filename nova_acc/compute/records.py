@@ -174,15 +174,6 @@ class DeviceRecord:
         """A record equal to this one that changes on its own."""
         return self._from_fields(vars(self))
 
-    def fingerprint(self) -> tuple:
-        """Every field's value, cheap to take and compare.
-
-        Equal fingerprints mean equal records (the one mutable field,
-        ``traits``, is copied), so a transaction can tell whether anything
-        changed without converting every record to a dict twice.
-        """
-        return tuple(self.__dict__.values()), tuple(self.traits)
-
     @classmethod
     def _from_fields(cls, fields: dict) -> DeviceRecord:
         """A new record from another's ``__dict__`` (its own traits list)."""

@@ -110,8 +110,8 @@ class PoolReport:
 
         Called from the driver's ``get_available_resource``, which Nova's
         resource tracker calls before it takes ``COMPUTE_RESOURCE_
-        SEMAPHORE`` for the rest of the update (as Nova lists the host's
-        PCI devices for its own tracker there). It takes the host snapshot
+        SEMAPHORE`` for the rest of the update (where Nova reports the
+        host's PCI devices for its own tracker). It takes the host snapshot
         and runs the reconcile, so that listing the host's devices and
         releasing what no server holds (resets, mdev removals: seconds on
         a real device) no longer hold up the claims of builds on the host,

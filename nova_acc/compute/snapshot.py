@@ -42,6 +42,7 @@ from nova_acc import exception
 from nova_acc import pools
 from nova_acc.compute import inventory
 from nova_acc.compute import ledger
+from nova_acc.compute import listing
 from nova_acc.compute import mdev
 
 CONF = conf.CONF
@@ -55,8 +56,10 @@ class HostSnapshot:
     """
 
     def __init__(self, host, nodename: str, device_specs: list[dict],
-                 has_mdev_specs: bool):
+                 has_mdev_specs: bool,
+                 node_devices: listing.NodeDeviceListing | None = None):
         self._host = host
+        self._node_devices = node_devices
         self.nodename = nodename
         self._device_specs = device_specs
         self._has_mdev_specs = has_mdev_specs
@@ -68,7 +71,8 @@ class HostSnapshot:
     def take(self) -> HostSnapshot:
         """List the host's devices now, if not done yet (before a lock)."""
         if self._found is None:
-            found = inventory.discover(self._host, self._device_specs)
+            found = inventory.discover(self._host, self._device_specs,
+                                       self._node_devices)
             self._found = (
                 {d.address: d for d in found if d.mdev_type is None},
                 [d for d in found if d.mdev_type is not None])
@@ -140,6 +144,9 @@ class Host:
         self.has_mdev_specs = any(
             isinstance(s, dict) and 'mdev_type' in s for s in device_specs)
         self._ledger: ledger.DeviceLedger | None = None
+        # The host's PCI node devices as last listed: a snapshot lists
+        # their names and describes again only what changed.
+        self.node_devices = listing.NodeDeviceListing()
         # Counts the changes nova-acc makes to the host's node devices
         # (mdevs created or removed): a snapshot taken before one of them
         # is not carried into another step (``PoolReport.look``).
@@ -159,7 +166,8 @@ class Host:
     def snapshot(self) -> HostSnapshot:
         """A new snapshot for one operation (nothing listed yet)."""
         return HostSnapshot(self.libvirt_host, self.nodename,
-                            self._device_specs, self.has_mdev_specs)
+                            self._device_specs, self.has_mdev_specs,
+                            self.node_devices)
 
     def create_mdev(self, parent: str, mdev_type: str, uuid: str) -> None:
         """:raises MdevError:"""

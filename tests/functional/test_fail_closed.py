@@ -362,6 +362,16 @@ class DeviceListingFailsTest(FailClosedTestBase):
             return real_list(conn, flags)
         self.useFixture(fixtures.MockPatchObject(
             fakelibvirt.Connection, 'listAllDevices', list_all_devices))
+        # A host's listing asks for the devices' names first (and describes
+        # them all only when they changed): libvirt fails that call too.
+        real_names = fakelibvirt.Connection.listDevices
+
+        def list_devices(conn, cap, flags=0):
+            if test.listing_fails:
+                list_all_devices(conn)
+            return real_names(conn, cap, flags)
+        self.useFixture(fixtures.MockPatchObject(
+            fakelibvirt.Connection, 'listDevices', list_devices))
 
     def pool_inventory(self, rp_uuid):
         inv = self.provider_inventory(rp_uuid)

@@ -98,6 +98,26 @@ class ProviderTreeTest(base.DeviceContextTestBase):
         self.assertEqual(0, self.provider_inventory(rp)['FPGA']['reserved'])
         self.assertEqual(1, len(self.domain_hostdevs('compute1', server)))
 
+    def test_an_unchanged_host_is_not_described_again(self):
+        # Each listing asks libvirt for the devices' names; only a change in
+        # them has every device described again (compute/listing.py).
+        fpgas = self.start_fpga_host('compute1', num_fpgas=2)
+        rp = self.device_rp('compute1', fpgas[1])
+        conn = self.computes['compute1'].driver._host.get_connection()
+        described = self.useFixture(fixtures.MockPatchObject(
+            conn, 'listAllDevices', wraps=conn.listAllDevices)).mock
+
+        self._run_periodics()
+        server = self.boot('resources:FPGA=1')
+        self._run_periodics()
+        self.assertEqual(0, described.call_count)
+
+        free, = set(fpgas) - set(self.held_devices('compute1', server))
+        self.remove_host_device('compute1', free)
+        self._run_periodics()
+        self.assertEqual(1, described.call_count)
+        self.assertEqual(1, self.provider_inventory(rp)['FPGA']['total'])
+
     def test_vanished_free_device_leaves_its_pool(self):
         fpgas = self.start_fpga_host('compute1', num_fpgas=2)
         rp = self.device_rp('compute1', fpgas[1])

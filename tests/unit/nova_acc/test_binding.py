@@ -254,6 +254,11 @@ class ForMoveTest(base.BaseTestCase):
 class ComputeBindingsTest(base.BaseTestCase):
     """The conductor's checks on what placement allocated."""
 
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(binding._known_pools.clear)
+        binding._known_pools.clear()
+
     def groups(self, provider_uuids, spec='resources:FPGA=1'):
         spec = objects.RequestSpec(
             scheduler_hints={'device_context': [spec]})
@@ -279,6 +284,29 @@ class ComputeBindingsTest(base.BaseTestCase):
         self.assertEqual([binding.Binding('nova_acc_0_0', rp, None, 'n1',
                                           amount=4, resource_class='FPGA')],
                          result)
+
+    def test_a_pool_is_read_from_placement_once(self):
+        rp = pool_rp('n1')
+        client = self.placement(pool_name('n1'))
+        for _ in range(2):
+            binding.compute_bindings(client, mock.Mock(), self.groups([rp]),
+                                     'n1')
+        client.get.assert_called_once_with(
+            '/resource_providers/%s' % rp, version='1.14',
+            global_request_id=mock.ANY)
+        # Known for its node only.
+        self.assertRaises(
+            exception.PrebindFailed, binding.compute_bindings,
+            client, mock.Mock(), self.groups([rp]), 'n2')
+
+    def test_a_provider_that_is_no_pool_is_read_each_time(self):
+        client = self.placement(pool_name('n1'))
+        look_alike = '0f8bd7ad-8f2e-4e0b-9a55-5b0e6d0b0a77'
+        for _ in range(2):
+            self.assertRaises(
+                exception.PrebindFailed, binding.compute_bindings,
+                client, mock.Mock(), self.groups([look_alike]), 'n1')
+        self.assertEqual(2, client.get.call_count)
 
     def test_refuses_a_provider_of_another_node(self):
         rp = pool_rp('n2')

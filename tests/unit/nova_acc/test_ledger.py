@@ -125,9 +125,9 @@ class LedgerStorageTest(base.BaseTestCase):
         self.assertEqual(before, os.stat(self.book.path).st_mtime_ns)
 
     def test_every_change_is_written(self):
-        # A transaction compares fingerprints, not dicts: a change of any
-        # field, of a traits list in place, a record added or removed, is
-        # still written.
+        # A transaction compares each record with the fields it was made
+        # from: a change of any field, of a traits list in place, a record
+        # added, replaced or removed, is written.
         changes = [
             lambda records: setattr(records[A], 'rp_uuid', 'elsewhere'),
             lambda records: records[A].traits.append('CUSTOM_MORE'),

@@ -49,7 +49,7 @@ class HostFixture(fixtures.Fixture):
         self.devices = [fpga(A), fpga(B)]
         self.discover = self.useFixture(fixtures.MockPatchObject(
             inventory, 'discover',
-            side_effect=lambda h, s: list(self.devices))).mock
+            side_effect=lambda h, s, n: list(self.devices))).mock
         self.libvirt_host = mock.Mock()
         self.libvirt_host.get_hostname.return_value = NODE
         self.host = snapshot.Host(self.libvirt_host,

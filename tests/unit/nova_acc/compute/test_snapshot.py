@@ -47,6 +47,9 @@ class FakeNodeDevice:
         self.xml = xml
         self.error = error
 
+    def name(self):
+        return 'pci_%d' % id(self)
+
     def XMLDesc(self, flags):
         if self.error is not None:
             raise self.error
@@ -71,7 +74,7 @@ class DiscoverTest(base.BaseTestCase):
         ]
 
     def test_lists_pci_node_devices(self):
-        with self.assertLogs('nova_acc.compute.inventory', 'WARNING') as logs:
+        with self.assertLogs('nova_acc.compute.listing', 'WARNING') as logs:
             found = inventory.discover(self.host, [{'address': '*'}])
         self.list_all.assert_called_once_with(
             libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
@@ -103,7 +106,8 @@ class HostSnapshotTest(base.BaseTestCase):
         super().setUp()
         self.found = [FPGA, GPU]
         self.discover = self.useFixture(fixtures.MockPatchObject(
-            inventory, 'discover', side_effect=lambda h, s: self.found)).mock
+            inventory, 'discover',
+            side_effect=lambda h, s, n: self.found)).mock
         self.list_mdevs = self.useFixture(fixtures.MockPatchObject(
             snapshot.mdev, 'list_mdevs', return_value={})).mock
         self.libvirt_host = mock.Mock()
@@ -117,7 +121,8 @@ class HostSnapshotTest(base.BaseTestCase):
         self.discover.assert_not_called()
 
     def test_every_fact_comes_from_one_listing(self):
-        snap = self.host().snapshot()
+        host = self.host()
+        snap = host.snapshot()
         self.assertEqual({FPGA.address: FPGA}, snap.managed)
         self.assertEqual([GPU], snap.mdev_parents)
         self.assertEqual(
@@ -125,8 +130,10 @@ class HostSnapshotTest(base.BaseTestCase):
              pools.pool_uuid('node1', pools.PoolKey.of(GPU))},
             set(snap.pools))
         snap.take()
+        # The host's listing, kept between snapshots, describes the devices.
         self.discover.assert_called_once_with(
-            self.libvirt_host, [{'vendor_id': '1172'}, VGPU_SPEC])
+            self.libvirt_host, [{'vendor_id': '1172'}, VGPU_SPEC],
+            host.node_devices)
 
     def test_each_operation_gets_its_own_listing(self):
         host = self.host()
