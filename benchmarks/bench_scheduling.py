@@ -14,10 +14,13 @@
 Every result is a ratio against a baseline measured in the same run, on the
 same cloud, so the numbers compare across machines (see README.md):
 
-* ``boot``: one host with 8 FPGAs (one device pool). Seconds per boot with
-  ``resources:FPGA=1`` / without a device context, and with
+* ``boot``: one host with 8 FPGAs (one device pool) and 8 other PCI
+  devices that Nova's own PCI tracker hands out (``[pci] device_spec`` and
+  an alias). Seconds per boot with ``resources:FPGA=1`` / without a device
+  context, with a flavor asking Nova for one of its devices
+  (``pci_passthrough:alias``) / without, the first / the second, and with
   ``resources:FPGA=8`` (the whole pool in one group) / with
-  ``resources:FPGA=1``.
+  ``resources:FPGA=1``. Every kind boots the same flavor's size.
 * ``wide``: seconds per boot with G groups (``resources:FPGA=1;...``) / with
   one group, with placement's default candidate generation, on one host
   whose devices are one pool (8 and 16 FPGAs) and on one host whose devices
@@ -63,6 +66,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 import fixtures  # noqa: E402
 from nova.compute import resource_tracker  # noqa: E402
+import nova.conf as nova_conf  # noqa: E402
 from nova.scheduler.client import report  # noqa: E402
 from nova.tests.fixtures import libvirt as fakelibvirt  # noqa: E402
 
@@ -141,26 +145,59 @@ def _address(bus, index):
     return bus + index // 256, (index % 256) // 8, index % 8
 
 
-def start_fpga_host(case, hostname, num_fpgas, numa_nodes=1):
+#: The product ID of the devices Nova's own PCI tracker hands out in the
+#: ``boot`` benchmark (``[pci] device_spec``; FPGAs of nova-acc's vendor
+#: with another product, which ``[nova_acc] device_spec`` does not select).
+NOVA_PCI_PRODUCT = '5051'
+#: Their ``[pci] alias``.
+NOVA_PCI_ALIAS = {'vendor_id': fixtures_cloud.FPGA_VENDOR,
+                  'product_id': NOVA_PCI_PRODUCT, 'name': 'nova-fpga',
+                  'device_type': 'type-PCI'}
+
+
+def use_nova_pci_devices(case):
+    """Nova's own PCI passthrough for the ``NOVA_PCI_PRODUCT`` devices.
+
+    Before the hosts start: ``[pci] device_spec`` and ``alias``, and the
+    scheduler's ``PciPassthroughFilter``.
+    """
+    case.flags(device_spec=[json.dumps({
+        'vendor_id': fixtures_cloud.FPGA_VENDOR,
+        'product_id': NOVA_PCI_PRODUCT})], group='pci')
+    case.flags(alias=[json.dumps(NOVA_PCI_ALIAS)], group='pci')
+    filters = list(nova_conf.CONF.filter_scheduler.enabled_filters)
+    if 'PciPassthroughFilter' not in filters:
+        case.flags(enabled_filters=filters + ['PciPassthroughFilter'],
+                   group='filter_scheduler')
+
+
+def start_fpga_host(case, hostname, num_fpgas, numa_nodes=1, num_nova_pci=0):
     """A compute with ``num_fpgas`` FPGAs, as many as wanted.
 
     ``case.start_fpga_host`` puts each FPGA in a slot of its own, so at most
     32; here 8 functions share a slot and 256 a bus. With ``numa_nodes`` 2
-    the first half is on NUMA node 0, the rest on node 1.
+    the first half is on NUMA node 0, the rest on node 1. After them,
+    ``num_nova_pci`` devices for Nova's own PCI tracker
+    (``use_nova_pci_devices``).
     """
-    bus = _take_buses(case, (num_fpgas + 255) // 256)
+    total = num_fpgas + num_nova_pci
+    bus = _take_buses(case, (total + 255) // 256)
     pci_info = fakelibvirt.HostPCIDevicesInfo(num_pci=0, num_pfs=0,
                                               num_vfs=0)
     addresses = []
-    for i in range(num_fpgas):
+    for i in range(total):
         b, slot, function = _address(bus, i)
+        ours = i < num_fpgas
         dev = pci_info.add_device(
             dev_type='PCI', bus=b, slot=slot, function=function,
-            iommu_group=40 + i, numa_node=i * numa_nodes // num_fpgas,
+            iommu_group=40 + i,
+            numa_node=i * numa_nodes // num_fpgas if ours else 0,
             vend_id=fixtures_cloud.FPGA_VENDOR,
-            prod_id=fixtures_cloud.FPGA_PRODUCT)
-        addresses.append(dev.address)
-        case._make_sysfs_device(dev.address)
+            prod_id=(fixtures_cloud.FPGA_PRODUCT if ours
+                     else NOVA_PCI_PRODUCT))
+        if ours:
+            addresses.append(dev.address)
+            case._make_sysfs_device(dev.address)
     case.host_devices[hostname] = addresses
     case.start_compute(hostname, pci_info=pci_info)
     return addresses
@@ -379,7 +416,7 @@ def failure_log(case):
                      'Error' in line)
 
 
-def timed_boot(case, contexts):
+def timed_boot(case, contexts, flavor_id=None):
     """Seconds from the POST to the end of the build (``launched_at``).
 
     ``launched_at`` is set by nova-compute when the guest is up, with
@@ -387,7 +424,7 @@ def timed_boot(case, contexts):
     not round the result.
     """
     start = _utcnow()
-    server = case.boot(*contexts, wait=False)
+    server = case.boot(*contexts, wait=False, flavor_id=flavor_id)
     server = case.wait_for_build_end(server)
     if server['status'] != 'ACTIVE':
         raise RuntimeError('server %s is %s: %s\n%s' % (
@@ -408,21 +445,29 @@ def median_boots(case, contexts, repeats):
 
 
 def bench_boot(repeats):
-    """A device context / none; the whole pool in one group / one device."""
-    kinds = {'none': (), 'FPGA=1': ('resources:FPGA=1',),
-             'FPGA=8': ('resources:FPGA=8',)}
+    """A device context / none; Nova's PCI alias / none; the context / the
+    alias; the whole pool in one group / one device."""
     with running() as case:
+        use_nova_pci_devices(case)
         requests = PlacementRequests(case)
-        start_fpga_host(case, 'compute1', 8)
-        for contexts in kinds.values():  # warm-up: first boots load code
-            timed_boot(case, contexts)
+        start_fpga_host(case, 'compute1', 8, num_nova_pci=8)
+        # The same size for every kind; the alias's flavor differs only by
+        # its extra spec.
+        plain = case._create_flavor(name='plain')
+        alias = case._create_flavor(name='nova-fpga', extra_spec={
+            'pci_passthrough:alias': '%s:1' % NOVA_PCI_ALIAS['name']})
+        kinds = {'none': ((), plain), 'FPGA=1': (('resources:FPGA=1',), plain),
+                 'FPGA=8': (('resources:FPGA=8',), plain),
+                 'alias=1': ((), alias)}
+        for contexts, flavor in kinds.values():  # warm-up: loads code
+            timed_boot(case, contexts, flavor)
         seconds = {k: [] for k in kinds}
         candidates = {}
         replayed = {}
         for _ in range(repeats):  # interleaved, so drift hits all alike
-            for kind, contexts in kinds.items():
+            for kind, (contexts, flavor) in kinds.items():
                 del requests.candidates[:]
-                seconds[kind].append(timed_boot(case, contexts))
+                seconds[kind].append(timed_boot(case, contexts, flavor))
                 candidates[kind] = requests.candidates[-1][1]
                 if contexts:
                     replayed[kind] = requests.replay_candidates_query(5)
@@ -431,6 +476,8 @@ def bench_boot(repeats):
         'boot_s': med, 'candidates': candidates,
         'candidates_query_s': replayed,
         'ratio_context_vs_none': med['FPGA=1'] / med['none'],
+        'ratio_alias_vs_none': med['alias=1'] / med['none'],
+        'ratio_context_vs_alias': med['FPGA=1'] / med['alias=1'],
         'ratio_8_devices_vs_1': med['FPGA=8'] / med['FPGA=1'],
         'ratio_8_devices_vs_1_candidates_query':
             replayed['FPGA=8'] / replayed['FPGA=1'],
@@ -662,8 +709,11 @@ def main():
 def print_summary(results):
     if 'boot' in results:
         b = results['boot']
-        print('boot, resources:FPGA=1 / no device context: %.2fx'
-              % b['ratio_context_vs_none'])
+        print('boot, resources:FPGA=1 / no device context: %.2fx; '
+              "Nova's PCI alias / none: %.2fx; resources:FPGA=1 / Nova's "
+              'PCI alias: %.2fx' % (b['ratio_context_vs_none'],
+                                    b['ratio_alias_vs_none'],
+                                    b['ratio_context_vs_alias']))
         print('boot, resources:FPGA=8 / resources:FPGA=1 (8-FPGA pool): '
               '%.2fx (candidates query %.2fx; candidates %s)' % (
                   b['ratio_8_devices_vs_1'],
