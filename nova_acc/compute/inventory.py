@@ -384,7 +384,7 @@ def _drop_stale_pools(provider_tree, ours: Mapping[str, str], kept: Set[str],
 
 def discover(host: libvirt_host.Host,
              device_specs: ty.Iterable[ty.Mapping[str, ty.Any]],
-             node_devices: listing.NodeDeviceListing | None = None,
+             node_devices: listing.NodeDeviceListing,
              ) -> list[os_acc.Device]:
     """Devices of this host selected by ``device_specs``.
 
@@ -394,7 +394,7 @@ def discover(host: libvirt_host.Host,
     :param host: the driver's ``nova.virt.libvirt.host.Host``.
     :param device_specs: as ``nova_acc.conf.device_specs`` returns them.
     :param node_devices: the host's listing, kept between calls
-        (``listing.NodeDeviceListing``); without, every device is described.
+        (``snapshot.Host.node_devices``).
     :returns: devices shared with other discoveries that found the same
         node device (``os_acc.discover_from_nodedevs`` works each out
         once): read them, never change them.
@@ -403,8 +403,5 @@ def discover(host: libvirt_host.Host,
     """
     def xmls() -> ty.Iterator[str]:
         # Lazily: os_acc validates the specs before it reads the devices.
-        if node_devices is None:
-            yield from listing.full_listing(host).values()
-        else:
-            yield from node_devices.xmls(host)
+        yield from node_devices.xmls(host)
     return os_acc.discover_from_nodedevs(xmls(), device_specs)

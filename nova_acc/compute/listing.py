@@ -101,7 +101,7 @@ class _NodeDeviceDescriber:
             return None
 
 
-def full_listing(host: libvirt_host.Host) -> dict[str, str]:
+def _full_listing(host: libvirt_host.Host) -> dict[str, str]:
     """Node device name -> XML of each PCI device libvirt knows of.
 
     :raises DeviceListingFailed: libvirt could not list them.
@@ -142,10 +142,6 @@ class NodeDeviceListing:
         self._xmls: dict[str, str] = {}
         self._listed_in_full_at: float | None = None
 
-    def forget(self) -> None:
-        """The next listing describes every device again."""
-        self._listed_in_full_at = None
-
     def xmls(self, host: libvirt_host.Host) -> list[str]:
         """The XML of each PCI node device of the host, now.
 
@@ -175,6 +171,6 @@ class NodeDeviceListing:
 
     def _list_in_full(self, host: libvirt_host.Host) -> list[str]:
         listed_at = self._clock()
-        xmls = full_listing(host)
+        xmls = _full_listing(host)
         self._xmls, self._listed_in_full_at = xmls, listed_at
         return list(xmls.values())

@@ -57,7 +57,7 @@ class HostSnapshot:
 
     def __init__(self, host, nodename: str, device_specs: list[dict],
                  has_mdev_specs: bool,
-                 node_devices: listing.NodeDeviceListing | None = None):
+                 node_devices: listing.NodeDeviceListing):
         self._host = host
         self._node_devices = node_devices
         self.nodename = nodename

@@ -108,12 +108,6 @@ class NodeDeviceListingTest(base.BaseTestCase):
                          sorted(self.listing.xmls(self.host)))
         self.assertEqual(2, self.list_all.call_count)
 
-    def test_forget_lists_in_full(self):
-        self.listing.xmls(self.host)
-        self.listing.forget()
-        self.listing.xmls(self.host)
-        self.assertEqual(2, self.list_all.call_count)
-
     def test_a_listing_that_fails_fails_whatever_was_kept(self):
         self.listing.xmls(self.host)
         timed_out = fakelibvirt.make_libvirtError(

@@ -30,6 +30,7 @@ from nova_acc import conf
 from nova_acc import exception
 from nova_acc import pools
 from nova_acc.compute import inventory
+from nova_acc.compute import listing
 from nova_acc.compute import snapshot
 from tests.unit.os_acc import test_nodedev
 
@@ -72,10 +73,18 @@ class DiscoverTest(base.BaseTestCase):
             FakeNodeDevice(test_nodedev.PF_XML),
             FakeNodeDevice(test_nodedev.NET_XML),
         ]
+        # The names the host's first listing asks for before describing
+        # every device (nova_acc/compute/listing.py).
+        self.host.get_connection.return_value.listDevices.return_value = [
+            dev.name() for dev in self.list_all.return_value]
+
+    def discover(self, specs):
+        return inventory.discover(self.host, specs,
+                                  listing.NodeDeviceListing())
 
     def test_lists_pci_node_devices(self):
         with self.assertLogs('nova_acc.compute.listing', 'WARNING') as logs:
-            found = inventory.discover(self.host, [{'address': '*'}])
+            found = self.discover([{'address': '*'}])
         self.list_all.assert_called_once_with(
             libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
         self.assertEqual(['0000:3b:00.0', '0000:af:00.0'],
@@ -86,17 +95,16 @@ class DiscoverTest(base.BaseTestCase):
         # Nova's Host.list_all_devices would log it and return no device.
         self.list_all.side_effect = libvirt.libvirtError('timed out')
         e = self.assertRaises(exception.DeviceListingFailed,
-                              inventory.discover, self.host,
-                              [{'address': '*'}])
+                              self.discover, [{'address': '*'}])
         self.assertIn('timed out', str(e))
 
     def test_no_specs_no_libvirt_call(self):
-        self.assertEqual([], inventory.discover(self.host, []))
+        self.assertEqual([], self.discover([]))
         self.list_all.assert_not_called()
 
     def test_bad_spec(self):
-        self.assertRaises(acc_exc.InvalidDeviceSpec, inventory.discover,
-                          self.host, [{'vendor': '10de'}])
+        self.assertRaises(acc_exc.InvalidDeviceSpec, self.discover,
+                          [{'vendor': '10de'}])
         self.list_all.assert_not_called()
 
 
